@@ -1,0 +1,61 @@
+"""The executor interface: submit a script, stream its lines, cancel, get a result.
+
+Only `run/` starts processes.  The engine talks to an `Executor`, never to a
+subprocess, so a cluster backend (e.g. Ray Jobs) can replace `LocalExecutor`
+and several nodes can run at once: every job is its own object, there is no
+global "current node".
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Protocol
+
+LineSink = Callable[[Literal["stdout", "stderr"], str], None]
+
+
+@dataclass
+class ExecRequest:
+    workspace: Path  # the node's own directory; the script's cwd
+    script: str = "solution.py"  # relative to workspace
+    timeout: float = 600.0  # wall-clock seconds
+    memory_limit_mb: int | None = None  # cap on the whole process tree's RSS
+    output_limit_bytes: int = 256 * 1024  # captured output kept (head + tail)
+    python: str = field(default_factory=lambda: sys.executable)
+    extra_env: dict[str, str] = field(default_factory=dict)  # added after scrubbing
+
+
+@dataclass
+class ExecResult:
+    exit_code: int | None  # None when killed
+    exc_type: str | None  # e.g. "ValueError" for an uncaught exception
+    traceback: str | None
+    wall_time: float
+    peak_memory_mb: float  # peak RSS of the whole tree, sampled
+    killed_reason: str | None  # None, "timeout", "memory limit exceeded: N MiB", "cancelled"
+    output: str  # interleaved stdout+stderr as captured, capped (head + marker + tail)
+    truncated_bytes: int  # how much was cut from the middle
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and self.killed_reason is None
+
+
+class Job(Protocol):
+    def cancel(self) -> None:
+        """Kill the job's whole process tree; result() then reports 'cancelled'."""
+
+    def wait(self, timeout: float | None = None) -> ExecResult | None:
+        """Block until finished (or `timeout`), returning the result or None."""
+
+    @property
+    def done(self) -> bool: ...
+
+
+class Executor(Protocol):
+    def submit(self, request: ExecRequest, on_line: LineSink) -> Job: ...
+
+    def shutdown(self) -> None:
+        """Kill everything still running (called on quit)."""

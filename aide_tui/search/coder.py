@@ -1,0 +1,65 @@
+"""The interface every coder implements: the LLM coder and the offline one.
+
+A coder is the paper's coding operator (draft / improve / debug) plus the
+review that reads a run's output.  The engine only sees this interface, so
+the offline baseline and Claude are interchangeable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from .node import Direction, Node, Usage
+
+DeltaSink = Callable[[str], None]  # receives streamed reply text as it arrives
+
+
+@dataclass
+class TaskContext:
+    """Everything a prompt may draw on, rebuilt once per step."""
+
+    task: str  # task.md, verbatim
+    data_preview: str  # compact description of the data files
+    memory: str  # summary of what has been tried (bounded)
+    direction: Direction | None = None  # fixed once known
+    hint: str | None = None  # the user's hint for this step
+    timeout: float = 600.0  # seconds the script may run (the prompt says so)
+
+
+@dataclass
+class Proposal:
+    plan: str
+    code: str
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass
+class Review:
+    is_bug: bool
+    metric: float | None
+    summary: str
+    direction: Direction | None = None  # which way the metric improves
+    usage: Usage = field(default_factory=Usage)
+
+
+class CoderError(Exception):
+    """The coder could not produce usable code; the node is recorded as failed."""
+
+    def __init__(self, message: str, usage: Usage | None = None):
+        super().__init__(message)
+        self.usage = usage or Usage()
+
+
+class Coder(Protocol):
+    name: str  # "llm" or "offline"
+
+    def draft(self, ctx: TaskContext, on_delta: DeltaSink) -> Proposal: ...
+
+    def improve(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal: ...
+
+    def debug(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal: ...
+
+    def review(self, ctx: TaskContext, node: Node) -> Review:
+        """`node` carries code, output and exec info; status/metric are not final yet."""
+        ...

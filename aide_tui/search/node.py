@@ -1,0 +1,108 @@
+"""A node of the solution tree and its direction-aware metric.
+
+Nodes are plain data so that the journal can store them as JSON lines and a
+resumed run rebuilds exactly the same tree.  Only finished nodes exist as
+`Node` objects; the node being built lives in the engine until it is durable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Operation = Literal["draft", "improve", "debug", "manual"]
+# ok: ran and produced a valid metric.  buggy: crashed, no metric, or the review
+# found a bug.  timeout / memory: killed by a limit (also counted as buggy).
+Status = Literal["ok", "buggy", "timeout", "memory", "cancelled"]
+Direction = Literal["maximize", "minimize"]
+
+
+def is_valid_metric(value: Any) -> bool:
+    """A metric must be a finite real number; bools are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value)
+
+
+@dataclass
+class Usage:
+    """Token counts and dollars for one or more LLM calls."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost: float = 0.0
+    calls: int = 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.cost + other.cost,
+            self.calls + other.calls,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "Usage":
+        return cls(**(data or {}))
+
+
+@dataclass
+class ExecInfo:
+    """What running the script produced, as recorded on the node."""
+
+    exit_code: int | None = None
+    exc_type: str | None = None
+    traceback: str | None = None
+    wall_time: float = 0.0
+    peak_memory_mb: float = 0.0
+    killed_reason: str | None = None  # "timeout", "memory limit exceeded: N MiB", "cancelled"
+    output_truncated_bytes: int = 0
+    outputs: list[str] = field(default_factory=list)  # files the script wrote (relative paths)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "ExecInfo":
+        return cls(**(data or {}))
+
+
+@dataclass
+class Node:
+    id: int
+    parent_id: int | None
+    operation: Operation
+    step: int  # position in the run's order of creation (== id for now)
+    plan: str = ""
+    code: str = ""
+    status: Status = "buggy"
+    metric: float | None = None
+    review_summary: str = ""
+    output: str = ""  # captured stdout+stderr, capped (head + tail)
+    exec: ExecInfo = field(default_factory=ExecInfo)
+    usage: Usage = field(default_factory=Usage)
+    debug_depth: int = 0  # consecutive debug steps leading to this node
+    hint: str | None = None  # the user's hint that went into this node's prompt
+    created_at: float = 0.0
+    finished_at: float = 0.0
+
+    @property
+    def is_buggy(self) -> bool:
+        return self.status != "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Node":
+        data = dict(data)
+        data["exec"] = ExecInfo.from_dict(data.get("exec"))
+        data["usage"] = Usage.from_dict(data.get("usage"))
+        return cls(**data)
+
+
+def better(a: float, b: float, direction: Direction) -> bool:
+    """True when metric `a` is strictly better than `b` under `direction`."""
+    return a > b if direction == "maximize" else a < b

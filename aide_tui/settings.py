@@ -1,0 +1,164 @@
+"""Run settings: defaults < PROJECT/aide.toml < command-line flags.
+
+Every setting has one name: snake_case in aide.toml, kebab-case as a flag.
+Errors name the file or flag and how to fix it, and raise `UserError`.
+This module and `llm/client.py` are the only readers of the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .errors import UserError
+
+DEFAULT_CODE_MODEL = "claude-sonnet-5-5"
+DEFAULT_FEEDBACK_MODEL = "claude-haiku-5-5"
+
+
+def default_memory_limit() -> str:
+    """Half of the machine's RAM, so a runaway script cannot take the machine down."""
+    mib = psutil.virtual_memory().total // (2 * 1024 * 1024)
+    return f"{mib}M"
+
+
+@dataclass
+class Settings:
+    steps: int = field(default=20, metadata={"help": "total number of nodes in the run (a resumed run continues up to it)"})
+    num_drafts: int = field(default=5, metadata={"help": "drafts to write before improving or debugging"})
+    debug_prob: float = field(default=0.5, metadata={"help": "probability of debugging a buggy leaf instead of improving the best node"})
+    max_debug_depth: int = field(default=3, metadata={"help": "give up debugging a line of fixes after this many debug steps"})
+    timeout: float = field(default=600.0, metadata={"help": "seconds a solution script may run before it is killed"})
+    memory_limit: str = field(default_factory=default_memory_limit, metadata={"help": "memory cap for a script's whole process tree (e.g. 2G, 512M)"})
+    output_limit: str = field(default="256K", metadata={"help": "output kept per node (head and tail), e.g. 256K"})
+    code_model: str = field(default=DEFAULT_CODE_MODEL, metadata={"help": "Claude model that writes code"})
+    feedback_model: str = field(default=DEFAULT_FEEDBACK_MODEL, metadata={"help": "Claude model that reviews a run's output"})
+    budget: float | None = field(default=None, metadata={"help": "stop the run cleanly once LLM spend reaches this many dollars"})
+    seed: int = field(default=0, metadata={"help": "seed for the search policy's random choices"})
+    coder: str = field(default="auto", metadata={"help": "llm, offline, or auto (llm when ANTHROPIC_API_KEY is set)"})
+    max_tokens: int = field(default=8192, metadata={"help": "largest reply the coding model may write"})
+    llm_timeout: float = field(default=300.0, metadata={"help": "seconds before one LLM request gives up"})
+    llm_retries: int = field(default=4, metadata={"help": "SDK retries for 429/529/5xx before the step fails"})
+    memory_chars: int = field(default=6000, metadata={"help": "size budget of the 'what was tried' summary in prompts"})
+    preview_chars: int = field(default=6000, metadata={"help": "size budget of the data preview in prompts"})
+    python: str = field(default="", metadata={"help": "Python interpreter that runs solutions (default: the one running aide-tui)"})
+
+    # -- derived values
+    @property
+    def memory_limit_mb(self) -> int:
+        return parse_size(self.memory_limit, "memory_limit") // (1024 * 1024)
+
+    @property
+    def output_limit_bytes(self) -> int:
+        return parse_size(self.output_limit, "output_limit")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SETTING_NAMES = [f.name for f in fields(Settings)]
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.I)
+
+
+def parse_size(text: str | int, name: str) -> int:
+    """'2G' -> bytes.  Plain numbers are bytes."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(str(text))
+    if not m:
+        raise UserError(f"{name} = {text!r} is not a size; use a number with K, M or G (e.g. 2G)")
+    mult = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[m.group(2).lower()]
+    return int(float(m.group(1)) * mult)
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    f = next(f for f in fields(Settings) if f.name == name)
+    typ = str(f.type)
+    try:
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none") and "None" in typ):
+            if "None" in typ:
+                return None
+            raise ValueError
+        if typ.startswith("int"):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if typ.startswith("float"):
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        kind = typ.split(" ")[0]
+        raise UserError(f"{where}: {name} = {value!r} is not a valid {kind}") from None
+
+
+def _validate(s: Settings, where: str) -> None:
+    def bad(name: str, why: str) -> None:
+        raise UserError(f"{where}: {name} {why}")
+
+    if s.steps < 1:
+        bad("steps", "must be at least 1")
+    if s.num_drafts < 0:
+        bad("num_drafts", "must be 0 or more")
+    if not 0.0 <= s.debug_prob <= 1.0:
+        bad("debug_prob", "must be between 0 and 1")
+    if s.max_debug_depth < 0:
+        bad("max_debug_depth", "must be 0 or more")
+    if s.timeout <= 0:
+        bad("timeout", "must be a positive number of seconds")
+    if s.budget is not None and s.budget <= 0:
+        bad("budget", "must be a positive number of dollars")
+    if s.coder not in ("auto", "llm", "offline"):
+        bad("coder", "must be llm, offline or auto")
+    if s.memory_limit_mb < 16:
+        bad("memory_limit", "must be at least 16M")
+    parse_size(s.output_limit, "output_limit")
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror}); check the file's permissions") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc}); fix the syntax or delete the file") from None
+    # Accept a flat table or an [aide] section.
+    if isinstance(data.get("aide"), dict):
+        data = {**{k: v for k, v in data.items() if k != "aide"}, **data["aide"]}
+    return data
+
+
+def resolve(project_toml: Path | None, overrides: dict[str, Any]) -> Settings:
+    """Build Settings from defaults, the project's aide.toml and flag overrides."""
+    values: dict[str, Any] = {}
+    if project_toml is not None and project_toml.exists():
+        for key, value in load_toml(project_toml).items():
+            name = key.replace("-", "_")
+            if name not in SETTING_NAMES:
+                close = [n for n in SETTING_NAMES if n.split("_")[0] in name or name in n]
+                tip = f"; did you mean {close[0]}?" if close else f"; known settings: {', '.join(SETTING_NAMES)}"
+                raise UserError(f"{project_toml}: unknown setting {key!r}{tip}")
+            values[name] = _coerce(name, value, str(project_toml))
+        where = str(project_toml)
+    else:
+        where = "settings"
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+            where = f"--{name.replace('_', '-')}" if name in overrides else where
+    settings = Settings(**values)
+    _validate(settings, where)
+    return settings
+
+
+def api_key_present() -> bool:
+    return bool(os.environ.get("ANTHROPIC_API_KEY"))
