@@ -1,0 +1,355 @@
+"""Commit every search node to its own git branch without touching the user's checkout.
+
+Why this shape (see /work/shared/FACTS.md for the measurements):
+
+* The user's HEAD, index and working tree are never read for writing and never
+  modified.  Going through an index (even GitPython's ``IndexFile.from_tree``)
+  either leaks the user's staged changes into our commits or moves
+  ``.git/index`` aside during the call, so we don't use an index at all: blobs,
+  trees and commits are written as loose objects in-process (gitdb's
+  ``LooseObjectDB``, no subprocess per object), trees are serialised by hand.
+* The branch ref is created by one ``git update-ref <ref> <sha> ""`` call: the
+  empty old value makes creation atomic (it fails if the ref already exists)
+  and with ``core.hooksPath=/dev/null`` no hook runs (update-ref would
+  otherwise run a ``reference-transaction`` hook).  That subprocess is the only one per node.
+* Author and committer are always ``aide-tui <aide-tui@localhost>`` with the
+  current time, so it works without ``user.name``/``user.email`` configured.
+* GitPython is not thread-safe (a shared ``Repo`` deadlocks on its
+  ``cat-file --batch`` pipe).  Each ``GitStore`` owns its own ``Repo``; create
+  one store per thread.  A lock serialises calls in case one is shared anyway.
+
+Node files are committed at the *tree root* of the node commit, even when
+``project_dir`` is a subdirectory of the repository: a node commit is a
+snapshot of the node's workspace, not of the user's project.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import git
+from gitdb import IStream
+from gitdb.db.loose import LooseObjectDB
+
+IDENT_NAME = "aide-tui"
+IDENT_EMAIL = "aide-tui@localhost"
+
+_BLOB_MODE = b"100644"
+_TREE_MODE = b"40000"
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+# Characters git forbids anywhere in a ref name (git check-ref-format(1)).
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+_TRAILER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+# Environment that would redirect our plumbing at another repo or index.
+_SCRUBBED_ENV = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_PREFIX",
+    "GIT_NAMESPACE",
+    "GIT_COMMON_DIR",
+)
+SUBJECT_MAX = 72
+
+
+class GitStoreError(RuntimeError):
+    """A git operation failed for a reason other than bad input."""
+
+
+def validate_branch(branch: str) -> None:
+    """Raise ValueError unless ``refs/heads/<branch>`` passes git check-ref-format --branch.
+
+    Done in Python (no subprocess) because it runs on every commit.
+    """
+    if not isinstance(branch, str) or not branch:
+        raise ValueError("branch name must be a non-empty string")
+    problems = []
+    if _BAD_REF_CHARS.search(branch):
+        problems.append("contains a space, control character or one of ~^:?*[\\")
+    if branch.startswith("/") or branch.endswith("/") or "//" in branch:
+        problems.append("has an empty path component")
+    if ".." in branch:
+        problems.append("contains '..'")
+    if "@{" in branch or branch == "@":
+        problems.append("contains '@{' or is '@'")
+    if branch.endswith("."):
+        problems.append("ends with '.'")
+    if branch.startswith("-"):
+        problems.append("starts with '-'")
+    for part in branch.split("/"):
+        if part.startswith(".") or part.endswith(".lock"):
+            problems.append(f"component {part!r} starts with '.' or ends with '.lock'")
+            break
+    if problems:
+        raise ValueError(f"invalid branch name {branch!r}: " + "; ".join(problems))
+
+
+def _validate_path(path: str) -> list[str]:
+    """Split a node file path into components, rejecting anything git would not store."""
+    if not isinstance(path, str) or not path:
+        raise ValueError("file path must be a non-empty string")
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", "..") or "\x00" in part:
+            raise ValueError(f"invalid file path {path!r}")
+        if part.lower() == ".git":
+            raise ValueError(f"file path {path!r} contains a .git component")
+    return parts
+
+
+def commit_message(subject_and_body: str, trailers: dict[str, str]) -> str:
+    """Turn a node's plan text into a commit message with ``Aide-*`` trailers.
+
+    The first non-empty line becomes the subject, cut to ~72 characters; when it
+    is cut the full line is repeated in the body so nothing is lost.  Trailers
+    go in a final paragraph of their own so ``git interpret-trailers`` and
+    ``%(contents:trailers:key=...)`` parse them.  Lines of the body that are a
+    ``---`` divider would make git treat the rest as a patch and hide the
+    trailers, so they are indented by one space.
+    """
+    lines = [line.rstrip() for line in (subject_and_body or "").strip().splitlines()]
+    subject = lines[0].strip() if lines else ""
+    body_lines = lines[1:]
+    while body_lines and not body_lines[0]:
+        body_lines.pop(0)
+    if not subject:
+        subject = "(no plan)"
+    if len(subject) > SUBJECT_MAX:
+        cut = subject[: SUBJECT_MAX - 1]
+        if " " in cut[SUBJECT_MAX // 2 :]:
+            cut = cut[: cut.rfind(" ")]
+        body_lines = [subject, ""] + body_lines if body_lines else [subject]
+        subject = cut.rstrip() + "…"
+    body_lines = [" " + line if line.startswith("---") else line for line in body_lines]
+
+    trailer_lines = []
+    for key, value in trailers.items():
+        if not _TRAILER_KEY.match(key):
+            raise ValueError(f"invalid trailer key {key!r}")
+        flat = " ".join(str(value).split())
+        trailer_lines.append(f"{key}: {flat}")
+
+    parts = [subject]
+    body = "\n".join(body_lines).strip("\n")
+    if body:
+        parts.append(body)
+    if trailer_lines:
+        parts.append("\n".join(trailer_lines))
+    return "\n\n".join(parts) + "\n"
+
+
+class GitStore:
+    """Objects-and-refs-only writer for node commits in one repository.
+
+    Not to be shared across threads: construct one per thread (cheap).
+    """
+
+    def __init__(self, project_dir: Path):
+        project_dir = Path(project_dir).resolve()
+        project_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._repo = git.Repo(project_dir, search_parent_directories=True)
+        except git.InvalidGitRepositoryError:
+            self._repo = git.Repo.init(project_dir)
+        self._git_dir = Path(self._repo.git_dir)
+        common = Path(self._repo.common_dir)
+        self._loose = LooseObjectDB(str(common / "objects"))
+        work = self._repo.working_tree_dir
+        self._repo_dir = Path(work) if work else self._git_dir
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        env.update(
+            GIT_AUTHOR_NAME=IDENT_NAME,
+            GIT_AUTHOR_EMAIL=IDENT_EMAIL,
+            GIT_COMMITTER_NAME=IDENT_NAME,
+            GIT_COMMITTER_EMAIL=IDENT_EMAIL,
+            GIT_TERMINAL_PROMPT="0",
+            LC_ALL="C",
+        )
+        self._env = env
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- reading -----------------------------------------------------------
+
+    @property
+    def repo_dir(self) -> Path:
+        """Top of the working tree (the git dir for a bare repository)."""
+        return self._repo_dir
+
+    def head_commit(self) -> str | None:
+        """The user's HEAD commit sha, or None on an unborn branch. Read-only."""
+        with self._lock:
+            try:
+                return self._repo.head.commit.hexsha
+            except ValueError:
+                return None
+
+    def branch_sha(self, branch: str) -> str | None:
+        """Sha that ``refs/heads/<branch>`` points at, or None if it doesn't exist."""
+        validate_branch(branch)
+        with self._lock:
+            return self._branch_sha(branch)
+
+    def list_branches(self, prefix: str) -> dict[str, str]:
+        """All branches whose name starts with ``prefix``, as {branch: sha}.
+
+        for-each-ref matches patterns only up to a slash, so the directory part
+        of the prefix narrows the scan and the rest is filtered here.
+        """
+        with self._lock:
+            directory = prefix[: prefix.rfind("/") + 1] if "/" in prefix else ""
+            out = self._run(
+                "for-each-ref",
+                "--format=%(objectname) %(refname)",
+                "refs/heads/" + directory,
+            )
+        result = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition(" ")
+            name = ref[len("refs/heads/") :]
+            if name.startswith(prefix):
+                result[name] = sha
+        return result
+
+    # -- writing -----------------------------------------------------------
+
+    def commit_node(
+        self, branch: str, parent: str | None, files: dict[str, bytes], message: str
+    ) -> str:
+        """Create ``refs/heads/<branch>`` at a new commit holding ``files``.
+
+        ``parent`` None makes a root commit.  If the branch already exists (a
+        resumed run re-committing a node) its sha is returned and nothing is
+        written.  Returns the commit sha.
+        """
+        validate_branch(branch)
+        with self._lock:
+            self._check_open()
+            existing = self._branch_sha(branch)
+            if existing is not None:
+                return existing
+            if parent is not None:
+                self._check_commit(parent)
+            tree = self._write_tree(self._nest(files))
+            sha = self._write_commit(tree, parent, message)
+            ref = "refs/heads/" + branch
+            proc = self._popen_run("update-ref", "-m", "aide-tui: node", ref, sha, "")
+            if proc.returncode != 0:
+                # Lost a race with another writer: report whatever won.
+                existing = self._branch_sha(branch)
+                if existing is not None:
+                    return existing
+                raise GitStoreError(f"git update-ref {ref} failed: {proc.stderr.strip()}")
+            return sha
+
+    def close(self) -> None:
+        """Stop GitPython's persistent cat-file processes."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._repo.close()
+
+    def __enter__(self) -> "GitStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise GitStoreError("GitStore is closed")
+
+    def _popen_run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            # hooksPath=/dev/null: update-ref would otherwise run the user's
+            # reference-transaction hook.
+            ["git", "-c", "core.hooksPath=/dev/null", "--git-dir", str(self._git_dir), *args],
+            cwd=self._git_dir,
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
+
+    def _run(self, *args: str) -> str:
+        proc = self._popen_run(*args)
+        if proc.returncode != 0:
+            raise GitStoreError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def _branch_sha(self, branch: str) -> str | None:
+        """Resolve in-process (loose file or packed-refs) to avoid a subprocess."""
+        try:
+            return git.SymbolicReference.dereference_recursive(self._repo, "refs/heads/" + branch)
+        except ValueError:
+            return None
+
+    def _check_commit(self, sha: str) -> None:
+        if not isinstance(sha, str) or not _HEX40.match(sha):
+            raise ValueError(f"parent must be a full 40-hex commit sha, got {sha!r}")
+        try:
+            info = self._repo.odb.info(bytes.fromhex(sha))
+        except Exception as exc:  # gitdb/GitPython raise several types
+            raise ValueError(f"parent {sha} is not an object in this repository") from exc
+        if info.type != b"commit":
+            raise ValueError(f"parent {sha} is a {info.type.decode()}, not a commit")
+
+    @staticmethod
+    def _nest(files: dict[str, bytes]) -> dict:
+        """{'a/b.txt': data} -> {'a': {'b.txt': data}}; a name can't be both file and dir."""
+        root: dict = {}
+        for path, data in files.items():
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise ValueError(f"content of {path!r} must be bytes")
+            parts = _validate_path(path)
+            node = root
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ValueError(f"{path!r} needs {part!r} to be a directory and a file")
+            if parts[-1] in node:
+                raise ValueError(f"{path!r} conflicts with another file path")
+            node[parts[-1]] = bytes(data)
+        return root
+
+    def _store(self, kind: bytes, data: bytes) -> bytes:
+        return self._loose.store(IStream(kind, len(data), io.BytesIO(data))).binsha
+
+    def _write_tree(self, node: dict) -> bytes:
+        """Write a tree (recursively) and return its binary sha.
+
+        git sorts entries by name bytes with directories compared as 'name/'.
+        """
+        entries = []
+        for name, value in node.items():
+            raw = name.encode("utf-8")
+            if isinstance(value, dict):
+                entries.append((raw + b"/", _TREE_MODE, raw, self._write_tree(value)))
+            else:
+                entries.append((raw, _BLOB_MODE, raw, self._store(b"blob", value)))
+        entries.sort(key=lambda e: e[0])
+        data = b"".join(mode + b" " + raw + b"\0" + sha for _, mode, raw, sha in entries)
+        return self._store(b"tree", data)
+
+    def _write_commit(self, tree: bytes, parent: str | None, message: str) -> str:
+        now = int(time.time())
+        offset = time.localtime(now).tm_gmtoff // 60
+        sign = "+" if offset >= 0 else "-"
+        tz = f"{sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+        ident = f"{IDENT_NAME} <{IDENT_EMAIL}> {now} {tz}"
+        lines = [f"tree {tree.hex()}"]
+        if parent is not None:
+            lines.append(f"parent {parent}")
+        lines += [f"author {ident}", f"committer {ident}", ""]
+        if not message.endswith("\n"):
+            message += "\n"
+        data = ("\n".join(lines) + "\n" + message).encode("utf-8")
+        return self._store(b"commit", data).hex()
