@@ -41,6 +41,7 @@ class Settings:
     code_model: str = field(default=DEFAULT_CODE_MODEL, metadata={"help": "Claude model that writes code"})
     feedback_model: str = field(default=DEFAULT_FEEDBACK_MODEL, metadata={"help": "Claude model that reviews a run's output"})
     budget: float | None = field(default=None, metadata={"help": "stop the run cleanly once LLM spend reaches this many dollars"})
+    direction: str = field(default="auto", metadata={"help": "maximize, minimize, or auto (the first valid review decides)"})
     seed: int = field(default=0, metadata={"help": "seed for the search policy's random choices"})
     coder: str = field(default="auto", metadata={"help": "llm, offline, or auto (llm when ANTHROPIC_API_KEY is set)"})
     max_tokens: int = field(default=8192, metadata={"help": "largest reply the coding model may write"})
@@ -116,6 +117,8 @@ def _validate(s: Settings, where: str) -> None:
         bad("timeout", "must be a positive number of seconds")
     if s.budget is not None and s.budget <= 0:
         bad("budget", "must be a positive number of dollars")
+    if s.direction not in ("auto", "maximize", "minimize"):
+        bad("direction", "must be maximize, minimize or auto")
     if s.coder not in ("auto", "llm", "offline"):
         bad("coder", "must be llm, offline or auto")
     if s.memory_limit_mb < 16:

@@ -1,0 +1,157 @@
+"""The project a user points aide-tui at, and what aide-tui keeps inside it.
+
+PROJECT/
+  task.md            goal, metric, data description (required)
+  aide.toml          optional settings
+  <data files>       any layout, e.g. data/train.csv
+  .aide/             everything aide-tui writes (plus git refs under aide/)
+    lock             held by the one running instance
+    runs/<run>/      run.json, journal.jsonl, preview.md, nodes/<id>/ workspaces
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+AIDE_DIR = ".aide"
+
+
+def write_atomic(path: Path, data: str) -> None:
+    """Write via a temp file + rename so a crash never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class Project:
+    root: Path
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Project":
+        root = Path(path).expanduser()
+        if not root.exists():
+            raise UserError(f"{root}: no such directory; give the path of a project holding task.md")
+        if not root.is_dir():
+            raise UserError(f"{root}: not a directory; give the project directory that holds task.md")
+        root = root.resolve()
+        task = root / "task.md"
+        if not task.exists():
+            raise UserError(f"{task}: missing; write the goal, metric and data description there (see examples/)")
+        try:
+            text = task.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{task}: cannot read ({exc}); make it a readable UTF-8 text file") from None
+        if not text.strip():
+            raise UserError(f"{task}: empty; describe the goal, the metric and the data files")
+        return cls(root)
+
+    @property
+    def task_file(self) -> Path:
+        return self.root / "task.md"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / "aide.toml"
+
+    @property
+    def aide_dir(self) -> Path:
+        return self.root / AIDE_DIR
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.aide_dir / "runs"
+
+    def task_text(self) -> str:
+        return self.task_file.read_text(encoding="utf-8")
+
+    def run_dir(self, run: str) -> Path:
+        return self.runs_dir / run
+
+    def runs(self) -> list[str]:
+        if not self.runs_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.runs_dir.iterdir() if (p / "run.json").exists())
+
+    def read_run_info(self, run: str) -> dict[str, Any]:
+        return json.loads((self.run_dir(run) / "run.json").read_text(encoding="utf-8"))
+
+    def unfinished_run(self) -> str | None:
+        """The newest run that has not reached its step count (stopped, killed or paused)."""
+        for run in reversed(self.runs()):
+            try:
+                if self.read_run_info(run).get("status") != "completed":
+                    return run
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def latest_run(self) -> str | None:
+        runs = self.runs()
+        return runs[-1] if runs else None
+
+    def new_run_name(self) -> str:
+        base = time.strftime("%Y%m%d-%H%M%S")
+        name, n = base, 1
+        while (self.runs_dir / name).exists():
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+
+def unfinished_run(project_dir: Path) -> str | None:
+    """Name of a run that can be resumed, if any (used by front ends to offer resume)."""
+    return Project.open(project_dir).unfinished_run()
+
+
+class InstanceLock:
+    """One aide-tui per project: an flock on .aide/lock, released when the process dies.
+
+    flock (not a pid file) so a kill -9 never leaves a stale lock behind.
+    """
+
+    def __init__(self, project: Project):
+        self.path = project.aide_dir / "lock"
+        self._fh = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise UserError(
+                f"{self.path}: another aide-tui is running on this project ({holder}); wait for it to finish or stop it"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "InstanceLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
