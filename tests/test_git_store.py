@@ -284,3 +284,15 @@ def test_closed_store_refuses_writes(dirty_repo):
     store.close()  # idempotent
     with pytest.raises(RuntimeError):
         store.commit_node("aide/r/0000-draft", None, {"a": b""}, "m")
+
+
+def test_ref_cache_follows_pack_and_delete(dirty_repo):
+    """branch_sha caches packed-refs; packing, deleting and recreating must show through."""
+    with GitStore(dirty_repo) as store:
+        a = store.commit_node("aide/r/0000-draft", None, {"a": b"1"}, "m")
+        git(dirty_repo, "pack-refs", "--all")
+        assert store.branch_sha("aide/r/0000-draft") == a
+        git(dirty_repo, "update-ref", "-d", "refs/heads/aide/r/0000-draft")
+        assert store.branch_sha("aide/r/0000-draft") is None
+        b = store.commit_node("aide/r/0000-draft", None, {"a": b"2"}, "m")
+        assert b != a and store.branch_sha("aide/r/0000-draft") == b

@@ -158,8 +158,10 @@ class GitStore:
         except git.InvalidGitRepositoryError:
             self._repo = git.Repo.init(project_dir)
         self._git_dir = Path(self._repo.git_dir)
-        common = Path(self._repo.common_dir)
-        self._loose = LooseObjectDB(str(common / "objects"))
+        self._common_dir = Path(self._repo.common_dir)
+        self._loose = LooseObjectDB(str(self._common_dir / "objects"))
+        self._packed: dict[str, str] = {}
+        self._packed_sig: tuple | None = None
         work = self._repo.working_tree_dir
         self._repo_dir = Path(work) if work else self._git_dir
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
@@ -286,11 +288,44 @@ class GitStore:
         return proc.stdout
 
     def _branch_sha(self, branch: str) -> str | None:
-        """Resolve in-process (loose file or packed-refs) to avoid a subprocess."""
+        """Resolve in-process to avoid a subprocess per commit.
+
+        A loose ref file wins over packed-refs (as in git).  packed-refs is
+        parsed once and cached by its stat signature: git rewrites it by
+        rename, so any change shows as a new inode/size/mtime.  Rescanning
+        5,000 packed refs in Python each time cost ~3 ms per commit.
+        """
+        ref = "refs/heads/" + branch
         try:
-            return git.SymbolicReference.dereference_recursive(self._repo, "refs/heads/" + branch)
-        except ValueError:
-            return None
+            content = (self._common_dir / ref).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            content = None
+        if content is not None:
+            if _HEX40.match(content):
+                return content
+            try:  # symbolic or odd ref: let GitPython follow it
+                return git.SymbolicReference.dereference_recursive(self._repo, ref)
+            except ValueError:
+                return None
+        return self._packed_refs().get(ref)
+
+    def _packed_refs(self) -> dict[str, str]:
+        path = self._common_dir / "packed-refs"
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return {}
+        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if signature != self._packed_sig:
+            refs = {}
+            with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+                for line in fh:
+                    if line[:1] in ("#", "^"):
+                        continue
+                    sha, _, name = line.rstrip("\n").partition(" ")
+                    refs[name] = sha
+            self._packed, self._packed_sig = refs, signature
+        return self._packed
 
     def _check_commit(self, sha: str) -> None:
         if not isinstance(sha, str) or not _HEX40.match(sha):
