@@ -1,0 +1,413 @@
+"""A local stand-in for the Anthropic Messages API, spoken over real HTTP.
+
+Why: the LLM client must be tested through the real `anthropic` SDK (its
+retries, SSE parsing, error classes) without network access or monkeypatching.
+This server speaks the same wire format as `POST /v1/messages` -- JSON
+messages, SSE streams with text and tool_use blocks, Anthropic-shaped errors,
+prompt-caching usage counters -- and lets tests decide every reply and inject
+faults.
+
+Usage:
+    with FakeMessagesAPI(responder=lambda body: TextReply("hi")) as api:
+        client = anthropic.Anthropic(base_url=api.url, api_key="sk-test")
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Union
+
+__all__ = [
+    "FakeMessagesAPI",
+    "TextReply",
+    "ToolReply",
+    "ErrorReply",
+    "MidStreamError",
+    "Reply",
+    "last_user_text",
+    "system_text",
+    "ERROR_TYPES",
+]
+
+# The error `type` the real API sends for each status.
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass
+class TextReply:
+    text: str
+    stop_reason: str = "end_turn"
+
+
+@dataclass
+class ToolReply:
+    name: str
+    input: dict
+    text: str = ""  # optional text block before the tool_use block
+
+
+@dataclass
+class ErrorReply:
+    status: int
+    type: str = ""  # default: the real API's type for `status`
+    message: str = "simulated error"
+    retry_after_ms: int | None = 10  # short, so SDK retries are quick in tests
+
+    def __post_init__(self) -> None:
+        if not self.type:
+            self.type = ERROR_TYPES.get(self.status, "api_error")
+
+
+@dataclass
+class MidStreamError:
+    """HTTP 200 stream that starts, sends `text_before`, then an SSE `error` event.
+
+    For a non-streaming request it behaves like a 529 overloaded error.
+    """
+
+    text_before: str = "partial "
+    type: str = "overloaded_error"
+    message: str = "Overloaded"
+
+
+Reply = Union[TextReply, ToolReply, ErrorReply, MidStreamError]
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content or []:
+        if isinstance(block, dict) and block.get("type") == "text":
+            parts.append(block.get("text", ""))
+    return "\n".join(parts)
+
+
+def last_user_text(body: dict) -> str:
+    """Text of the last user message of a request body ('' if none)."""
+    for msg in reversed(body.get("messages") or []):
+        if msg.get("role") == "user":
+            return _text_of(msg.get("content"))
+    return ""
+
+
+def system_text(body: dict) -> str:
+    """The system prompt of a request body as plain text (string or blocks)."""
+    return _text_of(body.get("system"))
+
+
+def _tokens(text: str) -> int:
+    """A rough token count (4 characters per token), never 0 for non-empty text."""
+    return (len(text) + 3) // 4
+
+
+def default_responder(body: dict) -> Reply:
+    return TextReply(f"Echo: {last_user_text(body)}")
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+@dataclass
+class RequestRecord:
+    path: str
+    headers: dict[str, str]
+    body: dict
+    # What the server did: "error:<status>", "ok", "stream", "midstream-error".
+    outcome: str = ""
+    time: float = field(default_factory=time.monotonic)
+
+    def __getitem__(self, key: str) -> Any:  # dict-style access for convenience
+        return getattr(self, key)
+
+
+class FakeMessagesAPI:
+    """Threaded HTTP server on 127.0.0.1 speaking the Messages API wire format."""
+
+    def __init__(
+        self,
+        responder: Callable[[dict], Reply] | None = None,
+        *,
+        fail_rate: float = 0.0,
+        seed: int = 0,
+        delay_per_chunk: float = 0.0,
+        chunk_chars: int = 4,
+        json_chunk_chars: int = 6,
+    ) -> None:
+        self.responder: Callable[[dict], Reply] = responder or default_responder
+        self.fail_rate = fail_rate
+        self.delay_per_chunk = delay_per_chunk
+        self.chunk_chars = chunk_chars
+        self.json_chunk_chars = json_chunk_chars
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._requests: list[RequestRecord] = []
+        self._forced: deque[ErrorReply] = deque()
+        self._cache: set[str] = set()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "server not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "FakeMessagesAPI":
+        api = self
+
+        class Handler(_Handler):
+            server_api = api
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-messages-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "FakeMessagesAPI":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- inspection and fault injection
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._requests)
+
+    def fail_next(self, status: int, n: int = 1, *, type: str = "", message: str = "forced error") -> None:
+        """Queue `n` forced error replies, sent before the responder is consulted."""
+        with self._lock:
+            for _ in range(n):
+                self._forced.append(ErrorReply(status, type, message))
+
+    # -- internals used by the handler
+    def _record(self, rec: RequestRecord) -> None:
+        with self._lock:
+            self._requests.append(rec)
+
+    def _pick_fault(self) -> ErrorReply | None:
+        with self._lock:
+            if self._forced:
+                return self._forced.popleft()
+            if self.fail_rate > 0 and self._rng.random() < self.fail_rate:
+                status = self._rng.choice([429, 529, 500])
+                return ErrorReply(status, message=f"injected {status}")
+        return None
+
+    def _usage_in(self, body: dict) -> dict[str, int]:
+        """Input-side usage, simulating prompt caching of a cache_control-marked prefix.
+
+        The prefix is everything (model, tools, system blocks) up to and including
+        the last system block with `cache_control`; the first request with a given
+        prefix writes the cache, later identical prefixes read it.
+        """
+        system = body.get("system")
+        blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
+        cut = -1
+        for i, block in enumerate(blocks):
+            if isinstance(block, dict) and block.get("cache_control"):
+                cut = i
+        tools_text = json.dumps(body.get("tools") or [], sort_keys=True)
+        msgs_text = json.dumps(body.get("messages") or [], sort_keys=True)
+        if body.get("cache_control"):  # automatic caching: the whole prompt is the prefix
+            cut = len(blocks) - 1
+            prefix_text = tools_text + json.dumps(blocks, sort_keys=True) + msgs_text
+            rest_text = ""
+        else:
+            prefix_text = tools_text + json.dumps(blocks[: cut + 1], sort_keys=True) if cut >= 0 else ""
+            rest_text = json.dumps(blocks[cut + 1 :], sort_keys=True) + msgs_text
+            if cut < 0:
+                rest_text = tools_text + rest_text
+        usage = {"input_tokens": _tokens(rest_text), "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        if prefix_text:
+            key = json.dumps([body.get("model"), prefix_text])
+            with self._lock:
+                hit = key in self._cache
+                self._cache.add(key)
+            usage["cache_read_input_tokens" if hit else "cache_creation_input_tokens"] = _tokens(prefix_text)
+        return usage
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_api: FakeMessagesAPI
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    # -- helpers
+    def _send_json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _send_error_reply(self, err: ErrorReply) -> None:
+        headers = {}
+        if err.retry_after_ms is not None:
+            headers["retry-after-ms"] = str(err.retry_after_ms)
+            headers["retry-after"] = f"{err.retry_after_ms / 1000:.3f}"
+        payload = {"type": "error", "error": {"type": err.type, "message": err.message}}
+        self._send_json(err.status, payload, headers)
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _sse(self, event: str, payload: dict, delay: float = 0.0) -> None:
+        if delay:
+            time.sleep(delay)
+        self._write_chunk(f"event: {event}\ndata: {json.dumps(payload)}\n\n".encode())
+
+    # -- routes
+    def do_GET(self) -> None:
+        self._send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "not found"}})
+
+    def do_POST(self) -> None:
+        api = self.server_api
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            body = {}
+        rec = RequestRecord(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        api._record(rec)
+        if self.path.split("?")[0] != "/v1/messages":
+            rec.outcome = "error:404"
+            self._send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "no such route"}})
+            return
+        fault = api._pick_fault()
+        if fault is not None:
+            rec.outcome = f"error:{fault.status}"
+            self._send_error_reply(fault)
+            return
+        reply = api.responder(body)
+        if isinstance(reply, ErrorReply):
+            rec.outcome = f"error:{reply.status}"
+            self._send_error_reply(reply)
+            return
+        if isinstance(reply, MidStreamError) and not body.get("stream"):
+            rec.outcome = "error:529"
+            self._send_error_reply(ErrorReply(529, reply.type, reply.message))
+            return
+        usage_in = api._usage_in(body)
+        try:
+            if body.get("stream"):
+                rec.outcome = "midstream-error" if isinstance(reply, MidStreamError) else "stream"
+                self._stream(body, reply, usage_in)
+            else:
+                rec.outcome = "ok"
+                self._send_json(200, self._message(body, reply, usage_in))
+        except (BrokenPipeError, ConnectionResetError):
+            rec.outcome += ":client-closed"
+            self.close_connection = True
+
+    # -- message construction
+    @staticmethod
+    def _blocks(reply: Reply) -> tuple[list[dict], str]:
+        if isinstance(reply, TextReply):
+            return [{"type": "text", "text": reply.text}], reply.stop_reason
+        if isinstance(reply, ToolReply):
+            blocks: list[dict] = []
+            if reply.text:
+                blocks.append({"type": "text", "text": reply.text})
+            blocks.append(
+                {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": reply.name, "input": reply.input}
+            )
+            return blocks, "tool_use"
+        if isinstance(reply, MidStreamError):
+            return [{"type": "text", "text": reply.text_before}], "end_turn"
+        raise TypeError(f"responder returned {reply!r}; expected TextReply, ToolReply, ErrorReply or MidStreamError")
+
+    @staticmethod
+    def _output_tokens(blocks: list[dict]) -> int:
+        return max(1, sum(_tokens(b.get("text") or json.dumps(b.get("input", {}))) for b in blocks))
+
+    def _message(self, body: dict, reply: Reply, usage_in: dict) -> dict:
+        blocks, stop = self._blocks(reply)
+        return {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "unknown"),
+            "content": blocks,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {**usage_in, "output_tokens": self._output_tokens(blocks), "service_tier": "standard"},
+        }
+
+    def _stream(self, body: dict, reply: Reply, usage_in: dict) -> None:
+        api = self.server_api
+        delay = api.delay_per_chunk
+        blocks, stop = self._blocks(reply)
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
+        self.end_headers()
+        message = self._message(body, reply, usage_in)
+        start = dict(message, content=[], stop_reason=None, usage={**message["usage"], "output_tokens": 1})
+        self._sse("message_start", {"type": "message_start", "message": start})
+        self._sse("ping", {"type": "ping"})
+        for index, block in enumerate(blocks):
+            if block["type"] == "text":
+                self._sse("content_block_start", {"type": "content_block_start", "index": index,
+                                                  "content_block": {"type": "text", "text": ""}})
+                for piece in _chunks(block["text"], api.chunk_chars):
+                    self._sse("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                      "delta": {"type": "text_delta", "text": piece}}, delay)
+            else:
+                self._sse("content_block_start", {"type": "content_block_start", "index": index,
+                                                  "content_block": {**block, "input": {}}})
+                for piece in _chunks(json.dumps(block["input"]), api.json_chunk_chars):
+                    self._sse("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                      "delta": {"type": "input_json_delta", "partial_json": piece}},
+                              delay)
+            if isinstance(reply, MidStreamError):
+                self._sse("error", {"type": "error", "error": {"type": reply.type, "message": reply.message}}, delay)
+                self._write_chunk(b"")
+                return
+            self._sse("content_block_stop", {"type": "content_block_stop", "index": index})
+        self._sse("message_delta", {"type": "message_delta",
+                                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                                    "usage": {"output_tokens": message["usage"]["output_tokens"]}})
+        self._sse("message_stop", {"type": "message_stop"})
+        self._write_chunk(b"")
