@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from aide_tui.errors import UserError
 from aide_tui.store.git import GitStore, commit_message, validate_branch
 
 USER_ID = ["-c", "user.name=User", "-c", "user.email=user@example.com"]
@@ -296,3 +297,30 @@ def test_ref_cache_follows_pack_and_delete(dirty_repo):
         assert store.branch_sha("aide/r/0000-draft") is None
         b = store.commit_node("aide/r/0000-draft", None, {"a": b"2"}, "m")
         assert b != a and store.branch_sha("aide/r/0000-draft") == b
+
+
+def test_sha256_repo_refused(tmp_path):
+    """Objects are written as sha1 in-process; a sha256 repo would be corrupted, so refuse."""
+    git(tmp_path, "init", "-q", "--object-format=sha256", "s256")
+    with pytest.raises(UserError):
+        GitStore(tmp_path / "s256")
+    assert git(tmp_path / "s256", "for-each-ref") == ""
+
+
+def test_linked_worktree(dirty_repo, tmp_path):
+    """A store opened in a linked worktree writes to the shared object store and refs."""
+    wt = tmp_path / "wt"
+    git(dirty_repo, "worktree", "add", "-q", "-b", "side", str(wt))
+    before = snapshot_worktree(wt)
+    with GitStore(wt) as store:
+        assert store.repo_dir == wt.resolve()
+        assert store.head_commit() == git(wt, "rev-parse", "HEAD").strip()
+        sha = store.commit_node("aide/r/0000-draft", store.head_commit(), {"a": b"1"}, "m")
+        assert store.branch_sha("aide/r/0000-draft") == sha
+    assert git(dirty_repo, "rev-parse", "aide/r/0000-draft").strip() == sha
+    assert snapshot_worktree(wt) == before
+
+
+def snapshot_worktree(wt: Path) -> tuple:
+    return (git(wt, "rev-parse", "HEAD"), git(wt, "status", "--porcelain", "--untracked-files=all"),
+            git(wt, "ls-files", "-s"))

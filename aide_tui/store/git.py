@@ -18,6 +18,9 @@ Why this shape (see /work/shared/FACTS.md for the measurements):
   ``cat-file --batch`` pipe).  Each ``GitStore`` owns its own ``Repo``; create
   one store per thread.  A lock serialises calls in case one is shared anyway.
 
+Only sha1 repositories are supported (gitdb writes sha1 objects); a sha256
+repository is refused with a UserError rather than silently corrupted.
+
 Node files are committed at the *tree root* of the node commit, even when
 ``project_dir`` is a subdirectory of the repository: a node commit is a
 snapshot of the node's workspace, not of the user's project.
@@ -36,6 +39,8 @@ from pathlib import Path
 import git
 from gitdb import IStream
 from gitdb.db.loose import LooseObjectDB
+
+from aide_tui.errors import UserError
 
 IDENT_NAME = "aide-tui"
 IDENT_EMAIL = "aide-tui@localhost"
@@ -157,6 +162,13 @@ class GitStore:
             self._repo = git.Repo(project_dir, search_parent_directories=True)
         except git.InvalidGitRepositoryError:
             self._repo = git.Repo.init(project_dir)
+        with self._repo.config_reader("repository") as cfg:
+            object_format = str(cfg.get_value("extensions", "objectformat", "sha1")).lower()
+        if object_format != "sha1":
+            self._repo.close()
+            raise UserError(
+                f"{self._repo.git_dir}: {object_format} repositories are not supported (sha1 only)"
+            )
         self._git_dir = Path(self._repo.git_dir)
         self._common_dir = Path(self._repo.common_dir)
         self._loose = LooseObjectDB(str(self._common_dir / "objects"))
