@@ -1,0 +1,60 @@
+"""Run a solution script as ``__main__`` and record an uncaught exception to a file.
+
+Executed by path in the child (``python /abs/launcher.py solution.py RESULT``),
+so it imports nothing from aide_tui and keeps to syntax old interpreters
+understand (the user may point ``python`` at another version).
+
+Why a launcher instead of ``python solution.py``: the review needs the
+exception *type* and traceback reliably, not parsed from a flood of output.
+Why ``runpy`` instead of ``exec``: ``if __name__ == "__main__"`` must run and
+``sys.exit(0)`` must count as success, exactly as with ``python solution.py``.
+SystemExit passes through untouched.  On any other uncaught exception the
+launcher writes ``{"exc_type", "traceback"}`` as JSON to RESULT, prints the
+traceback (without the launcher's own frames) to stderr and exits with 1,
+like Python does.
+"""
+
+import json
+import os
+import runpy
+import sys
+import traceback
+
+
+def _script_frames(tb, script_path):
+    """Skip the launcher's and runpy's frames so the traceback starts in the script."""
+    first = tb
+    while tb is not None:
+        if os.path.abspath(tb.tb_frame.f_code.co_filename) == script_path:
+            return tb
+        tb = tb.tb_next
+    return first
+
+
+def main():
+    script, result_file = sys.argv[1], sys.argv[2]
+    script_path = os.path.abspath(script)
+    sys.argv = [script] + sys.argv[3:]
+    sys.path[0] = os.path.dirname(script_path)  # as `python solution.py` would set it
+    launcher_pid = os.getpid()
+    try:
+        runpy.run_path(script_path, run_name="__main__")
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt is worth recording too
+        if os.getpid() != launcher_pid:  # a forked child of the script raised: not ours to record
+            raise
+        tb = _script_frames(exc.__traceback__, script_path)
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        try:
+            with open(result_file, "w", encoding="utf-8") as fh:
+                json.dump({"exc_type": type(exc).__name__, "traceback": text}, fh)
+        except OSError:
+            pass
+        sys.stderr.write(text)
+        sys.stderr.flush()
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
