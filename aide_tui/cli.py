@@ -1,0 +1,108 @@
+"""Command line: flags -> settings -> the Textual app or the headless front end.
+
+Every setting is a flag (kebab-case) with the same name as in aide.toml
+(snake_case).  Bad input prints one line naming the file or flag and the fix,
+and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import UserError
+from .settings import Settings, resolve
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + traceback
+        raise UserError(f"{message} (see aide-tui --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="aide-tui",
+        description="Run the AIDE tree search over ML solution scripts for PROJECT (a directory with task.md and data).",
+        epilog="Settings can also live in PROJECT/aide.toml (snake_case names); flags override it.",
+    )
+    p.add_argument("project", nargs="?", help="project directory holding task.md and the data files")
+    p.add_argument("--version", action="version", version=f"aide-tui {__version__}")
+    mode = p.add_argument_group("mode")
+    mode.add_argument("--headless", action="store_true", help="run without the TUI, printing one line per event of note")
+    mode.add_argument("--json", action="store_true", help="with --headless: print JSON lines (one event per line)")
+    mode.add_argument("--verbose", "-v", action="store_true", help="with --headless: also print the LLM's reply and the scripts' output")
+    mode.add_argument("--resume", action="store_true", help="resume the unfinished run (or the one named by --run)")
+    mode.add_argument("--new", action="store_true", help="start a new run even if an unfinished one exists")
+    mode.add_argument("--run", metavar="NAME", help="with --resume or --export: which run (default: the newest)")
+    mode.add_argument("--export", nargs=2, metavar=("NODE", "DIR"), help="write a node's solution and outputs to DIR; NODE is 'best' or a node id")
+    group = p.add_argument_group("settings (same names as in aide.toml)")
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=f.metadata.get("help", ""))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except UserError as exc:
+        print(f"aide-tui: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.project is None:
+        raise UserError("give a PROJECT directory, e.g. aide-tui examples/house-prices")
+    from .project import Project
+
+    project = Project.open(args.project)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+    settings = resolve(project.settings_file, overrides)
+    if args.resume and args.new:
+        raise UserError("--resume and --new exclude each other; pick one")
+    if args.json and not args.headless:
+        raise UserError("--json needs --headless")
+    if args.export:
+        from .export import export_node
+
+        dest = export_node(project, args.export[0], Path(args.export[1]), args.run)
+        print(f"exported to {dest}")
+        return 0
+    resume: bool | None = True if args.resume else False if args.new else None
+    if args.headless:
+        return _headless(project, settings, resume, args)
+    from .app.app import run_app
+
+    return run_app(project.root, settings, resume)
+
+
+def _headless(project, settings: Settings, resume: bool | None, args: argparse.Namespace) -> int:
+    from .engine import build_engine
+    from .headless import HeadlessPrinter, run_headless
+
+    if resume is None:
+        pending = project.unfinished_run()
+        if pending is not None:
+            resume = _ask_resume(project, pending)
+        else:
+            resume = False
+    printer = HeadlessPrinter(json_lines=args.json, verbose=args.verbose)
+    engine = build_engine(project.root, settings, resume=resume, listener=printer, run_name=args.run if resume else None)
+    return run_headless(engine)
+
+
+def _ask_resume(project, run: str) -> bool:
+    if not sys.stdin.isatty():
+        raise UserError(f"{project.root}: run {run} is unfinished; pass --resume to continue it or --new to start another")
+    answer = input(f"Run {run} is unfinished. Resume it? [Y/n] ").strip().lower()
+    return answer in ("", "y", "yes")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,721 @@
+"""The step loop: choose, write code, run it, review it, make it durable.
+
+The engine runs in one thread (the caller of `run()`), emits events to a
+listener and takes commands from any thread through `submit()`.  It imports no
+UI code: the Textual app and the headless printer are interchangeable.
+
+One step:
+  policy (or a queued command) picks an operation and a parent
+  -> the coder writes code (reply streamed out as LlmDelta events)
+  -> the executor runs it in the node's own workspace (OutputLine events)
+  -> the review and the hard rules fix status and metric
+  -> the node is appended to the journal and committed to git
+  -> NodeFinished.  Only then does the next step start.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import events as ev
+from .errors import FatalRunError
+from .project import Project, write_atomic
+from .run.executor import ExecRequest, ExecResult, Executor
+from .run.workspace import collect_outputs, prepare_workspace
+from .search.coder import Coder, CoderError, Proposal, Review, TaskContext
+from .search.journal import Journal
+from .search.memory import summarize
+from .search.node import ExecInfo, Node, Usage
+from .search.policy import AidePolicy, Decision, Policy
+from .search.tree import SearchTree
+from .search.verdict import decide, fix_direction
+from .settings import Settings
+from .store.git import GitStore, commit_message
+
+log = logging.getLogger("aide_tui.engine")
+
+Listener = Callable[[ev.Event], None]
+
+MAX_OUTPUT_FILE_BYTES = 5 * 1024 * 1024
+MAX_OUTPUT_TOTAL_BYTES = 20 * 1024 * 1024
+MAX_CONSECUTIVE_LLM_FAILURES = 3
+
+
+class _Cancelled(Exception):
+    """The user cancelled mid-step: the unfinished node is discarded."""
+
+
+@dataclass
+class StepTimings:
+    """Where a step's wall time went; the benchmark subtracts LLM and script time."""
+
+    total: float = 0.0
+    coder: float = 0.0
+    execute: float = 0.0
+
+
+@dataclass
+class _Plan:
+    operation: str  # draft | improve | debug | manual
+    parent_id: int | None
+    source: str  # policy | command
+    code: str | None = None  # manual nodes bring their own code
+    plan: str = ""
+
+
+@dataclass
+class RunPaths:
+    root: Path
+
+    @property
+    def info(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "journal.jsonl"
+
+    @property
+    def preview(self) -> Path:
+        return self.root / "preview.md"
+
+    def workspace(self, node_id: int) -> Path:
+        return self.root / "nodes" / f"{node_id:04d}"
+
+
+def branch_name(run: str, node: Node) -> str:
+    """Flat per run: aide/<run>/<NNNN>-<operation> (nested names would conflict)."""
+    return f"aide/{run}/{node.id:04d}-{node.operation}"
+
+
+@dataclass
+class Engine:
+    project: Project
+    settings: Settings
+    run_name: str
+    coder: Coder
+    executor: Executor
+    store: GitStore
+    data_files: list[str]
+    listener: Listener
+    resume: bool = False
+    policy: Policy | None = None
+    data_preview: str = ""
+    cancel: threading.Event = field(default_factory=threading.Event)  # shared with the coder
+    timings: list[StepTimings] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.paths = RunPaths(self.project.run_dir(self.run_name))
+        self.tree = SearchTree()
+        self.journal = Journal(self.paths.journal)
+        if self.policy is None:
+            s = self.settings
+            self.policy = AidePolicy(s.num_drafts, s.debug_prob, s.max_debug_depth, s.seed)
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._overrides: collections.deque[_Plan] = collections.deque()
+        self._hints: list[str] = []
+        self._paused = False
+        self._stop_after_step = False
+        self._cancel = self.cancel
+        self._job = None
+        self._running_node: int | None = None
+        self._usage = Usage()
+        self._llm_failures = 0
+        self._started = time.monotonic()
+
+    # ------------------------------------------------------------ commands
+
+    def submit(self, command: ev.Command) -> None:
+        """Thread-safe.  Answered with CommandAccepted / CommandRejected events."""
+        with self._lock:
+            reason = self._accept(command)
+            self._wake.notify_all()
+        if reason is None:
+            self._emit(ev.CommandAccepted(command.name, self._describe(command)))
+        else:
+            self._emit(ev.CommandRejected(command.name, reason))
+        if isinstance(command, ev.CancelNow) and reason is None:
+            self._cancel_running()
+
+    def _accept(self, command: ev.Command) -> str | None:
+        tree = self.tree
+        match command:
+            case ev.DraftNext():
+                self._overrides.append(_Plan("draft", None, "command"))
+            case ev.ImproveNode(node_id=nid):
+                if nid not in tree:
+                    return f"there is no node #{nid}"
+                if tree.get(nid).is_buggy:
+                    return f"node #{nid} is buggy; debug it instead"
+                self._overrides.append(_Plan("improve", nid, "command"))
+            case ev.DebugNode(node_id=nid):
+                if nid not in tree:
+                    return f"there is no node #{nid}"
+                if not tree.get(nid).is_buggy:
+                    return f"node #{nid} works; there is nothing to debug (improve it instead)"
+                self._overrides.append(_Plan("debug", nid, "command"))
+            case ev.RunCode(parent_id=pid, code=code, plan=plan):
+                if pid is not None and pid not in tree:
+                    return f"there is no node #{pid}"
+                if not code.strip():
+                    return "the code is empty"
+                self._overrides.append(_Plan("manual", pid, "command", code=code, plan=plan))
+            case ev.AddHint(text=text):
+                if not text.strip():
+                    return "the hint is empty"
+                self._hints.append(text.strip())
+            case ev.Pause():
+                if self._paused:
+                    return "already paused"
+                self._paused = True
+            case ev.Resume():
+                if not self._paused:
+                    return "not paused"
+                self._paused = False
+            case ev.StopAfterStep():
+                self._stop_after_step = True
+            case ev.CancelNow():
+                self._stop_after_step = True
+                self._cancel.set()
+            case _:
+                return f"unknown command {command!r}"
+        return None
+
+    def _describe(self, command: ev.Command) -> str:
+        match command:
+            case ev.DraftNext():
+                return "the next step drafts a new solution"
+            case ev.ImproveNode(node_id=nid):
+                return f"the next step improves #{nid}"
+            case ev.DebugNode(node_id=nid):
+                return f"the next step debugs #{nid}"
+            case ev.RunCode(parent_id=pid):
+                return f"your code runs next as a child of #{pid}" if pid else "your code runs next as a new root"
+            case ev.AddHint():
+                return "the next prompt includes your hint"
+            case ev.Pause():
+                return "pausing after the current step"
+            case ev.Resume():
+                return "resuming"
+            case ev.StopAfterStep():
+                return "stopping after the current step"
+            case ev.CancelNow():
+                return "cancelling now"
+        return ""
+
+    def shutdown(self) -> None:
+        """Cancel now from any thread: kill the running script, interrupt the LLM."""
+        self.submit(ev.CancelNow())
+
+    def _cancel_running(self) -> None:
+        job = self._job
+        if job is not None:
+            job.cancel()
+
+    # ------------------------------------------------------------ the loop
+
+    @property
+    def usage(self) -> Usage:
+        return self._usage
+
+    def run(self) -> ev.RunFinished:
+        """Run until the step count is reached, the user stops, or a fatal error."""
+        finished: ev.RunFinished | None = None
+        try:
+            self._start()
+            finished = self._loop()
+        except FatalRunError as exc:
+            self._emit(ev.RunError(exc.kind if exc.kind in ("auth", "budget", "llm", "config") else "fatal", str(exc)))
+            finished = self._finish("error", "failed", str(exc))
+        except Exception as exc:  # a bug must end the run cleanly, resumable, with a reason
+            log.exception("engine crashed")
+            self._emit(ev.RunError("fatal", f"internal error: {type(exc).__name__}: {exc}"))
+            finished = self._finish("error", "failed", str(exc))
+        finally:
+            self.journal.close()
+            self.executor.shutdown()
+            self.store.close()
+            lock = getattr(self, "lock", None)
+            if lock is not None:
+                lock.release()
+        return finished
+
+    def _start(self) -> None:
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        info = self._read_info()
+        direction = self.settings.direction if self.settings.direction != "auto" else None
+        direction = info.get("direction") or direction
+        self.tree = SearchTree(direction)
+        nodes = self.journal.load() if self.resume else []
+        for node in nodes:
+            self.tree.add(node)
+            self._usage = self._usage + node.usage
+        self._reconcile_git(nodes)
+        self._clear_stale_workspaces()
+        if self.paths.preview.exists():
+            self.data_preview = self.paths.preview.read_text(encoding="utf-8")
+        else:
+            write_atomic(self.paths.preview, self.data_preview)
+        self._write_info(status="running")
+        self._emit(
+            ev.RunStarted(
+                run=self.run_name,
+                project=str(self.project.root),
+                resumed=self.resume,
+                steps=self.settings.steps,
+                nodes=tuple(nodes),
+                direction=self.tree.direction,
+                coder=self.coder.name,
+            )
+        )
+        if nodes:
+            self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
+        self._emit(ev.RunStateChanged("running"))
+
+    def _loop(self) -> ev.RunFinished:
+        while True:
+            with self._lock:
+                if len(self.tree) >= self.settings.steps:
+                    return self._finish("completed", "completed")
+                if self._cancel.is_set():
+                    return self._finish("cancelled", "stopped")
+                if self._stop_after_step:
+                    return self._finish("stopped", "stopped")
+            if self._over_budget():
+                self._emit(ev.RunError("budget", f"budget of ${self.settings.budget:.2f} reached (spent ${self._usage.cost:.2f}); raise --budget to continue"))
+                return self._finish("budget", "stopped")
+            if not self._wait_while_paused():
+                continue
+            plan = self._next_plan()
+            try:
+                self._step(plan)
+            except _Cancelled:
+                continue
+
+    def _wait_while_paused(self) -> bool:
+        """Block while paused; False when woken by stop/cancel so the loop re-checks."""
+        with self._lock:
+            if not self._paused:
+                return True
+            self._emit(ev.RunStateChanged("paused"))
+            self._emit(ev.PhaseChanged(None, "paused"))
+            while self._paused and not self._cancel.is_set() and not self._stop_after_step:
+                self._wake.wait(timeout=0.5)
+            if not self._paused:
+                self._emit(ev.RunStateChanged("running"))
+            return not self._paused and not self._cancel.is_set() and not self._stop_after_step
+
+    def _next_plan(self) -> _Plan:
+        with self._lock:
+            while self._overrides:
+                plan = self._overrides.popleft()
+                # A queued target may have become invalid (e.g. debugged meanwhile is fine; deleted never happens).
+                return plan
+            step = len(self.tree) + 1
+            decision: Decision = self.policy.choose(self.tree, step)
+            return _Plan(decision.operation, decision.parent_id, "policy", plan=decision.reason)
+
+    def _over_budget(self) -> bool:
+        budget = self.settings.budget
+        return budget is not None and self._usage.cost >= budget
+
+    # ------------------------------------------------------------ one step
+
+    def _step(self, plan: _Plan) -> None:
+        t0 = time.perf_counter()
+        timings = StepTimings()
+        node_id = self.tree.next_id
+        step = len(self.tree) + 1
+        parent = self.tree.get(plan.parent_id) if plan.parent_id is not None else None
+        with self._lock:
+            hint = "\n".join(self._hints) if plan.operation != "manual" and self._hints else None
+            if hint:
+                self._hints.clear()
+        self._emit(ev.NextPlanned(step, plan.operation, plan.parent_id, plan.source))
+        self._emit(ev.NodeStarted(node_id, plan.parent_id, plan.operation, step, hint))
+        self._running_node = node_id
+        node = Node(
+            id=node_id,
+            parent_id=plan.parent_id,
+            operation=plan.operation,  # type: ignore[arg-type]
+            step=step,
+            hint=hint,
+            created_at=time.time(),
+            debug_depth=(parent.debug_depth + 1) if (parent is not None and plan.operation == "debug") else 0,
+        )
+        ctx = self._context(hint)
+        try:
+            proposal = self._write_code(node, plan, parent, ctx, timings)
+            if proposal is None:
+                return  # LLM failure: the step is retried, nothing recorded
+            node.plan, node.code = proposal.plan, proposal.code
+            node.usage = node.usage + proposal.usage
+            if node.code:
+                self._emit(ev.CodeReady(node_id, node.plan, node.code))
+                result = self._execute(node, timings)
+                self._record_exec(node, result)
+                self._review(node, ctx)
+            self._finish_node(node)
+        except _Cancelled:
+            shutil.rmtree(self.paths.workspace(node_id), ignore_errors=True)
+            self._emit(ev.PhaseChanged(None, "idle", "cancelled"))
+            raise
+        finally:
+            self._running_node = None
+            self._job = None
+        timings.total = time.perf_counter() - t0
+        self.timings.append(timings)
+
+    def _context(self, hint: str | None) -> TaskContext:
+        nodes = list(self.tree.nodes.values())
+        return TaskContext(
+            task=self.project.task_text(),
+            data_preview=self.data_preview,
+            memory=summarize(nodes, self.tree.direction, self.settings.memory_chars),
+            direction=self.tree.direction,
+            hint=hint,
+            timeout=self.settings.timeout,
+        )
+
+    def _write_code(self, node: Node, plan: _Plan, parent: Node | None, ctx: TaskContext, timings: StepTimings) -> Proposal | None:
+        if plan.operation == "manual":
+            return Proposal(plan.plan or "Edited by hand.", plan.code or "")
+        self._emit(ev.PhaseChanged(node.id, "llm", f"{self.coder.name} coder writing a {plan.operation}"))
+
+        def on_delta(text: str) -> None:
+            if self._cancel.is_set():
+                raise _Cancelled()
+            self._emit(ev.LlmDelta(node.id, text))
+
+        t0 = time.perf_counter()
+        try:
+            if plan.operation == "draft":
+                proposal = self.coder.draft(ctx, on_delta)
+            elif plan.operation == "improve":
+                proposal = self.coder.improve(ctx, parent, on_delta)  # type: ignore[arg-type]
+            else:
+                proposal = self.coder.debug(ctx, parent, on_delta)  # type: ignore[arg-type]
+        except CoderError as exc:
+            node.plan = f"(no usable code) {exc}"
+            node.usage = node.usage + exc.usage
+            node.review_summary = f"The coder gave no usable code: {exc}"
+            node.status = "buggy"
+            return Proposal(node.plan, "", Usage())
+        except _Cancelled:
+            raise
+        except Exception as exc:
+            if self._cancel.is_set():
+                raise _Cancelled() from exc
+            if isinstance(exc, FatalRunError):
+                raise
+            return self._llm_failed(node, exc)
+        finally:
+            timings.coder = time.perf_counter() - t0
+        self._llm_failures = 0
+        return proposal
+
+    def _llm_failed(self, node: Node, exc: Exception) -> None:
+        self._llm_failures += 1
+        message = f"{type(exc).__name__}: {exc}"
+        if self._llm_failures >= MAX_CONSECUTIVE_LLM_FAILURES:
+            raise FatalRunError(f"the LLM failed {self._llm_failures} times in a row ({message}); the run is resumable", "llm")
+        self._emit(ev.Notice(f"LLM call failed, retrying the step: {message}", "warning"))
+        self._emit(ev.PhaseChanged(node.id, "idle", "LLM failed"))
+        return None
+
+    def _execute(self, node: Node, timings: StepTimings) -> ExecResult:
+        workspace = self.paths.workspace(node.id)
+        if workspace.exists():
+            shutil.rmtree(workspace)
+        prepare_workspace(workspace, self.project.root, self.data_files, node.code)
+        self._emit(ev.PhaseChanged(node.id, "executing", f"running node #{node.id}"))
+        request = ExecRequest(
+            workspace=workspace,
+            timeout=self.settings.timeout,
+            memory_limit_mb=self.settings.memory_limit_mb,
+            output_limit_bytes=self.settings.output_limit_bytes,
+        )
+        if self.settings.python:
+            request.python = self.settings.python
+
+        def on_line(stream: str, line: str) -> None:
+            self._emit(ev.OutputLine(node.id, stream, line))  # type: ignore[arg-type]
+
+        t0 = time.perf_counter()
+        if self._cancel.is_set():
+            raise _Cancelled()
+        self._job = self.executor.submit(request, on_line)
+        if self._cancel.is_set():
+            self._job.cancel()
+        result = self._job.wait()
+        timings.execute = time.perf_counter() - t0
+        if result.killed_reason == "cancelled" or self._cancel.is_set():
+            raise _Cancelled()
+        shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
+        return result
+
+    def _record_exec(self, node: Node, result: ExecResult) -> None:
+        workspace = self.paths.workspace(node.id)
+        outputs, skipped = collect_outputs(workspace, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES)
+        self._outputs = outputs
+        node.output = result.output
+        node.exec = ExecInfo(
+            exit_code=result.exit_code,
+            exc_type=result.exc_type,
+            traceback=result.traceback,
+            wall_time=round(result.wall_time, 3),
+            peak_memory_mb=round(result.peak_memory_mb, 1),
+            killed_reason=result.killed_reason,
+            output_truncated_bytes=result.truncated_bytes,
+            outputs=sorted(outputs) + [f"{name} (not kept: too large)" for name in skipped],
+        )
+
+    def _review(self, node: Node, ctx: TaskContext) -> None:
+        self._emit(ev.PhaseChanged(node.id, "reviewing", f"reviewing node #{node.id}"))
+        review: Review | None = None
+        try:
+            review = self.coder.review(ctx, node)
+            node.usage = node.usage + review.usage
+        except FatalRunError:
+            raise
+        except Exception as exc:  # a failed review must not lose the execution
+            if self._cancel.is_set():
+                raise _Cancelled() from exc
+            node.review_summary = f"The review failed ({type(exc).__name__}: {exc})."
+        status, metric, reason = decide(node.exec, review)
+        if review is not None:
+            node.review_summary = review.summary.strip()
+            if status == "ok":
+                direction = fix_direction(self.tree.direction, review.direction)
+                if direction is not None and self.tree.direction is None:
+                    self.tree.set_direction(direction)
+                    self._write_info(status="running")
+        if reason and reason not in node.review_summary:
+            node.review_summary = f"{node.review_summary} [{reason}]".strip()
+        node.status, node.metric = status, (metric if status == "ok" else None)
+
+    # ------------------------------------------------------------ durability
+
+    def _finish_node(self, node: Node) -> None:
+        node.finished_at = time.time()
+        self._emit(ev.PhaseChanged(node.id, "committing", f"saving node #{node.id}"))
+        with self._lock:
+            self.journal.append(node)  # durable first: the journal is the truth
+            self.tree.add(node)
+            self._usage = self._usage + node.usage
+        outputs = getattr(self, "_outputs", {})
+        self._outputs = {}
+        sha, branch = self._commit(node, outputs)
+        self._emit(ev.NodeFinished(node, self.tree.best_id, sha, f"refs/heads/{branch}"))
+        self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
+        self._emit(ev.PhaseChanged(None, "idle"))
+
+    def _commit(self, node: Node, outputs: dict[str, bytes] | None = None) -> tuple[str, str]:
+        branch = branch_name(self.run_name, node)
+        if outputs is None:  # resume: rebuild the file set from the workspace on disk
+            workspace = self.paths.workspace(node.id)
+            outputs = collect_outputs(workspace, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES)[0] if workspace.exists() else {}
+        files = {
+            "solution.py": node.code.encode("utf-8"),
+            "node.json": json.dumps(self._node_json(node), indent=2, default=str).encode("utf-8") + b"\n",
+            "output.txt": node.output.encode("utf-8", "replace"),
+        }
+        for name, data in outputs.items():
+            files[f"outputs/{name}"] = data
+        parent_sha = self._parent_commit(node)
+        trailers = {
+            "Aide-Run": self.run_name,
+            "Aide-Node": str(node.id),
+            "Aide-Operation": node.operation,
+            "Aide-Parent": str(node.parent_id) if node.parent_id is not None else "none",
+            "Aide-Status": node.status,
+            "Aide-Metric": f"{node.metric:.6g}" if node.metric is not None else "none",
+        }
+        message = commit_message(node.plan or f"{node.operation} #{node.id}", trailers)
+        sha = self.store.commit_node(branch, parent_sha, files, message)
+        return sha, branch
+
+    def _parent_commit(self, node: Node) -> str | None:
+        if node.parent_id is None:
+            if not hasattr(self, "_base_commit"):
+                self._base_commit = self.store.head_commit()
+            return self._base_commit
+        return self.store.branch_sha(branch_name(self.run_name, self.tree.get(node.parent_id)))
+
+    def _node_json(self, node: Node) -> dict:
+        data = node.to_dict()
+        data.pop("code", None)
+        data.pop("output", None)
+        data["direction"] = self.tree.direction
+        data["run"] = self.run_name
+        data["branch"] = branch_name(self.run_name, node)
+        return data
+
+    def _reconcile_git(self, nodes: list[Node]) -> None:
+        """After a crash between journal and git, commit the journaled nodes git lacks."""
+        if not nodes:
+            return
+        existing = self.store.list_branches(f"aide/{self.run_name}/")
+        for node in nodes:
+            if branch_name(self.run_name, node) not in existing:
+                self._commit(node, None)
+
+    def _clear_stale_workspaces(self) -> None:
+        """Workspaces of nodes that never finished (killed run) are half-built: drop them."""
+        nodes_dir = self.paths.root / "nodes"
+        if not nodes_dir.is_dir():
+            return
+        for ws in nodes_dir.iterdir():
+            if ws.name.isdigit() and int(ws.name) not in self.tree:
+                shutil.rmtree(ws, ignore_errors=True)
+
+    # ------------------------------------------------------------ run info
+
+    def _read_info(self) -> dict:
+        try:
+            return json.loads(self.paths.info.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def _write_info(self, status: str) -> None:
+        info = self._read_info()
+        info.update(
+            run=self.run_name,
+            status=status,
+            direction=self.tree.direction,
+            coder=self.coder.name,
+            settings=self.settings.to_dict(),
+            updated_at=time.time(),
+        )
+        info.setdefault("created_at", time.time())
+        write_atomic(self.paths.info, json.dumps(info, indent=2, default=str))
+
+    def _finish(self, reason: str, status: str, detail: str = "") -> ev.RunFinished:
+        try:
+            self._write_info(status=status)
+        except OSError:
+            pass
+        state = "failed" if status == "failed" else "finished"
+        self._emit(ev.RunStateChanged(state, detail or reason))  # type: ignore[arg-type]
+        finished = ev.RunFinished(reason, self.tree.best_id, len(self.tree))
+        self._emit(finished)
+        return finished
+
+    def _emit(self, event: ev.Event) -> None:
+        try:
+            self.listener(event)
+        except _Cancelled:
+            raise
+        except Exception:  # a front-end bug must not kill the search
+            log.exception("listener failed on %s", type(event).__name__)
+
+    # ------------------------------------------------------------ queries for front ends
+
+    @property
+    def running_node(self) -> int | None:
+        return self._running_node
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def queued(self) -> list[str]:
+        with self._lock:
+            return [f"{p.operation} #{p.parent_id}" if p.parent_id else p.operation for p in self._overrides]
+
+
+# ---------------------------------------------------------------- assembly
+
+
+def choose_coder_name(settings: Settings) -> str:
+    from .settings import api_key_present
+
+    if settings.coder == "auto":
+        return "llm" if api_key_present() else "offline"
+    return settings.coder
+
+
+def build_engine(
+    project_dir: Path,
+    settings: Settings,
+    *,
+    resume: bool,
+    listener: Listener,
+    run_name: str | None = None,
+) -> Engine:
+    """Wire a ready-to-run engine: project, lock, run directory, coder, runner, git.
+
+    Raises UserError (one line, exit code 2) for anything the user can fix.
+    The instance lock is held until the process exits or `release_lock()`.
+    """
+    from .errors import UserError
+    from .project import InstanceLock
+    from .run.local import LocalExecutor
+    from .run.workspace import list_data_files
+    from .search.preview import build_preview
+
+    project = Project.open(project_dir)
+    data_files = list_data_files(project.root)
+    if not data_files:
+        raise UserError(f"{project.root}: no data files next to task.md; put the data in the project (e.g. data/train.csv)")
+    lock = InstanceLock(project)
+    lock.acquire()
+    try:
+        if resume:
+            run_name = run_name or project.unfinished_run()
+            if run_name is None:
+                raise UserError(f"{project.root}: no unfinished run to resume; start a new one with --new")
+            if not (project.run_dir(run_name) / "run.json").exists():
+                raise UserError(f"{project.root}: no run named {run_name!r} under .aide/runs/")
+        else:
+            run_name = project.new_run_name()
+        coder_name = choose_coder_name(settings)
+        cancel = threading.Event()
+        if coder_name == "llm":
+            from .llm.client import LlmClient
+            from .search.operators import LlmCoder
+            from .settings import api_key_present
+
+            if not api_key_present():
+                raise UserError("ANTHROPIC_API_KEY is not set; export your key, or use --coder offline")
+            client = LlmClient(timeout=settings.llm_timeout, max_retries=settings.llm_retries)
+            coder = LlmCoder(client, settings, project_dir=project.root, cancel=cancel)
+        else:
+            from .search.offline import OfflineCoder
+
+            coder = OfflineCoder(project.root, data_files, settings.seed)
+        preview_path = project.run_dir(run_name) / "preview.md"
+        preview = "" if preview_path.exists() else build_preview(project.root, data_files, settings.preview_chars)
+        engine = Engine(
+            project=project,
+            settings=settings,
+            run_name=run_name,
+            coder=coder,
+            executor=LocalExecutor(),
+            store=GitStore(project.root),
+            data_files=data_files,
+            listener=listener,
+            resume=resume,
+            data_preview=preview,
+            cancel=cancel,
+        )
+    except BaseException:
+        lock.release()
+        raise
+    engine.lock = lock
+    if coder_name == "offline":
+        listener(ev.Notice(
+            "Offline baseline coder in use: scikit-learn templates, not an LLM. "
+            "Set ANTHROPIC_API_KEY (and --coder llm) to let Claude write the code."
+        ))
+    return engine

@@ -1,0 +1,113 @@
+"""A scripted 'Claude' for end-to-end tests, served through the fake Messages API.
+
+It answers the prompts aide-tui really sends (keyed on their first line:
+'# Draft', '# Improve', '# Debug'; reviews are forced tool calls) with small
+solution scripts that really run: they read the copied input data, print
+output, write submission.csv and a 'Validation metric:' line.  Metrics are
+RMSE-like (lower is better) and embedded as `METRIC = <x>` so improvements and
+fixes can be derived from the parent code quoted in the prompt.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from fake_api import TextReply, ToolReply, last_user_text
+
+WORKING = '''"""{title}"""
+import csv
+import sys
+
+METRIC = {metric}
+
+
+def main():
+    with open("input/data/train.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    print(f"loaded {{len(rows)}} training rows")
+    print("fitting the model ...", file=sys.stderr)
+    with open("submission.csv", "w") as out:
+        out.write("id,prediction\\n")
+        for i in range(5):
+            out.write(f"{{i}},{{METRIC}}\\n")
+    print(f"Validation metric: {{METRIC}}")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+CRASHING = '''"""{title}"""
+import csv
+
+METRIC = {metric}
+
+
+def main():
+    with open("input/data/train.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    print(f"loaded {{len(rows)}} rows")
+    raise ValueError("could not convert string to float: 'NorthPark'")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+_METRIC_RE = re.compile(r"METRIC = ([0-9.]+)")
+_PRINTED_RE = re.compile(r"Validation metric: ([-+0-9.eE]+)")
+
+
+class ScriptedAide:
+    """Callable responder; `crash_every` makes every n-th draft crash."""
+
+    def __init__(self, crash_every: int = 3, draft_metric_start: float = 100.0):
+        self.crash_every = crash_every
+        self.draft_metric_start = draft_metric_start
+        self.lock = threading.Lock()
+        self.counts = {"draft": 0, "improve": 0, "debug": 0, "review": 0}
+        self.prompts: list[tuple[str, str]] = []  # (operation, user text)
+
+    def __call__(self, body: dict):
+        text = last_user_text(body)
+        if body.get("tools"):
+            return self._review(text)
+        op = text.lstrip().split("\n", 1)[0].lstrip("# ").strip().lower()
+        with self.lock:
+            self.counts[op] = self.counts.get(op, 0) + 1
+            n = self.counts[op]
+            self.prompts.append((op, text))
+        if op == "draft":
+            metric = self.draft_metric_start + 10 * n
+            if self.crash_every and n % self.crash_every == 0:
+                return self._code(f"Draft {n}: parse the categories by hand.", CRASHING, metric)
+            return self._code(f"Draft {n}: a baseline with mean prediction.", WORKING, metric)
+        parent = _METRIC_RE.search(text)
+        parent_metric = float(parent.group(1)) if parent else 150.0
+        if op == "improve":
+            return self._code(f"Improve: tune the model (was {parent_metric}).", WORKING, round(parent_metric - 3.5, 3))
+        return self._code("Debug: encode the category column before converting.", WORKING, parent_metric)
+
+    def _code(self, plan: str, template: str, metric: float):
+        code = template.format(title=plan, metric=metric)
+        return TextReply(f"{plan}\n\n```python\n{code}```\n")
+
+    def _review(self, text: str):
+        with self.lock:
+            self.counts["review"] += 1
+        found = _PRINTED_RE.findall(text)
+        crashed = "Traceback" in text or "ValueError" in text
+        if found and not crashed:
+            return ToolReply("submit_review", {
+                "is_bug": False,
+                "metric": float(found[-1]),
+                "summary": f"Ran cleanly; validation RMSE {found[-1]}.",
+                "lower_is_better": True,
+            })
+        return ToolReply("submit_review", {
+            "is_bug": True,
+            "metric": None,
+            "summary": "The script crashed with ValueError while converting a category to float.",
+            "lower_is_better": True,
+        })

@@ -1,0 +1,58 @@
+"""Small builders shared by the engine tests: projects, git state snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+TASK = """# Predict house prices
+
+Predict `sale_price` for the houses in data/test.csv.
+
+Metric: RMSE on a validation split — lower is better.
+Submit submission.csv with id,prediction.
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def make_project(root: Path, *, with_git: bool = True, dirty: bool = True) -> Path:
+    """A small project: task.md, data/train.csv, data/test.csv; optionally a git repo with a dirty tree and a staged change."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "task.md").write_text(TASK)
+    data = root / "data"
+    data.mkdir(exist_ok=True)
+    rows = ["id,area,neighborhood,sale_price"] + [f"{i},{50 + i},{'North' if i % 2 else 'South'},{1000 + 7 * i}" for i in range(40)]
+    (data / "train.csv").write_text("\n".join(rows) + "\n")
+    (data / "test.csv").write_text("id,area,neighborhood\n" + "\n".join(f"{i},{60 + i},North" for i in range(5)) + "\n")
+    if with_git:
+        git(root, "init", "-q", "-b", "main")
+        (root / "notes.txt").write_text("my notes\n")
+        git(root, "add", "-A")
+        git(root, "commit", "-qm", "user's commit")
+        if dirty:
+            (root / "notes.txt").write_text("my notes, edited but not staged\n")
+            (root / "staged.txt").write_text("staged but not committed\n")
+            git(root, "add", "staged.txt")
+            (root / "untracked.txt").write_text("untracked\n")
+    return root
+
+
+def user_state(root: Path) -> dict[str, str]:
+    """HEAD, index bytes, status and every user file's hash (outside .git and .aide)."""
+    state = {
+        "HEAD": (root / ".git" / "HEAD").read_text(),
+        "head_sha": git(root, "rev-parse", "HEAD"),
+        "index": hashlib.sha256((root / ".git" / "index").read_bytes()).hexdigest(),
+        "status": git(root, "status", "--porcelain", "--untracked-files=all", "--", ".", ":!.aide"),
+    }
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_file() and rel.parts[0] not in (".git", ".aide"):
+            state[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state

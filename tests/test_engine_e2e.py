@@ -1,0 +1,199 @@
+"""End to end: a real search with the real SDK (over HTTP to the stand-in),
+real subprocess execution and a real git repository."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from aide_tui import events as ev
+from aide_tui.engine import build_engine
+from aide_tui.settings import resolve
+from aide_script import ScriptedAide
+from helpers import git, make_project, user_state
+
+pytestmark = pytest.mark.timeout(240)
+
+
+class Recorder:
+    def __init__(self):
+        self.events: list[ev.Event] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event):
+        with self.lock:
+            self.events.append(event)
+
+    def of(self, kind):
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def settings(**over):
+    base = dict(steps=9, num_drafts=3, debug_prob=1.0, max_debug_depth=2, timeout=30, memory_limit="1G", coder="llm", seed=1)
+    base.update(over)
+    return resolve(None, base)
+
+
+@pytest.fixture
+def scripted(llm_env):
+    aide = ScriptedAide(crash_every=2)
+    llm_env.responder = aide
+    return aide
+
+
+def test_full_search_builds_branches_commits_and_leaves_user_state_alone(tmp_path, scripted, llm_env):
+    project = make_project(tmp_path / "proj")
+    before = user_state(project)
+    rec = Recorder()
+    engine = build_engine(project, settings(), resume=False, listener=rec)
+    finished = engine.run()
+
+    assert finished.reason == "completed" and finished.nodes == 9
+    assert user_state(project) == before  # HEAD, index, status, every file byte-identical
+
+    nodes = [e.node for e in rec.of(ev.NodeFinished)]
+    assert [n.id for n in nodes] == list(range(1, 10))
+    ops = [n.operation for n in nodes]
+    assert ops[:3] == ["draft", "draft", "draft"]  # num_drafts first
+    # draft 2 crashed; with debug_prob=1 the policy debugs it next
+    assert nodes[1].status == "buggy" and nodes[1].exec.exc_type == "ValueError"
+    assert nodes[3].operation == "debug" and nodes[3].parent_id == 2 and nodes[3].status == "ok"
+    assert "improve" in ops
+
+    # best node: lowest metric among working nodes (RMSE, lower is better)
+    ok = [n for n in nodes if n.status == "ok"]
+    best = min(ok, key=lambda n: n.metric)
+    assert finished.best_id == best.id
+    assert json.loads((project / ".aide" / "runs" / engine.run_name / "run.json").read_text())["direction"] == "minimize"
+
+    # git: one branch per node, parents follow the tree, node.json matches
+    run = engine.run_name
+    refs = git(project, "for-each-ref", "--format=%(refname:short)", f"refs/heads/aide/{run}/").split()
+    assert len(refs) == 9
+    user_head = before["head_sha"].strip()
+    for n in nodes:
+        branch = f"aide/{run}/{n.id:04d}-{n.operation}"
+        assert branch in refs
+        parents = git(project, "log", "-1", "--format=%P", branch).split()
+        if n.parent_id is None:
+            assert parents == [user_head]
+        else:
+            parent = next(p for p in nodes if p.id == n.parent_id)
+            assert parents == [git(project, "rev-parse", f"aide/{run}/{parent.id:04d}-{parent.operation}").strip()]
+        meta = json.loads(git(project, "show", f"{branch}:node.json"))
+        assert meta["id"] == n.id and meta["operation"] == n.operation and meta["status"] == n.status
+        assert meta["metric"] == n.metric and meta["direction"] == "minimize"
+        assert git(project, "show", f"{branch}:solution.py") == n.code
+        trailers = git(project, "log", "-1", "--format=%(trailers:key=Aide-Status,valueonly)", branch).strip()
+        assert trailers == n.status
+    best_branch = f"aide/{run}/{best.id:04d}-{best.operation}"
+    assert "id,prediction" in git(project, "show", f"{best_branch}:outputs/submission.csv")
+    # the lineage shows with plain git log
+    lineage = git(project, "log", "--format=%s", best_branch).splitlines()
+    assert lineage[-1] == "user's commit" and len(lineage) >= 2
+
+    # usage and cache fields flow through
+    total = rec.of(ev.UsageUpdated)[-1].total
+    assert total.input_tokens > 0 and total.output_tokens > 0 and total.cache_read_tokens > 0
+    assert total.cost > 0
+    # the LLM's reply streamed as deltas, the script's output as lines
+    assert len(rec.of(ev.LlmDelta)) > 20
+    assert any("loaded 40 training rows" in e.line for e in rec.of(ev.OutputLine))
+    # journal holds each node exactly once
+    journal = (project / ".aide" / "runs" / run / "journal.jsonl").read_text().splitlines()
+    assert [json.loads(line)["node"]["id"] for line in journal] == list(range(1, 10))
+
+
+def test_commands_override_the_policy_and_hints_reach_the_prompt(tmp_path, scripted, llm_env):
+    project = make_project(tmp_path / "proj", dirty=False)
+    rec = Recorder()
+    engine = build_engine(project, settings(steps=6, num_drafts=2, debug_prob=0.0), resume=False, listener=rec)
+    done = threading.Event()
+
+    def steer(event):
+        rec(event)
+        if isinstance(event, ev.NodeFinished) and event.node.id == 2:
+            engine.submit(ev.AddHint("try gradient boosting with depth 3"))
+            engine.submit(ev.DebugNode(2))  # node 2 crashed (crash_every=2)
+            engine.submit(ev.ImproveNode(1))
+            engine.submit(ev.DebugNode(1))  # works: rejected
+            engine.submit(ev.DraftNext())
+            engine.submit(ev.RunCode(1, "print('Validation metric: 1.5')\n"))
+        if isinstance(event, ev.RunFinished):
+            done.set()
+
+    engine.listener = steer
+    engine.run()
+    nodes = {e.node.id: e.node for e in rec.of(ev.NodeFinished)}
+    assert (nodes[3].operation, nodes[3].parent_id) == ("debug", 2)
+    assert nodes[3].hint == "try gradient boosting with depth 3"
+    assert (nodes[4].operation, nodes[4].parent_id) == ("improve", 1)
+    assert nodes[5].operation == "draft"  # the policy would have improved the best
+    assert (nodes[6].operation, nodes[6].parent_id, nodes[6].metric) == ("manual", 1, 1.5)
+    rejected = rec.of(ev.CommandRejected)
+    assert len(rejected) == 1 and "works" in rejected[0].reason
+    debug_prompts = [text for op, text in scripted.prompts if op == "debug"]
+    assert "try gradient boosting with depth 3" in debug_prompts[0]
+    assert all("gradient boosting" not in text for op, text in scripted.prompts if op != "debug")
+
+
+def test_pause_and_resume_hold_the_next_step(tmp_path, scripted, llm_env):
+    project = make_project(tmp_path / "proj", dirty=False)
+    rec = Recorder()
+    engine = build_engine(project, settings(steps=3, num_drafts=3), resume=False, listener=rec)
+    paused = threading.Event()
+
+    def listener(event):
+        rec(event)
+        if isinstance(event, ev.NodeFinished) and event.node.id == 1:
+            engine.submit(ev.Pause())
+        if isinstance(event, ev.RunStateChanged) and event.state == "paused":
+            paused.set()
+
+    engine.listener = listener
+    worker = threading.Thread(target=engine.run)
+    worker.start()
+    assert paused.wait(60)
+    assert len(rec.of(ev.NodeFinished)) == 1
+    worker.join(0.5)
+    assert worker.is_alive() and len(rec.of(ev.NodeFinished)) == 1  # held while paused
+    engine.submit(ev.Resume())
+    worker.join(120)
+    assert not worker.is_alive()
+    assert len(rec.of(ev.NodeFinished)) == 3
+
+
+def test_stop_after_step_and_resume_continue_to_the_step_count(tmp_path, scripted, llm_env):
+    project = make_project(tmp_path / "proj", dirty=False)
+    rec = Recorder()
+    engine = build_engine(project, settings(steps=5), resume=False, listener=rec)
+
+    def listener(event):
+        rec(event)
+        if isinstance(event, ev.NodeFinished) and event.node.id == 2:
+            engine.submit(ev.StopAfterStep())
+
+    engine.listener = listener
+    assert engine.run().reason == "stopped"
+    assert len(rec.of(ev.NodeFinished)) == 2
+    rec2 = Recorder()
+    engine2 = build_engine(project, settings(steps=5), resume=True, listener=rec2)
+    assert engine2.run_name == engine.run_name
+    finished = engine2.run()
+    assert finished.reason == "completed"
+    started = rec2.of(ev.RunStarted)[0]
+    assert started.resumed and [n.id for n in started.nodes] == [1, 2]
+    assert [e.node.id for e in rec2.of(ev.NodeFinished)] == [3, 4, 5]
+
+
+def test_second_instance_is_refused_while_the_first_holds_the_lock(tmp_path, scripted, llm_env):
+    from aide_tui.errors import UserError
+
+    project = make_project(tmp_path / "proj", dirty=False)
+    first = build_engine(project, settings(steps=1), resume=False, listener=Recorder())
+    with pytest.raises(UserError, match="another aide-tui is running"):
+        build_engine(project, settings(steps=1), resume=False, listener=Recorder())
+    first.run()  # releases the lock
+    build_engine(project, settings(steps=1), resume=False, listener=Recorder()).lock.release()
