@@ -1,0 +1,297 @@
+"""The coding operator (draft / improve / debug) and the review, backed by an LLM.
+
+This is the paper's coding operator: each operation renders one user message
+from `prompts/`, under a system prompt that holds everything stable for the
+run (the solution contract, the task, the data preview) so the client can
+cache it as a prefix.  The reply streams out through `on_delta`; the plan and
+script are extracted, and a reply without a usable script is retried with a
+note saying what was wrong, because a retry costs one LLM call while a broken
+script costs a whole execution.
+
+The review reads a finished run through forced tool use (`submit_review`), so
+the metric comes back as structured data, not prose to be parsed.  The engine
+still applies the hard rules afterwards (crash, timeout, missing or non-finite
+metric => buggy; direction fixed once per run); this module only turns the
+model's answer into a `Review` without second-guessing it.
+
+Errors from the client are not caught here: authentication failures and
+cancellation must reach the engine unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..settings import Settings
+from .coder import CoderError, DeltaSink, Proposal, Review, TaskContext
+from .extract import diagnose, extract_plan_and_code
+from .node import ExecInfo, Node, Usage
+from .prompts import clip, render_prompt
+
+MAX_ATTEMPTS = 3  # one reply plus two corrective follow-ups
+DEBUG_OUTPUT_CHARS = 6000  # output excerpt shown to the debugger
+TRACEBACK_CHARS = 3000
+REVIEW_OUTPUT_CHARS = 8000  # output excerpt shown to the reviewer
+REVIEW_MAX_TOKENS = 1024
+
+REVIEW_TOOL: dict[str, Any] = {
+    "name": "submit_review",
+    "description": "Report whether a solution run is a valid result, and the validation metric it printed.",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "is_bug": {
+                "type": "boolean",
+                "description": "True if the run crashed, was killed, printed no valid metric, or its result cannot be trusted.",
+            },
+            "metric": {
+                "type": ["number", "null"],
+                "description": "The number on the 'Validation metric:' line; null if absent or not a number.",
+            },
+            "summary": {
+                "type": "string",
+                "description": "Two or three sentences: the approach, the outcome, and for a failure its precise cause.",
+            },
+            "lower_is_better": {
+                "type": "boolean",
+                "description": "True if lower values of this metric are better (losses, errors).",
+            },
+        },
+        "required": ["is_bug", "metric", "summary", "lower_is_better"],
+    },
+}
+
+
+class LlmReplyLike(Protocol):
+    text: str
+    usage: Usage
+    stop_reason: str | None
+
+
+class LlmClientLike(Protocol):
+    """The two calls of `aide_tui.llm.client.LlmClient` this module relies on."""
+
+    def stream_text(self, *, model: str, system: str, messages: list[dict], max_tokens: int,
+                    on_delta: DeltaSink, cancel: threading.Event | None = None) -> LlmReplyLike: ...
+
+    def call_tool(self, *, model: str, system: str, messages: list[dict], tool: dict,
+                  max_tokens: int = 1024) -> tuple[dict, Usage]: ...
+
+
+# ----------------------------------------------------------------- formatting
+
+def format_timeout(seconds: float) -> str:
+    """'600 seconds (10 minutes)': the model plans better with both units."""
+    secs = int(round(seconds))
+    if secs >= 120:
+        mins = seconds / 60
+        return f"{secs} seconds ({mins:.0f} minutes)" if mins.is_integer() else f"{secs} seconds (about {mins:.1f} minutes)"
+    return f"{secs} seconds"
+
+
+def format_metric(value: float | None) -> str:
+    return "none" if value is None else f"{value:.6g}"
+
+
+def describe_exit(info: ExecInfo) -> str:
+    """One or two lines on how a run ended, for the debug and review prompts."""
+    if info.killed_reason:
+        reason = info.killed_reason
+        if reason == "timeout":
+            reason = "the time limit was reached"
+        text = f"Killed after {info.wall_time:.1f} s: {reason}."
+    elif info.exit_code is None:
+        text = "The process did not report an exit code."
+    elif info.exit_code == 0:
+        text = f"Exited normally (exit code 0) after {info.wall_time:.1f} s."
+    else:
+        text = f"Exited with code {info.exit_code} after {info.wall_time:.1f} s."
+    if info.exc_type:
+        text += f" Uncaught exception: {info.exc_type}."
+    if info.output_truncated_bytes:
+        text += f" ({info.output_truncated_bytes} bytes of output were cut from the middle when captured.)"
+    return text
+
+
+def parse_metric(value: Any) -> float | None:
+    """A finite float from a number or numeric string; anything else is None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _parse_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "yes", "1"):
+            return True
+        if lowered in ("false", "no", "0"):
+            return False
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    return None
+
+
+def parse_review(data: dict[str, Any], usage: Usage) -> Review:
+    """Turn `submit_review` input into a Review, tolerating loosely typed fields.
+
+    A missing or unreadable `is_bug` counts as a bug (an unverifiable result
+    must not be ranked); a missing `lower_is_better` leaves the direction
+    unknown rather than guessing.
+    """
+    data = data if isinstance(data, dict) else {}
+    is_bug = _parse_bool(data.get("is_bug"))
+    lower = _parse_bool(data.get("lower_is_better"))
+    summary = data.get("summary")
+    summary = summary.strip() if isinstance(summary, str) else ("" if summary is None else str(summary))
+    direction = None if lower is None else ("minimize" if lower else "maximize")
+    return Review(
+        is_bug=True if is_bug is None else is_bug,
+        metric=parse_metric(data.get("metric")),
+        summary=summary,
+        direction=direction,
+        usage=usage,
+    )
+
+
+# ------------------------------------------------------------------- operator
+
+class LlmCoder:
+    """The Coder that asks an LLM to write, improve, fix and review scripts."""
+
+    name = "llm"
+
+    def __init__(self, client: LlmClientLike, settings: Settings, project_dir: Path | None = None,
+                 cancel: threading.Event | None = None):
+        self.client = client
+        self.settings = settings
+        self.project_dir = Path(project_dir) if project_dir is not None else None
+        self.cancel = cancel
+
+    # -- prompts
+    def _render(self, name: str, values: dict[str, object]) -> str:
+        return render_prompt(name, values, self.project_dir)
+
+    def system_prompt(self, ctx: TaskContext) -> str:
+        """Stable for the whole run (no memory, no hint) so it caches as a prefix."""
+        return self._render("system", {
+            "task": ctx.task.strip(),
+            "data_preview": ctx.data_preview.strip() or "(no data files were listed)",
+            "timeout": format_timeout(ctx.timeout),
+        })
+
+    @staticmethod
+    def _common(ctx: TaskContext) -> dict[str, object]:
+        return {
+            "memory": ctx.memory.strip() or "Nothing has been tried yet.",
+            "hint": (ctx.hint or "").strip(),
+        }
+
+    def draft_message(self, ctx: TaskContext) -> str:
+        return self._render("draft", self._common(ctx))
+
+    def improve_message(self, ctx: TaskContext, parent: Node) -> str:
+        direction = {"maximize": " (higher is better)", "minimize": " (lower is better)"}.get(ctx.direction or "", "")
+        return self._render("improve", {
+            **self._common(ctx),
+            "parent_id": parent.id,
+            "parent_plan": parent.plan.strip() or "(no plan recorded)",
+            "parent_code": parent.code.rstrip("\n"),
+            "metric": format_metric(parent.metric),
+            "direction": direction,
+            "review_summary": parent.review_summary.strip() or "(no review recorded)",
+        })
+
+    def debug_message(self, ctx: TaskContext, parent: Node) -> str:
+        output = clip(parent.output.rstrip(), DEBUG_OUTPUT_CHARS) or "(the script printed nothing)"
+        traceback = (parent.exec.traceback or "").strip()
+        if traceback and traceback[-200:] in output:
+            traceback = ""  # already visible in the output excerpt; don't pay for it twice
+        return self._render("debug", {
+            **self._common(ctx),
+            "parent_id": parent.id,
+            "parent_code": parent.code.rstrip("\n"),
+            "exit_status": describe_exit(parent.exec),
+            "output": output,
+            "traceback": clip(traceback, TRACEBACK_CHARS),
+            "review_summary": parent.review_summary.strip() or "(no review recorded)",
+        })
+
+    # -- the coding operator
+    def draft(self, ctx: TaskContext, on_delta: DeltaSink) -> Proposal:
+        return self._propose(ctx, self.draft_message(ctx), on_delta)
+
+    def improve(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
+        return self._propose(ctx, self.improve_message(ctx, parent), on_delta)
+
+    def debug(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
+        return self._propose(ctx, self.debug_message(ctx, parent), on_delta)
+
+    def _propose(self, ctx: TaskContext, user: str, on_delta: DeltaSink) -> Proposal:
+        system = self.system_prompt(ctx)
+        messages: list[dict[str, Any]] = [{"role": "user", "content": user}]
+        total = Usage()
+        problem = ""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            reply = self.client.stream_text(
+                model=self.settings.code_model,
+                system=system,
+                messages=[dict(m) for m in messages],
+                max_tokens=self.settings.max_tokens,
+                on_delta=on_delta,
+                cancel=self.cancel,
+            )
+            total = total + reply.usage
+            found = extract_plan_and_code(reply.text)
+            if found is not None:
+                plan, code = found
+                return Proposal(plan=plan, code=code, usage=total)
+            problem = diagnose(reply.text, reply.stop_reason)
+            if attempt == MAX_ATTEMPTS:
+                break
+            on_delta(f"\n\n[no usable script in the reply: {problem} Asking again ({attempt + 1}/{MAX_ATTEMPTS}).]\n\n")
+            correction = (f"{problem} Reply again with a short plan followed by exactly one complete "
+                          "```python code block holding the whole script, and nothing after it.")
+            if reply.text.strip():
+                messages += [{"role": "assistant", "content": reply.text},
+                             {"role": "user", "content": correction}]
+            else:  # an empty assistant turn is not allowed; fold the note into the request
+                messages[-1] = {"role": "user", "content": f"{messages[-1]['content']}\n\n{correction}"}
+        raise CoderError(f"no usable script after {MAX_ATTEMPTS} attempts: {problem}", usage=total)
+
+    # -- the review
+    def review_messages(self, ctx: TaskContext, node: Node) -> tuple[str, str]:
+        """(system, user) for the review of `node`."""
+        direction = {"maximize": "higher values are better", "minimize": "lower values are better"}.get(ctx.direction or "", "")
+        system = self._render("review_system", {"task": ctx.task.strip()})
+        user = self._render("review", {
+            "code": node.code.rstrip("\n"),
+            "exit_status": describe_exit(node.exec),
+            "output": clip(node.output.rstrip(), REVIEW_OUTPUT_CHARS) or "(the script printed nothing)",
+            "direction": direction,
+        })
+        return system, user
+
+    def review(self, ctx: TaskContext, node: Node) -> Review:
+        system, user = self.review_messages(ctx, node)
+        data, usage = self.client.call_tool(
+            model=self.settings.feedback_model,
+            system=system,
+            messages=[{"role": "user", "content": user}],
+            tool=REVIEW_TOOL,
+            max_tokens=REVIEW_MAX_TOKENS,
+        )
+        return parse_review(data, usage)

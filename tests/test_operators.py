@@ -1,0 +1,317 @@
+"""The coding operator, the review and reply extraction, against a stub LLM client.
+
+The stub implements the two calls `LlmCoder` relies on (stream_text, call_tool),
+records what it was asked and replays scripted replies, so these tests check
+what goes into the prompts and what comes out, offline and fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from aide_tui.errors import FatalRunError, UserError
+from aide_tui.search.coder import CoderError, TaskContext
+from aide_tui.search.extract import diagnose, extract_plan_and_code
+from aide_tui.search.node import ExecInfo, Node, Usage
+from aide_tui.search.operators import REVIEW_TOOL, LlmCoder, parse_metric
+from aide_tui.search.prompts import load_prompt, render
+from aide_tui.settings import Settings
+
+GOOD = "Fit a ridge regression on numeric columns.\n\n```python\nprint('Validation metric: 0.5')\n```\n"
+
+
+@dataclass
+class Reply:
+    text: str
+    usage: Usage = field(default_factory=lambda: Usage(input_tokens=10, output_tokens=5, cost=0.01, calls=1))
+    stop_reason: str | None = "end_turn"
+
+
+class AuthFailed(FatalRunError):
+    """Stands in for llm.client.LlmAuthError (a FatalRunError)."""
+
+
+class StubClient:
+    def __init__(self, replies=(), tool_input=None, raise_exc=None):
+        self.replies = list(replies)
+        self.tool_input = tool_input
+        self.raise_exc = raise_exc
+        self.stream_calls: list[dict] = []
+        self.tool_calls: list[dict] = []
+
+    def stream_text(self, *, model, system, messages, max_tokens, on_delta, cancel=None):
+        self.stream_calls.append(dict(model=model, system=system, messages=messages, max_tokens=max_tokens, cancel=cancel))
+        if self.raise_exc:
+            raise self.raise_exc
+        reply = self.replies.pop(0)
+        on_delta(reply.text)
+        return reply
+
+    def call_tool(self, *, model, system, messages, tool, max_tokens=1024):
+        self.tool_calls.append(dict(model=model, system=system, messages=messages, tool=tool))
+        if self.raise_exc:
+            raise self.raise_exc
+        return self.tool_input, Usage(input_tokens=7, output_tokens=3, calls=1)
+
+
+def settings() -> Settings:
+    return Settings(memory_limit="1G", code_model="code-m", feedback_model="review-m", max_tokens=1234)
+
+
+def ctx(**kw) -> TaskContext:
+    base = dict(task="Predict SalePrice. Metric: RMSE on log price.", data_preview="train.csv: 1460 rows, 81 columns",
+                memory="- node 0 (draft): metric 0.2; plan: gradient boosting", timeout=300)
+    base.update(kw)
+    return TaskContext(**base)
+
+
+def parent(**kw) -> Node:
+    base = dict(id=4, parent_id=1, operation="draft", step=4, plan="Random forest on all columns.",
+                code="import pandas as pd\nprint('Validation metric: 0.1432')\n", status="ok", metric=0.1432,
+                review_summary="Random forest reached RMSE 0.1432.")
+    base.update(kw)
+    return Node(**base)
+
+
+def user_text(call: dict) -> str:
+    return call["messages"][-1]["content"]
+
+
+# ---------------------------------------------------------------- extraction
+
+def test_extract_single_block():
+    assert extract_plan_and_code(GOOD) == ("Fit a ridge regression on numeric columns.", "print('Validation metric: 0.5')\n")
+
+
+def test_extract_takes_longest_python_block_and_ignores_other_languages():
+    reply = ("Plan text.\n```bash\npip install x\nmore shell lines here\n```\n"
+             "```python\nx = 1\n```\nThen:\n```python\nimport os\nprint(os.getcwd())\n```\n")
+    plan, code = extract_plan_and_code(reply)
+    assert code == "import os\nprint(os.getcwd())\n"
+    assert plan.startswith("Plan text.")
+
+
+@pytest.mark.parametrize("fence", ["```py", "```", "```python3", "```Python"])
+def test_extract_accepts_py_and_bare_fences(fence):
+    plan, code = extract_plan_and_code(f"Plan.\n{fence}\nprint(1)\n```")
+    assert (plan, code) == ("Plan.", "print(1)\n")
+
+
+def test_extract_prefers_tagged_python_over_bare_block():
+    reply = "Plan.\n```\nsome long output sample that is not code at all\n```\n```python\nprint(2)\n```\n"
+    assert extract_plan_and_code(reply)[1] == "print(2)\n"
+
+
+@pytest.mark.parametrize("reply", [
+    "Just a plan, no code.",
+    "",
+    "Plan.\n```python\n\n   \n```\n",
+    "Plan.\n```json\n{}\n```\n",
+    "Plan.\n```python\nimport numpy as np\nx = np.arange(",  # cut at max_tokens
+    "Plan.\n```python\nprint(1)\n```\nAnd more:\n```python\nprint(2",  # final fence unterminated
+])
+def test_extract_rejects_unusable_replies(reply):
+    assert extract_plan_and_code(reply) is None
+
+
+def test_diagnose_names_the_problem():
+    assert "cut off" in diagnose("Plan.\n```python\nx = (", "max_tokens")
+    assert "no fenced" in diagnose("Only words.")
+    assert "empty" in diagnose("")
+
+
+def test_plan_is_bounded():
+    plan, _ = extract_plan_and_code("word " * 2000 + "\n```python\nprint(1)\n```")
+    assert len(plan) <= 2000
+
+
+# ---------------------------------------------------------------- prompts
+
+def test_render_sections_and_unknown_placeholder():
+    assert render("a\n{{#hint}}\nHINT: {{hint}}\n{{/hint}}\nb", {"hint": ""}) == "a\nb\n"
+    assert "HINT: go" in render("a\n{{#hint}}\nHINT: {{hint}}\n{{/hint}}\nb", {"hint": "go"})
+    with pytest.raises(UserError, match=r"draft\.md.*\{\{nope\}\}"):
+        render("x {{nope}}", {"memory": ""}, "draft.md")
+
+
+def test_render_does_not_expand_placeholders_inside_values():
+    assert render("{{code}}", {"code": "s = '{{memory}}'"}) == "s = '{{memory}}'\n"
+
+
+def test_packaged_prompts_have_the_operation_headings():
+    for name, first in [("draft", "# Draft"), ("improve", "# Improve"), ("debug", "# Debug")]:
+        assert load_prompt(name).splitlines()[0] == first
+
+
+def test_project_override_is_used(tmp_path: Path):
+    override = tmp_path / ".aide" / "prompts" / "draft.md"
+    override.parent.mkdir(parents=True)
+    override.write_text("# Draft\nCUSTOM DRAFT PROMPT\n{{memory}}\n")
+    client = StubClient([Reply(GOOD)])
+    LlmCoder(client, settings(), project_dir=tmp_path).draft(ctx(), lambda s: None)
+    assert "CUSTOM DRAFT PROMPT" in user_text(client.stream_calls[0])
+    # without an override the packaged prompt is used
+    other = StubClient([Reply(GOOD)])
+    LlmCoder(other, settings(), project_dir=tmp_path / "elsewhere").draft(ctx(), lambda s: None)
+    assert "CUSTOM DRAFT PROMPT" not in user_text(other.stream_calls[0])
+
+
+def test_override_with_unknown_placeholder_names_the_file(tmp_path: Path):
+    override = tmp_path / ".aide" / "prompts" / "draft.md"
+    override.parent.mkdir(parents=True)
+    override.write_text("# Draft\n{{memroy}}\n")
+    with pytest.raises(UserError, match="draft.md.*memroy"):
+        LlmCoder(StubClient([Reply(GOOD)]), settings(), project_dir=tmp_path).draft(ctx(), lambda s: None)
+
+
+# ---------------------------------------------------------------- coding operator
+
+def test_draft_prompt_and_call():
+    client = StubClient([Reply(GOOD)])
+    deltas: list[str] = []
+    cancel = threading.Event()
+    proposal = LlmCoder(client, settings(), cancel=cancel).draft(ctx(), deltas.append)
+    call = client.stream_calls[0]
+    assert call["model"] == "code-m" and call["max_tokens"] == 1234 and call["cancel"] is cancel
+    assert "Predict SalePrice" in call["system"] and "1460 rows" in call["system"]
+    assert "300 seconds" in call["system"] and "Validation metric: <number>" in call["system"]
+    text = user_text(call)
+    assert text.splitlines()[0] == "# Draft"
+    assert "gradient boosting" in text  # memory
+    assert "Hint from the user" not in text  # no hint, no hint section
+    assert proposal.plan.startswith("Fit a ridge") and "Validation metric" in proposal.code
+    assert proposal.usage.calls == 1 and deltas == [GOOD]
+
+
+def test_system_prompt_is_stable_across_steps():
+    client = StubClient([Reply(GOOD), Reply(GOOD)])
+    coder = LlmCoder(client, settings())
+    coder.draft(ctx(memory="one"), lambda s: None)
+    coder.improve(ctx(memory="two", hint="h"), parent(), lambda s: None)
+    assert client.stream_calls[0]["system"] == client.stream_calls[1]["system"]
+
+
+def test_hint_goes_into_the_user_message():
+    client = StubClient([Reply(GOOD)])
+    LlmCoder(client, settings()).draft(ctx(hint="Try LightGBM with target encoding"), lambda s: None)
+    text = user_text(client.stream_calls[0])
+    assert "Try LightGBM with target encoding" in text and "Hint from the user" in text
+    assert "LightGBM" not in client.stream_calls[0]["system"]
+
+
+def test_improve_includes_parent_code_metric_and_review():
+    client = StubClient([Reply(GOOD)])
+    LlmCoder(client, settings()).improve(ctx(direction="minimize"), parent(), lambda s: None)
+    text = user_text(client.stream_calls[0])
+    assert text.splitlines()[0] == "# Improve"
+    assert "import pandas as pd" in text and "0.1432" in text and "lower is better" in text
+    assert "Random forest reached RMSE" in text and "ONE atomic change" in text
+
+
+def test_debug_includes_output_and_traceback():
+    tb = 'Traceback (most recent call last):\n  File "solution.py", line 3\nKeyError: \'SalePrice\''
+    node = parent(status="buggy", metric=None, output="loading data\n" + "x" * 20000 + "\nboom at the end",
+                  exec=ExecInfo(exit_code=1, exc_type="KeyError", traceback=tb), review_summary="KeyError on column.")
+    client = StubClient([Reply(GOOD)])
+    LlmCoder(client, settings()).debug(ctx(), node, lambda s: None)
+    text = user_text(client.stream_calls[0])
+    assert text.splitlines()[0] == "# Debug"
+    assert "KeyError: 'SalePrice'" in text and "boom at the end" in text and "exited with code 1" in text.lower()
+    assert "loading data" in text  # head kept too
+    assert len(text) < 15000  # output bounded
+
+
+def test_debug_of_timeout_says_so():
+    node = parent(status="timeout", metric=None, output="epoch 1\n",
+                  exec=ExecInfo(exit_code=None, killed_reason="timeout", wall_time=300.0))
+    client = StubClient([Reply(GOOD)])
+    LlmCoder(client, settings()).debug(ctx(), node, lambda s: None)
+    assert "time limit" in user_text(client.stream_calls[0])
+
+
+def test_no_code_retries_then_raises_with_summed_usage():
+    client = StubClient([Reply("I would use a GBM."), Reply(""), Reply("Plan\n```python\nx = (", stop_reason="max_tokens")])
+    deltas: list[str] = []
+    with pytest.raises(CoderError) as err:
+        LlmCoder(client, settings()).draft(ctx(), deltas.append)
+    assert len(client.stream_calls) == 3
+    assert err.value.usage.calls == 3 and err.value.usage.input_tokens == 30
+    assert err.value.usage.cost == pytest.approx(0.03)
+    assert "cut off" in str(err.value)
+    second = client.stream_calls[1]["messages"]
+    assert [m["role"] for m in second] == ["user", "assistant", "user"]
+    assert second[1]["content"] == "I would use a GBM." and "no fenced" in second[2]["content"]
+    # the empty reply is not echoed as an (invalid) empty assistant turn
+    assert all(m["content"].strip() for m in client.stream_calls[2]["messages"])
+
+
+def test_retry_succeeds_and_sums_usage():
+    client = StubClient([Reply("No code, sorry."), Reply(GOOD)])
+    proposal = LlmCoder(client, settings()).draft(ctx(), lambda s: None)
+    assert proposal.usage.calls == 2 and proposal.usage.output_tokens == 10
+    assert "Validation metric" in proposal.code
+
+
+def test_auth_error_propagates():
+    client = StubClient(raise_exc=AuthFailed("invalid x-api-key", kind="auth"))
+    coder = LlmCoder(client, settings())
+    with pytest.raises(AuthFailed):
+        coder.draft(ctx(), lambda s: None)
+    with pytest.raises(AuthFailed):
+        coder.review(ctx(), parent())
+
+
+def test_cancellation_propagates():
+    class Cancelled(Exception):
+        pass
+
+    with pytest.raises(Cancelled):
+        LlmCoder(StubClient(raise_exc=Cancelled()), settings()).improve(ctx(), parent(), lambda s: None)
+
+
+# ---------------------------------------------------------------- review
+
+def test_review_call_and_parse():
+    client = StubClient(tool_input={"is_bug": False, "metric": 0.1432, "summary": "RF ok.", "lower_is_better": True})
+    node = parent(output="Validation metric: 0.1432\n", exec=ExecInfo(exit_code=0, wall_time=3.0))
+    review = LlmCoder(client, settings()).review(ctx(), node)
+    call = client.tool_calls[0]
+    assert call["model"] == "review-m" and call["tool"] is REVIEW_TOOL
+    assert "Predict SalePrice" in call["system"]
+    assert "Validation metric: 0.1432" in user_text(call) and "submit_review" in user_text(call)
+    assert (review.is_bug, review.metric, review.summary, review.direction) == (False, 0.1432, "RF ok.", "minimize")
+    assert review.usage.calls == 1
+
+
+def test_review_tool_schema():
+    schema = REVIEW_TOOL["input_schema"]
+    assert REVIEW_TOOL["name"] == "submit_review"
+    assert set(schema["required"]) == {"is_bug", "metric", "summary", "lower_is_better"}
+    assert "null" in schema["properties"]["metric"]["type"]
+
+
+@pytest.mark.parametrize("raw, want", [("0.91", 0.91), (" 1e-3 ", 0.001), (3, 3.0), ("nan", None), ("NaN", None),
+                                       ("inf", None), (float("nan"), None), ("garbage", None), (None, None), (True, None)])
+def test_parse_metric(raw, want):
+    assert parse_metric(raw) == want
+
+
+def test_review_tolerates_loose_types():
+    client = StubClient(tool_input={"is_bug": "false", "metric": "0.91", "summary": "fine", "lower_is_better": "false"})
+    review = LlmCoder(client, settings()).review(ctx(), parent())
+    assert (review.is_bug, review.metric, review.direction) == (False, 0.91, "maximize")
+    client = StubClient(tool_input={"summary": "?"})
+    review = LlmCoder(client, settings()).review(ctx(), parent())
+    assert review.is_bug is True and review.metric is None and review.direction is None
+
+
+def test_review_output_is_bounded_and_tail_biased():
+    node = parent(output="start\n" + "noise\n" * 50000 + "Validation metric: 0.77\n")
+    client = StubClient(tool_input={"is_bug": False, "metric": 0.77, "summary": "", "lower_is_better": False})
+    LlmCoder(client, settings()).review(ctx(), node)
+    text = user_text(client.tool_calls[0])
+    assert "Validation metric: 0.77" in text and len(text) < 12000
