@@ -315,3 +315,41 @@ def test_review_output_is_bounded_and_tail_biased():
     LlmCoder(client, settings()).review(ctx(), node)
     text = user_text(client.tool_calls[0])
     assert "Validation metric: 0.77" in text and len(text) < 12000
+
+
+# ---------------------------------------------------------------- through the real client
+
+def test_llm_coder_through_the_real_client_and_local_api(fake_api):
+    """The prompts, retry turns and review tool survive the real SDK and wire format."""
+    from fake_api import TextReply, ToolReply, last_user_text
+
+    from aide_tui.llm.client import LlmClient
+
+    seen: list[dict] = []
+
+    def responder(body: dict):
+        seen.append(body)
+        if body.get("tool_choice"):
+            return ToolReply("submit_review", {"is_bug": False, "metric": "0.25", "summary": "ok", "lower_is_better": True})
+        if len(seen) == 1:
+            return TextReply("Thinking about it, no code yet.")
+        assert last_user_text(body).startswith("Your reply contained no fenced")
+        return TextReply(GOOD)
+
+    fake_api.responder = responder
+    client = LlmClient(api_key="sk-test", base_url=fake_api.url, max_retries=0, timeout=10)
+    coder = LlmCoder(client, settings())
+    deltas: list[str] = []
+    proposal = coder.draft(ctx(hint="be quick"), deltas.append)
+    assert proposal.code == "print('Validation metric: 0.5')\n" and proposal.usage.calls == 2
+    assert "".join(deltas).endswith(GOOD)
+    assert [m["role"] for m in seen[1]["messages"]] == ["user", "assistant", "user"]
+    assert json_text(seen[0]["messages"][0]).startswith("# Draft")
+    review = coder.review(ctx(), parent())
+    assert (review.metric, review.direction, review.is_bug) == (0.25, "minimize", False)
+    assert seen[-1]["tools"][0]["name"] == "submit_review"
+
+
+def json_text(message: dict) -> str:
+    content = message["content"]
+    return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
