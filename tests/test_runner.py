@@ -427,3 +427,24 @@ def test_a_second_run_in_the_same_workspace_does_not_inherit_the_old_exception(t
 def test_runs_under_another_interpreter_path(tmp_path):
     result, lines = run_script(tmp_path, "import sys\nprint(sys.executable)\n", python=sys.executable)
     assert result.succeeded and lines
+
+
+def test_a_fast_double_fork_daemon_is_still_killed(tmp_path):
+    """The classic daemonize (fork, setsid, fork, parent exits) between two samples."""
+    result, _ = run_script(tmp_path, """
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                with open("pids.txt", "a") as f:
+                    f.write(f"{os.getpid()}\\n")
+                time.sleep(3600)
+            os._exit(0)
+        os.wait()
+        while not os.path.exists("pids.txt"):
+            time.sleep(0.01)
+        time.sleep(0.5)
+    """)
+    assert result.succeeded, result.output
+    pids = read_pids(tmp_path / "ws" / "pids.txt")
+    assert pids and not [pid for pid in pids if still_running(pid)]

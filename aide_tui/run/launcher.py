@@ -8,17 +8,20 @@ Why a launcher instead of ``python solution.py``: the review needs the
 exception *type* and traceback reliably, not parsed from a flood of output.
 Why ``runpy`` instead of ``exec``: ``if __name__ == "__main__"`` must run and
 ``sys.exit(0)`` must count as success, exactly as with ``python solution.py``.
+It also makes itself a Linux "child subreaper": a daemonizing grandchild
+(fork, setsid, fork, parent exits) is then re-parented to the launcher
+instead of to PID 1, so the executor's next sample of the tree still finds
+it however fast it escaped.
+
 SystemExit passes through untouched.  On any other uncaught exception the
 launcher writes ``{"exc_type", "traceback"}`` as JSON to RESULT, prints the
 traceback (without the launcher's own frames) to stderr and exits with 1,
 like Python does.
 """
 
-import json
 import os
 import runpy
 import sys
-import traceback
 
 
 def _script_frames(tb, script_path):
@@ -31,12 +34,25 @@ def _script_frames(tb, script_path):
     return first
 
 
+def _become_subreaper():
+    """prctl(PR_SET_CHILD_SUBREAPER, 1); best effort, Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+    except Exception:  # noqa: BLE001 - without it the executor still samples the tree
+        pass
+
+
 def main():
     script, result_file = sys.argv[1], sys.argv[2]
     script_path = os.path.abspath(script)
     sys.argv = [script] + sys.argv[3:]
     sys.path[0] = os.path.dirname(script_path)  # as `python solution.py` would set it
     launcher_pid = os.getpid()
+    _become_subreaper()
     try:
         runpy.run_path(script_path, run_name="__main__")
     except SystemExit:
@@ -44,6 +60,9 @@ def main():
     except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt is worth recording too
         if os.getpid() != launcher_pid:  # a forked child of the script raised: not ours to record
             raise
+        import json  # imported only when needed: every run pays for the launcher's imports
+        import traceback
+
         tb = _script_frames(exc.__traceback__, script_path)
         text = "".join(traceback.format_exception(type(exc), exc, tb))
         try:

@@ -1,0 +1,87 @@
+"""Launch overhead of LocalExecutor vs a bare `python -c pass` subprocess.
+
+What it costs to run a trivial solution through the launcher, the process-tree
+monitor, the reader and the final tree kill, compared with the cheapest way to
+start the same interpreter.  Budget: median overhead <= 60 ms.
+
+Run: .venv/bin/python bench/bench_runner.py [runs]
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aide_tui.run.executor import ExecRequest  # noqa: E402
+from aide_tui.run.local import LocalExecutor  # noqa: E402
+
+BUDGET_MS = 60.0
+
+
+def bare(runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def executor(runs: int, workspace: Path) -> list[float]:
+    (workspace / "solution.py").write_text("pass\n")
+    ex = LocalExecutor()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = ex.submit(ExecRequest(workspace=workspace, timeout=30), lambda s, l: None).wait()
+        times.append((time.perf_counter() - t0) * 1000)
+        assert result is not None and result.succeeded, result
+    return times
+
+
+FLOOD = """
+import sys
+for i in range(250_000):
+    print(f"out {i}")
+    print(f"err {i}", file=sys.stderr)
+"""
+
+
+def flood(workspace: Path) -> tuple[float, int, int]:
+    """Informational: 250k lines on each stream through on_line and the capped capture."""
+    (workspace / "solution.py").write_text(FLOOD)
+    count = [0]
+
+    def on_line(stream, line):
+        count[0] += 1
+
+    t0 = time.perf_counter()
+    result = LocalExecutor().submit(ExecRequest(workspace=workspace, timeout=120), on_line).wait()
+    assert result is not None and result.succeeded, result
+    return (time.perf_counter() - t0) * 1000, count[0], result.truncated_bytes
+
+
+def main() -> int:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    with tempfile.TemporaryDirectory() as tmp:
+        bare(3), executor(3, Path(tmp))  # warm caches
+        b = statistics.median(bare(runs))
+        e = statistics.median(executor(runs, Path(tmp)))
+        flood_ms, flood_lines, flood_cut = flood(Path(tmp))
+    overhead = e - b
+    print(f"bare `python -c pass`      median {b:7.1f} ms  ({runs} runs)")
+    print(f"LocalExecutor trivial run  median {e:7.1f} ms  ({runs} runs)")
+    print(f"flood: {flood_lines} lines in {flood_ms:.0f} ms, {flood_cut} bytes cut from the capture (informational)")
+    verdict = "PASS" if overhead <= BUDGET_MS else "FAIL"
+    print(f"overhead                          {overhead:7.1f} ms  budget {BUDGET_MS:.0f} ms  {verdict}")
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
