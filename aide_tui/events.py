@@ -20,17 +20,21 @@ RunState = Literal["starting", "running", "paused", "stopping", "finished", "fai
 Phase = Literal["idle", "planning", "llm", "executing", "reviewing", "committing", "paused"]
 
 
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class Event:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"event": type(self).__name__}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Node):
-                value = value.to_dict()
-            elif dataclasses.is_dataclass(value):
-                value = dataclasses.asdict(value)
-            out[f.name] = value
+            out[f.name] = _plain(value)
         return out
 
     def to_json_line(self) -> str:
