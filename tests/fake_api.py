@@ -34,6 +34,8 @@ __all__ = [
     "last_user_text",
     "system_text",
     "ERROR_TYPES",
+    "default_responder",
+    "example_input",
 ]
 
 # The error `type` the real API sends for each status.
@@ -117,7 +119,27 @@ def _tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
+_EXAMPLE = {"boolean": False, "number": 0.0, "integer": 0, "string": "", "array": [], "object": {}, "null": None}
+
+
+def example_input(schema: dict) -> dict:
+    """A minimal object satisfying the `required` fields of a tool's input_schema."""
+    out: dict[str, Any] = {}
+    props = schema.get("properties") or {}
+    for name in schema.get("required") or []:
+        typ = (props.get(name) or {}).get("type", "string")
+        if isinstance(typ, list):
+            typ = typ[0] if typ else "string"
+        out[name] = _EXAMPLE.get(typ, "")
+    return out
+
+
 def default_responder(body: dict) -> Reply:
+    """Echo the last user message; a forced tool call gets a minimal valid input."""
+    choice = body.get("tool_choice") or {}
+    if choice.get("type") == "tool":
+        tool = next((t for t in body.get("tools") or [] if t.get("name") == choice.get("name")), {})
+        return ToolReply(choice["name"], example_input(tool.get("input_schema") or {}))
     return TextReply(f"Echo: {last_user_text(body)}")
 
 
@@ -179,7 +201,9 @@ class FakeMessagesAPI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-messages-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-messages-api", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -102,9 +102,14 @@ class LlmClient:
         # None -> the SDK reads ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL itself.
         self.timeout = timeout
         self.max_retries = max_retries
-        self._client = anthropic.Anthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
-        )
+        try:
+            self._client = anthropic.Anthropic(
+                api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+            )
+        except anthropic.CredentialsError as exc:  # e.g. ANTHROPIC_CONFIG_DIR without a profile file
+            raise LlmAuthError(
+                f"no usable Anthropic credentials ({_one_line(exc, 200)}); set ANTHROPIC_API_KEY"
+            ) from exc
 
     @property
     def base_url(self) -> str:
@@ -246,6 +251,8 @@ class LlmClient:
                 f"Anthropic API {what} ({exc.status_code} {exc.type or ''}: {_one_line(exc.api_message or exc)}); "
                 "check ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL if set)"
             )
+        if isinstance(exc, anthropic.CredentialsError):
+            return LlmAuthError(f"no usable Anthropic credentials ({_one_line(exc, 200)}); set ANTHROPIC_API_KEY")
         if isinstance(exc, TypeError) and "authentication" in str(exc).lower():
             return LlmAuthError("no Anthropic API key found; set ANTHROPIC_API_KEY or run with --coder offline")
         if isinstance(exc, anthropic.APIStatusError):
