@@ -1,0 +1,650 @@
+"""The Textual front end: `aide-tui PROJECT` without `--headless`.
+
+Threading model (Harlequin-style): the engine runs in one thread worker and only talks to
+the app through its listener.  Ordinary events are posted as `EngineEvent` messages
+(`post_message` is thread-safe).  High-rate events (`LlmDelta`, `OutputLine`) go into a
+lock-free deque instead and are drained every 50 ms into one `Log` write; the deque is also
+drained before any other event is handled, so the log keeps the engine's order.
+Worker failures are handled centrally in `on_worker_state_changed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.text import Text
+from textual import events, on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Tree
+from textual.worker import Worker, WorkerFailed, WorkerState
+
+from ..errors import UserError
+from ..events import (
+    AddHint,
+    CodeReady,
+    Command,
+    CommandAccepted,
+    CommandRejected,
+    DebugNode,
+    DraftNext,
+    Event,
+    ImproveNode,
+    LlmDelta,
+    NodeFinished,
+    NodeStarted,
+    Notice,
+    OutputLine,
+    Pause,
+    PhaseChanged,
+    Resume,
+    RunCode,
+    RunError,
+    RunFinished,
+    RunStarted,
+    RunStateChanged,
+    StopAfterStep,
+)
+from ..settings import Settings
+from .commands import AideCommands
+from .model import RunModel
+from .screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, ResumeModal
+from .screens.node_detail import NodeDetailScreen
+from .widgets.live_log import LiveLog
+from .widgets.metric_pane import BestSparkline, MetricPane
+from .widgets.node_tree import NodeTree, Palette, format_metric
+from .widgets.status_bar import StatusBar
+
+STREAM_EVENTS = (LlmDelta, OutputLine)
+FLUSH_INTERVAL = 0.05
+COMPACT_WIDTH = 100
+COMPACT_HEIGHT = 28
+QUIT_WAIT = 15.0  # seconds to wait for the engine thread after shutdown()
+
+
+class EngineLike(Protocol):
+    def run(self) -> None: ...
+    def submit(self, command: Command) -> None: ...
+    def shutdown(self) -> None: ...
+
+
+EngineFactory = Callable[[Callable[[Event], None], bool], EngineLike]
+"""`factory(listener, resume) -> engine`; may raise UserError."""
+
+
+class EngineEvent(Message):
+    """One engine event, posted from the engine thread."""
+
+    def __init__(self, event: Event, seq: int = 0) -> None:
+        super().__init__()
+        self.event = event
+        self.seq = seq  # position in the engine's order; stream items before it are shown first
+
+
+class AideApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "aide-tui"
+    COMMANDS = App.COMMANDS | {AideCommands}
+    ENABLE_COMMAND_PALETTE = True
+
+    AIDE_BINDINGS = [
+        Binding("d", "draft", "Draft", tooltip="Next step writes a new draft solution", id="aide.draft"),
+        Binding("i", "improve", "Improve", tooltip="Next step improves the selected node", id="aide.improve"),
+        Binding("b", "debug", "Debug", tooltip="Next step debugs the selected buggy node", id="aide.debug"),
+        Binding("h", "hint", "Hint", tooltip="Add advice to the next prompt", id="aide.hint"),
+        Binding("e", "edit", "Edit", tooltip="Edit the selected node's code and run it as a child", id="aide.edit"),
+        Binding("space", "toggle_pause", "Pause", key_display="space", tooltip="Pause or resume the run", id="aide.pause"),
+        Binding("s", "stop", "Stop", tooltip="Stop cleanly after the current step (resumable)", id="aide.stop"),
+        Binding("enter", "details", "Details", tooltip="Plan, code, diff, output and git branch of the selected node", id="aide.details"),
+        Binding("g", "copy_branch", "Branch", tooltip="Copy the selected node's git branch name", id="aide.branch"),
+        Binding("B", "goto_best", "Best", key_display="B", tooltip="Select the best node (★)", id="aide.best"),
+        Binding("r", "goto_running", "Running", tooltip="Select the running node and follow new nodes", id="aide.running"),
+        Binding("tab", "app.focus_next", "Next pane", show=False, tooltip="Cycle focus: tree, log", id="aide.next-pane"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit; the run stays resumable", id="aide.quit"),
+    ]
+    BINDINGS = AIDE_BINDINGS
+
+    def __init__(
+        self,
+        engine_factory: EngineFactory,
+        *,
+        resume: bool = False,
+        ask_resume: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        flush_interval: float = FLUSH_INTERVAL,
+        tick_interval: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.engine_factory = engine_factory
+        self.resume = resume
+        self.ask_resume = ask_resume
+        self.clock = clock
+        self.flush_interval = flush_interval
+        self.tick_interval = tick_interval
+        self.model = RunModel(clock)
+        self.engine: EngineLike | None = None
+        self.engine_worker: Worker | None = None
+        self.palette = Palette()
+        self.selected_id: int | None = None
+        self.follow = True  # cursor follows new nodes until the user moves it
+        self._stream: deque[tuple[int, Event]] = deque()
+        self._seq = itertools.count()
+        self._pending: list[Command] = []  # overrides sent, waiting for Accepted/Rejected
+        self._quitting = False
+        self._closed_ui = False
+        self._exit_code = 0
+        self.received: list[Event] = []  # every non-stream event, for tests and debugging
+
+    # ------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="body"):
+            yield NodeTree(id="tree")
+            with Vertical(id="right"):
+                yield LiveLog(id="log")
+                yield MetricPane(id="metrics")
+        with Horizontal(id="bottom"):
+            yield StatusBar(id="status")
+            yield BestSparkline([0.0], id="spark")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.tree_pane = self.query_one("#tree", NodeTree)
+        self.log_pane = self.query_one("#log", LiveLog)
+        self.metrics = self.query_one("#metrics", MetricPane)
+        self.spark = self.query_one("#spark", BestSparkline)
+        self.status_bar = self.query_one("#status", StatusBar)
+        self.theme_changed_signal.subscribe(self, self._on_theme_changed)
+        self._apply_palette()
+        self.tree_pane.border_title = "Tree"
+        self.log_pane.border_title = "Live"
+        self.metrics.border_title = "Metric"
+        self.query_one("#tree").focus()
+        self._apply_size(self.size.width, self.size.height)
+        self.set_interval(self.flush_interval, self._flush_stream)
+        self.set_interval(self.tick_interval, self._tick)
+        self._refresh_status()
+        if self.ask_resume:
+            self.push_screen(ResumeModal(self.ask_resume), self._on_resume_choice)
+        else:
+            self.start_engine(self.resume)
+
+    def _on_resume_choice(self, choice: str | None) -> None:
+        if choice == "resume":
+            self.start_engine(True)
+        elif choice == "new":
+            self.start_engine(False)
+        else:
+            self.exit(0)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._apply_size(event.size.width, event.size.height)
+
+    def _apply_size(self, width: int, height: int) -> None:
+        body = self.query_one("#body")
+        body.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "-compact")
+
+    # ------------------------------------------------------------ engine
+    def start_engine(self, resume: bool) -> None:
+        try:
+            self.engine = self.engine_factory(self._listener, resume)
+        except UserError as exc:
+            self.exit(2, return_code=2, message=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - never die with a traceback
+            self.exit(1, return_code=1, message=f"cannot start the run: {type(exc).__name__}: {exc}")
+            return
+        self.engine_worker = self.run_worker(
+            self._run_engine, thread=True, name="engine", group="engine", exit_on_error=False
+        )
+
+    def _run_engine(self) -> None:
+        assert self.engine is not None
+        self.engine.run()
+
+    def _listener(self, event: Event) -> None:
+        """Called on the engine thread."""
+        seq = next(self._seq)
+        if isinstance(event, STREAM_EVENTS):
+            self._stream.append((seq, event))
+        else:
+            self.post_message(EngineEvent(event, seq))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is not self.engine_worker or not self._ui_alive():
+            return
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self._flush_stream()
+            self._exit_code = 1
+            self.model.state = "failed"
+            self.model.state_reason = f"{type(error).__name__}: {error}"
+            if self.model.finished_at is None:
+                self.model.finished_at = self.clock()
+            self.model.running_id = None
+            self._refresh_status()
+            self.refresh_bindings()
+            if not self._quitting:
+                self.push_screen(ErrorModal("fatal", f"The engine stopped: {type(error).__name__}: {error}"))
+        elif event.state == WorkerState.SUCCESS:
+            self._flush_stream()
+            self.refresh_bindings()
+
+    def _ui_alive(self) -> bool:
+        return self.is_running and not self._closed_ui and bool(self._screen_stacks.get(self._current_mode))
+
+    async def on_unmount(self) -> None:
+        # Safety net: however the app ends, never leave the engine (and its scripts) running.
+        self._closed_ui = True
+        self._stop_engine_now()
+
+    def _stop_engine_now(self) -> None:
+        worker = self.engine_worker
+        if self.engine is not None and worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING):
+            try:
+                self.engine.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+
+    # ------------------------------------------------------------ events
+    def _flush_stream(self, before: int | None = None) -> None:
+        """Drain streamed deltas/lines (all, or those the engine emitted before event
+        number `before`) into the model and one batched log write."""
+        buf = self._stream
+        if not buf or not self._ui_alive():
+            return
+        items: list[Event] = []
+        if before is None:
+            for _ in range(len(buf)):
+                items.append(buf.popleft()[1])
+        else:
+            while buf and buf[0][0] < before:
+                items.append(buf.popleft()[1])
+        if not items:
+            return
+        log = self.log_pane
+        text: list[str] = []
+        lines: list[str] = []
+        for item in items:
+            self.model.apply(item)
+            if isinstance(item, LlmDelta):
+                if lines:
+                    log.append_lines(lines)
+                    lines = []
+                text.append(item.text)
+            else:
+                if text:
+                    log.append_text("".join(text))
+                    text = []
+                assert isinstance(item, OutputLine)
+                lines.append(item.line if item.stream == "stdout" else f"! {item.line}")
+        if text:
+            log.append_text("".join(text))
+        if lines:
+            log.append_lines(lines)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        if not self._ui_alive():
+            return
+        try:
+            self._flush_stream(before=message.seq)
+            self.handle_event(message.event)
+        except Exception as exc:  # noqa: BLE001 - a display bug must not kill the run
+            self.log.error(f"cannot show {message.event!r}: {exc!r}")
+            self.notify(f"display error on {type(message.event).__name__}: {exc}", severity="error")
+
+    def handle_event(self, event: Event) -> None:
+        self.received.append(event)
+        change = self.model.apply(event)
+        tree = self.tree_pane
+        log = self.log_pane
+        model = self.model
+
+        if isinstance(event, RunStarted):
+            tree.rebuild(model)
+            what = "Resumed" if event.resumed else "Started"
+            log.append_lines([f"== {what} run {event.run}: {event.steps} steps, {len(event.nodes)} nodes so far"])
+        elif isinstance(event, NodeStarted):
+            parent = f" of #{event.parent_id}" if event.parent_id is not None else ""
+            hint = f" (hint: {event.hint})" if event.hint else ""
+            log.append_lines([" ", f"── #{event.node_id} {event.operation}{parent}{hint} ──"])
+        elif isinstance(event, PhaseChanged):
+            if event.phase == "executing" and event.node_id is not None:
+                log.append_lines([f"── running node #{event.node_id} ──"])
+        elif isinstance(event, CodeReady):
+            self._refresh_detail(event.node_id)
+        elif isinstance(event, NodeFinished):
+            node = event.node
+            verdict = "✓ ok" if node.status == "ok" else f"✗ {node.status}"
+            metric = f" {format_metric(node.metric)}" if node.metric is not None else ""
+            star = " ★ new best" if change.best_changed and event.best_id == node.id else ""
+            summary = node.review_summary.strip().replace("\n", " ")
+            log.append_lines([f"── review #{node.id}: {verdict}{metric}{star} — {summary}"])
+            self._refresh_detail(node.id)
+        elif isinstance(event, CommandAccepted):
+            self._on_command_answer(event.command, accepted=True)
+            self.notify(event.detail or f"{event.command} accepted", title="Command accepted", timeout=4)
+        elif isinstance(event, CommandRejected):
+            self._on_command_answer(event.command, accepted=False)
+            self.notify(event.reason, title=f"{event.command} rejected", severity="warning", timeout=6)
+        elif isinstance(event, Notice):
+            self.notify(event.message, severity="warning" if event.level == "warning" else "information", timeout=10)
+        elif isinstance(event, RunError):
+            log.append_lines([f"!! {event.kind} error: {event.message}"])
+            if event.kind in ("auth", "budget", "fatal", "config"):
+                self.push_screen(ErrorModal(event.kind, event.message))
+            else:
+                self.notify(event.message, title=f"{event.kind} error", severity="error", timeout=10)
+        elif isinstance(event, RunStateChanged):
+            if event.state == "paused":
+                log.append_lines(["== paused (space resumes)"])
+            elif event.state == "running" and self.model.done:
+                pass
+        elif isinstance(event, RunFinished):
+            best = model.nodes.get(event.best_id) if event.best_id is not None else None
+            best_text = f"best #{best.id} {format_metric(best.metric)}" if best else "no working node"
+            log.append_lines([f"== run finished ({event.reason}): {event.nodes} nodes, {best_text}"])
+            self.notify(f"Run finished ({event.reason}): {best_text}", title="Run finished", timeout=10)
+
+        # one tree update per event (NodeStarted adds, NodeFinished relabels)
+        if change.tree_reset:
+            tree.rebuild(model)
+        else:
+            if change.tree_added:
+                tree.add_views([model.nodes[i] for i in change.tree_added], model)
+            updated = list(change.tree_updated)
+            if change.best_changed:
+                updated += [i for i in change.best_changed if i is not None]
+            if updated:
+                tree.update_views(updated, model)
+        if self.follow and (change.tree_added or change.tree_reset) and model.nodes:
+            newest = model.running_id if model.running_id is not None else max(model.nodes)
+            self._move_cursor(newest)
+        if change.metrics:
+            self.metrics.update_from(model)
+            self.spark.update_from(model)
+        if change.status:
+            self._refresh_status()
+        if change.tree_added or change.tree_updated or isinstance(event, (RunStateChanged, RunFinished, RunStarted)):
+            self.refresh_bindings()
+
+    def _on_command_answer(self, name: str, accepted: bool) -> None:
+        for i, cmd in enumerate(self._pending):
+            if cmd.name == name:
+                self._pending.pop(i)
+                if accepted:
+                    self.model.queued.append(describe(cmd))
+                break
+        self._refresh_status()
+
+    def _refresh_status(self) -> None:
+        bar = self.status_bar
+        bar.frame = int(self.clock() * 8)
+        bar.update_from(self.model)
+
+    def _tick(self) -> None:
+        if self.model.active or self.model.running_id is not None:
+            self._refresh_status()
+
+    def _refresh_detail(self, node_id: int) -> None:
+        screen = self.screen
+        if isinstance(screen, NodeDetailScreen) and screen.node_id == node_id:
+            screen.refresh_view()
+
+    # ------------------------------------------------------------ theme
+    def _apply_palette(self) -> None:
+        self.palette = Palette.from_app(self)
+        for widget in (self.tree_pane, self.metrics, self.status_bar):
+            widget.palette = self.palette
+
+    def _on_theme_changed(self, _theme: Any) -> None:
+        self._apply_palette()
+        self.tree_pane.rebuild(self.model)
+        self.metrics.update_from(self.model, force=True)
+        self._refresh_status()
+
+    # ------------------------------------------------------------ selection
+    @on(Tree.NodeHighlighted, "#tree")
+    def _on_highlight(self, event: Tree.NodeHighlighted) -> None:
+        self.selected_id = event.node.data
+        self.refresh_bindings()
+
+    @on(NodeTree.UserMoved)
+    def _on_user_moved(self) -> None:
+        self.follow = False
+
+    @on(Tree.NodeSelected, "#tree")
+    def _on_select(self, event: Tree.NodeSelected) -> None:
+        if event.node.data is not None:
+            self.open_details(event.node.data)
+
+    def _move_cursor(self, node_id: int) -> None:
+        # the tree lays out new nodes on its next render; move the cursor after it
+        self.tree_pane.call_after_refresh(self.tree_pane.select_id, node_id)
+        self.selected_id = node_id
+
+    def goto_node(self, node_id: int) -> None:
+        self.follow = False
+        self._move_cursor(node_id)
+
+    def open_details(self, node_id: int) -> None:
+        if node_id not in self.model.nodes:
+            self.notify(f"No node #{node_id}", severity="warning")
+            return
+        if isinstance(self.screen, NodeDetailScreen):
+            self.pop_screen()
+        self.selected_id = node_id
+        self.push_screen(NodeDetailScreen(node_id))
+
+    @property
+    def selected(self):
+        if self.selected_id is None:
+            return None
+        return self.model.nodes.get(self.selected_id)
+
+    # ------------------------------------------------------------ actions
+    def why_not(self, action: str) -> str | None:
+        """None when `action` applies now, else a one-line reason shown to the user."""
+        model = self.model
+        view = self.selected
+        run_over = not model.active
+        if action in ("draft", "improve", "debug", "hint", "edit", "toggle_pause", "stop"):
+            if self.engine is None:
+                return "the run has not started yet"
+            if run_over:
+                return f"the run is over ({model.finish_reason or model.state}); start aide-tui again to resume it"
+        if action in ("improve", "debug", "edit", "details", "copy_branch"):
+            if view is None:
+                return "select a node in the tree first"
+        if action == "improve":
+            if not view.finished:
+                return f"#{view.id} is still running; improve it once it has finished"
+            if view.is_buggy:
+                return f"#{view.id} is {view.status}: debug it (b) instead of improving it"
+        elif action == "debug":
+            if not view.finished:
+                return f"#{view.id} is still running; debug it if it turns out buggy"
+            if not view.is_buggy:
+                return f"#{view.id} works (no bug to fix); improve it (i) instead"
+        elif action == "edit":
+            if not view.code:
+                return f"#{view.id} has no code yet"
+        elif action == "copy_branch":
+            if not view.branch:
+                return f"#{view.id} has no git branch yet (it is committed when it finishes)"
+        elif action == "goto_best":
+            if model.best_id is None:
+                return "no working node yet, so no best node"
+        elif action == "goto_running":
+            if model.running_id is None:
+                return "no node is running right now"
+        elif action == "stop":
+            if model.state == "stopping":
+                return "already stopping after this step"
+        return None
+
+    GATED = {"draft", "improve", "debug", "hint", "edit", "toggle_pause", "stop", "details", "copy_branch", "goto_best", "goto_running"}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.GATED:
+            # None = shown dimmed in the footer; the key then reaches on_key, which says why.
+            return True if self.why_not(action) is None else None
+        return True
+
+    def on_key(self, event: events.Key) -> None:
+        """A bound key whose action is unavailable lands here: say why instead of doing nothing."""
+        if isinstance(self.screen, ModalScreen):
+            return
+        for binding in self.AIDE_BINDINGS:
+            if event.key in binding.key.split(",") and binding.action in self.GATED:
+                reason = self.why_not(binding.action)
+                if reason:
+                    event.stop()
+                    self.notify(reason, title=binding.description, severity="warning", timeout=5)
+                return
+
+    def invoke(self, action: str) -> None:
+        """Run an action from the command palette, or say why it does not apply."""
+        reason = self.why_not(action)
+        if reason:
+            self.notify(reason, severity="warning", timeout=5)
+            return
+        self.run_action(action)
+
+    def send(self, command: Command) -> None:
+        if self.engine is None:
+            self.notify("The run has not started yet", severity="warning")
+            return
+        if isinstance(command, (DraftNext, ImproveNode, DebugNode, RunCode)):
+            self._pending.append(command)
+        self.engine.submit(command)
+
+    def action_draft(self) -> None:
+        self.send(DraftNext())
+
+    def action_improve(self) -> None:
+        self.send(ImproveNode(self.selected.id))
+
+    def action_debug(self) -> None:
+        self.send(DebugNode(self.selected.id))
+
+    def action_hint(self) -> None:
+        def done(text: str | None) -> None:
+            if text:
+                self.send(AddHint(text))
+
+        self.push_screen(HintModal(), done)
+
+    def action_edit(self) -> None:
+        view = self.selected
+        node_id = view.id
+
+        def done(code: str | None) -> None:
+            if code is None:
+                return
+            if code == view.code:
+                self.notify("The code is unchanged; nothing to run", severity="warning")
+                return
+            self.send(RunCode(parent_id=node_id, code=code))
+
+        self.push_screen(EditCodeModal(node_id, view.code), done)
+
+    def action_toggle_pause(self) -> None:
+        if self.model.state == "paused":
+            self.send(Resume())
+        else:
+            self.send(Pause())
+
+    def action_stop(self) -> None:
+        self.send(StopAfterStep())
+
+    def action_details(self) -> None:
+        self.open_details(self.selected.id)
+
+    def action_copy_branch(self) -> None:
+        branch = self.selected.branch
+        self.copy_to_clipboard(branch)
+        self.notify(f"{branch}\n(try: git log {branch})", title="Branch copied", timeout=5)
+
+    def action_goto_best(self) -> None:
+        self.goto_node(self.model.best_id)
+
+    def action_goto_running(self) -> None:
+        self.follow = True
+        self._move_cursor(self.model.running_id)
+
+    async def action_quit(self) -> None:
+        if self._quitting:
+            return
+        worker = self.engine_worker
+        alive = worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+        if alive and self.model.running_id is not None:
+            question = (
+                f"Node #{self.model.running_id} is running. Quit now?\n"
+                "It is cancelled; the run stays resumable (aide-tui PROJECT again)."
+            )
+
+            async def done(yes: bool | None) -> None:
+                if yes:
+                    await self.shutdown_and_exit()
+
+            self.push_screen(ConfirmModal(question, yes="Quit", no="Keep running"), done)
+        else:
+            await self.shutdown_and_exit()
+
+    async def shutdown_and_exit(self) -> None:
+        """engine.shutdown(), wait for the engine thread, then exit (nothing left behind)."""
+        if self._quitting:
+            return
+        self._quitting = True
+        worker = self.engine_worker
+        if self.engine is not None and worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING):
+            self.notify("Stopping the run…", timeout=QUIT_WAIT)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.engine.shutdown), QUIT_WAIT)
+                await asyncio.wait_for(worker.wait(), QUIT_WAIT)
+            except (WorkerFailed, asyncio.TimeoutError, Exception):  # noqa: BLE001
+                pass
+        self._flush_stream()
+        self.exit(self._exit_code, return_code=self._exit_code)
+
+
+def describe(cmd: Command) -> str:
+    if isinstance(cmd, DraftNext):
+        return "draft"
+    if isinstance(cmd, ImproveNode):
+        return f"improve #{cmd.node_id}"
+    if isinstance(cmd, DebugNode):
+        return f"debug #{cmd.node_id}"
+    if isinstance(cmd, RunCode):
+        return f"your code under #{cmd.parent_id}"
+    return cmd.name
+
+
+def run_app(project_dir: Path, settings: Settings, resume: bool | None) -> int:
+    """Open the TUI on PROJECT; returns the process exit code.
+
+    `resume=None`: if an unfinished run exists, ask (Resume / New run / Quit).
+    """
+    from ..engine import build_engine  # the engine has no UI imports; imported late
+
+    ask: str | None = None
+    if resume is None:
+        from ..project import unfinished_run
+
+        ask = unfinished_run(project_dir)
+
+    def factory(listener: Callable[[Event], None], resume_flag: bool) -> EngineLike:
+        return build_engine(project_dir, settings, resume=resume_flag, listener=listener)
+
+    app = AideApp(factory, resume=bool(resume), ask_resume=ask)
+    app.run()
+    return app.return_code or 0

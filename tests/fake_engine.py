@@ -1,0 +1,416 @@
+"""A scripted stand-in for `aide_tui.engine.Engine`, for the app's tests, snapshots and bench.
+
+Same surface as the real engine (`run`, `submit`, `shutdown`, `settings`) and the same
+event vocabulary (`aide_tui.events`), emitted from the thread that calls `run()`.
+The run follows a fixed script (drafts, a buggy draft, a debug, improvements, a timeout)
+with LLM deltas, output lines and usage, and honours every command.
+
+Determinism for snapshots: `hold_at=k` makes the engine start node k, stream part of it,
+and then wait (still answering commands) until `release()` or `shutdown()`.
+Every command received is recorded in `self.commands`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aide_tui.events import (
+    AddHint,
+    CancelNow,
+    CodeReady,
+    Command,
+    CommandAccepted,
+    CommandRejected,
+    DebugNode,
+    DraftNext,
+    Event,
+    ImproveNode,
+    LlmDelta,
+    NextPlanned,
+    NodeFinished,
+    NodeStarted,
+    Notice,
+    OutputLine,
+    Pause,
+    PhaseChanged,
+    Resume,
+    RunCode,
+    RunError,
+    RunFinished,
+    RunStarted,
+    RunStateChanged,
+    StopAfterStep,
+    UsageUpdated,
+)
+from aide_tui.search.node import ExecInfo, Node, Usage
+from aide_tui.settings import Settings
+
+
+@dataclass
+class Step:
+    operation: str
+    parent_id: int | None
+    status: str  # ok / buggy / timeout / memory
+    metric: float | None
+    plan: str
+    review: str
+
+
+SCRIPT: list[Step] = [
+    Step("draft", None, "ok", 0.7412, "Baseline: logistic regression on one-hot encoded categoricals.", "Ran cleanly; validation accuracy 0.7412."),
+    Step("draft", None, "buggy", None, "Gradient boosting with target encoding of 'cabin'.", "KeyError: 'cabin' — the column is named 'Cabin'."),
+    Step("draft", None, "ok", 0.7689, "Random forest with median imputation and 300 trees.", "Ran cleanly; validation accuracy 0.7689."),
+    Step("debug", 1, "ok", 0.7935, "Fix the column name and fill missing cabins with 'U'.", "Fixed; gradient boosting reaches 0.7935."),
+    Step("improve", 3, "ok", 0.8112, "Add family-size and title features extracted from the name.", "Better: 0.8112 with the new features."),
+    Step("improve", 4, "timeout", None, "Grid-search 400 hyper-parameter combinations with 10-fold CV.", "Killed after the time limit; search space too large."),
+    Step("improve", 4, "ok", 0.8203, "Tune learning rate and depth with a 24-point grid, 5-fold CV.", "Better: 0.8203."),
+    Step("draft", None, "ok", 0.7521, "k-nearest neighbours on standardised numeric columns.", "Ran cleanly; 0.7521."),
+    Step("improve", 6, "buggy", None, "Stack the forest and boosting models with a logistic meta-model.", "ValueError: shapes (712,2) and (891,2) not aligned."),
+    Step("improve", 6, "ok", 0.8257, "Average the probabilities of boosting and the forest.", "Better: 0.8257."),
+]
+
+CODE = '''import pandas as pd
+from sklearn.model_selection import train_test_split
+from sklearn.{module} import {model}
+
+train = pd.read_csv("input/train.csv")
+y = train.pop("Survived")
+X = pd.get_dummies(train[["Pclass", "Sex", "Age", "Fare"]].fillna(0))
+X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=0.2, random_state={seed})
+model = {model}({args})
+model.fit(X_tr, y_tr)
+score = model.score(X_va, y_va)
+print(f"validation accuracy: {{score:.4f}}")
+'''
+
+MODELS = [
+    ("linear_model", "LogisticRegression", "max_iter=1000"),
+    ("ensemble", "GradientBoostingClassifier", ""),
+    ("ensemble", "RandomForestClassifier", "n_estimators=300"),
+    ("ensemble", "GradientBoostingClassifier", "n_estimators=200"),
+    ("ensemble", "GradientBoostingClassifier", "n_estimators=200, max_depth=4"),
+]
+
+
+def code_for(node_id: int) -> str:
+    module, model, args = MODELS[node_id % len(MODELS)]
+    return CODE.format(module=module, model=model, args=args, seed=node_id)
+
+
+class FakeEngine:
+    """Emits a plausible scripted run through `listener` from the thread calling `run()`."""
+
+    def __init__(
+        self,
+        listener: Callable[[Event], None],
+        settings: Settings | None = None,
+        *,
+        resume: bool = False,
+        steps: int | None = None,
+        delay: float = 0.0,
+        hold_at: int | None = None,
+        deltas: int = 12,
+        output_lines: int = 6,
+        run_name: str = "titanic-1",
+        coder: str = "llm",
+        budget: float | None = 2.0,
+        direction: str = "maximize",
+        replay: int = 0,
+        error: RunError | None = None,
+        crash: bool = False,
+    ) -> None:
+        self._listener = listener
+        self._settings = settings or Settings(steps=steps or 12, budget=budget)
+        self.steps = steps or self._settings.steps
+        self.resume = resume
+        self.delay = delay
+        self.hold_at = hold_at
+        self.deltas = deltas
+        self.output_lines = output_lines
+        self.run_name = run_name
+        self.coder = coder
+        self.budget = budget
+        self.direction = direction
+        self.replay = replay
+        self.error = error
+        self.crash = crash
+        self.commands: list[Command] = []
+        self.nodes: dict[int, Node] = {}
+        self.best_id: int | None = None
+        self.usage = Usage()
+        self.paused = False
+        self.stop_after_step = False
+        self.ran = False
+        self.finished = threading.Event()
+        self._queue: queue.Queue[Command] = queue.Queue()
+        self._shutdown = threading.Event()
+        self._release = threading.Event()
+        self._overrides: list[tuple[str, int | None, str | None]] = []  # (op, parent, code)
+        self._hint: str | None = None
+
+    # ------------------------------------------------------------------ API
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def submit(self, command: Command) -> None:
+        self.commands.append(command)
+        self._queue.put(command)
+
+    def shutdown(self) -> None:
+        self._shutdown.set()
+
+    def release(self) -> None:
+        """Let a run held at `hold_at` continue."""
+        self._release.set()
+
+    # ------------------------------------------------------------- helpers
+    def emit(self, event: Event) -> None:
+        self._listener(event)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep while answering commands; False when shut down."""
+        end = time.monotonic() + seconds
+        while True:
+            self._drain()
+            if self._shutdown.is_set():
+                return False
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            self._shutdown.wait(min(left, 0.01))
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                cmd = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(cmd)
+
+    def _handle(self, cmd: Command) -> None:
+        name = cmd.name
+        if isinstance(cmd, DraftNext):
+            self._overrides.append(("draft", None, None))
+            self.emit(CommandAccepted(name, "next step drafts a new solution"))
+        elif isinstance(cmd, ImproveNode):
+            node = self.nodes.get(cmd.node_id)
+            if node is None:
+                self.emit(CommandRejected(name, f"node #{cmd.node_id} has not finished"))
+            elif node.is_buggy:
+                self.emit(CommandRejected(name, f"node #{cmd.node_id} is buggy; debug it instead"))
+            else:
+                self._overrides.append(("improve", cmd.node_id, None))
+                self.emit(CommandAccepted(name, f"next step improves #{cmd.node_id}"))
+        elif isinstance(cmd, DebugNode):
+            node = self.nodes.get(cmd.node_id)
+            if node is None or not node.is_buggy:
+                self.emit(CommandRejected(name, f"node #{cmd.node_id} is not buggy"))
+            else:
+                self._overrides.append(("debug", cmd.node_id, None))
+                self.emit(CommandAccepted(name, f"next step debugs #{cmd.node_id}"))
+        elif isinstance(cmd, AddHint):
+            self._hint = cmd.text
+            self.emit(CommandAccepted(name, "the hint goes into the next prompt"))
+        elif isinstance(cmd, RunCode):
+            self._overrides.append(("manual", cmd.parent_id, cmd.code))
+            self.emit(CommandAccepted(name, f"your code runs next as a child of #{cmd.parent_id}"))
+        elif isinstance(cmd, Pause):
+            if self.paused:
+                self.emit(CommandRejected(name, "already paused"))
+            else:
+                self.paused = True
+                self.emit(CommandAccepted(name, "pausing after the current phase"))
+                self.emit(RunStateChanged("paused"))
+                self.emit(PhaseChanged(None, "paused"))
+        elif isinstance(cmd, Resume):
+            if not self.paused:
+                self.emit(CommandRejected(name, "not paused"))
+            else:
+                self.paused = False
+                self.emit(CommandAccepted(name))
+                self.emit(RunStateChanged("running"))
+        elif isinstance(cmd, StopAfterStep):
+            self.stop_after_step = True
+            self.emit(CommandAccepted(name, "the run stops after this step"))
+            self.emit(RunStateChanged("stopping", "stop requested"))
+        elif isinstance(cmd, CancelNow):
+            self.emit(CommandAccepted(name))
+            self._shutdown.set()
+
+    def _plan_next(self, node_id: int) -> tuple[str, int | None, str | None, str]:
+        if self._overrides:
+            op, parent, code = self._overrides.pop(0)
+            return op, parent, code, "command"
+        if node_id < len(SCRIPT):
+            s = SCRIPT[node_id]
+            return s.operation, s.parent_id, None, "policy"
+        return "improve", self.best_id, None, "policy"
+
+    def _outcome(self, node_id: int, op: str) -> Step:
+        if node_id < len(SCRIPT) and SCRIPT[node_id].operation == op:
+            return SCRIPT[node_id]
+        base = self.nodes[self.best_id].metric if self.best_id is not None else 0.75
+        metric = round((base or 0.75) + 0.002 * ((node_id * 7) % 5 - 1), 4)
+        return Step(op, None, "ok", metric, f"{op.capitalize()} step {node_id}: tweak the features.", f"Ran cleanly; {metric}.")
+
+    def _is_better(self, a: float, b: float) -> bool:
+        return a > b if self.direction == "maximize" else a < b
+
+    # ----------------------------------------------------------------- run
+    def run(self) -> None:
+        self.ran = True
+        try:
+            self._run()
+        finally:
+            self.finished.set()
+
+    def _run(self) -> None:
+        if self.crash:
+            raise RuntimeError("fake engine crashed")
+        replayed = []
+        for i in range(self.replay):
+            node = self._finished_node(i, *self._script_parent(i))
+            replayed.append(node)
+        self.emit(
+            RunStarted(self.run_name, "/tmp/titanic", self.resume, self.steps, tuple(replayed), self.direction, self.coder)
+        )
+        if self.coder == "offline":
+            self.emit(Notice("offline baseline coder, not an LLM — set ANTHROPIC_API_KEY to use Claude", "warning"))
+        self.emit(RunStateChanged("running"))
+        if self.error is not None:
+            self.emit(self.error)
+            self.emit(RunStateChanged("failed", self.error.message))
+            self.emit(RunFinished("error", self.best_id, len(self.nodes)))
+            return
+        node_id = len(self.nodes)
+        reason = "completed"
+        while node_id < self.steps:
+            self._drain()
+            while self.paused and not self._shutdown.is_set():
+                self._sleep(0.01)
+            if self._shutdown.is_set():
+                reason = "cancelled"
+                break
+            if not self._step(node_id):
+                reason = "cancelled"
+                break
+            node_id += 1
+            if self.stop_after_step:
+                reason = "stopped"
+                break
+        self.emit(PhaseChanged(None, "idle"))
+        self.emit(RunStateChanged("finished", reason))
+        self.emit(RunFinished(reason, self.best_id, len(self.nodes)))
+
+    def _script_parent(self, i: int) -> tuple[str, int | None, str | None]:
+        s = SCRIPT[i % len(SCRIPT)]
+        parent = s.parent_id if s.parent_id is None or s.parent_id < i else None
+        return s.operation if parent is not None or s.operation == "draft" else "draft", parent, None
+
+    def _finished_node(self, node_id: int, op: str, parent: int | None, code: str | None) -> Node:
+        outcome = self._outcome(node_id, op)
+        hint, self._hint = self._hint, None
+        status = outcome.status if code is None else "ok"
+        metric = outcome.metric if code is None else 0.8
+        code = code if code is not None else code_for(node_id)
+        wall = 2.0 + (node_id * 37 % 11)
+        ex = ExecInfo(
+            exit_code=0 if status == "ok" else 1,
+            exc_type={"buggy": "KeyError", "timeout": None}.get(status),
+            wall_time=wall if status != "timeout" else 600.0,
+            peak_memory_mb=180.0 + node_id * 13 % 90,
+            killed_reason="timeout" if status == "timeout" else None,
+        )
+        usage = Usage(input_tokens=3200 + 100 * node_id, output_tokens=900 + 10 * node_id, cost=0.021 + 0.001 * node_id, calls=2)
+        node = Node(
+            id=node_id,
+            parent_id=parent,
+            operation=op,  # type: ignore[arg-type]
+            step=node_id,
+            plan=outcome.plan if op != "manual" else "Edited by hand.",
+            code=code,
+            status=status,  # type: ignore[arg-type]
+            metric=metric,
+            review_summary=outcome.review,
+            output="\n".join(self._output(node_id, status)),
+            exec=ex,
+            usage=usage,
+            hint=hint,
+            created_at=1_700_000_000.0 + node_id * 60,
+            finished_at=1_700_000_000.0 + node_id * 60 + wall,
+        )
+        self.nodes[node_id] = node
+        self.usage = self.usage + usage
+        if status == "ok" and metric is not None:
+            if self.best_id is None or self._is_better(metric, self.nodes[self.best_id].metric or 0.0):
+                self.best_id = node_id
+        return node
+
+    def _output(self, node_id: int, status: str) -> list[str]:
+        lines = [f"epoch {k + 1}: loss {0.9 - 0.05 * k:.3f}" for k in range(self.output_lines)]
+        if status == "buggy":
+            lines += ["Traceback (most recent call last):", '  File "solution.py", line 7, in <module>', "KeyError: 'cabin'"]
+        elif status == "timeout":
+            lines += ["[killed: timeout]"]
+        else:
+            lines += ["validation accuracy: done"]
+        return lines
+
+    def _step(self, node_id: int) -> bool:
+        op, parent, code, source = self._plan_next(node_id)
+        self.emit(NextPlanned(node_id, op, parent, source))
+        self.emit(NodeStarted(node_id, parent, op, node_id, self._hint))
+        self.emit(PhaseChanged(node_id, "llm", "asking the LLM"))
+        outcome = self._outcome(node_id, op)
+        text = f"{outcome.plan}\n\n```python\n{code or code_for(node_id)}```\n"
+        n = max(1, self.deltas)
+        size = max(1, len(text) // n)
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        holding = self.hold_at == node_id
+        if holding:
+            chunks = chunks[: max(1, len(chunks) // 2)]
+        for chunk in chunks:
+            self.emit(LlmDelta(node_id, chunk))
+            if self.delay and not self._sleep(self.delay / n):
+                return False
+        if holding:
+            self.emit(UsageUpdated(self.usage, self.budget))
+            while not self._release.is_set():
+                if not self._sleep(0.01):
+                    return False
+            for chunk in [text[i : i + size] for i in range(0, len(text), size)][len(chunks) :]:
+                self.emit(LlmDelta(node_id, chunk))
+        self.emit(CodeReady(node_id, outcome.plan, code or code_for(node_id)))
+        self.emit(PhaseChanged(node_id, "executing", f"running node {node_id}"))
+        for line in self._output(node_id, outcome.status if code is None else "ok"):
+            self.emit(OutputLine(node_id, "stderr" if line.startswith(("Traceback", "  File", "KeyError")) else "stdout", line))
+            if self.delay and not self._sleep(self.delay / max(1, self.output_lines)):
+                return False
+        self.emit(PhaseChanged(node_id, "reviewing", "reviewing the output"))
+        node = self._finished_node(node_id, op, parent, code)
+        ref = f"refs/heads/aide/{self.run_name}/{node_id:04d}-{op}"
+        self.emit(NodeFinished(node, self.best_id, f"{node_id:040x}"[-40:], ref))
+        self.emit(UsageUpdated(self.usage, self.budget))
+        if self.delay and not self._sleep(self.delay):
+            return False
+        return not self._shutdown.is_set()
+
+
+def factory(**kwargs) -> Callable:
+    """An `engine_factory` for `AideApp`: `factory(hold_at=5)(listener, resume)`; keeps the instance."""
+    holder: dict[str, FakeEngine] = {}
+
+    def make(listener: Callable[[Event], None], resume: bool) -> FakeEngine:
+        engine = FakeEngine(listener, resume=resume, **kwargs)
+        holder["engine"] = engine
+        make.engine = engine  # type: ignore[attr-defined]
+        return engine
+
+    make.holder = holder  # type: ignore[attr-defined]
+    return make
+
