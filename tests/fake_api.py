@@ -86,6 +86,7 @@ class MidStreamError:
     text_before: str = "partial "
     type: str = "overloaded_error"
     message: str = "Overloaded"
+    drop: bool = False  # True: cut the connection instead of sending an `error` event
 
 
 Reply = Union[TextReply, ToolReply, ErrorReply, MidStreamError]
@@ -425,6 +426,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self._sse("content_block_delta", {"type": "content_block_delta", "index": index,
                                                       "delta": {"type": "input_json_delta", "partial_json": piece}},
                               delay)
+            if isinstance(reply, MidStreamError) and reply.drop:
+                self.close_connection = True
+                self.wfile.flush()
+                self.connection.shutdown(2)  # socket.SHUT_RDWR: no terminating chunk
+                return
             if isinstance(reply, MidStreamError):
                 self._sse("error", {"type": "error", "error": {"type": reply.type, "message": reply.message}}, delay)
                 self._write_chunk(b"")

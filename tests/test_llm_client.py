@@ -245,6 +245,13 @@ def test_sse_error_event_mid_stream_is_llm_error(client, fake_api):
     assert "".join(deltas) == "half a sol"  # what arrived before the error was still delivered
 
 
+def test_connection_cut_mid_stream_is_llm_error(client, fake_api):
+    fake_api.responder = lambda body: MidStreamError(text_before="half a sol", drop=True)
+    with pytest.raises(LlmError, match="mid-response|cannot reach") as info:
+        stream(client)
+    assert "\n" not in str(info.value)
+
+
 def test_bad_request_is_not_retried(client, fake_api):
     fake_api.responder = lambda body: ErrorReply(400, message="max_tokens: too large")
     with pytest.raises(LlmError, match="400.*invalid_request_error.*max_tokens") as info:
