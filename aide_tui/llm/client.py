@@ -136,14 +136,17 @@ class LlmClient:
             raise LlmCancelled("cancelled before the request was sent")
         kwargs = self._common(model=model, system=system, messages=messages, max_tokens=max_tokens)
         done = threading.Event()
+        # Held while the watcher shuts the socket down, and while we mark the
+        # stream done: a finished stream's connection goes back to the pool and
+        # must never be shut down under the next request.
+        guard = threading.Lock()
         try:
             with self._client.messages.stream(**kwargs) as stream:
-                watcher = None
                 if cancel is not None:
-                    watcher = threading.Thread(
-                        target=self._watch_cancel, args=(cancel, done, stream), name="llm-cancel-watch", daemon=True
-                    )
-                    watcher.start()
+                    threading.Thread(
+                        target=self._watch_cancel, args=(cancel, done, guard, stream),
+                        name="llm-cancel-watch", daemon=True,
+                    ).start()
                 try:
                     for event in stream:
                         if cancel is not None and cancel.is_set():
@@ -157,7 +160,8 @@ class LlmClient:
                         raise LlmCancelled("cancelled while streaming")
                     final = stream.get_final_message()
                 finally:
-                    done.set()
+                    with guard:
+                        done.set()
         except LlmCancelled:
             raise
         except _CallbackFailed as wrapped:
@@ -222,7 +226,7 @@ class LlmClient:
         return kwargs
 
     @staticmethod
-    def _watch_cancel(cancel: threading.Event, done: threading.Event, stream: Any) -> None:
+    def _watch_cancel(cancel: threading.Event, done: threading.Event, guard: threading.Lock, stream: Any) -> None:
         """Unblock a stream stalled in a socket read once `cancel` is set.
 
         Closing a socket from another thread does not wake a blocked recv();
@@ -231,16 +235,16 @@ class LlmClient:
         while not done.is_set():
             if cancel.wait(0.05):
                 break
-        if done.is_set():
-            return
-        try:
-            response = stream.response
-            net = response.extensions.get("network_stream")
-            sock = net.get_extra_info("socket") if net is not None else None
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
-        except Exception:
-            pass
+        with guard:
+            if done.is_set():
+                return
+            try:
+                net = stream.response.extensions.get("network_stream")
+                sock = net.get_extra_info("socket") if net is not None else None
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except Exception:  # best effort: the per-event check still cancels
+                pass
 
     def _map(self, exc: BaseException) -> Exception:
         """SDK/transport exception -> LlmAuthError | LlmError with one clear line."""
