@@ -1,0 +1,156 @@
+"""The offline coder: AIDE's operators without an LLM, for tabular CSV tasks.
+
+It is the baseline that makes aide-tui usable (and testable) with no API key:
+drafts come from a rotation of scikit-learn recipes, improvements change one
+recipe field, debugging classifies the traceback and regenerates a robust
+script, and the review parses the metric line.  It never starts processes
+(the engine's runner executes the scripts) and imports neither anthropic nor
+Textual.  Everything is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..coder import CoderError, DeltaSink, Proposal, Review, TaskContext
+from ..node import Node
+from .debugging import diagnose, family_in_code, fixed_recipe
+from .improvements import choose, family_in_hint
+from .recipe import MODELS, Recipe, parse_recipe, recipe_changes
+from .review import last_metric, review_node
+from .task_reader import TaskReadError, TaskSpec, read_task
+from .templates import describe, render
+
+__all__ = ["OfflineCoder", "Recipe", "TaskSpec", "parse_recipe", "recipe_changes", "read_task", "last_metric"]
+
+DRAFT_ORDER = ["linear", "random_forest", "hist_gradient_boosting", "extra_trees", "knn", "gradient_boosting"]
+CHUNK = 240  # characters per on_delta call, so front ends show the code being "written"
+
+
+def base_recipe(family: str, task_type: str) -> Recipe:
+    """The starting recipe for a family: preprocessing chosen to suit the model."""
+    spec = MODELS[family]
+    return Recipe(
+        model=family,
+        params=spec.defaults(task_type),
+        scaler="standard" if spec.scale_sensitive else None,
+        encoding="ordinal" if family in ("hist_gradient_boosting", "gradient_boosting") else "onehot",
+        validation="cv" if family in ("linear", "hist_gradient_boosting", "knn") else "holdout",
+    )
+
+
+class OfflineCoder:
+    name = "offline"
+
+    def __init__(self, project_dir: Path, data_files: list[str], seed: int = 0):
+        self.project_dir = Path(project_dir)
+        self.data_files = list(data_files)
+        self.seed = seed
+        self._spec: tuple[str, TaskSpec] | None = None
+        self._drafted: list[str] = []  # families drafted so far, in order
+        self._proposed: dict[int, set[str]] = {}  # parent id -> change keys proposed for it
+
+    # -- the Coder protocol
+    def draft(self, ctx: TaskContext, on_delta: DeltaSink) -> Proposal:
+        spec = self._task(ctx)
+        recipe, why = self._next_draft(ctx)
+        plan = (
+            f"Draft: {describe(recipe)}, validated with "
+            f"{'5-fold cross-validation' if recipe.validation == 'cv' else 'a 20% hold-out split'} "
+            f"on {spec.metric_name} ({'higher' if spec.direction == 'maximize' else 'lower'} is better). "
+            f"{why}"
+        )
+        return self._propose(plan, render(spec, recipe, self.seed), on_delta)
+
+    def improve(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
+        spec = self._task(ctx)
+        recipe = parse_recipe(parent.code)
+        if recipe is None:
+            family = family_in_hint(ctx.hint) or family_in_code(parent.code) or "hist_gradient_boosting"
+            recipe = base_recipe(family, spec.task_type)
+            recipe.history = [f"rewrite:{family}"]
+            plan = (
+                f"Node {parent.id}'s script was not written by the offline coder, so I cannot change it one "
+                f"step at a time; this is a fresh, structured version: {describe(recipe)}. Later improvements "
+                "will then change one thing at a time."
+            )
+            return self._propose(plan, render(spec, recipe, self.seed), on_delta)
+        exclude = self._proposed.setdefault(parent.id, set())
+        child, change = choose(recipe, spec, exclude, ctx.hint)
+        exclude.add(change.key)
+        plan = f"Improve node {parent.id} ({describe(recipe)}). {change.plan}"
+        return self._propose(plan, render(spec, child, self.seed), on_delta)
+
+    def debug(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
+        spec = self._task(ctx)
+        diagnosis = diagnose(parent)
+        recipe = parse_recipe(parent.code)
+        evidence = f" (`{diagnosis.evidence}`)" if diagnosis.evidence else ""
+        if diagnosis.kind == "unknown":
+            base, why = self._next_draft(ctx)
+            fixed = fixed_recipe(recipe or base, diagnosis)
+            plan = (
+                f"I could not recognise why node {parent.id} failed{evidence}, so this is a fresh draft "
+                f"rather than a targeted fix: {describe(fixed)}."
+            )
+            return self._propose(plan, render(spec, fixed, self.seed), on_delta)
+        if recipe is None:
+            family = family_in_code(parent.code) or "hist_gradient_boosting"
+            base = base_recipe(family, spec.task_type)
+            keep = "keeping its model family" if family_in_code(parent.code) else "written afresh"
+        else:
+            base, keep = recipe, "keeping the same recipe"
+        fixed = fixed_recipe(base, diagnosis)
+        plan = (
+            f"Node {parent.id} failed{evidence}: {diagnosis.cause}. The fixed script {diagnosis.fix}, "
+            f"{keep}: {describe(fixed)}."
+        )
+        return self._propose(plan, render(spec, fixed, self.seed), on_delta)
+
+    def review(self, ctx: TaskContext, node: Node) -> Review:
+        try:
+            spec = self._task(ctx)
+            direction, name = ctx.direction or spec.direction, spec.metric_name
+        except CoderError:
+            direction, name = ctx.direction, "metric"
+        return review_node(node, direction, name)
+
+    # -- helpers
+    def _task(self, ctx: TaskContext) -> TaskSpec:
+        if self._spec is None or self._spec[0] != ctx.task:
+            try:
+                self._spec = (ctx.task, read_task(self.project_dir, self.data_files, ctx.task))
+            except (TaskReadError, OSError, ValueError) as exc:
+                raise CoderError(f"offline coder: {exc}") from exc
+        return self._spec[1]
+
+    def _next_draft(self, ctx: TaskContext) -> tuple[Recipe, str]:
+        """The hinted family, else the next family not drafted yet, else a variant of one."""
+        spec = self._task(ctx)
+        wanted = family_in_hint(ctx.hint)
+        rounds = len(self._drafted) // len(DRAFT_ORDER)
+        if wanted:
+            family, why = wanted, "The hint asks for this model family."
+        else:
+            family = next((f for f in DRAFT_ORDER if f not in self._drafted), DRAFT_ORDER[len(self._drafted) % len(DRAFT_ORDER)])
+            why = f"{MODELS[family].display[0].upper()}{MODELS[family].display[1:]}: {MODELS[family].why}."
+        recipe = base_recipe(family, spec.task_type)
+        if rounds and not wanted:
+            # Every family has been drafted: vary the preprocessing instead of repeating a draft.
+            recipe.validation = "holdout" if recipe.validation == "cv" else "cv"
+            recipe.missing_indicators = rounds % 2 == 1
+            recipe.encoding = "onehot" if recipe.encoding == "ordinal" or rounds % 2 == 0 else "ordinal"
+            recipe.history = [f"variant:{rounds}"]
+            why += " Every model family has had a draft, so this one varies the preprocessing."
+        if ctx.timeout < 60:
+            recipe.validation = "holdout"
+        self._drafted.append(family)
+        return recipe, why
+
+    @staticmethod
+    def _propose(plan: str, code: str, on_delta: DeltaSink) -> Proposal:
+        """Stream the reply the way the LLM coder does (plan, then a fenced block), then return it."""
+        reply = f"{plan}\n\n```python\n{code}```\n"
+        for i in range(0, len(reply), CHUNK):
+            on_delta(reply[i : i + CHUNK])
+        return Proposal(plan=plan, code=code)

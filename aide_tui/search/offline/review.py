@@ -1,0 +1,42 @@
+"""Review a run without a model: the last `Validation metric:` line and the exit status.
+
+The generated scripts print the metric in a fixed format, so parsing it is
+exact; any script (hand-edited or LLM-written) that follows the same
+convention is reviewed the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from ..coder import Review
+from ..node import Direction, Node
+
+_METRIC = re.compile(r"^\s*Validation metric:\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)\s*$",
+                     re.M | re.I)
+
+
+def last_metric(output: str) -> float | None:
+    """The value on the last `Validation metric: X` line, or None (also for nan/inf)."""
+    found = _METRIC.findall(output or "")
+    if not found:
+        return None
+    value = float(found[-1])
+    return value if math.isfinite(value) else None
+
+
+def review_node(node: Node, direction: Direction | None, metric_name: str = "metric") -> Review:
+    info = node.exec
+    metric = last_metric(node.output)
+    if info.killed_reason:
+        return Review(True, None, f"The run was stopped ({info.killed_reason}); no metric.", direction)
+    if info.exit_code not in (0, None) or (info.exit_code is None and info.exc_type):
+        what = info.exc_type or f"exit code {info.exit_code}"
+        return Review(True, None, f"The script crashed ({what}).", direction)
+    if metric is None:
+        return Review(True, None, "The script finished but printed no valid 'Validation metric: <number>' line.",
+                      direction)
+    better = "higher" if direction == "maximize" else "lower"
+    return Review(False, metric, f"Ran cleanly; validation {metric_name} = {metric:.6g} ({better} is better).",
+                  direction)

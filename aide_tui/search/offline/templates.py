@@ -1,0 +1,314 @@
+"""Render a recipe into a complete, readable scikit-learn script.
+
+The scripts are meant to be read and edited by the user, so they are written
+the way a person would: a docstring, constants at the top, one small function
+per step, and `main()`.  Every script prints `Validation metric: <number>` as
+its last line and writes `submission.csv` when there is a test file.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .recipe import MODELS, Recipe
+from .task_reader import TaskSpec
+
+_METRIC_CODE = {
+    "rmse": ("mean_squared_error", "return float(np.sqrt(mean_squared_error(y_true, y_pred)))"),
+    "mse": ("mean_squared_error", "return float(mean_squared_error(y_true, y_pred))"),
+    "rmsle": (
+        "mean_squared_log_error",
+        "return float(np.sqrt(mean_squared_log_error(y_true, np.clip(y_pred, 0, None))))",
+    ),
+    "mae": ("mean_absolute_error", "return float(mean_absolute_error(y_true, y_pred))"),
+    "r2": ("r2_score", "return float(r2_score(y_true, y_pred))"),
+    "accuracy": ("accuracy_score", "return float(accuracy_score(y_true, y_pred))"),
+    "roc_auc": ("roc_auc_score", 'return float(roc_auc_score(y_true, y_pred, multi_class="ovr"))'),
+    "log_loss": ("log_loss", "return float(log_loss(y_true, y_pred))"),
+    "f1": (
+        "f1_score",
+        "labels = sorted(pd.unique(y_true))\n"
+        "    if len(labels) == 2:\n"
+        "        return float(f1_score(y_true, y_pred, pos_label=labels[-1]))\n"
+        '    return float(f1_score(y_true, y_pred, average="macro"))',
+    ),
+}
+
+
+def _lit(value: Any) -> str:
+    """A Python literal with double-quoted strings, as the rest of the script is written."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _estimator(model: str, params: dict[str, Any], task_type: str) -> str:
+    spec = MODELS[model]
+    args = [f"{k}={_lit(v)}" for k, v in params.items()]
+    if spec.seeded:
+        args.append("random_state=SEED")
+    return f"{spec.cls(task_type)}({', '.join(args)})"
+
+
+def describe(recipe: Recipe) -> str:
+    """One line a person would use for the approach, e.g. for plans and docstrings."""
+    name = MODELS[recipe.model].display
+    if recipe.blend_with:
+        name = f"average of a {name} and a {MODELS[recipe.blend_with].display}"
+    bits = [f"{recipe.impute} imputation"]
+    if recipe.missing_indicators:
+        bits.append("missing-value flags")
+    if recipe.scaler:
+        bits.append(f"{recipe.scaler} scaling")
+    bits.append("one-hot categories" if recipe.encoding == "onehot" else "ordinal-coded categories")
+    if recipe.log_target:
+        bits.append("log-transformed target")
+    return f"{name} with {', '.join(bits)}"
+
+
+def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
+    """The full script for `recipe` on `spec`."""
+    tt = spec.task_type
+    classification = tt == "classification"
+    models = [recipe.model] + ([recipe.blend_with] if recipe.blend_with else [])
+    validation = (
+        "5-fold cross-validation" if recipe.validation == "cv" else "a 20% hold-out split"
+    )
+    direction = "higher is better" if spec.direction == "maximize" else "lower is better"
+
+    imports: dict[str, set[str]] = {
+        "sklearn.compose": {"ColumnTransformer"},
+        "sklearn.impute": {"SimpleImputer"},
+        "sklearn.pipeline": {"Pipeline"},
+        "sklearn.base": {"clone"},
+        "sklearn.metrics": {_METRIC_CODE[spec.metric][0]},
+        "sklearn.preprocessing": {"OneHotEncoder" if recipe.encoding == "onehot" else "OrdinalEncoder"},
+    }
+    if recipe.scaler:
+        imports["sklearn.preprocessing"].add("StandardScaler" if recipe.scaler == "standard" else "RobustScaler")
+    if recipe.validation == "cv":
+        imports["sklearn.model_selection"] = {"StratifiedKFold" if classification else "KFold"}
+    else:
+        imports["sklearn.model_selection"] = {"train_test_split"}
+    for m in models:
+        imports.setdefault(MODELS[m].module, set()).add(MODELS[m].cls(tt))
+    if recipe.blend_with:
+        imports["sklearn.ensemble"] = imports.get("sklearn.ensemble", set()) | {
+            "VotingClassifier" if classification else "VotingRegressor"
+        }
+    if recipe.log_target and not classification:
+        imports["sklearn.compose"].add("TransformedTargetRegressor")
+
+    out: list[str] = [recipe.to_comment()]
+    out.append(
+        f'"""{spec.title}: {describe(recipe)}.\n\n'
+        f"Validation: {validation}; metric: {spec.metric_name} ({direction}).\n"
+        + (
+            f"Writes submission.csv ({spec.id_column or 'id'}, {spec.target}) for the test rows.\n"
+            if spec.test_path
+            else ""
+        )
+        + '"""'
+    )
+    out.append("")
+    out.append("import numpy as np")
+    out.append("import pandas as pd")
+    for module in sorted(imports):
+        out.append(f"from {module} import {', '.join(sorted(imports[module]))}")
+    out.append("")
+    out.append(f"TRAIN_PATH = {_lit(spec.train_path)}")
+    out.append(f"TEST_PATH = {_lit(spec.test_path)}")
+    out.append(f"TARGET = {_lit(spec.target)}")
+    out.append(f"ID_COLUMN = {_lit(spec.id_column)}")
+    out.append(f"SEED = {seed}")
+    out.append("")
+    out.append("")
+    out.append(_LOAD)
+    if recipe.defensive:
+        out.append(_RESOLVE_TARGET)
+    out.append(_SPLIT)
+    out.append(_preprocessor(recipe))
+    out.append(_model(recipe, tt))
+    out.append(
+        f'def score(y_true, y_pred):\n    """{spec.metric_name}: {direction}."""\n'
+        f"    {_METRIC_CODE[spec.metric][1]}\n\n"
+    )
+    out.append(_PREDICT_PROBA if spec.uses_proba else _PREDICT)
+    out.append(_validate(recipe, classification))
+    if spec.test_path:
+        out.append(_SUBMISSION)
+    out.append(_main(recipe, bool(spec.test_path)))
+    return "\n".join(out).rstrip() + "\n"
+
+
+_LOAD = '''def load_data():
+    """Read the training data and, when there is one, the test set."""
+    train = pd.read_csv(TRAIN_PATH)
+    test = pd.read_csv(TEST_PATH) if TEST_PATH else None
+    return train, test
+
+'''
+
+_RESOLVE_TARGET = '''def resolve_target(train, test):
+    """TARGET if the header has it; otherwise the one column the test set lacks."""
+    if TARGET in train.columns:
+        return TARGET
+    if test is not None:
+        missing = [c for c in train.columns if c not in test.columns]
+        if len(missing) == 1:
+            return missing[0]
+    return train.columns[-1]
+
+'''
+
+_SPLIT = '''def split_features(train, target):
+    """Separate the target and drop the identifier, which carries no signal."""
+    train = train.dropna(subset=[target])
+    dropped = [target] + ([ID_COLUMN] if ID_COLUMN in train.columns else [])
+    return train.drop(columns=dropped), train[target]
+
+'''
+
+
+def _preprocessor(recipe: Recipe) -> str:
+    indicator = ", add_indicator=True" if recipe.missing_indicators else ""
+    numeric = [f'("impute", SimpleImputer(strategy={_lit(recipe.impute)}{indicator}))']
+    if recipe.scaler:
+        numeric.append(f'("scale", {"StandardScaler" if recipe.scaler == "standard" else "RobustScaler"}())')
+    if recipe.encoding == "onehot":
+        encoder = 'OneHotEncoder(handle_unknown="ignore", max_categories=30, sparse_output=False)'
+    else:
+        encoder = 'OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)'
+    numeric_lines = "".join(f"        {step},\n" for step in numeric)
+    return f'''def build_preprocessor(features):
+    """Impute the numbers, impute and encode the text categories; columns come from the header."""
+    numeric = features.select_dtypes(include="number").columns.tolist()
+    categorical = [c for c in features.columns if c not in numeric]
+    numeric_steps = Pipeline([
+{numeric_lines}    ])
+    categorical_steps = Pipeline([
+        ("impute", SimpleImputer(strategy="most_frequent")),
+        ("encode", {encoder}),
+    ])
+    return ColumnTransformer([
+        ("numeric", numeric_steps, numeric),
+        ("categorical", categorical_steps, categorical),
+    ])
+
+'''
+
+
+def _model(recipe: Recipe, task_type: str) -> str:
+    main = _estimator(recipe.model, recipe.params, task_type)
+    spec = MODELS[recipe.model]
+    doc = f"{spec.display[0].upper()}{spec.display[1:]}: {spec.why}."
+    if recipe.blend_with:
+        other = recipe.blend_with
+        second = _estimator(other, MODELS[other].defaults(task_type), task_type)
+        voting = "VotingClassifier" if task_type == "classification" else "VotingRegressor"
+        soft = ', voting="soft"' if task_type == "classification" else ""
+        doc = f"Average of two model families whose errors differ, so the blend is steadier than either."
+        body = (
+            f"    model = {voting}([\n"
+            f"        ({_lit(recipe.model)}, {main}),\n"
+            f"        ({_lit(other)}, {second}),\n"
+            f"    ]{soft})\n"
+        )
+    else:
+        body = f"    model = {main}\n"
+    if recipe.log_target and task_type == "regression":
+        body += (
+            "    # Fit on log1p(target): errors on large values stop dominating the fit.\n"
+            "    model = TransformedTargetRegressor(regressor=model, func=np.log1p, inverse_func=np.expm1)\n"
+        )
+    return f'def build_model():\n    """{doc}"""\n{body}    return model\n\n'
+
+
+_PREDICT = '''def predict(model, features):
+    """Predictions in the form the metric scores."""
+    return model.predict(features)
+
+'''
+
+_PREDICT_PROBA = '''def predict(model, features):
+    """Class probabilities: the positive class's for two classes, all columns otherwise."""
+    proba = model.predict_proba(features)
+    return proba[:, 1] if proba.shape[1] == 2 else proba
+
+'''
+
+
+def _validate(recipe: Recipe, classification: bool) -> str:
+    if recipe.validation == "cv":
+        folds = (
+            "StratifiedKFold(n_splits=5, shuffle=True, random_state=SEED)"
+            if classification
+            else "KFold(n_splits=5, shuffle=True, random_state=SEED)"
+        )
+        return f'''def validate(pipeline, features, target):
+    """Mean score over 5 folds: steadier than a single split on small data."""
+    folds = {folds}
+    scores = []
+    for fold, (train_idx, valid_idx) in enumerate(folds.split(features, target), start=1):
+        model = clone(pipeline).fit(features.iloc[train_idx], target.iloc[train_idx])
+        fold_score = score(target.iloc[valid_idx], predict(model, features.iloc[valid_idx]))
+        print(f"fold {{fold}}: {{fold_score:.6f}}")
+        scores.append(fold_score)
+    return float(np.mean(scores))
+
+'''
+    stratify = (
+        "    stratify = target if target.value_counts().min() >= 2 else None\n" if classification else "    stratify = None\n"
+    )
+    return f'''def validate(pipeline, features, target):
+    """Score on a 20% hold-out split of the training data."""
+{stratify}    x_train, x_valid, y_train, y_valid = train_test_split(
+        features, target, test_size=0.2, random_state=SEED, stratify=stratify
+    )
+    model = clone(pipeline).fit(x_train, y_train)
+    return score(y_valid, predict(model, x_valid))
+
+'''
+
+
+_SUBMISSION = '''def write_submission(pipeline, test, columns):
+    """One row per test row: the id and the prediction."""
+    predictions = predict(pipeline, test[columns])
+    id_name = ID_COLUMN if ID_COLUMN in test.columns else "id"
+    ids = test[ID_COLUMN] if ID_COLUMN in test.columns else pd.RangeIndex(len(test))
+    if np.ndim(predictions) == 2:  # several classes: one probability column each
+        classes = pipeline.classes_
+        submission = pd.DataFrame(predictions, columns=[f"{TARGET}_{c}" for c in classes])
+        submission.insert(0, id_name, ids.to_numpy())
+    else:
+        submission = pd.DataFrame({id_name: ids, TARGET: predictions})
+    submission.to_csv("submission.csv", index=False)
+    print(f"wrote submission.csv ({len(submission)} rows)")
+
+'''
+
+
+def _main(recipe: Recipe, has_test: bool) -> str:
+    target = "resolve_target(train, test)" if recipe.defensive else "TARGET"
+    lines = [
+        "def main():",
+        "    train, test = load_data()",
+        f"    features, target = split_features(train, {target})",
+        "    print(f\"{len(features)} training rows, {features.shape[1]} features\")",
+        '    pipeline = Pipeline([("preprocess", build_preprocessor(features)), ("model", build_model())])',
+        "    metric = validate(pipeline, features, target)",
+    ]
+    if has_test:
+        lines += [
+            "    # Refit on all the training data before predicting the test set.",
+            "    pipeline.fit(features, target)",
+            "    if test is not None:",
+            "        write_submission(pipeline, test, features.columns)",
+        ]
+    lines += [
+        '    print(f"Validation metric: {metric:.6f}")',
+        "",
+        "",
+        'if __name__ == "__main__":',
+        "    main()",
+    ]
+    return "\n".join(lines)
