@@ -206,7 +206,7 @@ def _model(recipe: Recipe, task_type: str) -> str:
         second = _estimator(other, MODELS[other].defaults(task_type), task_type)
         voting = "VotingClassifier" if task_type == "classification" else "VotingRegressor"
         soft = ', voting="soft"' if task_type == "classification" else ""
-        doc = f"Average of two model families whose errors differ, so the blend is steadier than either."
+        doc = "Average of two model families whose errors differ, so the blend is steadier than either."
         body = (
             f"    model = {voting}([\n"
             f"        ({_lit(recipe.model)}, {main}),\n"
