@@ -134,3 +134,19 @@ def test_headless_human_and_json_output_and_export(tmp_path, llm_env):
     assert (out / "solution.py").read_text().startswith('"""Draft')
     assert (out / "submission.csv").exists()
     assert json.loads((out / "node.json").read_text())["status"] == "ok"
+
+
+def test_headless_without_a_tty_asks_for_resume_or_new(tmp_path):
+    project = make_project(tmp_path / "proj", with_git=False)
+    run = project / ".aide" / "runs" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text('{"status": "stopped"}')
+    res = run_cli(project, "--headless", "--coder", "offline")
+    assert res.returncode == 2
+    assert "--resume" in res.stderr and "--new" in res.stderr and "20260101-000000" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_resume_without_an_unfinished_run_is_an_error(tmp_path, capsys):
+    make_project(tmp_path, with_git=False)
+    one_line_error(capsys, [str(tmp_path), "--headless", "--resume", "--coder", "offline"], "no unfinished run", "--new")

@@ -197,3 +197,63 @@ def test_second_instance_is_refused_while_the_first_holds_the_lock(tmp_path, scr
         build_engine(project, settings(steps=1), resume=False, listener=Recorder())
     first.run()  # releases the lock
     build_engine(project, settings(steps=1), resume=False, listener=Recorder()).lock.release()
+
+
+def test_budget_stops_the_run_cleanly(tmp_path, scripted, llm_env):
+    project = make_project(tmp_path / "proj", dirty=False)
+    rec = Recorder()
+    engine = build_engine(project, settings(steps=6, budget=0.0001), resume=False, listener=rec)
+    finished = engine.run()
+    assert finished.reason == "budget" and finished.nodes == 1
+    errors = rec.of(ev.RunError)
+    assert errors and errors[0].kind == "budget" and "budget" in errors[0].message
+    assert rec.of(ev.UsageUpdated)[-1].total.cost >= 0.0001
+
+
+def test_a_reply_without_code_is_retried_then_recorded_as_a_failed_node(tmp_path, llm_env):
+    from fake_api import TextReply
+
+    aide = ScriptedAide(crash_every=0)
+    refusals = []
+
+    def responder(body):
+        if not body.get("tools") and len(refusals) < 3:
+            refusals.append(body)
+            return TextReply("I would use a random forest, but I will not write code today.")
+        return aide(body)
+
+    llm_env.responder = responder
+    project = make_project(tmp_path / "proj", dirty=False)
+    rec = Recorder()
+    engine = build_engine(project, settings(steps=2, num_drafts=2), resume=False, listener=rec)
+    assert engine.run().reason == "completed"
+    first, second = [e.node for e in rec.of(ev.NodeFinished)]
+    assert first.status == "buggy" and first.code == "" and "no usable code" in first.plan
+    assert first.usage.calls == 3  # the original request plus two retries
+    assert second.status == "ok"
+    assert git(project, "show", f"aide/{engine.run_name}/0001-draft:solution.py") == ""
+
+
+def test_cancel_now_kills_the_running_script_and_discards_the_half_built_node(tmp_path, llm_env):
+    import psutil
+    from fake_api import TextReply
+
+    hang = "import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\nprint('started', flush=True)\ntime.sleep(600)\n"
+    llm_env.responder = lambda body: TextReply(f"Hang.\n\n```python\n{hang}```\n")
+    project = make_project(tmp_path / "proj", dirty=False)
+    rec = Recorder()
+    engine = build_engine(project, settings(steps=3, timeout=300), resume=False, listener=rec)
+
+    def listener(event):
+        rec(event)
+        if isinstance(event, ev.OutputLine) and "started" in event.line:
+            threading.Thread(target=engine.shutdown).start()
+
+    engine.listener = listener
+    before = {p.pid for p in psutil.process_iter()}
+    finished = engine.run()
+    assert finished.reason == "cancelled" and finished.nodes == 0
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before and "time.sleep(600)" in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
+    assert not (project / ".aide" / "runs" / engine.run_name / "nodes" / "0001").exists()
+    assert json.loads((project / ".aide" / "runs" / engine.run_name / "run.json").read_text())["status"] == "stopped"
