@@ -1,0 +1,338 @@
+"""Pilot tests of the Textual app against the scripted fake engine (tests/fake_engine.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from aide_tui.app.app import AideApp
+from aide_tui.app.screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal
+from aide_tui.app.screens.node_detail import NodeDetailScreen
+from aide_tui.events import (
+    AddHint,
+    DebugNode,
+    DraftNext,
+    ImproveNode,
+    Notice,
+    Pause,
+    Resume,
+    RunCode,
+    RunError,
+    StopAfterStep,
+)
+from fake_engine import FakeEngine, factory
+
+SIZE = (120, 36)
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+def status_text(app: AideApp) -> str:
+    return app.status_bar.content.plain
+
+
+def static_text(screen, selector: str) -> str:
+    return screen.query_one(selector).content.plain
+
+
+def notes(app: AideApp) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def wait_for(pilot, cond, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+async def held_app(pilot, app: AideApp, node: int) -> FakeEngine:
+    """Wait until the fake engine holds at `node` (nodes before it finished)."""
+    await wait_for(pilot, lambda: app.model.running_id == node and app.model.done == node)
+    return app.engine  # type: ignore[return-value]
+
+
+def make_app(**kwargs) -> AideApp:
+    return AideApp(factory(**kwargs), clock=lambda: 1000.0)
+
+
+async def test_nodes_appear_in_tree_with_status_and_best():
+    app = make_app(steps=10)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        tree = app.tree_pane
+        assert tree.node_count() == 10
+        labels = {i: tree.tree_node(i).label.plain for i in range(10)}
+        assert labels[0].startswith("#0 draft ✓ 0.7412")
+        assert "✗ buggy" in labels[1]
+        assert "timed out" in labels[5]
+        assert labels[9].endswith("★")  # best
+        assert sum("★" in label for label in labels.values()) == 1
+        # nesting follows parent ids
+        assert tree.tree_node(3).parent is tree.tree_node(1)
+        assert tree.tree_node(4).parent is tree.tree_node(3)
+        # log got the LLM text, the output and the review, in order
+        lines = app.log_pane.lines
+        first = next(i for i, line in enumerate(lines) if line.startswith("── #0 draft"))
+        assert "Baseline" in lines[first + 1]
+        assert any(line.startswith("epoch 1") for line in lines[first:])
+        review = next(i for i, line in enumerate(lines) if line.startswith("── review #0"))
+        code = next(i for i, line in enumerate(lines) if line.startswith("── running node #0"))
+        assert first < code < review
+        assert app.model.points and app.model.best_curve[-1][1] == pytest.approx(0.8257)
+
+
+async def test_keys_send_commands():
+    app = make_app(hold_at=5)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await held_app(pilot, app, 5)
+        app.goto_node(4)
+        await pilot.pause()
+        await pilot.press("i")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: len(app.model.queued) == 2)
+        assert engine.commands == [ImproveNode(4), DraftNext()]
+        assert "queued: improve #4, draft" in status_text(app)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.model.state == "stopping")
+        assert engine.commands[-1] == StopAfterStep()
+        engine.shutdown()
+
+
+async def test_debug_on_working_node_notifies_and_sends_nothing():
+    app = make_app(hold_at=5)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await held_app(pilot, app, 5)
+        app.goto_node(4)
+        await pilot.pause()
+        assert app.check_action("debug", ()) is None  # shown disabled in the footer
+        await pilot.press("b")
+        await pilot.pause()
+        assert not any(isinstance(c, DebugNode) for c in engine.commands)
+        assert any("works" in n and "improve it" in n for n in notes(app))
+        app.goto_node(1)  # buggy
+        await pilot.pause()
+        assert app.check_action("debug", ()) is True
+        await pilot.press("b")
+        await wait_for(pilot, lambda: DebugNode(1) in engine.commands)
+        # improve on a buggy node says why
+        await pilot.press("i")
+        await pilot.pause()
+        assert not any(isinstance(c, ImproveNode) for c in engine.commands)
+        assert any("debug it (b)" in n for n in notes(app))
+        engine.shutdown()
+
+
+async def test_hint_modal_sends_add_hint():
+    app = make_app(hold_at=3)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await held_app(pilot, app, 3)
+        await pilot.press("h")
+        await pilot.pause()
+        assert isinstance(app.screen, HintModal)
+        await pilot.press(*"use xgboost")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: AddHint("use xgboost") in engine.commands)
+        assert not isinstance(app.screen, HintModal)
+        # escape cancels without sending
+        await pilot.press("h")
+        await pilot.pause()
+        await pilot.press("x", "escape")
+        await pilot.pause()
+        assert sum(isinstance(c, AddHint) for c in engine.commands) == 1
+        engine.shutdown()
+
+
+async def test_pause_and_resume_with_space():
+    app = make_app(hold_at=3)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await held_app(pilot, app, 3)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.model.state == "paused")
+        assert "paused" in status_text(app)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.model.state == "running")
+        assert engine.commands == [Pause(), Resume()]
+        engine.shutdown()
+
+
+async def test_edit_runs_code_as_child_of_selected():
+    app = make_app(hold_at=3)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await held_app(pilot, app, 3)
+        app.goto_node(2)
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, EditCodeModal)
+        editor = app.screen.query_one("TextArea")
+        editor.text = editor.text.replace("n_estimators=300", "n_estimators=500")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any(isinstance(c, RunCode) for c in engine.commands))
+        cmd = engine.commands[-1]
+        assert cmd.parent_id == 2 and "n_estimators=500" in cmd.code
+        engine.shutdown()
+
+
+async def test_copy_branch_and_jumps():
+    app = make_app(hold_at=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await held_app(pilot, app, 5)
+        app.goto_node(2)
+        await pilot.pause()
+        await pilot.press("g")
+        await pilot.pause()
+        assert app.clipboard == "aide/titanic-1/0002-draft"
+        await pilot.press("B")
+        await wait_for(pilot, lambda: app.tree_pane.selected_id == 4)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.tree_pane.selected_id == 5)
+        # the running node has no branch yet: g says why
+        await pilot.press("g")
+        await pilot.pause()
+        assert any("no git branch yet" in n for n in notes(app))
+        app.engine.shutdown()
+
+
+async def test_details_screen_shows_diff_and_git():
+    app = make_app(hold_at=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await held_app(pilot, app, 5)
+        app.goto_node(4)
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NodeDetailScreen))
+        screen = app.screen
+        overview = static_text(screen, "#detail-overview")
+        assert "git log aide/titanic-1/0004-improve" in overview
+        assert "git diff aide/titanic-1/0003-debug aide/titanic-1/0004-improve" in overview
+        assert "Add family-size" in overview
+        diff = static_text(screen, "#detail-diff")
+        assert "-model = GradientBoostingClassifier(n_estimators=200)" in diff
+        assert "+model = GradientBoostingClassifier(n_estimators=200, max_depth=4)" in diff
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, NodeDetailScreen)
+        app.engine.shutdown()
+
+
+async def test_quit_while_running_asks_and_shuts_engine_down():
+    app = make_app(hold_at=3)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await held_app(pilot, app, 3)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmModal)
+        assert not engine.finished.is_set()
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_for(pilot, lambda: engine.finished.is_set())
+    assert app.return_code == 0
+    assert engine.finished.is_set()
+    assert app.engine_worker.is_finished
+
+
+async def test_quit_after_run_needs_no_confirmation():
+    app = make_app(steps=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        await pilot.press("ctrl+q")
+        await pilot.pause(0.2)
+    assert app.return_code == 0
+
+
+async def test_keys_after_run_finished_say_why():
+    app = make_app(steps=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        await pilot.press("d")
+        await pilot.pause()
+        assert any("the run is over" in n for n in notes(app))
+        assert app.engine.commands == []
+
+
+async def test_engine_crash_shows_error_not_traceback():
+    app = make_app(crash=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        assert "fake engine crashed" in app.screen.message
+        assert app.model.state == "failed"
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("ctrl+q")
+        await pilot.pause(0.2)
+    assert app.return_code == 1
+
+
+async def test_run_error_and_notice():
+    app = make_app(error=RunError("auth", "invalid x-api-key: check ANTHROPIC_API_KEY"), coder="offline")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal))
+        assert app.screen.kind == "auth"
+        assert any("offline baseline coder" in n for n in notes(app))
+        assert any(isinstance(e, Notice) for e in app.received)
+
+
+async def test_user_error_from_factory_exits_with_code_2():
+    from aide_tui.errors import UserError
+
+    def bad(listener, resume):
+        raise UserError("ANTHROPIC_API_KEY is not set; export your key, or use --coder offline")
+
+    app = AideApp(bad)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.1)
+    assert app.return_code == 2
+
+
+async def test_resume_modal_choices():
+    from aide_tui.app.screens.modals import ResumeModal
+
+    made = factory(steps=2)
+    app = AideApp(made, ask_resume="titanic-1")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, ResumeModal)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        assert made.engine.resume is True
+
+
+async def test_compact_layout_at_80x24_keeps_sparkline():
+    app = make_app(steps=6)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        assert not app.metrics.display or app.metrics.region.height == 0
+        assert app.spark.region.width > 0 and app.spark.region.height > 0
+        await pilot.resize_terminal(140, 40)
+        await pilot.pause(0.1)
+        assert app.metrics.region.height > 0
+
+
+async def test_high_rate_output_is_batched_and_ui_stays_responsive():
+    """50k output lines: the log keeps the newest (capped), in order, and a key is handled meanwhile."""
+    app = make_app(hold_at=1, output_lines=50_000)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await held_app(pilot, app, 1)
+        engine.release()
+        await pilot.press("h")
+        await pilot.pause()
+        assert isinstance(app.screen, HintModal)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.model.done >= 2, timeout=30)
+        lines = app.log_pane.lines
+        assert len(lines) == app.log_pane.max_lines  # capped, oldest dropped
+        assert any(line.startswith("epoch 50000:") for line in lines)
+        assert lines[-1].startswith(("── review #", "== run finished"))
+        engine.shutdown()
