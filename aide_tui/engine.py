@@ -29,6 +29,7 @@ from . import events as ev
 from .errors import FatalRunError
 from .project import Project, write_atomic
 from .run.executor import ExecRequest, ExecResult, Executor
+from .run.inputs import DEFAULT_COPY_LIMIT, InputData
 from .run.workspace import collect_outputs, prepare_workspace
 from .search.coder import Coder, CoderError, Proposal, Review, TaskContext
 from .search.journal import Journal
@@ -110,6 +111,7 @@ class Engine:
     policy: Policy | None = None
     data_preview: str = ""
     cancel: threading.Event = field(default_factory=threading.Event)  # shared with the coder
+    input_copy_limit: int = DEFAULT_COPY_LIMIT  # above this much data, nodes link a verified snapshot
     timings: list[StepTimings] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -261,6 +263,7 @@ class Engine:
             self._usage = self._usage + node.usage
         self._reconcile_git(nodes)
         self._clear_stale_workspaces()
+        self.inputs = InputData(self.project.root, self.data_files, self.paths.root, self.input_copy_limit)
         if self.paths.preview.exists():
             self.data_preview = self.paths.preview.read_text(encoding="utf-8")
         else:
@@ -436,7 +439,7 @@ class Engine:
         workspace = self.paths.workspace(node.id)
         if workspace.exists():
             shutil.rmtree(workspace)
-        prepare_workspace(workspace, self.project.root, self.data_files, node.code)
+        prepare_workspace(workspace, self.project.root, self.data_files, node.code, inputs=self.inputs)
         self._emit(ev.PhaseChanged(node.id, "executing", f"running node #{node.id}"))
         request = ExecRequest(
             workspace=workspace,
@@ -461,6 +464,9 @@ class Engine:
         if result.killed_reason == "cancelled" or self._cancel.is_set():
             raise _Cancelled()
         shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
+        self._tampered = self.inputs.verify_and_repair()
+        if self._tampered:
+            self._emit(ev.Notice(f"node #{node.id} wrote into its input files ({', '.join(self._tampered)}); they were restored from the originals", "warning"))
         return result
 
     def _record_exec(self, node: Node, result: ExecResult) -> None:
@@ -501,6 +507,9 @@ class Engine:
                     self._write_info(status="running")
         if reason and reason not in node.review_summary:
             node.review_summary = f"{node.review_summary} [{reason}]".strip()
+        if getattr(self, "_tampered", None):
+            node.review_summary += f" [it modified its input files {', '.join(self._tampered)}; they were restored]"
+            self._tampered = []
         node.status, node.metric = status, (metric if status == "ok" else None)
 
     # ------------------------------------------------------------ durability

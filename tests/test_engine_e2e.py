@@ -257,3 +257,33 @@ def test_cancel_now_kills_the_running_script_and_discards_the_half_built_node(tm
     assert leftovers == []
     assert not (project / ".aide" / "runs" / engine.run_name / "nodes" / "0001").exists()
     assert json.loads((project / ".aide" / "runs" / engine.run_name / "run.json").read_text())["status"] == "stopped"
+
+
+@pytest.mark.parametrize("copy_limit", [0, 10**9], ids=["linked-snapshot", "fresh-copy"])
+def test_a_script_that_overwrites_its_inputs_cannot_hurt_the_next_node(tmp_path, llm_env, copy_limit):
+    from aide_tui.engine import Engine
+
+    llm_env.responder = ScriptedAide(crash_every=0)
+    project = make_project(tmp_path / "proj", dirty=False)
+    original = (project / "data" / "train.csv").read_bytes()
+    rec = Recorder()
+    engine = build_engine(project, settings(steps=3, num_drafts=3), resume=False, listener=rec)
+    engine.input_copy_limit = copy_limit
+    vandal = (
+        "import os\n"
+        "with open('input/data/train.csv', 'r+') as fh:\n    fh.write('GARBAGE')\n"
+        "os.remove('input/data/test.csv')\n"
+        "print('Validation metric: 1')\n"
+    )
+    engine.submit(ev.RunCode(None, vandal))
+    engine.run()
+    nodes = [e.node for e in rec.of(ev.NodeFinished)]
+    assert nodes[0].operation == "manual"
+    assert all(n.status == "ok" for n in nodes[1:])  # later drafts read intact data
+    assert any("loaded 40 training rows" in e.line for e in rec.of(ev.OutputLine) if e.node_id == 2)
+    assert (project / "data" / "train.csv").read_bytes() == original
+    assert (project / "data" / "test.csv").exists()
+    assert isinstance(engine, Engine) and engine.inputs.mode == ("link" if copy_limit == 0 else "copy")
+    if copy_limit == 0:
+        assert "modified its input files" in nodes[0].review_summary
+        assert any(isinstance(e, ev.Notice) and "restored" in e.message for e in rec.events)

@@ -62,8 +62,12 @@ def _force_remove(func, path, _exc_info) -> None:
     func(path)
 
 
-def prepare_workspace(workspace: Path, project_dir: Path, data_files: list[str], code: str) -> None:
-    """Create `workspace` with `solution.py` = `code` and fresh read-only copies of the data in input/."""
+def prepare_workspace(workspace: Path, project_dir: Path, data_files: list[str], code: str, inputs=None) -> None:
+    """Create `workspace` with `solution.py` = `code` and the data in input/.
+
+    Without `inputs` (an `InputData`), the data is copied fresh and read-only;
+    with it, `inputs` decides (copies for small data, snapshot links for large).
+    """
     workspace = Path(workspace)
     project_dir = Path(project_dir)
     workspace.mkdir(parents=True, exist_ok=True)
@@ -74,6 +78,9 @@ def prepare_workspace(workspace: Path, project_dir: Path, data_files: list[str],
         else:
             input_dir.unlink()
     input_dir.mkdir()
+    if inputs is not None:
+        inputs.populate(input_dir)
+        data_files = []
     for rel in data_files:
         rel_path = _safe_relative(rel)
         target = input_dir.joinpath(*rel_path.parts)

@@ -1,0 +1,90 @@
+"""How a node's script gets the data, cheap for big datasets and safe for all.
+
+Small data (up to `copy_limit` bytes in all) is copied fresh into every
+workspace: the strongest isolation, and cheap at that size.
+
+Large data would cost a full copy per node (gigabytes per step), so it is
+copied once per run into a read-only snapshot under the run directory and
+hard-linked into each workspace.  Unlinking or replacing a linked file only
+affects that workspace; writing *into* one would change the snapshot, so
+after every node the snapshot's files are checked (size, mtime, inode) and
+any that changed are copied again from the project's originals before the
+next node starts.  The originals themselves are never linked, so no script
+can reach them through its input paths.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from .workspace import READ_ONLY_FILE, _safe_relative
+
+DEFAULT_COPY_LIMIT = 256 * 1024 * 1024
+
+
+class InputData:
+    def __init__(self, project_dir: Path, data_files: list[str], run_dir: Path, copy_limit: int = DEFAULT_COPY_LIMIT):
+        self.project_dir = Path(project_dir)
+        self.data_files = list(data_files)
+        self.snapshot_dir = Path(run_dir) / "input-snapshot"
+        total = sum((self.project_dir / rel).stat().st_size for rel in self.data_files)
+        self.total_bytes = total
+        self.mode = "copy" if total <= copy_limit else "link"
+        self._stamps: dict[str, tuple[int, int, int]] = {}
+        if self.mode == "link":
+            self._build_snapshot()
+
+    def _stamp(self, path: Path) -> tuple[int, int, int]:
+        info = path.stat()
+        return (info.st_size, info.st_mtime_ns, info.st_ino)
+
+    def _copy_into_snapshot(self, rel: str) -> None:
+        target = self.snapshot_dir.joinpath(*_safe_relative(rel).parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            os.chmod(target, stat.S_IRUSR | stat.S_IWUSR)
+            target.unlink()
+        shutil.copyfile(self.project_dir / rel, target)
+        os.chmod(target, READ_ONLY_FILE)
+        self._stamps[rel] = self._stamp(target)
+
+    def _build_snapshot(self) -> None:
+        for rel in self.data_files:
+            target = self.snapshot_dir / rel
+            source = self.project_dir / rel
+            if target.exists() and target.stat().st_size == source.stat().st_size:
+                self._stamps[rel] = self._stamp(target)  # resumed run: the snapshot is already there
+            else:
+                self._copy_into_snapshot(rel)
+        self.verify_and_repair()
+
+    def populate(self, input_dir: Path) -> None:
+        """Fill a fresh `input_dir` with the data (copies, or links to the snapshot)."""
+        for rel in self.data_files:
+            parts = _safe_relative(rel).parts
+            target = input_dir.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if self.mode == "copy":
+                shutil.copyfile(self.project_dir.joinpath(*parts), target)
+                os.chmod(target, READ_ONLY_FILE)
+            else:
+                os.link(self.snapshot_dir.joinpath(*parts), target)
+
+    def verify_and_repair(self) -> list[str]:
+        """Files of the snapshot a script changed, each restored from the originals."""
+        if self.mode == "copy":
+            return []
+        changed = []
+        for rel in self.data_files:
+            path = self.snapshot_dir / rel
+            try:
+                ok = self._stamp(path) == self._stamps.get(rel)
+            except OSError:
+                ok = False
+            if not ok:
+                changed.append(rel)
+                self._copy_into_snapshot(rel)
+        return changed
