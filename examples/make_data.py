@@ -70,7 +70,8 @@ def house_prices(rng: np.random.Generator, n_train: int = 700, n_test: int = 300
     _punch_holes(df, rng, {"lot_area_sqft": 0.08, "garage_cars": 0.05, "condition": 0.04})
     train = df.iloc[:n_train].reset_index(drop=True)
     test = df.iloc[n_train:].drop(columns=["sale_price"]).reset_index(drop=True)
-    return train, test
+    answers = df.iloc[n_train:][["house_id", "sale_price"]].reset_index(drop=True)
+    return train, test, answers
 
 
 def wine_quality(rng: np.random.Generator, n_train: int = 800, n_test: int = 300) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -125,14 +126,20 @@ def wine_quality(rng: np.random.Generator, n_train: int = 800, n_test: int = 300
     _punch_holes(df, rng, {"residual_sugar": 0.06, "pH": 0.05, "vineyard": 0.03})
     train = df.iloc[:n_train].reset_index(drop=True)
     test = df.iloc[n_train:].drop(columns=["high_quality"]).reset_index(drop=True)
-    return train, test
+    answers = df.iloc[n_train:][["wine_id", "high_quality"]].reset_index(drop=True)
+    return train, test, answers
 
 
-def write(project: str, train: pd.DataFrame, test: pd.DataFrame) -> None:
+def write(project: str, train: pd.DataFrame, test: pd.DataFrame, answers: pd.DataFrame) -> None:
+    """Train/test go into the project; the test answers go outside it (examples/answers/),
+    where no solution script can see them but the tests can grade a submission."""
     data_dir = HERE / project / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     train.to_csv(data_dir / "train.csv", index=False, lineterminator="\n")
     test.to_csv(data_dir / "test.csv", index=False, lineterminator="\n")
+    answers_dir = HERE / "answers"
+    answers_dir.mkdir(exist_ok=True)
+    answers.to_csv(answers_dir / f"{project}.csv", index=False, lineterminator="\n")
 
 
 def main() -> None:
