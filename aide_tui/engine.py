@@ -261,6 +261,9 @@ class Engine:
         for node in nodes:
             self.tree.add(node)
             self._usage = self._usage + node.usage
+        restore = getattr(self.coder, "restore", None)  # optional: coders that keep state across steps
+        if nodes and callable(restore):
+            restore(nodes)
         self._reconcile_git(nodes)
         self._clear_stale_workspaces()
         self.inputs = InputData(self.project.root, self.data_files, self.paths.root, self.input_copy_limit)

@@ -294,3 +294,30 @@ def test_long_lineage_one_change_per_step_no_repeats(projects, name):
             assert len(recipe_changes(parse_recipe(parent.code), parse_recipe(code))) == 1
         history = parse_recipe(code).history
         assert len(history) == len(set(history)) == 8
+
+
+def test_restore_after_resume_continues_the_draft_order_and_skips_tried_changes(tmp_path):
+    """A resumed run builds a new coder; it must pick up where the old one stopped."""
+    from aide_tui.search.coder import TaskContext
+    from aide_tui.search.node import Node
+    from aide_tui.search.offline import OfflineCoder
+    from aide_tui.search.offline.recipe import parse_recipe
+    from aide_tui.run.workspace import list_data_files
+
+    project = EXAMPLES / "house-prices"
+    files = list_data_files(project)
+    ctx = TaskContext(task=(project / "task.md").read_text(), data_preview="", memory="")
+    first = OfflineCoder(project, files, seed=0)
+    drafts = [first.draft(ctx, lambda _: None) for _ in range(2)]
+    nodes = [Node(id=i + 1, parent_id=None, operation="draft", step=i + 1, code=p.code, status="ok", metric=1.0) for i, p in enumerate(drafts)]
+    improved = first.improve(ctx, nodes[0], lambda _: None)
+    nodes.append(Node(id=3, parent_id=1, operation="improve", step=3, code=improved.code, status="ok", metric=1.0))
+    expected_next_draft = first.draft(ctx, lambda _: None).code
+    expected_next_improve = first.improve(ctx, nodes[0], lambda _: None).code
+
+    resumed = OfflineCoder(project, files, seed=0)
+    resumed.restore(nodes)
+    assert resumed.draft(ctx, lambda _: None).code == expected_next_draft
+    again = resumed.improve(ctx, nodes[0], lambda _: None)
+    assert again.code == expected_next_improve
+    assert parse_recipe(again.code).history != parse_recipe(improved.code).history

@@ -115,6 +115,20 @@ class OfflineCoder:
             direction, name = ctx.direction, "metric"
         return review_node(node, direction, name)
 
+    def restore(self, nodes: list[Node]) -> None:
+        """Rebuild what this coder remembers from a resumed run's nodes, so it does not
+        redraft the same model families or repeat an improvement already proposed."""
+        self._drafted = []
+        self._proposed = {}
+        for node in sorted(nodes, key=lambda n: n.id):
+            recipe = parse_recipe(node.code)
+            if recipe is None:
+                continue
+            if node.operation == "draft":
+                self._drafted.append(recipe.model)
+            elif node.operation == "improve" and node.parent_id is not None and recipe.history:
+                self._proposed.setdefault(node.parent_id, set()).add(recipe.history[-1])
+
     # -- helpers
     def _task(self, ctx: TaskContext) -> TaskSpec:
         if self._spec is None or self._spec[0] != ctx.task:
