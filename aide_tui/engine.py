@@ -361,8 +361,13 @@ class Engine:
         ctx = self._context(hint)
         try:
             proposal = self._write_code(node, plan, parent, ctx, timings)
-            if proposal is None:
-                return  # LLM failure: the step is retried, nothing recorded
+            if proposal is None:  # LLM failure: the step is retried, nothing recorded
+                with self._lock:  # ...and the user's override and hint still apply to the retry
+                    if plan.source == "command":
+                        self._overrides.appendleft(plan)
+                    if hint:
+                        self._hints.insert(0, hint)
+                return
             node.plan, node.code = proposal.plan, proposal.code
             node.usage = node.usage + proposal.usage
             if node.code:

@@ -119,3 +119,25 @@ def test_secrets_never_reach_journal_git_or_output(tmp_path, llm_env, monkeypatc
     for needle in (secret, "tok-another-secret-456", "MY_SERVICE_TOKEN", "ANTHROPIC_API_KEY "):
         assert needle not in text
     del blobs
+
+
+def test_a_failed_llm_call_keeps_the_users_override_and_hint_for_the_retry(tmp_path, llm_env):
+    aide = ScriptedAide(crash_every=0)
+    llm_env.responder = aide
+    project = make_project(tmp_path / "p", dirty=False)
+    events = []
+    settings = resolve(None, dict(steps=3, num_drafts=1, timeout=30, coder="llm", llm_retries=0))
+    engine = build_engine(project, settings, resume=False, listener=None)
+
+    def listener(event):
+        events.append(event)
+        if isinstance(event, ev.NodeFinished) and event.node.id == 1:
+            engine.submit(ev.AddHint("use ridge regression"))
+            engine.submit(ev.DraftNext())
+            llm_env.fail_next(500, n=1)  # the next request fails for good (no SDK retries)
+
+    engine.listener = listener
+    assert engine.run().reason == "completed"
+    nodes = [e.node for e in events if isinstance(e, ev.NodeFinished)]
+    assert nodes[1].operation == "draft" and nodes[1].hint == "use ridge regression"
+    assert any(isinstance(e, ev.Notice) and "retrying the step" in e.message for e in events)
