@@ -232,6 +232,7 @@ class Engine:
     def run(self) -> ev.RunFinished:
         """Run until the step count is reached, the user stops, or a fatal error."""
         finished: ev.RunFinished | None = None
+        handler = self._attach_log()
         try:
             self._start()
             finished = self._loop()
@@ -249,10 +250,23 @@ class Engine:
             lock = getattr(self, "lock", None)
             if lock is not None:
                 lock.release()
+            logging.getLogger("aide_tui").removeHandler(handler)
+            handler.close()
         return finished
 
-    def _start(self) -> None:
+    def _attach_log(self) -> logging.Handler:
+        """Internal errors go to .aide/runs/<run>/engine.log, never to the terminal the TUI owns."""
         self.paths.root.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.paths.root / "engine.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger("aide_tui")
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+        return handler
+
+    def _start(self) -> None:
+        log.info("run %s starting (resume=%s, coder=%s)", self.run_name, self.resume, self.coder.name)
         info = self._read_info()
         direction = self.settings.direction if self.settings.direction != "auto" else None
         direction = info.get("direction") or direction
@@ -617,6 +631,7 @@ class Engine:
         write_atomic(self.paths.info, json.dumps(info, indent=2, default=str))
 
     def _finish(self, reason: str, status: str, detail: str = "") -> ev.RunFinished:
+        log.info("run %s finished: %s %s", self.run_name, reason, detail)
         try:
             self._write_info(status=status)
         except OSError:

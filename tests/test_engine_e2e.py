@@ -287,3 +287,19 @@ def test_a_script_that_overwrites_its_inputs_cannot_hurt_the_next_node(tmp_path,
     if copy_limit == 0:
         assert "modified its input files" in nodes[0].review_summary
         assert any(isinstance(e, ev.Notice) and "restored" in e.message for e in rec.events)
+
+
+def test_a_front_end_bug_does_not_kill_the_search_and_is_logged(tmp_path, scripted, llm_env):
+    project = make_project(tmp_path / "proj", dirty=False)
+    rec = Recorder()
+
+    def buggy_listener(event):
+        rec(event)
+        if isinstance(event, ev.NodeStarted):
+            raise RuntimeError("widget exploded")
+
+    engine = build_engine(project, settings(steps=2, num_drafts=2), resume=False, listener=buggy_listener)
+    assert engine.run().reason == "completed"
+    assert len(rec.of(ev.NodeFinished)) == 2
+    log_text = (project / ".aide" / "runs" / engine.run_name / "engine.log").read_text()
+    assert "widget exploded" in log_text and "listener failed on NodeStarted" in log_text
