@@ -39,9 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--run", metavar="NAME", help="with --resume or --export: which run (default: the newest)")
     mode.add_argument("--export", nargs=2, metavar=("NODE", "DIR"), help="write a node's solution and outputs to DIR; NODE is 'best' or a node id")
     group = p.add_argument_group("settings (same names as in aide.toml)")
+    defaults = Settings()
     for f in dataclasses.fields(Settings):
         flag = "--" + f.name.replace("_", "-")
-        group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=f.metadata.get("help", ""))
+        default = getattr(defaults, f.name)
+        shown = "half of RAM" if f.name == "memory_limit" else "this Python" if f.name == "python" else default
+        help_text = f"{f.metadata.get('help', '')} (default: {shown})"
+        group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text.replace("%", "%%"))
     return p
 
 
