@@ -57,7 +57,9 @@ def run_script(project: Path, code: str, tmp_path: Path) -> Node:
     tb = r.stderr if "Traceback" in r.stderr else None
     exc = tb.strip().splitlines()[-1].split(":")[0] if tb else None
     node = Node(id=_counter[0], parent_id=None, operation="draft", step=_counter[0], code=code,
-                output=r.stdout + r.stderr, exec=ExecInfo(exit_code=r.returncode, exc_type=exc, traceback=tb))
+                output=r.stdout + r.stderr,
+                exec=ExecInfo(exit_code=r.returncode, exc_type=exc, traceback=tb,
+                              outputs=sorted(p.name for p in ws.iterdir() if p.is_file() and p.name != "solution.py")))
     node.workspace = ws  # type: ignore[attr-defined]  # test-only convenience
     return node
 
@@ -128,7 +130,7 @@ def test_review_direction_and_bugs(projects):
     coder = OfflineCoder(projects["wine-quality"], DATA, seed=0)
     ctx = make_ctx(projects["wine-quality"])
     ok = Node(1, None, "draft", 1, output="fold 1: 0.8\nValidation metric: 0.5\nValidation metric: 0.875\n",
-              exec=ExecInfo(exit_code=0))
+              exec=ExecInfo(exit_code=0, outputs=["submission.csv"]))
     review = coder.review(ctx, ok)
     assert (review.is_bug, review.metric, review.direction) == (False, 0.875, "maximize")
     assert review.usage.calls == 0 and review.usage.cost == 0
@@ -321,3 +323,14 @@ def test_restore_after_resume_continues_the_draft_order_and_skips_tried_changes(
     again = resumed.improve(ctx, nodes[0], lambda _: None)
     assert again.code == expected_next_improve
     assert parse_recipe(again.code).history != parse_recipe(improved.code).history
+
+
+def test_review_flags_a_missing_submission_when_the_task_has_test_data():
+    from aide_tui.search.offline.review import review_node
+
+    ran = Node(id=1, parent_id=None, operation="draft", step=1, output="Validation metric: 0.8\n",
+               exec=ExecInfo(exit_code=0, outputs=[]))
+    assert review_node(ran, "maximize", expects_submission=True).is_bug
+    assert not review_node(ran, "maximize", expects_submission=False).is_bug
+    ran.exec.outputs = ["submission.csv"]
+    assert not review_node(ran, "maximize", expects_submission=True).is_bug

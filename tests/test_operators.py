@@ -277,9 +277,10 @@ def test_cancellation_propagates():
 
 def test_review_call_and_parse():
     client = StubClient(tool_input={"is_bug": False, "metric": 0.1432, "summary": "RF ok.", "lower_is_better": True})
-    node = parent(output="Validation metric: 0.1432\n", exec=ExecInfo(exit_code=0, wall_time=3.0))
+    node = parent(output="Validation metric: 0.1432\n", exec=ExecInfo(exit_code=0, wall_time=3.0, outputs=["submission.csv"]))
     review = LlmCoder(client, settings()).review(ctx(), node)
     call = client.tool_calls[0]
+    assert "## Files it wrote in its working directory\n\nsubmission.csv" in user_text(call)
     assert call["model"] == "review-m" and call["tool"] is REVIEW_TOOL
     assert "Predict SalePrice" in call["system"]
     assert "Validation metric: 0.1432" in user_text(call) and "submit_review" in user_text(call)

@@ -281,6 +281,7 @@ class LlmCoder:
             "code": node.code.rstrip("\n"),
             "exit_status": describe_exit(node.exec),
             "output": clip(node.output.rstrip(), REVIEW_OUTPUT_CHARS) or "(the script printed nothing)",
+            "outputs": ", ".join(node.exec.outputs[:50]) or "(none)",
             "direction": direction,
         })
         return system, user

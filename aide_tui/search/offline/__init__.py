@@ -110,10 +110,10 @@ class OfflineCoder:
     def review(self, ctx: TaskContext, node: Node) -> Review:
         try:
             spec = self._task(ctx)
-            direction, name = ctx.direction or spec.direction, spec.metric_name
+            direction, name, expects = ctx.direction or spec.direction, spec.metric_name, spec.test_path is not None
         except CoderError:
-            direction, name = ctx.direction, "metric"
-        return review_node(node, direction, name)
+            direction, name, expects = ctx.direction, "metric", False
+        return review_node(node, direction, name, expects_submission=expects)
 
     def restore(self, nodes: list[Node]) -> None:
         """Rebuild what this coder remembers from a resumed run's nodes, so it does not

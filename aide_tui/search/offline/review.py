@@ -26,7 +26,8 @@ def last_metric(output: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def review_node(node: Node, direction: Direction | None, metric_name: str = "metric") -> Review:
+def review_node(node: Node, direction: Direction | None, metric_name: str = "metric",
+                expects_submission: bool = False) -> Review:
     info = node.exec
     metric = last_metric(node.output)
     if info.killed_reason:
@@ -37,6 +38,10 @@ def review_node(node: Node, direction: Direction | None, metric_name: str = "met
     if metric is None:
         return Review(True, None, "The script finished but printed no valid 'Validation metric: <number>' line.",
                       direction)
+    wrote = {name.split(" (")[0] for name in info.outputs}
+    if expects_submission and "submission.csv" not in wrote:
+        return Review(True, metric, f"Validation {metric_name} = {metric:.6g}, but the task has test data and the "
+                      "script wrote no submission.csv.", direction)
     better = "higher" if direction == "maximize" else "lower"
     return Review(False, metric, f"Ran cleanly; validation {metric_name} = {metric:.6g} ({better} is better).",
                   direction)
