@@ -141,6 +141,7 @@ class AideApp(App[int]):
         self._pending: list[Command] = []  # overrides sent, waiting for Accepted/Rejected
         self._quitting = False
         self._closed_ui = False
+        self._engine_done = False
         self._exit_code = 0
         self.received: list[Event] = []  # every non-stream event, for tests and debugging
 
@@ -208,7 +209,10 @@ class AideApp(App[int]):
 
     def _run_engine(self) -> None:
         assert self.engine is not None
-        self.engine.run()
+        try:
+            self.engine.run()
+        finally:
+            self._engine_done = True
 
     def _listener(self, event: Event) -> None:
         """Called on the engine thread."""
@@ -247,8 +251,8 @@ class AideApp(App[int]):
         self._stop_engine_now()
 
     def _stop_engine_now(self) -> None:
-        worker = self.engine_worker
-        if self.engine is not None and worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING):
+        # Not worker.state: Textual marks thread workers cancelled on exit while the thread runs on.
+        if self.engine is not None and self.engine_worker is not None and not self._engine_done:
             try:
                 self.engine.shutdown()
             except Exception:  # noqa: BLE001

@@ -34,11 +34,29 @@ def code_content(code: str, language: str = "python") -> Content:
         return Content(code)
 
 
+def diff_text(diff: str, palette: Palette) -> Text:
+    """A unified diff coloured line by line with the theme's success/error colours."""
+    out = Text(no_wrap=True)
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            style = "bold"
+        elif line.startswith("@@"):
+            style = palette.accent
+        elif line.startswith("+"):
+            style = palette.success
+        elif line.startswith("-"):
+            style = palette.error
+        else:
+            style = ""
+        out.append(line + "\n", style=style)
+    return out
+
+
 def overview_text(view: NodeView, model: RunModel, palette: Palette) -> Text:
     t = Text()
 
     def row(key: str, value: str | Text, style: str = "") -> None:
-        t.append(f"{key:<12}", style="bold")
+        t.append(f"{key:<13}", style="bold")
         if isinstance(value, Text):
             t.append_text(value)
         else:
@@ -152,7 +170,7 @@ class NodeDetailScreen(Screen[None]):
             diff_body = Text("The code is not written yet.")
         else:
             diff = unified_diff(parent.code, view.code, f"#{parent.id}/solution.py", f"#{view.id}/solution.py")
-            diff_body = code_content(diff, "diff") if diff else Text("Same code as the parent.")
+            diff_body = diff_text(diff, palette) if diff else Text("Same code as the parent.")
         self.query_one("#detail-diff", Static).update(diff_body)
         output = view.node.output if view.node is not None else "\n".join(view.output)
         self.query_one("#detail-output", Static).update(Text(output or "(no output)"))

@@ -50,10 +50,11 @@ class StatusBar(Static):
         else:
             spin = SPINNER[self.frame % len(SPINNER)] if model.running_id is not None else "·"
             line1.append(f"{spin} {model.phase_text()}", style=p.warning if model.running_id is not None else "")
-        line1.append("  elapsed " + format_duration(model.elapsed), style=p.muted)
 
         line2 = Text(no_wrap=True, overflow="ellipsis")
         u = model.usage
+        line2.append(format_duration(model.elapsed), style="bold")
+        line2.append("  ")
         line2.append(f"{format_tokens(u.input_tokens + u.output_tokens)} tok")
         line2.append(f"  ${u.cost:.2f}", style="bold")
         if model.budget:
@@ -72,4 +73,7 @@ class StatusBar(Static):
         if model.queued:
             line2.append("  queued: ", style=p.muted)
             line2.append(", ".join(model.queued), style=f"bold {p.accent}")
-        self.update(Text("\n").join([line1, line2]))
+        both = Text("\n", no_wrap=True, overflow="ellipsis").join([line1, line2])
+        both.no_wrap = True
+        both.overflow = "ellipsis"
+        self.update(both)

@@ -1,0 +1,94 @@
+"""Snapshot tests (pytest-textual-snapshot) of the main screen mid-run and of node details.
+
+Deterministic: the fake engine holds at a fixed node, the clock is frozen, and nothing blinks.
+Update with `pytest tests/test_app_snapshots.py --snapshot-update` after a deliberate UI change.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aide_tui.app.app import AideApp
+from fake_engine import factory
+
+
+class FrozenClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def mid_run_app(**kwargs) -> tuple[AideApp, FrozenClock]:
+    clock = FrozenClock()
+    kwargs.setdefault("hold_at", 9)
+    return AideApp(factory(**kwargs), clock=clock, tick_interval=3600), clock
+
+
+def waiter(app: AideApp, clock: FrozenClock, node: int, then=None):
+    async def run_before(pilot) -> None:
+        end = time.monotonic() + 10
+        while not (app.model.running_id == node and app.model.done == node):
+            assert time.monotonic() < end, "fake engine did not reach the held node"
+            await pilot.pause(0.02)
+        await pilot.pause(0.1)
+        clock.now += 133  # 02:13 elapsed
+        app._refresh_status()
+        if then is not None:
+            await then(pilot)
+        await pilot.pause(0.1)
+
+    return run_before
+
+
+def test_main_screen_mid_run(snap_compare):
+    app, clock = mid_run_app()
+    try:
+        assert snap_compare(app, terminal_size=(120, 36), run_before=waiter(app, clock, 9))
+    finally:
+        if app.engine is not None:
+            app.engine.shutdown()
+
+
+def test_main_screen_80x24(snap_compare):
+    app, clock = mid_run_app()
+    try:
+        assert snap_compare(app, terminal_size=(80, 24), run_before=waiter(app, clock, 9))
+    finally:
+        if app.engine is not None:
+            app.engine.shutdown()
+
+
+def test_node_details(snap_compare):
+    app, clock = mid_run_app()
+
+    async def open_details(pilot) -> None:
+        app.goto_node(4)
+        await pilot.pause(0.05)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+
+    try:
+        assert snap_compare(app, terminal_size=(120, 36), run_before=waiter(app, clock, 9, open_details))
+    finally:
+        if app.engine is not None:
+            app.engine.shutdown()
+
+
+def test_node_diff_tab(snap_compare):
+    app, clock = mid_run_app()
+
+    async def open_diff(pilot) -> None:
+        app.goto_node(4)
+        await pilot.pause(0.05)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        await pilot.press("3")
+        await pilot.pause(0.1)
+
+    try:
+        assert snap_compare(app, terminal_size=(120, 36), run_before=waiter(app, clock, 9, open_diff))
+    finally:
+        if app.engine is not None:
+            app.engine.shutdown()
