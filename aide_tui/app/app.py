@@ -66,6 +66,7 @@ from .widgets.status_bar import StatusBar
 
 STREAM_EVENTS = (LlmDelta, OutputLine)
 FLUSH_INTERVAL = 0.05
+FLUSH_LINES = 1000  # most output lines shown per flush; older ones in a burst are summarised
 COMPACT_WIDTH = 100
 COMPACT_HEIGHT = 28
 QUIT_WAIT = 15.0  # seconds to wait for the engine thread after shutdown()
@@ -143,6 +144,7 @@ class AideApp(App[int]):
         self._closed_ui = False
         self._engine_done = False
         self._exit_code = 0
+        self.skipped_lines = 0  # output lines left out of the live log during bursts
         self.received: list[Event] = []  # every non-stream event, for tests and debugging
 
     # ------------------------------------------------------------ layout
@@ -274,6 +276,23 @@ class AideApp(App[int]):
                 items.append(buf.popleft()[1])
         if not items:
             return
+        outputs = sum(1 for item in items if isinstance(item, OutputLine))
+        skip = outputs - FLUSH_LINES if outputs > FLUSH_LINES else 0
+        if skip:
+            # A burst faster than a terminal can show: keep the newest lines, say how many
+            # were left out (the node's captured output keeps head and tail for details).
+            kept: list[Event] = []
+            dropped = 0
+            for item in items:
+                if dropped < skip and isinstance(item, OutputLine):
+                    dropped += 1
+                    continue
+                kept.append(item)
+            items = kept
+            self.skipped_lines += skip
+            first_output = next((i for i, item in enumerate(items) if isinstance(item, OutputLine)), len(items))
+            marker = OutputLine(-1, "stdout", f"… {skip:,} lines not shown (output faster than the screen)")
+            items.insert(first_output, marker)
         log = self.log_pane
         text: list[str] = []
         lines: list[str] = []
