@@ -322,7 +322,7 @@ class AideApp(App[int]):
             self.handle_event(message.event)
         except Exception as exc:  # noqa: BLE001 - a display bug must not kill the run
             self.log.error(f"cannot show {message.event!r}: {exc!r}")
-            self.notify(f"display error on {type(message.event).__name__}: {exc}", severity="error")
+            self.say(f"display error on {type(message.event).__name__}: {exc}", severity="error")
 
     def handle_event(self, event: Event) -> None:
         self.received.append(event)
@@ -354,18 +354,18 @@ class AideApp(App[int]):
             self._refresh_detail(node.id)
         elif isinstance(event, CommandAccepted):
             self._on_command_answer(event.command, accepted=True)
-            self.notify(event.detail or f"{event.command} accepted", title="Command accepted", timeout=4)
+            self.say(event.detail or f"{event.command} accepted", title="Command accepted", timeout=4)
         elif isinstance(event, CommandRejected):
             self._on_command_answer(event.command, accepted=False)
-            self.notify(event.reason, title=f"{event.command} rejected", severity="warning", timeout=6)
+            self.say(event.reason, title=f"{event.command} rejected", severity="warning", timeout=6)
         elif isinstance(event, Notice):
-            self.notify(event.message, severity="warning" if event.level == "warning" else "information", timeout=10)
+            self.say(event.message, severity="warning" if event.level == "warning" else "information", timeout=10)
         elif isinstance(event, RunError):
             log.append_lines([f"!! {event.kind} error: {event.message}"])
             if event.kind in ("auth", "budget", "fatal", "config"):
                 self.push_screen(ErrorModal(event.kind, event.message))
             else:
-                self.notify(event.message, title=f"{event.kind} error", severity="error", timeout=10)
+                self.say(event.message, title=f"{event.kind} error", severity="error", timeout=10)
         elif isinstance(event, RunStateChanged):
             if event.state == "paused":
                 log.append_lines(["== paused (space resumes)"])
@@ -375,7 +375,7 @@ class AideApp(App[int]):
             best = model.nodes.get(event.best_id) if event.best_id is not None else None
             best_text = f"best #{best.id} {format_metric(best.metric)}" if best else "no working node"
             log.append_lines([f"== run finished ({event.reason}): {event.nodes} nodes, {best_text}"])
-            self.notify(f"Run finished ({event.reason}): {best_text}", title="Run finished", timeout=10)
+            self.say(f"Run finished ({event.reason}): {best_text}", title="Run finished", timeout=10)
 
         # one tree update per event (NodeStarted adds, NodeFinished relabels)
         if change.tree_reset:
@@ -460,7 +460,7 @@ class AideApp(App[int]):
 
     def open_details(self, node_id: int) -> None:
         if node_id not in self.model.nodes:
-            self.notify(f"No node #{node_id}", severity="warning")
+            self.say(f"No node #{node_id}", severity="warning")
             return
         if isinstance(self.screen, NodeDetailScreen):
             self.pop_screen()
@@ -531,20 +531,24 @@ class AideApp(App[int]):
                 reason = self.why_not(binding.action)
                 if reason:
                     event.stop()
-                    self.notify(reason, title=binding.description, severity="warning", timeout=5)
+                    self.say(reason, title=binding.description, severity="warning", timeout=5)
                 return
+
+    def say(self, message: str, **kwargs: Any) -> None:
+        """`notify` without markup: messages carry engine/LLM text ("[...]" must show as is)."""
+        self.notify(message, markup=False, **kwargs)
 
     def invoke(self, action: str) -> None:
         """Run an action from the command palette, or say why it does not apply."""
         reason = self.why_not(action)
         if reason:
-            self.notify(reason, severity="warning", timeout=5)
+            self.say(reason, severity="warning", timeout=5)
             return
         self.run_action(action)
 
     def send(self, command: Command) -> None:
         if self.engine is None:
-            self.notify("The run has not started yet", severity="warning")
+            self.say("The run has not started yet", severity="warning")
             return
         if isinstance(command, (DraftNext, ImproveNode, DebugNode, RunCode)):
             self._pending.append(command)
@@ -574,7 +578,7 @@ class AideApp(App[int]):
             if code is None:
                 return
             if code == view.code:
-                self.notify("The code is unchanged; nothing to run", severity="warning")
+                self.say("The code is unchanged; nothing to run", severity="warning")
                 return
             self.send(RunCode(parent_id=node_id, code=code))
 
@@ -595,7 +599,7 @@ class AideApp(App[int]):
     def action_copy_branch(self) -> None:
         branch = self.selected.branch
         self.copy_to_clipboard(branch)
-        self.notify(f"{branch}\n(try: git log {branch})", title="Branch copied", timeout=5)
+        self.say(f"{branch}\n(try: git log {branch})", title="Branch copied", timeout=5)
 
     def action_goto_best(self) -> None:
         self.goto_node(self.model.best_id)
@@ -630,7 +634,7 @@ class AideApp(App[int]):
         self._quitting = True
         worker = self.engine_worker
         if self.engine is not None and worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING):
-            self.notify("Stopping the run…", timeout=QUIT_WAIT)
+            self.say("Stopping the run…", timeout=QUIT_WAIT)
             try:
                 await asyncio.wait_for(asyncio.to_thread(self.engine.shutdown), QUIT_WAIT)
                 await asyncio.wait_for(worker.wait(), QUIT_WAIT)

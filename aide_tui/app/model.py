@@ -255,6 +255,8 @@ class RunModel:
                 ch.best_changed = (self.best_id, event.best_id)
                 self.best_id = event.best_id
             self._append_best()
+            if self.direction is None:
+                self._infer_direction()
             ch.metrics = True
             ch.status = True
         elif isinstance(event, UsageUpdated):
@@ -286,6 +288,18 @@ class RunModel:
             self.phase = "idle"
             ch.status = True
         return ch
+
+    def _infer_direction(self) -> None:
+        """RunStarted may not know the direction yet (the first review decides it); the
+        engine's best node tells: best == max of working metrics -> maximize."""
+        values = [v for _, v in self.points]
+        best = self.nodes.get(self.best_id) if self.best_id is not None else None
+        if best is None or best.metric is None or len(set(values)) < 2:
+            return
+        if best.metric == max(values):
+            self.direction = "maximize"
+        elif best.metric == min(values):
+            self.direction = "minimize"
 
     def _finish(self, view: NodeView, best_id: int | None) -> None:
         self.nodes[view.id] = view
