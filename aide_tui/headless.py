@@ -67,7 +67,8 @@ class HeadlessPrinter:
                     verdict = f"{n.status} ({why})"
                 star = " *new best*" if e.best_id == n.id else ""
                 took = f"{n.exec.wall_time:.1f}s" if n.code else "no code"
-                self._say(f"[{n.step}/{self._steps}] #{n.id} {n.operation}: {verdict}{star}  [{took}, ${n.usage.cost:.3f}]")
+                spent = f", ${n.usage.cost:.3f}" if n.usage.calls else ""  # the offline coder spends nothing
+                self._say(f"[{n.step}/{self._steps}] #{n.id} {n.operation}: {verdict}{star}  [{took}{spent}]")
                 self._remember(n)
             case ev.Notice():
                 self._say(f"note: {e.message}", err=e.level == "warning")
