@@ -64,6 +64,8 @@ class MetricPane(Vertical):
         pad = (hi - lo) * 0.1 or abs(hi) * 0.05 or 0.1
         plot.set_ylimits(lo - pad, hi + pad)
         plot.set_xlimits(0.5, last + 0.5)
+        stride = max(1, round(last / 8))
+        plot.set_xticks(list(range(1, last + 1, stride)))
 
 
 class BestSparkline(Sparkline):
