@@ -147,6 +147,9 @@ class Engine:
             self._emit(ev.CommandRejected(command.name, reason))
         if isinstance(command, ev.CancelNow) and reason is None:
             self._cancel_running()
+        overrides = (ev.DraftNext, ev.ImproveNode, ev.DebugNode, ev.RunCode)
+        if reason is None and isinstance(command, overrides) and self._running_node is None:
+            self._announce_next()  # e.g. while paused: the status shows the new next step at once
 
     def _accept(self, command: ev.Command) -> str | None:
         tree = self.tree
@@ -313,6 +316,7 @@ class Engine:
             if self._over_budget():
                 self._emit(ev.RunError("budget", f"budget of ${self.settings.budget:.2f} reached (spent ${self._usage.cost:.2f}); raise --budget to continue"))
                 return self._finish("budget", "stopped")
+            self._announce_next()
             if not self._wait_while_paused():
                 continue
             plan = self._next_plan()
@@ -333,6 +337,18 @@ class Engine:
             if not self._paused:
                 self._emit(ev.RunStateChanged("running"))
             return not self._paused and not self._cancel.is_set() and not self._stop_after_step
+
+    def _announce_next(self) -> None:
+        """Say what the next step will do before it starts (and while paused): a queued
+        command, or the policy's choice, which is exact because its draw is seeded per step."""
+        with self._lock:
+            step = len(self.tree) + 1
+            if self._overrides:
+                plan = self._overrides[0]
+                self._emit(ev.NextPlanned(step, plan.operation, plan.parent_id, "command"))
+                return
+            decision = self.policy.choose(self.tree, step)
+        self._emit(ev.NextPlanned(step, decision.operation, decision.parent_id, "policy"))
 
     def _next_plan(self) -> _Plan:
         with self._lock:

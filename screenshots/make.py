@@ -1,98 +1,138 @@
-"""Drive the app headless and write SVG + PNG screenshots into screenshots/.
+"""Screenshots of a real search: writes SVG + PNG into screenshots/.
 
     .venv/bin/python screenshots/make.py
 
-Uses the scripted fake engine (tests/fake_engine.py) so the pictures are deterministic;
-PNGs are converted with cairosvg (install fonts-firacode for faithful glyphs).
+What runs is the product, not a mock: the real engine, the real anthropic SDK
+talking over HTTP to the Messages API stand-in the tests use (tests/fake_api.py),
+real execution of every script and a real git repository.  The stand-in's
+"Claude" (tests/sklearn_claude.py) answers with genuine scikit-learn solutions,
+so the metrics, the buggy draft and its fix are real.  The search runs on a
+copy of examples/house-prices; only the clock in the status bar is frozen.
+
+PNGs are converted with cairosvg (`rsvg-convert` drops code indentation) in
+DejaVu Sans Mono, which has every glyph the app draws (Debian's fonts-dejavu-core).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
 
 from aide_tui.app.app import AideApp  # noqa: E402
-from fake_engine import factory  # noqa: E402
+from aide_tui.app.screens.node_detail import NodeDetailScreen  # noqa: E402
+from aide_tui.engine import build_engine  # noqa: E402
+from aide_tui.settings import resolve  # noqa: E402
+from fake_api import FakeMessagesAPI  # noqa: E402
+from sklearn_claude import SklearnClaude  # noqa: E402
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+class FrozenClock:
+    """The status bar's clock: still while the search runs, then set to read 04:12."""
+
+    now = 1000.0
 
     def __call__(self) -> float:
         return self.now
 
 
-async def held(pilot, app: AideApp, node: int) -> None:
-    end = time.monotonic() + 15
-    while not (app.model.running_id == node and app.model.done == node):
+async def wait_for(pilot, cond, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
         if time.monotonic() > end:
-            raise RuntimeError("the fake engine did not reach the held node")
-        await pilot.pause(0.02)
-    await pilot.pause(0.2)
+            raise RuntimeError("the search did not reach the expected state in time")
+        await pilot.pause(0.05)
 
 
-async def shoot(name: str, size: tuple[int, int], steps, **engine) -> Path:
-    clock = Clock()
-    engine.setdefault("hold_at", 9)
-    app = AideApp(factory(**engine), clock=clock, tick_interval=3600)
-    async with app.run_test(size=size, notifications=True) as pilot:
-        await held(pilot, app, engine["hold_at"])
-        clock.now += 133
-        app._refresh_status()
-        for step in steps:
-            await step(app, pilot)
-            await pilot.pause(0.15)
-        await pilot.pause(0.4)
-        path = HERE / f"{name}.svg"
-        app.save_screenshot(filename=path.name, path=str(HERE))
-        app.engine.shutdown()
-    return path
+def shoot(app: AideApp, name: str) -> None:
+    import cairosvg
 
-
-def select(node_id: int):
-    async def run(app, pilot):
-        app.goto_node(node_id)
-
-    return run
-
-
-def press(*keys: str):
-    async def run(app, pilot):
-        await pilot.press(*keys)
-
-    return run
-
-
-SHOTS = {
-    "main-120x36": ((120, 36), []),
-    "main-160x48": ((160, 48), []),
-    "main-80x24": ((80, 24), []),
-    "details-overview": ((120, 36), [select(4), press("enter")]),
-    "details-diff": ((120, 36), [select(4), press("enter"), press("3")]),
-    "debug-refused": ((120, 36), [select(4), press("b")]),
-    "hint-modal": ((120, 36), [press("h"), press(*"try target encoding")]),
-    "quit-confirm": ((120, 36), [press("ctrl+q")]),
-    "palette": ((120, 36), [press("ctrl+p"), press(*"improve")]),
-}
+    app.save_screenshot(filename=f"{name}.svg", path=str(HERE))
+    # cairo does no per-glyph font fallback, and Fira Code lacks ✓ ✗ ★; DejaVu Sans Mono has them
+    svg = (HERE / f"{name}.svg").read_text().replace('"Fira Code"', '"DejaVu Sans Mono"').replace("Fira Code,", "DejaVu Sans Mono,")
+    cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=str(HERE / f"{name}.png"))
+    print(f"wrote {name}.svg and {name}.png")
 
 
 async def main() -> None:
-    only = set(sys.argv[1:])
-    import cairosvg
-
-    for name, (size, steps) in SHOTS.items():
-        if only and name not in only:
-            continue
-        svg = await shoot(name, size, steps)
-        png = svg.with_suffix(".png")
-        cairosvg.svg2png(url=str(svg), write_to=str(png))
-        print(f"wrote {svg.name} and {png.name}")
+    work = Path(tempfile.mkdtemp(prefix="aide-shots-", dir=os.environ.get("AIDE_SHOTS_DIR")))
+    project = work / "house-prices"
+    shutil.copytree(ROOT / "examples" / "house-prices", project)
+    claude = SklearnClaude(project)
+    api = FakeMessagesAPI(responder=claude, delay_per_chunk=0.002).start()
+    os.environ["ANTHROPIC_BASE_URL"] = api.url
+    os.environ["ANTHROPIC_API_KEY"] = "sk-screenshots-not-a-real-key"
+    settings = resolve(None, dict(steps=14, num_drafts=3, debug_prob=1.0, timeout=120, budget=2.0, coder="llm", seed=0))
+    clock = FrozenClock()
+    app = AideApp(lambda listener, resume: build_engine(project, settings, resume=resume, listener=listener), clock=clock, tick_interval=3600)
+    try:
+        async with app.run_test(size=(120, 36), notifications=True) as pilot:
+            # mid-run: nine nodes done, the tenth being written by the "LLM"
+            await wait_for(pilot, lambda: app.model.done >= 9 and app.model.running_id == 10)
+            await wait_for(pilot, lambda: app.model.phase == "llm")
+            await pilot.pause(1.2)
+            clock.now += 252
+            app._refresh_status()
+            await pilot.pause(0.2)
+            shoot(app, "main")
+            await pilot.resize_terminal(160, 48)
+            await pilot.pause(0.4)
+            shoot(app, "main-160x48")
+            await pilot.resize_terminal(80, 24)
+            await pilot.pause(0.4)
+            shoot(app, "main-80x24")
+            await pilot.resize_terminal(120, 36)
+            await pilot.pause(0.3)
+            await pilot.press("ctrl+q")
+            await pilot.pause(0.3)
+            shoot(app, "quit-confirm")
+            await pilot.press("n")
+            # hold the search still for the remaining pictures
+            await pilot.press("space")
+            await wait_for(pilot, lambda: app.model.state == "paused")
+            app._refresh_status()
+            best = app.model.best_id
+            app.goto_node(best)
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, NodeDetailScreen), 10)
+            await pilot.pause(0.3)
+            shoot(app, "details-overview")
+            for key, name in (("2", "details-code"), ("3", "details-diff"), ("4", "details-output")):
+                await pilot.press(key)
+                await pilot.pause(0.3)
+                shoot(app, name)
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+            app.goto_node(1)
+            await pilot.pause(0.3)
+            await pilot.press("b")
+            await pilot.pause(0.3)
+            shoot(app, "debug-refused")
+            await pilot.press("h")
+            await pilot.pause(0.2)
+            await pilot.press(*"try a log transform of the target")
+            await pilot.pause(0.2)
+            shoot(app, "hint-modal")
+            await pilot.press("escape")
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.3)
+            await pilot.press(*"improve")
+            await pilot.pause(0.5)
+            shoot(app, "palette")
+            await pilot.press("escape")
+            app.engine.shutdown()
+    finally:
+        api.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

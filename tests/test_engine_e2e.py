@@ -303,3 +303,30 @@ def test_a_front_end_bug_does_not_kill_the_search_and_is_logged(tmp_path, script
     assert len(rec.of(ev.NodeFinished)) == 2
     log_text = (project / ".aide" / "runs" / engine.run_name / "engine.log").read_text()
     assert "widget exploded" in log_text and "listener failed on NodeStarted" in log_text
+
+
+def test_the_next_step_is_announced_before_it_starts_and_updated_by_commands_while_paused(tmp_path, scripted, llm_env):
+    project = make_project(tmp_path / "proj", dirty=False)
+    rec = Recorder()
+    engine = build_engine(project, settings(steps=3, num_drafts=1, debug_prob=0.0), resume=False, listener=rec)
+    paused = threading.Event()
+
+    def listener(event):
+        rec(event)
+        if isinstance(event, ev.NodeFinished) and event.node.id == 1:
+            engine.submit(ev.Pause())
+        if isinstance(event, ev.RunStateChanged) and event.state == "paused":
+            paused.set()
+
+    engine.listener = listener
+    worker = threading.Thread(target=engine.run)
+    worker.start()
+    assert paused.wait(60)
+    announced = rec.of(ev.NextPlanned)[-1]
+    assert (announced.step, announced.operation, announced.parent_id, announced.source) == (2, "improve", 1, "policy")
+    engine.submit(ev.DraftNext())
+    announced = rec.of(ev.NextPlanned)[-1]
+    assert (announced.step, announced.operation, announced.source) == (2, "draft", "command")
+    engine.submit(ev.Resume())
+    worker.join(60)
+    assert [e.node.operation for e in rec.of(ev.NodeFinished)] == ["draft", "draft", "improve"]

@@ -53,12 +53,13 @@ class MetricPane(Vertical):
         if model.best_curve:
             bx = [x for x, _ in model.best_curve] + [last]
             by = [y for _, y in model.best_curve] + [model.best_curve[-1][1]]
-            # a step line: hold the best value until the next improvement
+            # a step line: hold the best value until the next improvement.  Quadrant
+            # blocks, not braille: more terminal fonts have them.
             sx, sy = [bx[0]], [by[0]]
             for x, y in zip(bx[1:], by[1:]):
                 sx += [x, x]
                 sy += [sy[-1], y]
-            plot.plot(sx, sy, line_style=self.palette.success, hires_mode=HiResMode.BRAILLE, label="best so far")
+            plot.plot(sx, sy, line_style=self.palette.success, hires_mode=HiResMode.QUADRANT, label="best so far")
         plot.scatter(xs, ys, marker="•", marker_style=f"bold {self.palette.accent}", label="node")
         lo, hi = min(ys), max(ys)
         pad = (hi - lo) * 0.1 or abs(hi) * 0.05 or 0.1

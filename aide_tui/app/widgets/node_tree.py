@@ -27,6 +27,8 @@ def format_metric(value: float | None) -> str:
     size = abs(value)
     if size == 0 or 1e-3 <= size < 1e4:
         return f"{value:.4f}" if size < 10 else f"{value:.2f}"
+    if 1e4 <= size < 1e9:  # e.g. an RMSE in dollars: 18,502 reads better than 1.850e+04
+        return f"{value:,.0f}"
     return f"{value:.3e}"
 
 

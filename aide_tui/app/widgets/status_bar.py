@@ -8,7 +8,7 @@ from textual.widgets import Static
 from ..model import RunModel
 from .node_tree import Palette
 
-SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+SPINNER = "◐◓◑◒"  # geometric shapes: present in common monospace fonts, unlike braille
 
 
 def format_duration(seconds: float) -> str:
@@ -42,7 +42,7 @@ class StatusBar(Static):
         line1.append(f"{model.step_now}/{model.steps_total or '?'}", style="bold")
         line1.append("  ")
         if model.state == "paused":
-            line1.append("⏸ paused", style=f"bold {p.warning}")
+            line1.append("‖ paused", style=f"bold {p.warning}")
         elif model.state == "failed":
             line1.append("✗ " + model.phase_text(), style=f"bold {p.error}")
         elif model.state == "finished":
