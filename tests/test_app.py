@@ -336,3 +336,39 @@ async def test_high_rate_output_is_batched_and_ui_stays_responsive():
         assert any(line.startswith("epoch 50000:") for line in lines)
         assert lines[-1].startswith(("── review #", "== run finished"))
         engine.shutdown()
+
+
+async def test_no_key_modal_offers_the_offline_coder_and_starts_it():
+    from aide_tui.app.screens.modals import NoKeyModal
+
+    started = []
+
+    def llm_factory(listener, resume):
+        raise AssertionError("the LLM engine must not start without a key")
+
+    def offline_factory(listener, resume):
+        engine = factory()(listener, resume)
+        started.append(engine)
+        return engine
+
+    app = AideApp(llm_factory, offline_factory=offline_factory)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, NoKeyModal)
+        assert "export ANTHROPIC_API_KEY" in str(app.screen.query_one(".dialog-text").content)
+        await pilot.press("o")
+        await wait_for(pilot, lambda: bool(started))
+        assert app.engine is started[0]
+        app.engine.shutdown()
+
+
+async def test_no_key_modal_quit_starts_nothing():
+    def never(listener, resume):
+        raise AssertionError("no engine may start")
+
+    app = AideApp(never, offline_factory=never)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("q")
+        await pilot.pause(0.2)
+    assert app.engine is None and app.return_code == 0

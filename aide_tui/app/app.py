@@ -57,7 +57,7 @@ from ..events import (
 from ..settings import Settings
 from .commands import AideCommands
 from .model import RunModel
-from .screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, ResumeModal
+from .screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, NoKeyModal, ResumeModal
 from .screens.node_detail import NodeDetailScreen
 from .widgets.live_log import LiveLog
 from .widgets.metric_pane import BestSparkline, MetricPane
@@ -120,6 +120,7 @@ class AideApp(App[int]):
         *,
         resume: bool = False,
         ask_resume: str | None = None,
+        offline_factory: EngineFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
         flush_interval: float = FLUSH_INTERVAL,
         tick_interval: float = 0.5,
@@ -128,6 +129,7 @@ class AideApp(App[int]):
         self.engine_factory = engine_factory
         self.resume = resume
         self.ask_resume = ask_resume
+        self.offline_factory = offline_factory  # set when Claude was asked for but there is no key
         self.clock = clock
         self.flush_interval = flush_interval
         self.tick_interval = tick_interval
@@ -156,7 +158,7 @@ class AideApp(App[int]):
                 yield MetricPane(id="metrics")
         with Horizontal(id="bottom"):
             yield StatusBar(id="status")
-            yield BestSparkline([0.0], id="spark")
+            yield BestSparkline([], id="spark")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -175,10 +177,23 @@ class AideApp(App[int]):
         self.set_interval(self.flush_interval, self._flush_stream)
         self.set_interval(self.tick_interval, self._tick)
         self._refresh_status()
+        if self.offline_factory is not None:
+            self.push_screen(NoKeyModal(), self._on_no_key_choice)
+        else:
+            self._begin()
+
+    def _begin(self) -> None:
         if self.ask_resume:
             self.push_screen(ResumeModal(self.ask_resume), self._on_resume_choice)
         else:
             self.start_engine(self.resume)
+
+    def _on_no_key_choice(self, choice: str | None) -> None:
+        if choice == "offline" and self.offline_factory is not None:
+            self.engine_factory = self.offline_factory
+            self._begin()
+        else:
+            self.exit(0)
 
     def _on_resume_choice(self, choice: str | None) -> None:
         if choice == "resume":
@@ -669,9 +684,19 @@ def run_app(project_dir: Path, settings: Settings, resume: bool | None) -> int:
 
         ask = unfinished_run(project_dir)
 
-    def factory(listener: Callable[[Event], None], resume_flag: bool) -> EngineLike:
-        return build_engine(project_dir, settings, resume=resume_flag, listener=listener)
+    def factory_for(chosen: Settings) -> EngineFactory:
+        def factory(listener: Callable[[Event], None], resume_flag: bool) -> EngineLike:
+            return build_engine(project_dir, chosen, resume=resume_flag, listener=listener)
 
-    app = AideApp(factory, resume=bool(resume), ask_resume=ask)
+        return factory
+
+    from dataclasses import replace
+
+    from ..engine import choose_coder_name
+    from ..settings import api_key_present
+
+    no_key = choose_coder_name(settings) == "llm" and not api_key_present()
+    offline = factory_for(replace(settings, coder="offline")) if no_key else None
+    app = AideApp(factory_for(settings), resume=bool(resume), ask_resume=ask, offline_factory=offline)
     app.run()
     return app.return_code or 0

@@ -153,3 +153,40 @@ class ErrorModal(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+class NoKeyModal(ModalScreen[str]):
+    """Claude was asked for but there is no key: say how to set one, offer the offline coder."""
+
+    BINDINGS = [
+        Binding("o", "choose('offline')", "Offline coder", tooltip="Run now with the offline baseline coder", id="nokey.offline"),
+        Binding("q,escape", "choose('quit')", "Quit", tooltip="Quit and set the key first", id="nokey.quit"),
+    ]
+
+    TEXT = (
+        "aide-tui was asked to use Claude (--coder llm), but ANTHROPIC_API_KEY is not set.\n\n"
+        "To use Claude, quit and set your key, then start again:\n"
+        "    export ANTHROPIC_API_KEY=sk-ant-...\n"
+        "    (ANTHROPIC_BASE_URL points at a compatible endpoint)\n\n"
+        "Or run now with the offline baseline coder: scikit-learn templates for tabular CSV tasks, not an LLM."
+    )
+
+    def __init__(self) -> None:
+        super().__init__(classes="dialog-screen")
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("No Anthropic API key", classes="dialog-title")
+            yield Static(Text(self.TEXT), classes="dialog-text")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Offline coder (o)", id="offline", variant="primary")
+                yield Button("Quit (q)", id="quit", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#offline", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "quit")
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)

@@ -76,7 +76,7 @@ class BestSparkline(Sparkline):
         values = [v for _, v in model.best_curve]
         if model.direction == "minimize":
             values = [-v for v in values]  # up is better either way
-        self.data = values or [0.0]
+        self.data = values  # empty: a flat baseline until a node works
         best = model.nodes.get(model.best_id) if model.best_id is not None else None
         arrow = "↓" if model.direction == "minimize" else "↑"
         self.tooltip = (
