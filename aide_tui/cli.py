@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_argument_group("settings (same names as in aide.toml)")
     defaults = Settings()
     for f in dataclasses.fields(Settings):
+        if f.metadata.get("internal"):
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         shown = "half of RAM" if f.name == "memory_limit" else "this Python" if f.name == "python" else default
@@ -66,7 +68,7 @@ def _main(argv: list[str] | None) -> int:
     from .project import Project
 
     project = Project.open(args.project)
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings) if not f.metadata.get("internal")}
     settings = resolve(project.settings_file, overrides)
     if args.resume and args.new:
         raise UserError("--resume and --new exclude each other; pick one")

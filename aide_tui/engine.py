@@ -273,6 +273,9 @@ class Engine:
         info = self._read_info()
         direction = self.settings.direction if self.settings.direction != "auto" else None
         direction = info.get("direction") or direction
+        saved_steps = (info.get("settings") or {}).get("steps")
+        if self.resume and saved_steps and "steps" not in self.settings.given_flags:
+            self.settings.steps = int(saved_steps)  # the run keeps its own target
         self.tree = SearchTree(direction)
         nodes = self.journal.load() if self.resume else []
         for node in nodes:

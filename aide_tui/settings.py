@@ -51,6 +51,8 @@ class Settings:
     preview_chars: int = field(default=6000, metadata={"help": "size budget of the data preview in prompts"})
     python: str = field(default="", metadata={"help": "Python interpreter that runs solutions (default: the one running aide-tui)"})
 
+    given_flags: frozenset = field(default=frozenset(), repr=False, compare=False, metadata={"internal": True})
+
     # -- derived values
     @property
     def memory_limit_mb(self) -> int:
@@ -61,10 +63,10 @@ class Settings:
         return parse_size(self.output_limit, "output_limit")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {name: getattr(self, name) for name in SETTING_NAMES}
 
 
-SETTING_NAMES = [f.name for f in fields(Settings)]
+SETTING_NAMES = [f.name for f in fields(Settings) if not f.metadata.get("internal")]
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.I)
 
 
@@ -160,6 +162,9 @@ def resolve(project_toml: Path | None, overrides: dict[str, Any]) -> Settings:
             where = f"--{name.replace('_', '-')}" if name in overrides else where
     settings = Settings(**values)
     _validate(settings, where)
+    # Which settings the user gave on this command line: a resumed run keeps its
+    # own step target unless --steps is given again.
+    settings.given_flags = frozenset(n for n, v in overrides.items() if v is not None)
     return settings
 
 

@@ -179,13 +179,17 @@ def test_stop_after_step_and_resume_continue_to_the_step_count(tmp_path, scripte
     assert engine.run().reason == "stopped"
     assert len(rec.of(ev.NodeFinished)) == 2
     rec2 = Recorder()
-    engine2 = build_engine(project, settings(steps=5), resume=True, listener=rec2)
+    engine2 = build_engine(project, resolve(None, dict(num_drafts=3, timeout=30, coder="llm")), resume=True, listener=rec2)
     assert engine2.run_name == engine.run_name
     finished = engine2.run()
     assert finished.reason == "completed"
     started = rec2.of(ev.RunStarted)[0]
     assert started.resumed and [n.id for n in started.nodes] == [1, 2]
-    assert [e.node.id for e in rec2.of(ev.NodeFinished)] == [3, 4, 5]
+    assert [e.node.id for e in rec2.of(ev.NodeFinished)] == [3, 4, 5]  # the run's own target, not the default 20
+    # --steps given again raises the target
+    rec3 = Recorder()
+    build_engine(project, resolve(None, dict(steps=6, timeout=30, coder="llm")), resume=True, listener=rec3, run_name=engine.run_name).run()
+    assert [e.node.id for e in rec3.of(ev.NodeFinished)] == [6]
 
 
 def test_second_instance_is_refused_while_the_first_holds_the_lock(tmp_path, scripted, llm_env):
