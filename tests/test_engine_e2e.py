@@ -36,6 +36,24 @@ def settings(**over):
     return resolve(None, base)
 
 
+def run_paused_after_first_node(engine, rec: Recorder) -> threading.Thread:
+    """Start the run in a thread; return once the engine holds, paused, after node 1."""
+    paused = threading.Event()
+
+    def listener(event):
+        rec(event)
+        if isinstance(event, ev.NodeFinished) and event.node.id == 1:
+            engine.submit(ev.Pause())
+        if isinstance(event, ev.RunStateChanged) and event.state == "paused":
+            paused.set()
+
+    engine.listener = listener
+    worker = threading.Thread(target=engine.run)
+    worker.start()
+    assert paused.wait(60)
+    return worker
+
+
 @pytest.fixture
 def scripted(llm_env):
     aide = ScriptedAide(crash_every=2)
@@ -143,19 +161,7 @@ def test_pause_and_resume_hold_the_next_step(tmp_path, scripted, llm_env):
     project = make_project(tmp_path / "proj", dirty=False)
     rec = Recorder()
     engine = build_engine(project, settings(steps=3, num_drafts=3), resume=False, listener=rec)
-    paused = threading.Event()
-
-    def listener(event):
-        rec(event)
-        if isinstance(event, ev.NodeFinished) and event.node.id == 1:
-            engine.submit(ev.Pause())
-        if isinstance(event, ev.RunStateChanged) and event.state == "paused":
-            paused.set()
-
-    engine.listener = listener
-    worker = threading.Thread(target=engine.run)
-    worker.start()
-    assert paused.wait(60)
+    worker = run_paused_after_first_node(engine, rec)
     assert len(rec.of(ev.NodeFinished)) == 1
     worker.join(0.5)
     assert worker.is_alive() and len(rec.of(ev.NodeFinished)) == 1  # held while paused
@@ -313,19 +319,7 @@ def test_the_next_step_is_announced_before_it_starts_and_updated_by_commands_whi
     project = make_project(tmp_path / "proj", dirty=False)
     rec = Recorder()
     engine = build_engine(project, settings(steps=3, num_drafts=1, debug_prob=0.0), resume=False, listener=rec)
-    paused = threading.Event()
-
-    def listener(event):
-        rec(event)
-        if isinstance(event, ev.NodeFinished) and event.node.id == 1:
-            engine.submit(ev.Pause())
-        if isinstance(event, ev.RunStateChanged) and event.state == "paused":
-            paused.set()
-
-    engine.listener = listener
-    worker = threading.Thread(target=engine.run)
-    worker.start()
-    assert paused.wait(60)
+    worker = run_paused_after_first_node(engine, rec)
     announced = rec.of(ev.NextPlanned)[-1]
     assert (announced.step, announced.operation, announced.parent_id, announced.source) == (2, "improve", 1, "policy")
     engine.submit(ev.DraftNext())
