@@ -50,6 +50,9 @@ MAX_OUTPUT_TOTAL_BYTES = 20 * 1024 * 1024
 MAX_CONSECUTIVE_LLM_FAILURES = 3
 
 
+_UNKNOWN = object()
+
+
 class _Cancelled(Exception):
     """The user cancelled mid-step: the unfinished node is discarded."""
 
@@ -113,6 +116,7 @@ class Engine:
     cancel: threading.Event = field(default_factory=threading.Event)  # shared with the coder
     input_copy_limit: int = DEFAULT_COPY_LIMIT  # above this much data, nodes link a verified snapshot
     timings: list[StepTimings] = field(default_factory=list)
+    lock: object | None = None  # the project's InstanceLock, released when run() ends
 
     def __post_init__(self) -> None:
         self.paths = RunPaths(self.project.run_dir(self.run_name))
@@ -132,7 +136,7 @@ class Engine:
         self._running_node: int | None = None
         self._usage = Usage()
         self._llm_failures = 0
-        self._started = time.monotonic()
+        self._base_commit: object = _UNKNOWN
 
     # ------------------------------------------------------------ commands
 
@@ -250,9 +254,8 @@ class Engine:
             self.journal.close()
             self.executor.shutdown()
             self.store.close()
-            lock = getattr(self, "lock", None)
-            if lock is not None:
-                lock.release()
+            if self.lock is not None:
+                self.lock.release()
             logging.getLogger("aide_tui").removeHandler(handler)
             handler.close()
         return finished
@@ -403,12 +406,13 @@ class Engine:
                 return
             node.plan, node.code = proposal.plan, proposal.code
             node.usage = node.usage + proposal.usage
+            outputs: dict[str, bytes] = {}
             if node.code:
                 self._emit(ev.CodeReady(node_id, node.plan, node.code))
-                result = self._execute(node, timings)
-                self._record_exec(node, result)
-                self._review(node, ctx)
-            self._finish_node(node)
+                result, tampered = self._execute(node, timings)
+                outputs = self._record_exec(node, result)
+                self._review(node, ctx, tampered)
+            self._finish_node(node, outputs)
         except _Cancelled:
             shutil.rmtree(self.paths.workspace(node_id), ignore_errors=True)
             self._emit(ev.PhaseChanged(None, "idle", "cancelled"))
@@ -476,7 +480,8 @@ class Engine:
         self._emit(ev.PhaseChanged(node.id, "idle", "LLM failed"))
         return None
 
-    def _execute(self, node: Node, timings: StepTimings) -> ExecResult:
+    def _execute(self, node: Node, timings: StepTimings) -> tuple[ExecResult, list[str]]:
+        """Run the node's script; also returns the input files it wrote into (restored since)."""
         workspace = self.paths.workspace(node.id)
         if workspace.exists():
             shutil.rmtree(workspace)
@@ -505,15 +510,15 @@ class Engine:
         if result.killed_reason == "cancelled" or self._cancel.is_set():
             raise _Cancelled()
         shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
-        self._tampered = self.inputs.verify_and_repair()
-        if self._tampered:
-            self._emit(ev.Notice(f"node #{node.id} wrote into its input files ({', '.join(self._tampered)}); they were restored from the originals", "warning"))
-        return result
+        tampered = self.inputs.verify_and_repair()
+        if tampered:
+            self._emit(ev.Notice(f"node #{node.id} wrote into its input files ({', '.join(tampered)}); they were restored from the originals", "warning"))
+        return result, tampered
 
-    def _record_exec(self, node: Node, result: ExecResult) -> None:
+    def _record_exec(self, node: Node, result: ExecResult) -> dict[str, bytes]:
+        """Put the run's facts on the node; return the files it wrote (for the commit)."""
         workspace = self.paths.workspace(node.id)
         outputs, skipped = collect_outputs(workspace, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES)
-        self._outputs = outputs
         node.output = result.output
         node.exec = ExecInfo(
             exit_code=result.exit_code,
@@ -525,8 +530,9 @@ class Engine:
             output_truncated_bytes=result.truncated_bytes,
             outputs=sorted(outputs) + [f"{name} (not kept: too large)" for name in skipped],
         )
+        return outputs
 
-    def _review(self, node: Node, ctx: TaskContext) -> None:
+    def _review(self, node: Node, ctx: TaskContext, tampered: list[str]) -> None:
         self._emit(ev.PhaseChanged(node.id, "reviewing", f"reviewing node #{node.id}"))
         review: Review | None = None
         try:
@@ -548,22 +554,19 @@ class Engine:
                     self._write_info(status="running")
         if reason and reason not in node.review_summary:
             node.review_summary = f"{node.review_summary} [{reason}]".strip()
-        if getattr(self, "_tampered", None):
-            node.review_summary += f" [it modified its input files {', '.join(self._tampered)}; they were restored]"
-            self._tampered = []
+        if tampered:
+            node.review_summary += f" [it modified its input files {', '.join(tampered)}; they were restored]"
         node.status, node.metric = status, (metric if status == "ok" else None)
 
     # ------------------------------------------------------------ durability
 
-    def _finish_node(self, node: Node) -> None:
+    def _finish_node(self, node: Node, outputs: dict[str, bytes]) -> None:
         node.finished_at = time.time()
         self._emit(ev.PhaseChanged(node.id, "committing", f"saving node #{node.id}"))
         with self._lock:
             self.journal.append(node)  # durable first: the journal is the truth
             self.tree.add(node)
             self._usage = self._usage + node.usage
-        outputs = getattr(self, "_outputs", {})
-        self._outputs = {}
         sha, branch = self._commit(node, outputs)
         self._emit(ev.NodeFinished(node, self.tree.best_id, sha, f"refs/heads/{branch}"))
         self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
@@ -596,9 +599,9 @@ class Engine:
 
     def _parent_commit(self, node: Node) -> str | None:
         if node.parent_id is None:
-            if not hasattr(self, "_base_commit"):
+            if self._base_commit is _UNKNOWN:  # the user's HEAD, read once per run
                 self._base_commit = self.store.head_commit()
-            return self._base_commit
+            return self._base_commit  # type: ignore[return-value]
         return self.store.branch_sha(branch_name(self.run_name, self.tree.get(node.parent_id)))
 
     def _node_json(self, node: Node) -> dict:
