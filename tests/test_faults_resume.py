@@ -141,3 +141,26 @@ def test_a_failed_llm_call_keeps_the_users_override_and_hint_for_the_retry(tmp_p
     nodes = [e.node for e in events if isinstance(e, ev.NodeFinished)]
     assert nodes[1].operation == "draft" and nodes[1].hint == "use ridge regression"
     assert any(isinstance(e, ev.Notice) and "retrying the step" in e.message for e in events)
+
+
+def test_a_script_does_not_outlive_a_sigkilled_aide_tui(tmp_path, llm_env):
+    """kill -9 leaves nobody to kill the script, so the kernel must (PR_SET_PDEATHSIG)."""
+    import psutil
+    from fake_api import TextReply
+
+    hang = "import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n"
+    llm_env.responder = lambda body: TextReply(f"Sleep.\n\n```python\n{hang}```\n")
+    project = make_project(tmp_path / "p", dirty=False)
+    env = {**os.environ, "ANTHROPIC_BASE_URL": llm_env.url, "ANTHROPIC_API_KEY": "sk-test-not-a-real-key"}
+    proc = subprocess.Popen([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--verbose", "--steps", "2",
+                             "--timeout", "300", "--coder", "llm"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if "| sleeping" in line:
+            break
+
+    running = [p for p in psutil.process_iter(["cmdline", "cwd"]) if (p.info["cwd"] or "").startswith(str(project))]
+    assert running, "the script should be running"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    gone, alive = psutil.wait_procs(running, timeout=10)
+    assert alive == []

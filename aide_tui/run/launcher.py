@@ -46,12 +46,30 @@ def _become_subreaper():
         pass
 
 
+def _die_with_parent():
+    """prctl(PR_SET_PDEATHSIG, SIGKILL): if aide-tui itself is killed (kill -9, OOM),
+    nobody is left to end the script, so the kernel does it.  The parent's pid comes
+    in AIDE_PARENT_PID; if it is already gone, exit at once."""
+    expected = os.environ.pop("AIDE_PARENT_PID", "")
+    if not sys.platform.startswith("linux") or not expected.isdigit():
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)
+    except Exception:  # noqa: BLE001 - best effort
+        return
+    if os.getppid() != int(expected):
+        os._exit(137)
+
+
 def main():
     script, result_file = sys.argv[1], sys.argv[2]
     script_path = os.path.abspath(script)
     sys.argv = [script] + sys.argv[3:]
     sys.path[0] = os.path.dirname(script_path)  # as `python solution.py` would set it
     launcher_pid = os.getpid()
+    _die_with_parent()
     _become_subreaper()
     try:
         runpy.run_path(script_path, run_name="__main__")

@@ -162,6 +162,7 @@ class LocalJob:
         self.result_file = hidden / RESULT_FILE
         self.result_file.unlink(missing_ok=True)
         env, self.secrets = child_env(environ, request.extra_env)
+        env["AIDE_PARENT_PID"] = str(os.getpid())  # the launcher dies with us (and removes this)
 
         self.capture = OutputCapture(request.output_limit_bytes)
         self._pending_cr: dict[str, tuple[bytes, int] | None] = {"stdout": None, "stderr": None}
