@@ -30,6 +30,7 @@ from .errors import FatalRunError
 from .project import Project, write_atomic
 from .run.executor import ExecRequest, ExecResult, Executor
 from .run.inputs import DEFAULT_COPY_LIMIT, InputData
+from .run.local import kill_leftovers
 from .run.workspace import collect_outputs, prepare_workspace
 from .search.coder import Coder, CoderError, Proposal, Review, TaskContext
 from .search.journal import Journal
@@ -629,6 +630,9 @@ class Engine:
             return
         for ws in nodes_dir.iterdir():
             if ws.name.isdigit() and int(ws.name) not in self.tree:
+                killed = kill_leftovers(ws)
+                if killed:
+                    log.warning("killed %d process(es) left running in %s by an interrupted run", killed, ws)
                 shutil.rmtree(ws, ignore_errors=True)
 
     # ------------------------------------------------------------ run info

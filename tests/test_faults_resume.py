@@ -143,12 +143,14 @@ def test_a_failed_llm_call_keeps_the_users_override_and_hint_for_the_retry(tmp_p
     assert any(isinstance(e, ev.Notice) and "retrying the step" in e.message for e in events)
 
 
-def test_a_script_does_not_outlive_a_sigkilled_aide_tui(tmp_path, llm_env):
+def test_nothing_outlives_a_sigkilled_aide_tui_once_the_run_resumes(tmp_path, llm_env):
     """kill -9 leaves nobody to kill the script, so the kernel must (PR_SET_PDEATHSIG)."""
     import psutil
     from fake_api import TextReply
 
-    hang = "import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n"
+    hang = ("import subprocess, sys, time\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+            "print('sleeping', flush=True)\ntime.sleep(600)\n")
     llm_env.responder = lambda body: TextReply(f"Sleep.\n\n```python\n{hang}```\n")
     project = make_project(tmp_path / "p", dirty=False)
     env = {**os.environ, "ANTHROPIC_BASE_URL": llm_env.url, "ANTHROPIC_API_KEY": "sk-test-not-a-real-key"}
@@ -162,5 +164,14 @@ def test_a_script_does_not_outlive_a_sigkilled_aide_tui(tmp_path, llm_env):
     assert running, "the script should be running"
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
+    script = [p for p in running if any("launcher.py" in a for a in (p.info["cmdline"] or []))]
+    assert len(running) == 2 and len(script) == 1  # the script and the child it started
+    gone, alive = psutil.wait_procs(script, timeout=10)
+    assert alive == []  # the kernel ended the script with aide-tui
+    # its child may have outlived it; resuming the run cleans it up before anything else
+    llm_env.responder = ScriptedAide(crash_every=0)
+    res = subprocess.run([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--resume", "--coder", "llm",
+                          "--timeout", "60"], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
     gone, alive = psutil.wait_procs(running, timeout=10)
     assert alive == []

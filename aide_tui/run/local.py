@@ -35,6 +35,7 @@ from .sandbox import ProcessTree, child_env, redact
 from .workspace import HIDDEN_DIR  # the launcher's area inside a workspace; not an output
 
 LAUNCHER = Path(__file__).with_name("launcher.py").resolve()
+SESSION_FILE = "session"
 RESULT_FILE = "result.json"
 SAMPLE_INTERVAL = 0.1
 MAX_LINE_CHARS = 10_000  # longest line handed to on_line / kept in the capture
@@ -187,6 +188,8 @@ class LocalJob:
             close_fds=True,
         )
         self.tree = ProcessTree(self.proc.pid)
+        # The session id, so a later aide-tui can find what survives if this one is killed.
+        (hidden / SESSION_FILE).write_text(str(self.proc.pid), encoding="utf-8")
         self._reader_stop = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"aide-exec-read-{self.proc.pid}", daemon=True)
         self._waiter = threading.Thread(target=self._wait_exit, name=f"aide-exec-wait-{self.proc.pid}", daemon=True)
@@ -384,3 +387,41 @@ class LocalExecutor:
 
 
 __all__ = ["LocalExecutor", "LocalJob", "OutputCapture", "HIDDEN_DIR", "MAX_LINE_CHARS"]
+
+
+def kill_leftovers(workspace: Path) -> int:
+    """Kill what an interrupted run left behind in `workspace` (aide-tui was killed mid-node).
+
+    The script itself died with aide-tui (PR_SET_PDEATHSIG), but processes it
+    started may not have.  A process is taken when its working directory is
+    inside the workspace, or when it belongs to the session the job recorded
+    and that session's leader (the dead launcher's pid) is not alive again as
+    some unrelated process.  Returns how many processes were killed.
+    """
+    import psutil
+
+    workspace = Path(workspace).resolve()
+    try:
+        session: int | None = int((workspace / HIDDEN_DIR / SESSION_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        session = None
+    if session is not None and psutil.pid_exists(session):
+        session = None  # the pid was reused: the recorded session no longer identifies our processes
+
+    def ours(proc: psutil.Process) -> bool:
+        cwd = proc.info.get("cwd") or ""
+        if cwd == str(workspace) or cwd.startswith(str(workspace) + os.sep):
+            return True
+        try:
+            return session is not None and os.getsid(proc.pid) == session
+        except OSError:
+            return False
+
+    doomed = [p for p in psutil.process_iter(["cwd"]) if p.pid != os.getpid() and ours(p)]
+    for proc in doomed:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(doomed, timeout=5)
+    return len(doomed)
