@@ -161,6 +161,17 @@ class RequestRecord:
         return getattr(self, key)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up mid-stream (cancel tests do it on purpose) are not errors."""
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeMessagesAPI:
     """Threaded HTTP server on 127.0.0.1 speaking the Messages API wire format."""
 
@@ -200,7 +211,7 @@ class FakeMessagesAPI:
         class Handler(_Handler):
             server_api = api
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-messages-api", daemon=True
