@@ -359,10 +359,8 @@ class Engine:
 
     def _next_plan(self) -> _Plan:
         with self._lock:
-            while self._overrides:
-                plan = self._overrides.popleft()
-                # A queued target may have become invalid (e.g. debugged meanwhile is fine; deleted never happens).
-                return plan
+            if self._overrides:  # targets were validated on submit; nodes are never removed
+                return self._overrides.popleft()
             step = len(self.tree) + 1
             decision: Decision = self.policy.choose(self.tree, step)
             return _Plan(decision.operation, decision.parent_id, "policy", plan=decision.reason)
@@ -675,21 +673,6 @@ class Engine:
             raise
         except Exception:  # a front-end bug must not kill the search
             log.exception("listener failed on %s", type(event).__name__)
-
-    # ------------------------------------------------------------ queries for front ends
-
-    @property
-    def running_node(self) -> int | None:
-        return self._running_node
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
-    @property
-    def queued(self) -> list[str]:
-        with self._lock:
-            return [f"{p.operation} #{p.parent_id}" if p.parent_id else p.operation for p in self._overrides]
 
 
 # ---------------------------------------------------------------- assembly

@@ -146,7 +146,6 @@ class AideApp(App[int]):
         self._closed_ui = False
         self._engine_done = False
         self._exit_code = 0
-        self.skipped_lines = 0  # output lines left out of the live log during bursts
         self.received: list[Event] = []  # every non-stream event, for tests and debugging
 
     # ------------------------------------------------------------ layout
@@ -304,7 +303,6 @@ class AideApp(App[int]):
                     continue
                 kept.append(item)
             items = kept
-            self.skipped_lines += skip
             first_output = next((i for i, item in enumerate(items) if isinstance(item, OutputLine)), len(items))
             marker = OutputLine(-1, "stdout", f"… {skip:,} lines not shown (output faster than the screen)")
             items.insert(first_output, marker)

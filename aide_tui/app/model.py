@@ -119,7 +119,6 @@ class RunModel:
         self.state = "starting"
         self.state_reason = ""
         self.phase = "idle"
-        self.phase_detail = ""
         self.phase_node: int | None = None
         self.usage = Usage()
         self.budget: float | None = None
@@ -149,10 +148,6 @@ class RunModel:
     @property
     def step_now(self) -> int:
         return self.done + (1 if self.running_id is not None else 0)
-
-    @property
-    def is_running_node(self) -> bool:
-        return self.running_id is not None and self.phase in ("llm", "executing", "reviewing", "committing", "planning")
 
     @property
     def active(self) -> bool:
@@ -221,7 +216,6 @@ class RunModel:
             ch.status = True
         elif isinstance(event, PhaseChanged):
             self.phase = event.phase
-            self.phase_detail = event.detail
             self.phase_node = event.node_id
             if event.node_id is not None and event.node_id in self.nodes:
                 self.nodes[event.node_id].phase = event.phase

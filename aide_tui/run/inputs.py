@@ -31,7 +31,6 @@ class InputData:
         self.data_files = list(data_files)
         self.snapshot_dir = Path(run_dir) / "input-snapshot"
         total = sum((self.project_dir / rel).stat().st_size for rel in self.data_files)
-        self.total_bytes = total
         self.mode = "copy" if total <= copy_limit else "link"
         self._stamps: dict[str, tuple[int, int, int]] = {}
         if self.mode == "link":

@@ -17,7 +17,6 @@ class SearchTree:
         self.direction: Direction | None = direction
         self.best_id: int | None = None
         self.draft_count = 0
-        self.good_count = 0
         self._buggy_leaves: set[int] = set()
 
     def __len__(self) -> int:
@@ -48,7 +47,6 @@ class SearchTree:
         if node.is_buggy:
             self._buggy_leaves.add(node.id)
         else:
-            self.good_count += 1
             self._consider_best(node)
 
     def set_direction(self, direction: Direction) -> None:
