@@ -258,7 +258,7 @@ async def test_keys_after_run_finished_say_why():
         await wait_for(pilot, lambda: app.model.state == "finished")
         await pilot.press("d")
         await pilot.pause()
-        assert any("the run is over" in n for n in notes(app))
+        assert any("the run is complete" in n and "--resume --run" in n for n in notes(app))
         assert app.engine.commands == []
 
 

@@ -496,6 +496,9 @@ class AideApp(App[int]):
             if self.engine is None:
                 return "the run has not started yet"
             if run_over:
+                if model.finish_reason == "completed":
+                    return (f"the run is complete; start aide-tui again for a new run, or extend this one with "
+                            f"--headless --resume --run {model.run_name} --steps N")
                 return f"the run is over ({model.finish_reason or model.state}); start aide-tui again to resume it"
         if action in ("improve", "debug", "edit", "details", "copy_branch"):
             if view is None:
