@@ -94,7 +94,8 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, llm_
     ids = [json.loads(line)["node"]["id"] for line in journal.read_text().splitlines()]
     assert ids == list(range(1, 9))  # every node exactly once, in order
     refs = git(project, "for-each-ref", "--format=%(refname:short)", f"refs/heads/aide/{run}/").split()
-    assert sorted(int(r.rsplit("/", 1)[1][:4]) for r in refs) == list(range(1, 9))
+    assert f"aide/{run}/root" in refs
+    assert sorted(int(r.rsplit("/", 1)[1][:4]) for r in refs if not r.endswith("/root")) == list(range(1, 9))
     # nothing half-built is left behind
     workspaces = sorted(p.name for p in (project / ".aide" / "runs" / run / "nodes").iterdir())
     assert workspaces == [f"{i:04d}" for i in range(1, 9)]
