@@ -161,7 +161,8 @@ def test_nothing_outlives_a_sigkilled_aide_tui_once_the_run_resumes(tmp_path, ll
         if "| sleeping" in line:
             break
 
-    running = [p for p in psutil.process_iter(["cmdline", "cwd"]) if (p.info["cwd"] or "").startswith(str(project))]
+    running = [p for p in psutil.process_iter(["cmdline", "cwd", "name"])  # git's own helpers are not the script's
+               if (p.info["cwd"] or "").startswith(str(project)) and p.info["name"] != "git"]
     assert running, "the script should be running"
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
