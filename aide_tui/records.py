@@ -363,7 +363,8 @@ def node_subject(node: Node, parent: Node | None, metric: str = "metric") -> str
         if parent is not None and parent.status == "ok" and parent.metric is not None:
             outcome = f"{metric} {_num(parent.metric)} -> {_num(node.metric)}"
         if node.operation == "debug" and parent is not None:
-            outcome = f"fixed {parent.exec.exc_type or parent.status}, {outcome}"
+            fault = parent.exec.exc_type or {"timeout": "the timeout", "memory": "the memory use"}.get(parent.status)
+            outcome = f"fixed {fault}, {outcome}" if fault else f"fixed, {outcome}"
     elif node.status in ("timeout", "memory"):
         outcome = "buggy (timed out)" if node.status == "timeout" else "buggy (out of memory)"
     else:

@@ -245,6 +245,7 @@ class GitStore:
         self._env = env
         self._lock = threading.Lock()
         self._closed = False
+        self._base_cache: tuple[str | None, object] = (None, None)
 
     # -- reading -----------------------------------------------------------
 
@@ -457,10 +458,13 @@ class GitStore:
         return self._write_tree(self._nest(files), self._base_tree(base))
 
     def _base_tree(self, base: str | None):
+        """The base commit's tree; the last one is kept, since every node of a run shares its root."""
         if base is None:
             return None
-        self._check_commit(base)
-        return self._repo.commit(base).tree
+        if self._base_cache[0] != base:
+            self._check_commit(base)
+            self._base_cache = (base, self._repo.commit(base).tree)
+        return self._base_cache[1]
 
     @staticmethod
     def _nest(files: dict[str, bytes]) -> dict:
