@@ -180,3 +180,23 @@ def test_a_script_deleting_the_run_directory_stops_the_run_with_an_error(tmp_pat
     print(recover_run(Project.open(project), engine.run_name))
     assert journal_ids(engine) == [1]
 
+
+
+def test_journal_cuts_only_a_torn_last_line_and_names_any_other_damage(tmp_path):
+    from aide_tui.search.journal import Journal, JournalDamaged, node_line
+    from aide_tui.search.node import Node
+
+    path = tmp_path / "journal.jsonl"
+    one, two = node_line(Node(1, None, "draft", 1)), node_line(Node(2, 1, "improve", 2))
+    path.write_bytes(one + two[:-10])
+    journal = Journal(path)
+    assert [n.id for n in journal.load()] == [1] and "line 2 was torn" in journal.torn_tail
+    assert path.read_bytes() == one  # cut, so the next append starts a clean line
+    assert journal.load() and journal.torn_tail is None
+
+    for damaged, line in ((one + b"{not json\n" + two, 2), (one + one + two, 2), (b"[1]\n" + one, 1)):
+        path.write_bytes(damaged)
+        with pytest.raises(JournalDamaged) as err:
+            Journal(path).load()
+        assert err.value.line == line and str(path) in str(err.value)
+        assert path.read_bytes() == damaged  # nothing is cut on the way
