@@ -16,7 +16,6 @@ One step:
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import shutil
 import threading
@@ -39,7 +38,8 @@ from .search.policy import AidePolicy, Decision, Policy
 from .search.tree import SearchTree
 from .search.verdict import decide, fix_direction
 from .settings import Settings
-from .records import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, RunPaths, RunRecords, branch_name
+from .records import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, RunPaths, RunRecords
+from .records import branch_name as branch_name  # the front ends import it from here
 from .store.git import GitStore
 
 log = logging.getLogger("aide_tui.engine")
