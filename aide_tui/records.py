@@ -15,8 +15,8 @@ the same nodes and must agree with it.  This module keeps the two together:
   its root commit `aide/<run>/root` atomically.
 
 Git layout (see README "Browsing solutions with git"): the root commit holds
-task.md, aide.toml, data-manifest.json and the prompts used; its parent is the
-user's HEAD.  A node's tree is the root's files plus the node's own
+task.md, aide.toml, data-manifest.json and the prompts used; it has no parent
+(the user's HEAD at the start is its Aide-Base trailer), so a run is a tree of its own.  A node's tree is the root's files plus the node's own
 (solution.py, node.json, output.txt, outputs/), and its parent is its parent
 node's commit (the root for drafts), so `git show` of a node is exactly what
 that node changed.  Runs made before root commits existed keep their old shape
@@ -128,8 +128,8 @@ def claim_run(project: Project, store: GitStore, data_files: list[str], prompts:
         except FileExistsError:
             continue
         try:
-            store.commit_node(root_branch(name), store.head_commit(), _root_files(project, data_files, prompts),
-                              _root_message(project, name), exclusive=True)
+            store.commit_node(root_branch(name), None, _root_files(project, data_files, prompts),
+                              _root_message(project, name, store.head_commit()), exclusive=True)
         except BranchConflict:
             project.run_dir(name).rmdir()
             continue
@@ -158,12 +158,15 @@ def _manifest_entry(root: Path, rel: str) -> dict:
     return {"path": printable_path(rel), "size": size, "sha256": digest.hexdigest()}
 
 
-def _root_message(project: Project, run: str) -> str:
+def _root_message(project: Project, run: str, base: str | None) -> str:
+    """The root has no parent, so `git show` of it lists the run's inputs and nothing else;
+    the user's HEAD when the run started is kept as the Aide-Base trailer."""
     title = next((line.strip("# ").strip() for line in project.task_text().splitlines() if line.strip()), "")
     subject = _fit(f"run {run}: {title}" if title else f"run {run}", SUBJECT_MAX)
     body = ("The run's inputs: task.md, aide.toml (when present), data-manifest.json (each data file's size "
             "and sha256) and the prompts used. Its drafts are children of this commit.")
-    return commit_message(f"{subject}\n\n{body}", {"Aide-Run": run, "Aide-Node": "root"})
+    trailers = {"Aide-Run": run, "Aide-Node": "root", "Aide-Base": base or "none"}
+    return commit_message(f"{subject}\n\n{body}", trailers)
 
 
 # ------------------------------------------------------------------ one run
