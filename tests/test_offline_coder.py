@@ -66,13 +66,13 @@ def run_script(project: Path, code: str, tmp_path: Path) -> Node:
 
 def test_reads_both_example_tasks(projects):
     house = read_task(projects["house-prices"], DATA, (projects["house-prices"] / "task.md").read_text())
-    assert (house.target, house.id_column, house.metric, house.direction, house.task_type) == (
-        "sale_price", "house_id", "rmse", "minimize", "regression")
+    assert (house.target, house.id_columns, house.metric, house.direction, house.task_type) == (
+        "sale_price", ["house_id"], "rmse", "minimize", "regression")
     assert house.train_path == "./input/data/train.csv" and house.test_path == "./input/data/test.csv"
     assert set(house.categorical_columns) == {"neighborhood", "condition"}
     wine = read_task(projects["wine-quality"], DATA, (projects["wine-quality"] / "task.md").read_text())
-    assert (wine.target, wine.id_column, wine.metric, wine.direction, wine.task_type) == (
-        "high_quality", "wine_id", "roc_auc", "maximize", "classification")
+    assert (wine.target, wine.id_columns, wine.metric, wine.direction, wine.task_type) == (
+        "high_quality", ["wine_id"], "roc_auc", "maximize", "classification")
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,8 @@ def test_three_drafts_run_differ_and_write_submissions(projects, tmp_path, name,
         with open(node.workspace / "submission.csv") as fh:  # type: ignore[attr-defined]
             sub = list(csv.reader(fh))
         header = sub[0]
-        assert header == [read_task(project, DATA, ctx.task).id_column, read_task(project, DATA, ctx.task).target]
+        spec = read_task(project, DATA, ctx.task)
+        assert header == spec.id_columns + [spec.target]
         assert len(sub) - 1 == rows
         codes.append(code)
         models.append(parse_recipe(code).model)
