@@ -81,7 +81,8 @@ class OfflineCoder:
         exclude = self._proposed.setdefault(parent.id, set())
         child, change = choose(recipe, spec, exclude, ctx.hint)
         exclude.add(change.key)
-        plan = f"Improve node {parent.id} ({describe(recipe)}). {change.plan}"
+        # The change first: the memory shows a plan's start as "what changed".
+        plan = f"{change.plan} (Improves node {parent.id}: {describe(recipe)}.)"
         return self._propose(plan, render(spec, child, self.seed), on_delta)
 
     def debug(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
