@@ -166,6 +166,7 @@ class RequestRecord:
     body: dict
     # What the server did: "error:<status>", "ok", "stream", "midstream-error".
     outcome: str = ""
+    usage: dict = field(default_factory=dict)  # input-side usage reported for it (caching counters)
     time: float = field(default_factory=time.monotonic)
 
     def __getitem__(self, key: str) -> Any:  # dict-style access for convenience
@@ -413,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
             rec.outcome = "error:529"
             self._send_error_reply(ErrorReply(529, reply.type, reply.message))
             return
-        usage_in = api._usage_in(body)
+        usage_in = rec.usage = api._usage_in(body)
         try:
             if body.get("stream"):
                 rec.outcome = "midstream-error" if isinstance(reply, MidStreamError) else "stream"
