@@ -500,7 +500,6 @@ def test_every_recipe_value_compiles_and_no_recipe_text_on_the_first_two_lines(p
 
 
 def test_data_that_is_not_csv_stops_the_run_with_exit_1_and_says_why(tmp_path):
-    from aide_tui.cli import main
     from helpers import git, make_project
 
     project = make_project(tmp_path / "proj", dirty=False)

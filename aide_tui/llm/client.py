@@ -260,10 +260,11 @@ class LlmClient:
             return
         longest = seen = estimate_tokens(system)
         for message in messages:
-            for block in message["content"] if isinstance(message["content"], list) else []:
-                seen += estimate_tokens(block.get("text", "")) if isinstance(block, dict) else 0
-                if isinstance(block, dict) and block.get("cache_control"):
-                    longest = seen
+            content = message.get("content")
+            for block in content if isinstance(content, list) else [{"text": str(content or "")}]:
+                if isinstance(block, dict):
+                    seen += estimate_tokens(str(block.get("text", "")))
+                    longest = seen if block.get("cache_control") else longest
         if longest < min_cache_tokens(model):
             self._warned_small_prefix.add(model)
             log.warning("%s caches prefixes of %d tokens or more; this prompt's cacheable prefix is about %d, "

@@ -151,8 +151,8 @@ def _pick_files(data_files: list[str]) -> tuple[str, str | None]:
     csvs = [f for f in data_files if f.lower().endswith(".csv")]
     if not csvs:
         others = ", ".join(data_files[:5]) + (" ..." if len(data_files) > 5 else "") if data_files else "none"
-        raise TaskReadError(f"the offline coder needs CSV data, and there is no .csv file among the data files "
-                            f"(found: {others}); convert the data to CSV, or use the LLM coder (--coder llm)")
+        raise TaskReadError(f"it needs CSV data, and no data file is a .csv (found: {others}); "
+                            "convert the data to CSV, or use the LLM coder (--coder llm)")
     usable = [f for f in csvs if not _is_sample_submission(f)] or csvs
     train = next((f for f in usable if "train" in PurePosixPath(f).name.lower()), None)
     test = next((f for f in usable if "test" in PurePosixPath(f).name.lower()), None)
