@@ -36,7 +36,8 @@ from sklearn_claude import SklearnClaude  # noqa: E402
 
 from aide_tui import events as ev  # noqa: E402
 from aide_tui.engine import build_engine  # noqa: E402
-from aide_tui.llm.caching import min_cache_tokens  # noqa: E402
+from aide_tui.llm.caching import MIN_CACHE_TOKENS, min_cache_tokens  # noqa: E402
+from aide_tui.llm.pricing import CACHE_WRITE_1H_MULT, normalise_model, price_for  # noqa: E402
 from aide_tui.settings import DEFAULT_CODE_MODEL, DEFAULT_FEEDBACK_MODEL, resolve  # noqa: E402
 
 
@@ -46,6 +47,19 @@ def share(rows: list[dict]) -> tuple[int, int, int, float]:
     plain = sum(r.get("input_tokens", 0) for r in rows)
     total = read + write + plain
     return total, read, write, (read / total if total else 0.0)
+
+
+def input_dollars(model: str, rows: list[dict]) -> tuple[float, float]:
+    """(what the input side cost with caching, what it would have cost without)."""
+    price = price_for(model)
+    paid = plain = 0.0
+    for r in rows:
+        long_writes = (r.get("cache_creation") or {}).get("ephemeral_1h_input_tokens", 0)
+        paid += (r["input_tokens"] * price.input + r["cache_read_input_tokens"] * price.cache_read
+                 + (r["cache_creation_input_tokens"] - long_writes) * price.cache_write
+                 + long_writes * price.input * CACHE_WRITE_1H_MULT)
+        plain += (r["input_tokens"] + r["cache_read_input_tokens"] + r["cache_creation_input_tokens"]) * price.input
+    return paid / 1e6, plain / 1e6
 
 
 def run(steps: int, timeout: float, script_minutes: float, code_model: str, feedback_model: str) -> None:
@@ -71,13 +85,19 @@ def run(steps: int, timeout: float, script_minutes: float, code_model: str, feed
     print(f"run: {finished.reason}, {finished.nodes} nodes, {len(calls)} LLM calls; "
           f"script timeout {timeout:g} s (cache TTL {'1h' if timeout > 240 else '5m'}), "
           f"{script_minutes:g} simulated minutes per node")
+    paid_all = plain_all = 0.0
     for model, rows in sorted(by_model.items()):
         total, read, write, ratio = share(rows)
-        print(f"  {model:<22} min prefix {min_cache_tokens(model):>5}  calls {len(rows):>3}  input {total:>8,}  "
-              f"read {read:>8,}  written {write:>7,}  cached share {ratio:6.1%}")
+        paid, plain = input_dollars(model, rows)
+        paid_all, plain_all = paid_all + paid, plain_all + plain
+        known = "    " if normalise_model(model) in MIN_CACHE_TOKENS else "est."
+        print(f"  {model:<22} min prefix {min_cache_tokens(model):>5} {known} calls {len(rows):>3}  input {total:>8,}  "
+              f"read {read:>8,}  written {write:>7,}  cached share {ratio:6.1%}  "
+              f"input ${paid:.4f} (${plain:.4f} uncached)")
     total, read, write, ratio = share([r.usage for r in calls])
-    print(f"  {'all calls':<22} {'':>16}  calls {len(calls):>3}  input {total:>8,}  read {read:>8,}  "
-          f"written {write:>7,}  cached share {ratio:6.1%}  (goal >= 60 %)")
+    print(f"  {'all calls':<22} {'':>21}  calls {len(calls):>3}  input {total:>8,}  read {read:>8,}  "
+          f"written {write:>7,}  cached share {ratio:6.1%}  input ${paid_all:.4f} (${plain_all:.4f} uncached, "
+          f"{1 - paid_all / plain_all if plain_all else 0:.0%} saved)  -- goal: cached share >= 60 %")
 
 
 def main() -> None:
