@@ -362,7 +362,7 @@ class Engine:
             created_at=time.time(),
             debug_depth=(parent.debug_depth + 1) if (parent is not None and plan.operation == "debug") else 0,
         )
-        ctx = self._context(hint)
+        ctx = self._context(hint, plan.parent_id)
         try:
             proposal = self._write_code(node, plan, parent, ctx, timings)
             if proposal is None:  # LLM failure: the step is retried, nothing recorded
@@ -391,12 +391,12 @@ class Engine:
         timings.total = time.perf_counter() - t0
         self.timings.append(timings)
 
-    def _context(self, hint: str | None) -> TaskContext:
+    def _context(self, hint: str | None, parent_id: int | None = None) -> TaskContext:
         nodes = list(self.tree.nodes.values())
         return TaskContext(
             task=self.project.task_text(),
             data_preview=self.data_preview,
-            memory=summarize(nodes, self.tree.direction, self.settings.memory_chars),
+            memory=summarize(nodes, self.tree.direction, self.settings.memory_chars, focus=parent_id),
             direction=self.tree.direction,
             hint=hint,
             timeout=self.settings.timeout,

@@ -45,6 +45,8 @@ class Settings:
     seed: int = field(default=0, metadata={"help": "seed for the search policy's random choices"})
     coder: str = field(default="auto", metadata={"help": "llm, offline, or auto (llm when ANTHROPIC_API_KEY is set)"})
     max_tokens: int = field(default=8192, metadata={"help": "largest reply the coding model may write"})
+    thinking: str = field(default="off", metadata={"help": "the coding model's extended thinking: off, adaptive, or a token budget (at least 1024, below max_tokens)"})
+    effort: str = field(default="", metadata={"help": "the coding model's effort: low, medium, high, xhigh or max (empty: the model's default)"})
     llm_timeout: float = field(default=300.0, metadata={"help": "seconds before one LLM request gives up"})
     llm_retries: int = field(default=4, metadata={"help": "SDK retries for 429/529/5xx before the step fails"})
     memory_chars: int = field(default=6000, metadata={"help": "size budget of the 'what was tried' summary in prompts"})
@@ -123,6 +125,10 @@ def _validate(s: Settings, where: str) -> None:
         bad("direction", "must be maximize, minimize or auto")
     if s.coder not in ("auto", "llm", "offline"):
         bad("coder", "must be llm, offline or auto")
+    if s.thinking not in ("off", "adaptive") and not (s.thinking.isdigit() and 1024 <= int(s.thinking) < s.max_tokens):
+        bad("thinking", f"must be off, adaptive, or a token budget from 1024 to below max_tokens ({s.max_tokens})")
+    if s.effort not in ("", "low", "medium", "high", "xhigh", "max"):
+        bad("effort", "must be low, medium, high, xhigh or max (or empty for the model's default)")
     if s.memory_limit_mb < 16:
         bad("memory_limit", "must be at least 16M")
     parse_size(s.output_limit, "output_limit")

@@ -7,6 +7,15 @@ messages, SSE streams with text and tool_use blocks, Anthropic-shaped errors,
 prompt-caching usage counters -- and lets tests decide every reply and inject
 faults.
 
+Prompt caching is modelled the way the service documents it, so tests and
+benches measure the cached share honestly: entries are written only at
+breakpoints (blocks with `cache_control`, or the last block with top-level
+`cache_control`; at most 4), only when the prefix reaches the model's minimum
+(below it both counters stay 0 and nothing says why), per model; a later
+request reads the longest cached prefix ending at a block boundary up to 20
+blocks before one of its breakpoints; entries live 5 minutes (or 1 hour with
+`ttl: "1h"`) from their last use, on a clock tests can advance.
+
 Usage:
     with FakeMessagesAPI(responder=lambda body: TextReply("hi")) as api:
         client = anthropic.Anthropic(base_url=api.url, api_key="sk-test")
@@ -23,6 +32,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Union
+
+from aide_tui.llm.caching import min_cache_tokens
 
 __all__ = [
     "FakeMessagesAPI",
@@ -155,6 +166,7 @@ class RequestRecord:
     body: dict
     # What the server did: "error:<status>", "ok", "stream", "midstream-error".
     outcome: str = ""
+    usage: dict = field(default_factory=dict)  # input-side usage reported for it (caching counters)
     time: float = field(default_factory=time.monotonic)
 
     def __getitem__(self, key: str) -> Any:  # dict-style access for convenience
@@ -194,7 +206,8 @@ class FakeMessagesAPI:
         self._lock = threading.Lock()
         self._requests: list[RequestRecord] = []
         self._forced: deque[ErrorReply] = deque()
-        self._cache: set[str] = set()
+        self._cache: dict[str, tuple[float, float]] = {}  # prefix key -> (expires at, ttl seconds)
+        self._clock_offset = 0.0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -246,6 +259,14 @@ class FakeMessagesAPI:
             for _ in range(n):
                 self._forced.append(ErrorReply(status, type, message))
 
+    def advance_clock(self, seconds: float) -> None:
+        """Let `seconds` pass for the cache's TTLs, without sleeping."""
+        with self._lock:
+            self._clock_offset += seconds
+
+    def _now(self) -> float:
+        return time.monotonic() + self._clock_offset
+
     # -- internals used by the handler
     def _record(self, rec: RequestRecord) -> None:
         with self._lock:
@@ -260,38 +281,65 @@ class FakeMessagesAPI:
                 return ErrorReply(status, message=f"injected {status}")
         return None
 
-    def _usage_in(self, body: dict) -> dict[str, int]:
-        """Input-side usage, simulating prompt caching of a cache_control-marked prefix.
+    def _usage_in(self, body: dict) -> dict[str, Any]:
+        """Input-side usage of one request under the caching rules in the module docstring."""
+        units = _prompt_units(body)
+        marks = [i for i, (_, mark) in enumerate(units) if mark]
+        ends, total = [], 0
+        for text, _ in units:
+            total += _tokens(text)
+            ends.append(total)
+        model = str(body.get("model", ""))
+        keys = [json.dumps([model, [text for text, _ in units[: i + 1]]]) for i in range(len(units))]
+        now, read_end, written = self._now(), 0, []
+        with self._lock:
+            for mark in marks:  # the longest live prefix at or up to 20 blocks before a breakpoint
+                for i in range(mark, max(mark - 20, -1), -1):
+                    entry = self._cache.get(keys[i])
+                    if entry and entry[0] > now:
+                        read_end = max(read_end, ends[i])
+                        self._cache[keys[i]] = (now + entry[1], entry[1])
+                        break
+            for mark in marks:
+                ttl = 3600.0 if units[mark][1].get("ttl") == "1h" else 300.0
+                if ends[mark] >= min_cache_tokens(model):
+                    self._cache[keys[mark]] = (now + ttl, ttl)
+                    if ends[mark] > read_end:
+                        written.append((ends[mark], ttl))
+        by_ttl = {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}
+        start = read_end
+        for end, ttl in written:  # each breakpoint's new segment is billed at its own TTL
+            by_ttl["ephemeral_1h_input_tokens" if ttl == 3600.0 else "ephemeral_5m_input_tokens"] += end - start
+            start = end
+        return {
+            "input_tokens": total - start,
+            "cache_creation_input_tokens": start - read_end,
+            "cache_read_input_tokens": read_end,
+            "cache_creation": by_ttl,
+        }
 
-        The prefix is everything (model, tools, system blocks) up to and including
-        the last system block with `cache_control`; the first request with a given
-        prefix writes the cache, later identical prefixes read it.
-        """
-        system = body.get("system")
-        blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
-        cut = -1
-        for i, block in enumerate(blocks):
-            if isinstance(block, dict) and block.get("cache_control"):
-                cut = i
-        tools_text = json.dumps(body.get("tools") or [], sort_keys=True)
-        msgs_text = json.dumps(body.get("messages") or [], sort_keys=True)
-        if body.get("cache_control"):  # automatic caching: the whole prompt is the prefix
-            cut = len(blocks) - 1
-            prefix_text = tools_text + json.dumps(blocks, sort_keys=True) + msgs_text
-            rest_text = ""
-        else:
-            prefix_text = tools_text + json.dumps(blocks[: cut + 1], sort_keys=True) if cut >= 0 else ""
-            rest_text = json.dumps(blocks[cut + 1 :], sort_keys=True) + msgs_text
-            if cut < 0:
-                rest_text = tools_text + rest_text
-        usage = {"input_tokens": _tokens(rest_text), "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-        if prefix_text:
-            key = json.dumps([body.get("model"), prefix_text])
-            with self._lock:
-                hit = key in self._cache
-                self._cache.add(key)
-            usage["cache_read_input_tokens" if hit else "cache_creation_input_tokens"] = _tokens(prefix_text)
-        return usage
+
+def _prompt_units(body: dict) -> list[tuple[str, dict]]:
+    """The prompt as (text, cache_control or {}) blocks in cache order: tools, system, messages."""
+    units: list[tuple[str, dict]] = []
+    if body.get("tools"):
+        units.append((json.dumps(body["tools"], sort_keys=True), {}))
+    system = body.get("system")
+    for block in [{"type": "text", "text": system}] if isinstance(system, str) else list(system or []):
+        units.append((str(block.get("text", "")), block.get("cache_control") or {}))
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+        for block in blocks:
+            text = block.get("text") if block.get("type") == "text" else json.dumps(block, sort_keys=True)
+            units.append((f"{message.get('role')}: {text}", block.get("cache_control") or {}))
+    if body.get("cache_control") and units:  # automatic caching: a breakpoint on the last block
+        units[-1] = (units[-1][0], body["cache_control"])
+    return units
+
+
+def too_many_breakpoints(body: dict) -> bool:
+    return sum(1 for _, mark in _prompt_units(body) if mark) > 4
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -350,6 +398,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "no such route"}})
             return
         fault = api._pick_fault()
+        if fault is None and too_many_breakpoints(body):
+            fault = ErrorReply(400, message="A maximum of 4 blocks with cache_control may be provided.",
+                               retry_after_ms=None)
         if fault is not None:
             rec.outcome = f"error:{fault.status}"
             self._send_error_reply(fault)
@@ -363,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
             rec.outcome = "error:529"
             self._send_error_reply(ErrorReply(529, reply.type, reply.message))
             return
-        usage_in = api._usage_in(body)
+        usage_in = rec.usage = api._usage_in(body)
         try:
             if body.get("stream"):
                 rec.outcome = "midstream-error" if isinstance(reply, MidStreamError) else "stream"

@@ -20,7 +20,7 @@ from aide_tui.settings import DEFAULT_CODE_MODEL, DEFAULT_FEEDBACK_MODEL
 from fake_api import ErrorReply, FakeMessagesAPI, MidStreamError, TextReply, ToolReply, last_user_text, system_text
 
 MODEL = DEFAULT_CODE_MODEL
-SYSTEM = "You are a Kaggle grandmaster. " * 20
+SYSTEM = "You are a Kaggle grandmaster. " * 160  # ~1,200 tokens: above the default model's cacheable minimum
 USER = [{"role": "user", "content": "Write a solution."}]
 REVIEW_TOOL = {
     "name": "submit_review",
@@ -98,6 +98,97 @@ def test_client_reads_key_and_base_url_from_environment(llm_env):
     headers = llm_env.requests[-1].headers
     # anthropic 2.12 sends the key as a bearer token (older SDKs used x-api-key).
     assert "sk-test-not-a-real-key" in (headers.get("authorization", "") + headers.get("x-api-key", ""))
+
+
+def parent_turn(parent_text: str, rest: str) -> list[dict]:
+    """A user turn whose first block (a parent script, say) is a second cache breakpoint."""
+    return [{"role": "user", "content": [
+        {"type": "text", "text": parent_text, "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": rest}]}]
+
+
+def test_prefix_below_the_model_minimum_is_not_cached_and_is_logged(client):
+    import logging
+
+    from aide_tui.llm.caching import min_cache_tokens
+
+    class Collect(logging.Handler):  # the engine stops "aide_tui" records propagating, so caplog may not see them
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    short = "Be brief. " * 40  # ~100 tokens
+    assert min_cache_tokens(MODEL) > 200
+    collect, logger = Collect(), logging.getLogger("aide_tui.llm.client")
+    logger.addHandler(collect)
+    try:
+        first, _ = stream(client, system=short)
+        second, _ = stream(client, system=short)
+    finally:
+        logger.removeHandler(collect)
+    for reply in (first, second):  # what the service does: no error, both counters 0
+        assert reply.usage.cache_write_tokens == reply.usage.cache_read_tokens == 0
+    assert len([m for m in collect.messages if "not cached" in m]) == 1  # said once per model
+
+
+def test_minimum_differs_by_model(client):
+    """The same ~700-token system prompt caches on a 512-token model and not on a 1,024 one."""
+    system = "Score with RMSE. " * 170
+    small_min, _ = stream(client, model="claude-opus-5", system=system)
+    large_min, _ = stream(client, model="claude-sonnet-5", system=system)
+    assert small_min.usage.cache_write_tokens > 0 and large_min.usage.cache_write_tokens == 0
+
+
+def test_second_breakpoint_caches_the_parent_block_across_improvements(client, fake_api):
+    parent = "## The solution to improve\n```python\n" + "x = 1\n" * 400 + "```\n"
+    first, _ = stream(client, messages=parent_turn(parent, "memory: one node"))
+    second, _ = stream(client, messages=parent_turn(parent, "memory: two nodes, a new hint"))
+    other, _ = stream(client, messages=parent_turn(parent.replace("x = 1", "y = 2"), "memory"))
+    assert first.usage.cache_read_tokens == 0 and first.usage.cache_write_tokens > 1000
+    assert second.usage.cache_read_tokens == first.usage.cache_write_tokens  # system + parent block read
+    assert second.usage.cache_write_tokens == 0
+    # another parent: the system prompt is still read, the new parent block written
+    assert 0 < other.usage.cache_read_tokens < second.usage.cache_read_tokens and other.usage.cache_write_tokens > 0
+
+
+def test_cache_expires_after_its_ttl_and_one_hour_entries_cost_twice_input(client, fake_api):
+    stream(client)
+    fake_api.advance_clock(301)
+    expired, _ = stream(client)
+    assert expired.usage.cache_read_tokens == 0 and expired.usage.cache_write_tokens > 0
+
+    long_lived, _ = stream(client, system=SYSTEM + " Long.", cache_ttl="1h")
+    assert fake_api.requests[-1].body["system"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    fake_api.advance_clock(1800)
+    still, _ = stream(client, system=SYSTEM + " Long.", cache_ttl="1h")
+    assert still.usage.cache_read_tokens == long_lived.usage.cache_write_tokens > 0
+    price = pricing.price_for(MODEL)
+    u = long_lived.usage
+    expected = (u.input_tokens * price.input + u.output_tokens * price.output
+                + u.cache_write_tokens * price.input * 2.0) / 1e6
+    assert u.cost == pytest.approx(expected)
+
+
+def test_every_breakpoint_gets_the_ttl_and_more_than_four_are_refused(client, fake_api):
+    stream(client, messages=parent_turn("parent", "rest"), cache_ttl="1h")
+    body = fake_api.requests[-1].body
+    assert body["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert "cache_control" not in body["messages"][0]["content"][1]
+    blocks = [{"type": "text", "text": f"b{i}", "cache_control": {"type": "ephemeral"}} for i in range(4)]
+    with pytest.raises(LlmError, match="400"):
+        stream(client, messages=[{"role": "user", "content": blocks}])
+
+
+def test_thinking_and_effort_are_sent_only_when_asked(client, fake_api):
+    stream(client)
+    plain = fake_api.requests[-1].body
+    assert "thinking" not in plain and "output_config" not in plain
+    stream(client, thinking={"type": "adaptive"}, effort="high")
+    body = fake_api.requests[-1].body
+    assert body["thinking"] == {"type": "adaptive"} and body["output_config"] == {"effort": "high"}
 
 
 # -- forced tool use -----------------------------------------------------------

@@ -140,3 +140,54 @@ def test_preview_wide_table_stays_bounded(tmp_path: Path):
     (tmp_path / "wide.csv").write_text(",".join(cols) + "\n" + "\n".join(",".join("1" for _ in cols) for _ in range(50)))
     text = build_preview(tmp_path, ["wide.csv"], 6000)
     assert len(text) <= 6000 and "300 columns" in text
+
+
+# ---------------------------------------------------------------- lessons
+
+def lineage() -> list[Node]:
+    """A draft improved three times (one better, one worse, one crash), and one grandchild."""
+    def node(i, parent, op, plan, status="ok", metric=None, summary=""):
+        return Node(id=i, parent_id=parent, operation=op, step=i, plan=plan, status=status, metric=metric,
+                    review_summary=summary)
+
+    return [
+        node(1, None, "draft", "Random forest on all columns.", metric=0.80),
+        node(2, 1, "improve", "Add target encoding of the city column.", metric=0.84),
+        node(3, 1, "improve", "Drop the age column.", metric=0.78),
+        node(4, 1, "improve", "Switch to LightGBM.", status="buggy", summary="ModuleNotFoundError: lightgbm"),
+        node(5, 2, "improve", "Double the number of trees.", metric=0.85),
+        node(6, None, "draft", "Logistic regression.", metric=0.70),
+    ]
+
+
+def test_each_improvement_shows_what_changed_and_the_metric_from_parent_to_child():
+    text = summarize(lineage(), "maximize", 6000)
+    assert ("- node 2 (improve of node 1): metric 0.8 -> 0.84 (better); change: Add target encoding of the city "
+            "column.") in text
+    assert "- node 3 (improve of node 1): metric 0.8 -> 0.78 (worse); change: Drop the age column." in text
+    assert "- node 5 (improve of node 2): metric 0.84 -> 0.85 (better)" in text
+    assert "- node 4 (improve of node 1, buggy): tried Switch to LightGBM.; went wrong: ModuleNotFoundError" in text
+    mini = summarize(lineage(), "minimize", 6000)  # the same numbers read the other way
+    assert "metric 0.8 -> 0.84 (worse)" in mini and "metric 0.8 -> 0.78 (better)" in mini
+    assert "(better)" not in summarize(lineage(), None, 6000)  # no direction yet: no judgement
+
+
+def test_the_node_about_to_be_improved_shows_its_earlier_children_first():
+    text = summarize(lineage(), "maximize", 6000, focus=1)
+    head = text.splitlines()
+    assert head[0] == "Already tried on node 1, which this step builds on (3, newest first):"
+    assert head[1].startswith("- node 4 (improve): metric 0.8 -> failed (buggy); tried: Switch to LightGBM.")
+    assert "went wrong: ModuleNotFoundError" in head[1]
+    assert head[2] == "- node 3 (improve): metric 0.8 -> 0.78 (worse); tried: Drop the age column."
+    assert head[3].startswith("- node 2 (improve): metric 0.8 -> 0.84 (better)")
+    assert head[4].startswith("Working solutions: 5")
+    fresh = summarize(lineage(), "maximize", 6000, focus=6)
+    assert fresh.splitlines()[0] == "Node 6, which this step builds on, has not been changed before."
+    assert summarize(lineage(), "maximize", 6000, focus=99) == summarize(lineage(), "maximize", 6000)
+
+
+def test_focus_section_stays_within_its_share_of_a_small_budget():
+    nodes = lineage() + [Node(id=10 + i, parent_id=1, operation="improve", step=10 + i, plan="p" * 300,
+                              status="ok", metric=0.5) for i in range(40)]
+    text = summarize(nodes, "maximize", 1500, focus=1)
+    assert len(text) <= 1500 and "earlier attempts not shown" in text and "Working solutions" in text

@@ -8,6 +8,8 @@ subsampled in the copies to keep the whole file fast.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from aide_tui.errors import FatalRunError
 from aide_tui.search.coder import TaskContext
 from aide_tui.search.node import ExecInfo, Node
 from aide_tui.search.offline import OfflineCoder, parse_recipe, read_task, recipe_changes
@@ -45,15 +48,17 @@ def make_ctx(project: Path, **kw) -> TaskContext:
 _counter = [0]
 
 
-def run_script(project: Path, code: str, tmp_path: Path) -> Node:
+def run_script(project: Path, code: str, tmp_path: Path, files: list[str] = DATA) -> Node:
     """A stand-in for the engine's runner: workspace, ./input/ data, run, record a Node."""
     _counter[0] += 1
     ws = tmp_path / f"ws{_counter[0]}"
-    for rel in DATA:
+    for rel in files:
         (ws / "input" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(project / rel, ws / "input" / rel)
     (ws / "solution.py").write_text(code)
-    r = subprocess.run([sys.executable, "solution.py"], cwd=ws, capture_output=True, text=True, timeout=120)
+    one_thread = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    r = subprocess.run([sys.executable, "solution.py"], cwd=ws, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, **one_thread})
     tb = r.stderr if "Traceback" in r.stderr else None
     exc = tb.strip().splitlines()[-1].split(":")[0] if tb else None
     node = Node(id=_counter[0], parent_id=None, operation="draft", step=_counter[0], code=code,
@@ -66,13 +71,13 @@ def run_script(project: Path, code: str, tmp_path: Path) -> Node:
 
 def test_reads_both_example_tasks(projects):
     house = read_task(projects["house-prices"], DATA, (projects["house-prices"] / "task.md").read_text())
-    assert (house.target, house.id_column, house.metric, house.direction, house.task_type) == (
-        "sale_price", "house_id", "rmse", "minimize", "regression")
+    assert (house.target, house.id_columns, house.metric, house.direction, house.task_type) == (
+        "sale_price", ["house_id"], "rmse", "minimize", "regression")
     assert house.train_path == "./input/data/train.csv" and house.test_path == "./input/data/test.csv"
     assert set(house.categorical_columns) == {"neighborhood", "condition"}
     wine = read_task(projects["wine-quality"], DATA, (projects["wine-quality"] / "task.md").read_text())
-    assert (wine.target, wine.id_column, wine.metric, wine.direction, wine.task_type) == (
-        "high_quality", "wine_id", "roc_auc", "maximize", "classification")
+    assert (wine.target, wine.id_columns, wine.metric, wine.direction, wine.task_type) == (
+        "high_quality", ["wine_id"], "roc_auc", "maximize", "classification")
 
 
 @pytest.mark.parametrize(
@@ -119,7 +124,8 @@ def test_three_drafts_run_differ_and_write_submissions(projects, tmp_path, name,
         with open(node.workspace / "submission.csv") as fh:  # type: ignore[attr-defined]
             sub = list(csv.reader(fh))
         header = sub[0]
-        assert header == [read_task(project, DATA, ctx.task).id_column, read_task(project, DATA, ctx.task).target]
+        spec = read_task(project, DATA, ctx.task)
+        assert header == spec.id_columns + [spec.target]
         assert len(sub) - 1 == rows
         codes.append(code)
         models.append(parse_recipe(code).model)
@@ -157,7 +163,7 @@ def test_improve_changes_exactly_one_thing_and_runs(projects, tmp_path):
     first = coder.improve(ctx, parent, lambda _: None)
     before, after = parse_recipe(parent_code), parse_recipe(first.code)
     assert len(recipe_changes(before, after)) == 1 and len(after.history) == 1
-    assert "Improve node 7" in first.plan
+    assert first.plan.index("(Improves node 7: ") > 20  # the change comes first, the parent after
     node = run_script(project, first.code, tmp_path)
     assert node.exec.exit_code == 0, node.output[-2000:]
     assert not coder.review(ctx, node).is_bug
@@ -334,3 +340,179 @@ def test_review_flags_a_missing_submission_when_the_task_has_test_data():
     assert not review_node(ran, "maximize", expects_submission=False).is_bug
     ran.exec.outputs = ["submission.csv"]
     assert not review_node(ran, "maximize", expects_submission=True).is_bug
+
+
+# ---------------------------------------------------------------- task cards and odd data
+
+WEATHER_TASK = """# Tomorrow's weather
+
+Predict the weather of each day in data/test.csv from the station's readings.
+The `date` column identifies the day. `station` is a text column and some
+readings are missing.
+
+Metric: accuracy of the predicted `weather` (sunny, rain, snow or fog).
+
+Submit `date,weather`: one row per test day.
+"""
+
+
+def weather_project(root: Path) -> Path:
+    """Multi-class text target (a few missing), text and numeric features with gaps, dates as ids."""
+    import datetime as dt
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "task.md").write_text(WEATHER_TASK)
+    (root / "data").mkdir(exist_ok=True)
+    kinds = ["sunny", "rain", "snow", "fog"]
+
+    def row(i: int, with_target: bool) -> str:
+        day = dt.date(2023, 1, 1) + dt.timedelta(days=i)
+        temp = "" if i % 11 == 0 else f"{(i * 7) % 30 - 5:.1f}"
+        station = "" if i % 13 == 0 else ("north" if i % 3 else "south")
+        cells = [day.isoformat(), station, temp, str((i * 37) % 100)]
+        if with_target:
+            cells.append("" if i % 50 == 7 else kinds[(i * 7 % 30 - 5 < 0) * 2 + (i % 2)])
+        return ",".join(cells)
+
+    header = "date,station,temperature,humidity"
+    (root / "data/train.csv").write_text("\n".join([header + ",weather"] + [row(i, True) for i in range(200)]) + "\n")
+    (root / "data/test.csv").write_text("\n".join([header] + [row(i, False) for i in range(200, 240)]) + "\n")
+    return root
+
+
+def test_weather_task_card_uses_the_date_as_id_not_as_a_feature(tmp_path):
+    from aide_tui.search.offline import derive_task_card
+
+    project = weather_project(tmp_path / "weather")
+    files = ["data/test.csv", "data/train.csv"]
+    card = derive_task_card(project, files, WEATHER_TASK)
+    assert (card.train_file, card.test_file, card.target, card.id_columns, card.metric, card.direction) == (
+        "data/train.csv", "data/test.csv", "weather", ["date"], "accuracy", "maximize")
+    assert "id columns: date" in card.describe()
+    spec = read_task(project, files, WEATHER_TASK)
+    assert "date" not in spec.feature_columns and spec.task_type == "classification"
+
+    coder = OfflineCoder(project, files, seed=0)
+    ctx = TaskContext(task=WEATHER_TASK, data_preview="", memory="")
+    for _ in range(2):  # a linear model and a forest: both must run and submit the test dates
+        node = run_script(project, coder.draft(ctx, lambda _: None).code, tmp_path, files)
+        assert node.exec.exit_code == 0, node.output[-2000:]
+        assert not coder.review(ctx, node).is_bug
+        with open(node.workspace / "submission.csv") as fh:  # type: ignore[attr-defined]
+            sub = list(csv.reader(fh))
+        test_dates = [line.split(",")[0] for line in (project / "data/test.csv").read_text().splitlines()[1:]]
+        assert sub[0] == ["date", "weather"]
+        assert [r[0] for r in sub[1:]] == test_dates
+        assert {r[1] for r in sub[1:]} <= {"sunny", "rain", "snow", "fog"}
+
+
+def test_id_from_a_sample_submission_and_uniqueness_not_the_name(tmp_path):
+    """`ticket` is the id (the sample submission says so); `passenger_id` repeats in test, so it is not."""
+    from aide_tui.search.offline import derive_task_card
+
+    (tmp_path / "data").mkdir()
+    task = "# Boarding\n\nPredict `cabin_class` (first, second or third). Scored by macro F1.\n"
+    header = "ticket,passenger_id,age,port"
+    train = [header + ",cabin_class"] + [
+        f"T-{i:04d},{i // 2},{'' if i % 9 == 0 else 20 + i % 40},{'' if i % 7 == 0 else 'ABC'[i % 3]},"
+        f"{['first', 'second', 'third'][i % 3]}" for i in range(150)]
+    test = [header] + [f"T-{i:04d},{i // 2},{20 + i % 40},{'ABC'[i % 3]}" for i in range(150, 180)]
+    (tmp_path / "data/train.csv").write_text("\n".join(train) + "\n")
+    (tmp_path / "data/test.csv").write_text("\n".join(test) + "\n")
+    (tmp_path / "data/sample_submission.csv").write_text("ticket,cabin_class\nT-0150,first\n")
+    files = ["data/sample_submission.csv", "data/test.csv", "data/train.csv"]
+    card = derive_task_card(tmp_path, files, task)
+    assert (card.target, card.id_columns, card.metric) == ("cabin_class", ["ticket"], "f1")
+
+    (tmp_path / "data/sample_submission.csv").unlink()
+    files.remove("data/sample_submission.csv")
+    assert derive_task_card(tmp_path, files, task).id_columns == []  # passenger_id repeats: not an id
+    spec = read_task(tmp_path, files, task)
+    coder = OfflineCoder(tmp_path, files, seed=0)
+    node = run_script(tmp_path, coder.draft(TaskContext(task=task, data_preview="", memory=""), lambda _: None).code,
+                      tmp_path, files)
+    assert node.exec.exit_code == 0, node.output[-2000:]
+    assert spec.id_columns == [] and "passenger_id" in spec.feature_columns
+
+
+def test_a_corrected_card_is_used_and_a_wrong_one_named(tmp_path):
+    from aide_tui.search.offline import TaskCard, TaskReadError
+
+    project = weather_project(tmp_path / "weather")
+    files = ["data/test.csv", "data/train.csv"]
+    card = TaskCard("data/train.csv", "data/test.csv", "weather", ["date", "station"], "accuracy", "maximize")
+    spec = read_task(project, files, WEATHER_TASK, card)
+    assert spec.id_columns == ["date", "station"] and "station" not in spec.feature_columns
+    with pytest.raises(TaskReadError, match="target 'rain' is not a column of data/train.csv"):
+        read_task(project, files, WEATHER_TASK, TaskCard("data/train.csv", None, "rain", [], "accuracy", "maximize"))
+    with pytest.raises(TaskReadError, match="unknown metric 'auc-pr'"):
+        read_task(project, files, WEATHER_TASK, TaskCard("data/train.csv", None, "weather", [], "auc-pr", "maximize"))
+
+
+def _every_recipe(spec) -> list:
+    """Every value of every recipe field on each model family, and the params every
+    improvement lineage reaches: the values the templates can be asked to render."""
+    from aide_tui.search.offline import base_recipe
+    from aide_tui.search.offline.improvements import choose
+    from aide_tui.search.offline.recipe import MODELS
+
+    variations = {
+        "scaler": [None, "standard", "robust"], "impute": ["median", "mean"], "missing_indicators": [False, True],
+        "encoding": ["onehot", "ordinal"], "validation": ["holdout", "cv"], "blend_with": [None, *MODELS],
+        "log_target": [False, True], "defensive": [False, True],
+    }
+    out = []
+    for family in MODELS:
+        base = base_recipe(family, spec.task_type)
+        base.history = ["debug:missing_values", "rewrite:knn", "variant:1"]
+        for name, values in variations.items():
+            for value in values:
+                recipe = base.copy()
+                setattr(recipe, name, value)
+                out.append(recipe)
+        for _ in range(6):
+            base = choose(base, spec, set())[0]
+            out.append(base)
+    return out
+
+
+def test_every_recipe_value_compiles_and_no_recipe_text_on_the_first_two_lines(projects):
+    """Compiled from bytes, as Python reads the file: a `coding=`-like comment on line 1
+    or 2 would be taken as the source encoding (PEP 263) and fail."""
+    import re
+
+    from aide_tui.search.offline.task_reader import METRICS
+    from aide_tui.search.offline.templates import render
+
+    house = read_task(projects["house-prices"], DATA, (projects["house-prices"] / "task.md").read_text())
+    rendered = 0
+    for key, _, direction, kind in METRICS:
+        spec = dataclasses.replace(house, metric=key, direction=direction, task_type=kind,
+                                   title='A "quoted" title with a \\N back\\slash and coding=ordinal')
+        for recipe in _every_recipe(spec):
+            code = render(spec, recipe, seed=0)
+            head = "\n".join(code.splitlines()[:2])
+            assert "aide-recipe" not in head and not re.search(r"^[ \t\f]*#.*?coding[:=]", head, re.M)
+            compile(code.encode("utf-8"), "solution.py", "exec")
+            assert parse_recipe(code) == recipe
+            rendered += 1
+    assert rendered > 1000
+
+
+def test_data_that_is_not_csv_stops_the_run_with_exit_1_and_says_why(tmp_path):
+    from helpers import git, make_project
+
+    project = make_project(tmp_path / "proj", dirty=False)
+    for f in (project / "data").iterdir():
+        f.unlink()
+    (project / "data" / "train.parquet").write_bytes(b"PAR1 not really")
+    coder = OfflineCoder(project, ["data/train.parquet"], seed=0)
+    with pytest.raises(FatalRunError, match="needs CSV data.*data/train.parquet"):
+        coder.draft(TaskContext(task="Predict y.", data_preview="", memory=""), lambda _: None)
+
+    out = subprocess.run([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--coder", "offline",
+                          "--steps", "3"], capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "needs CSV data" in out.stdout + out.stderr and "Traceback" not in out.stderr
+    assert git(project, "for-each-ref", "refs/heads/aide/").strip() == ""  # no empty nodes committed

@@ -43,16 +43,17 @@ class StubClient:
         self.stream_calls: list[dict] = []
         self.tool_calls: list[dict] = []
 
-    def stream_text(self, *, model, system, messages, max_tokens, on_delta, cancel=None):
-        self.stream_calls.append(dict(model=model, system=system, messages=messages, max_tokens=max_tokens, cancel=cancel))
+    def stream_text(self, *, model, system, messages, max_tokens, on_delta, cancel=None, **options):
+        self.stream_calls.append(dict(model=model, system=system, messages=messages, max_tokens=max_tokens, cancel=cancel,
+                                      **options))
         if self.raise_exc:
             raise self.raise_exc
         reply = self.replies.pop(0)
         on_delta(reply.text)
         return reply
 
-    def call_tool(self, *, model, system, messages, tool, max_tokens=1024):
-        self.tool_calls.append(dict(model=model, system=system, messages=messages, tool=tool))
+    def call_tool(self, *, model, system, messages, tool, max_tokens=1024, cache_ttl="5m"):
+        self.tool_calls.append(dict(model=model, system=system, messages=messages, tool=tool, cache_ttl=cache_ttl))
         if self.raise_exc:
             raise self.raise_exc
         return self.tool_input, Usage(input_tokens=7, output_tokens=3, calls=1)
@@ -78,7 +79,8 @@ def parent(**kw) -> Node:
 
 
 def user_text(call: dict) -> str:
-    return call["messages"][-1]["content"]
+    content = call["messages"][-1]["content"]
+    return content if isinstance(content, str) else "".join(block["text"] for block in content)
 
 
 # ---------------------------------------------------------------- extraction
@@ -247,6 +249,79 @@ def test_no_code_retries_then_raises_with_summed_usage():
     assert second[1]["content"] == "I would use a GBM." and "no fenced" in second[2]["content"]
     # the empty reply is not echoed as an (invalid) empty assistant turn
     assert all(m["content"].strip() for m in client.stream_calls[2]["messages"])
+
+
+def test_improve_and_debug_mark_the_end_of_the_parent_block_as_a_breakpoint():
+    """The parent block stays byte-identical across improvements of one node while
+    the memory after the breakpoint changes, so the client can cache it."""
+    client = StubClient([Reply(GOOD)] * 3)
+    coder = LlmCoder(client, settings())
+    coder.improve(ctx(memory="first memory"), parent(), lambda s: None)
+    coder.improve(ctx(memory="second memory", hint="try lags"), parent(), lambda s: None)
+    coder.debug(ctx(), parent(status="buggy", exec=ExecInfo(exit_code=1)), lambda s: None)
+    blocks = [c["messages"][0]["content"] for c in client.stream_calls]
+    for content in blocks:
+        assert [b.get("cache_control") for b in content] == [{"type": "ephemeral"}, None]
+        assert "import pandas as pd" in content[0]["text"] and "What has been tried" in content[1]["text"]
+        assert "\x00" not in content[0]["text"] + content[1]["text"]
+    assert blocks[0][0] == blocks[1][0] and blocks[0][1] != blocks[1][1]
+    assert "first memory" in blocks[0][1]["text"] and "try lags" in blocks[1][1]["text"]
+
+
+def test_an_override_without_the_break_sends_one_plain_message(tmp_path):
+    (tmp_path / ".aide" / "prompts").mkdir(parents=True)
+    (tmp_path / ".aide" / "prompts" / "improve.md").write_text("Improve node {{parent_id}}.\n{{memory}}\n")
+    client = StubClient([Reply(GOOD)])
+    LlmCoder(client, settings(), project_dir=tmp_path).improve(ctx(), parent(), lambda s: None)
+    assert client.stream_calls[0]["messages"][0]["content"].startswith("Improve node 4.")
+
+
+@pytest.mark.parametrize("timeout, ttl", [(600, "1h"), (241, "1h"), (240, "5m"), (60, "5m")])
+def test_cache_ttl_follows_the_script_timeout(timeout, ttl):
+    client = StubClient([Reply(GOOD)], tool_input={"is_bug": False, "metric": 1.0, "summary": "ok",
+                                                   "lower_is_better": True})
+    coder = LlmCoder(client, settings())
+    coder.draft(ctx(timeout=timeout), lambda s: None)
+    coder.review(ctx(timeout=timeout), parent())
+    assert client.stream_calls[0]["cache_ttl"] == client.tool_calls[0]["cache_ttl"] == ttl
+
+
+@pytest.mark.parametrize("thinking, effort, sent_thinking, sent_effort", [
+    ("off", "", None, None),
+    ("adaptive", "high", {"type": "adaptive"}, "high"),
+    ("2048", "low", {"type": "enabled", "budget_tokens": 2048}, "low"),
+])
+def test_thinking_and_effort_settings_reach_the_coder_call(thinking, effort, sent_thinking, sent_effort):
+    client = StubClient([Reply(GOOD)])
+    configured = Settings(memory_limit="1G", code_model="code-m", max_tokens=4096, thinking=thinking, effort=effort)
+    LlmCoder(client, configured).draft(ctx(), lambda s: None)
+    assert client.stream_calls[0]["thinking"] == sent_thinking and client.stream_calls[0]["effort"] == sent_effort
+
+
+@pytest.mark.parametrize("bad, needle", [({"thinking": "500"}, "thinking"), ({"thinking": "9000"}, "below max_tokens"),
+                                         ({"effort": "extreme"}, "effort")])
+def test_bad_thinking_or_effort_is_one_line_naming_the_setting(bad, needle):
+    from aide_tui.settings import resolve
+
+    with pytest.raises(UserError, match=needle):
+        resolve(None, {"max_tokens": 8192, **bad})
+
+
+@pytest.mark.parametrize("stop, needle", [("refusal", "declined"), ("model_context_window_exceeded", "context window")])
+def test_refusal_and_full_context_fail_the_node_without_asking_again(stop, needle):
+    client = StubClient([Reply("I can't help with that.", stop_reason=stop), Reply(GOOD)])
+    with pytest.raises(CoderError, match=needle) as err:
+        LlmCoder(client, settings()).draft(ctx(), lambda s: None)
+    assert len(client.stream_calls) == 1 and err.value.usage.calls == 1
+
+
+def test_pause_turn_is_resumed_from_where_it_stopped():
+    first, rest = GOOD[:40], GOOD[40:]
+    client = StubClient([Reply(first + "  ", stop_reason="pause_turn"), Reply(rest)])
+    proposal = LlmCoder(client, settings()).draft(ctx(), lambda s: None)
+    assert "Validation metric" in proposal.code and proposal.usage.calls == 2
+    resumed = client.stream_calls[1]["messages"]
+    assert [m["role"] for m in resumed] == ["user", "assistant"] and resumed[1]["content"] == first.rstrip()
 
 
 def test_retry_succeeds_and_sums_usage():

@@ -12,16 +12,21 @@ retries 408/409/429/5xx/529 and connection errors with exponential backoff and
 honours `retry-after`/`retry-after-ms`; hand-written backoff would only fight
 it.  Nothing retries forever: after `max_retries` the SDK raises and we map it.
 
-The stable system prompt is sent as a text block marked
-`cache_control: ephemeral`, so repeated calls with the same system prompt pay
-cache-read rates for it.  `messages.create` in anthropic 2.x has no
-`temperature`, so none is sent.
+Prompt caching: the stable system prompt is sent as a text block marked
+`cache_control`, and callers may mark further breakpoints on message blocks
+(the operators mark the end of the parent block); every marker gets the
+caller's TTL ('1h' when scripts outlive the 5-minute cache).  A prompt whose
+marked prefix is below the model's minimum is cached by nobody and reported by
+nobody, so it is logged once per model.  `messages.create` in anthropic 2.x has
+no `temperature`, so none is sent; `thinking` and `output_config.effort` are
+sent only when asked for.
 
 Only `aide_tui/llm/` imports anthropic (see DESIGN.md boundaries).
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from dataclasses import dataclass
@@ -32,7 +37,10 @@ import httpx2
 
 from ..errors import FatalRunError
 from ..search.node import Usage
+from .caching import cache_control, estimate_tokens, min_cache_tokens
 from .pricing import with_cost
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LlmReply", "LlmError", "LlmAuthError", "LlmCancelled", "LlmClient", "usage_from_sdk"]
 
@@ -76,6 +84,15 @@ def _one_line(text: object, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def _with_ttl(message: dict, marker: dict) -> dict:
+    """A copy of `message` whose cache breakpoints carry `marker` (the caller's TTL)."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return dict(message)
+    blocks = [dict(b, cache_control=marker) if isinstance(b, dict) and b.get("cache_control") else b for b in content]
+    return {**message, "content": blocks}
+
+
 def usage_from_sdk(model: str, usage: Any) -> Usage:
     """Our `Usage` (with cost) from an SDK `Usage` object of one call."""
     u = Usage(
@@ -85,7 +102,8 @@ def usage_from_sdk(model: str, usage: Any) -> Usage:
         cache_write_tokens=int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
         calls=1,
     )
-    return with_cost(model, u)
+    by_ttl = getattr(usage, "cache_creation", None)
+    return with_cost(model, u, int(getattr(by_ttl, "ephemeral_1h_input_tokens", 0) or 0))
 
 
 class LlmClient:
@@ -102,6 +120,7 @@ class LlmClient:
         # None -> the SDK reads ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL itself.
         self.timeout = timeout
         self.max_retries = max_retries
+        self._warned_small_prefix: set[str] = set()
         try:
             self._client = anthropic.Anthropic(
                 api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
@@ -125,16 +144,23 @@ class LlmClient:
         max_tokens: int,
         on_delta: Callable[[str], None],
         cancel: threading.Event | None = None,
+        cache_ttl: str = "5m",
+        thinking: dict | None = None,
+        effort: str | None = None,
     ) -> LlmReply:
         """Stream a text reply, pushing every text delta to `on_delta`.
 
         If `cancel` is set mid-stream the HTTP stream is closed (a watcher
         thread shuts the socket down, so even a stalled stream stops) and
-        `LlmCancelled` is raised.
+        `LlmCancelled` is raised.  Thinking is not streamed: only text is code.
         """
         if cancel is not None and cancel.is_set():
             raise LlmCancelled("cancelled before the request was sent")
-        kwargs = self._common(model=model, system=system, messages=messages, max_tokens=max_tokens)
+        kwargs = self._common(model=model, system=system, messages=messages, max_tokens=max_tokens, ttl=cache_ttl)
+        if thinking:
+            kwargs["thinking"] = thinking
+        if effort:
+            kwargs["output_config"] = {"effort": effort}
         done = threading.Event()
         # Held while the watcher shuts the socket down, and while we mark the
         # stream done: a finished stream's connection goes back to the pool and
@@ -183,13 +209,14 @@ class LlmClient:
         messages: list[dict],
         tool: dict,
         max_tokens: int = 1024,
+        cache_ttl: str = "5m",
     ) -> tuple[dict, Usage]:
         """Force the model to call `tool` and return that call's input dict.
 
         Forced tool use (`tool_choice: {"type": "tool"}`) makes the reply
         machine-readable without parsing prose; LlmError if no tool_use came back.
         """
-        kwargs = self._common(model=model, system=system, messages=messages, max_tokens=max_tokens)
+        kwargs = self._common(model=model, system=system, messages=messages, max_tokens=max_tokens, ttl=cache_ttl)
         try:
             message = self._client.messages.create(
                 **kwargs, tools=[tool], tool_choice={"type": "tool", "name": tool["name"]}
@@ -217,13 +244,31 @@ class LlmClient:
         self.close()
 
     # -- internals
-    @staticmethod
-    def _common(*, model: str, system: str, messages: list[dict], max_tokens: int) -> dict[str, Any]:
+    def _common(self, *, model: str, system: str, messages: list[dict], max_tokens: int, ttl: str) -> dict[str, Any]:
+        marker = cache_control(ttl)
+        messages = [_with_ttl(m, marker) for m in messages]
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
         if system:
             # The system prompt is the stable prefix: mark it for prompt caching.
-            kwargs["system"] = [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+            kwargs["system"] = [{"type": "text", "text": system, "cache_control": marker}]
+        self._note_small_prefix(model, system, messages)
         return kwargs
+
+    def _note_small_prefix(self, model: str, system: str, messages: list[dict]) -> None:
+        """Log once per model when even the longest marked prefix is too short to be cached."""
+        if model in self._warned_small_prefix:
+            return
+        longest = seen = estimate_tokens(system)
+        for message in messages:
+            content = message.get("content")
+            for block in content if isinstance(content, list) else [{"text": str(content or "")}]:
+                if isinstance(block, dict):
+                    seen += estimate_tokens(str(block.get("text", "")))
+                    longest = seen if block.get("cache_control") else longest
+        if longest < min_cache_tokens(model):
+            self._warned_small_prefix.add(model)
+            log.warning("%s caches prefixes of %d tokens or more; this prompt's cacheable prefix is about %d, "
+                        "so it is not cached", model, min_cache_tokens(model), longest)
 
     @staticmethod
     def _watch_cancel(cancel: threading.Event, done: threading.Event, guard: threading.Lock, stream: Any) -> None:

@@ -2,9 +2,9 @@
 
 Prices are USD per million tokens, from Anthropic's published pricing page
 (platform.claude.com/docs/en/about-claude/pricing) for the models the
-installed SDK lists in `anthropic/types/model_param.py`.  Cache writes are
-5-minute ephemeral writes (1.25x input, the only kind this client makes);
-cache reads are 0.1x input except where Anthropic cut them further (Sonnet /
+installed SDK lists in `anthropic/types/model_param.py`.  Cache writes cost
+1.25x input with the 5-minute TTL and 2x with the 1-hour TTL (the client asks
+for it when scripts may outlive 5 minutes); cache reads are 0.1x input except where Anthropic cut them further (Sonnet /
 Opus 5.5 at 0.05x, Fable / Mythos 5.1 at 0.025x).  Haiku 5.5 has a price band
 for prompts over 100k tokens.
 
@@ -24,6 +24,7 @@ from ..search.node import Usage
 __all__ = ["Price", "price_for", "cost", "with_cost", "is_estimate"]
 
 CACHE_WRITE_MULT = 1.25
+CACHE_WRITE_1H_MULT = 2.0
 CACHE_READ_MULT = 0.10
 
 
@@ -92,7 +93,8 @@ UNKNOWN_PRICE = FAMILY_PRICES["sonnet"]
 _SUFFIX = re.compile(r"(-\d{8}|-latest|\[1m\])+$")
 
 
-def _normalise(model: str) -> str:
+def normalise_model(model: str) -> str:
+    """The table key of a model id: lower case, no provider prefix, no date or [1m] suffix."""
     model = model.strip().lower()
     if "/" in model:  # e.g. "anthropic/claude-..." from a settings file
         model = model.rsplit("/", 1)[1]
@@ -101,7 +103,7 @@ def _normalise(model: str) -> str:
 
 def price_for(model: str) -> Price:
     """The price of `model`: exact id, else its family (estimate), else Sonnet-class (estimate)."""
-    key = _normalise(model)
+    key = normalise_model(model)
     if key in PRICES:
         return PRICES[key]
     for family, price in FAMILY_PRICES.items():
@@ -114,11 +116,12 @@ def is_estimate(model: str) -> bool:
     return price_for(model).estimate
 
 
-def cost(model: str, usage: Usage) -> float:
+def cost(model: str, usage: Usage, long_ttl_writes: int = 0) -> float:
     """Dollars for `usage` (uncached input, output, cache writes, cache reads).
 
-    `usage` may aggregate several calls; the Haiku 5.5 long-prompt band is then
-    judged on the average prompt per call.
+    `long_ttl_writes` of the cache-write tokens were 1-hour writes, billed at 2x
+    input instead of 1.25x.  `usage` may aggregate several calls; the Haiku 5.5
+    long-prompt band is then judged on the average prompt per call.
     """
     price = price_for(model)
     if price.long_prompt is not None and price.long_prompt_threshold is not None:
@@ -130,10 +133,11 @@ def cost(model: str, usage: Usage) -> float:
         + usage.output_tokens * price.output
         + usage.cache_write_tokens * price.cache_write
         + usage.cache_read_tokens * price.cache_read
+        + long_ttl_writes * price.input * (CACHE_WRITE_1H_MULT - CACHE_WRITE_MULT)
     )
     return total / 1_000_000
 
 
-def with_cost(model: str, usage: Usage) -> Usage:
+def with_cost(model: str, usage: Usage, long_ttl_writes: int = 0) -> Usage:
     """A copy of `usage` with `cost` filled from the price table."""
-    return dataclasses.replace(usage, cost=cost(model, usage))
+    return dataclasses.replace(usage, cost=cost(model, usage, long_ttl_writes))

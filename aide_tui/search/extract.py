@@ -99,3 +99,18 @@ def diagnose(reply: str, stop_reason: str | None = None) -> str:
     if not _candidates(blocks):
         return "Your reply had code blocks, but none was a ```python block."
     return "The ```python block in your reply was empty."
+
+
+# Stop reasons after which asking again for the same script is pointless: the node fails and says why.
+_FINAL_STOPS = {
+    "refusal": "the model declined to write this script (stop reason: refusal)",
+    "model_context_window_exceeded": (
+        "the prompt and the reply did not fit in the model's context window (stop reason: "
+        "model_context_window_exceeded); lower memory_chars or preview_chars, or use a model with a larger window"
+    ),
+}
+
+
+def final_stop(stop_reason: str | None) -> str | None:
+    """Why a reply with this stop reason ends the attempt, or None when a retry may help."""
+    return _FINAL_STOPS.get(stop_reason or "")

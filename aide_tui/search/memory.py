@@ -8,9 +8,19 @@ is rebuilt at every step.  Two properties matter more than completeness:
 - Cheap: at 1,000 nodes it must cost well under a few milliseconds, so it
   sorts once and stops formatting as soon as the budget is spent.
 
-Working nodes come first, best first (they are what the model should build
-on), then a compact account of failures (what to avoid).  Output depends only
-on the nodes and the direction, so identical trees give identical prompts.
+What it carries is lessons, not just a leaderboard:
+
+- For the node the step builds on (`focus`), its earlier children come first:
+  what was already tried on it and what each attempt gave, so the same change
+  is not proposed twice and a change that hurt is not repeated.
+- Every improvement says what changed (the start of its plan, which the
+  prompts ask to name the one change) and the metric from parent to child,
+  so the model sees which kinds of change paid off.
+- Working nodes follow, best first (what to build on), then a compact account
+  of failures (what to avoid).
+
+Output depends only on the nodes, the direction and the focus, so identical
+trees give identical prompts.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ PLAN_CHARS = 140  # one-line plan per entry
 SUMMARY_CHARS = 140  # one-line review summary per entry
 MAX_BUGGY_LINES = 5  # failures listed individually; the rest are only counted
 BUGGY_SHARE = 0.3  # at most this part of the budget goes to failures
+FOCUS_SHARE = 0.35  # at most this part of the budget goes to the focus node's earlier children
 
 
 def _one_line(text: str, limit: int) -> str:
@@ -29,9 +40,31 @@ def _one_line(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _working_line(node: Node) -> str:
-    line = f"- node {node.id} ({node.operation}): metric {node.metric:.6g}"
+def _ok(node: Node) -> bool:
+    return node.status == "ok" and is_valid_metric(node.metric)
+
+
+def _change(parent: Node, child: Node, direction: str | None) -> str:
+    """'metric 0.81 -> 0.84 (better)': the effect of one step, judged by the run's direction."""
+    before = f"{parent.metric:.6g}" if _ok(parent) else "none"
+    if not _ok(child):
+        return f"metric {before} -> failed ({child.status})"
+    text = f"metric {before} -> {child.metric:.6g}"
+    if _ok(parent) and direction in ("maximize", "minimize"):
+        if child.metric == parent.metric:
+            return text + " (no change)"
+        gained = (child.metric > parent.metric) == (direction == "maximize")
+        text += " (better)" if gained else " (worse)"
+    return text
+
+
+def _working_line(node: Node, by_id: dict[int, Node], direction: str | None) -> str:
+    parent = by_id.get(node.parent_id) if node.parent_id is not None else None
     plan = _one_line(node.plan, PLAN_CHARS)
+    if node.operation == "improve" and parent is not None:
+        line = f"- node {node.id} (improve of node {parent.id}): {_change(parent, node, direction)}"
+        return line + (f"; change: {plan}" if plan else "")
+    line = f"- node {node.id} ({node.operation}): metric {node.metric:.6g}"
     if plan:
         line += f"; plan: {plan}"
     summary = _one_line(node.review_summary, SUMMARY_CHARS)
@@ -44,10 +77,32 @@ def _buggy_line(node: Node) -> str:
     what = _one_line(node.review_summary, SUMMARY_CHARS) or (
         f"{node.exec.exc_type}" if node.exec.exc_type else "no details")
     plan = _one_line(node.plan, PLAN_CHARS // 2)
-    line = f"- node {node.id} ({node.operation}, {node.status})"
+    of = f" of node {node.parent_id}" if node.parent_id is not None else ""
+    line = f"- node {node.id} ({node.operation}{of}, {node.status})"
     if plan:
         line += f": tried {plan}"
     return f"{line}; went wrong: {what}"
+
+
+def _child_line(child: Node, parent: Node, direction: str | None) -> str:
+    line = f"- node {child.id} ({child.operation}): {_change(parent, child, direction)}"
+    plan = _one_line(child.plan, PLAN_CHARS)
+    if plan:
+        line += f"; tried: {plan}"
+    if not _ok(child):
+        line += f"; went wrong: {_one_line(child.review_summary, SUMMARY_CHARS) or child.exec.exc_type or 'no details'}"
+    return line
+
+
+def _focus_section(focus: Node, children: list[Node], direction: str | None, budget: int) -> list[str]:
+    """The focus node's earlier children, newest first, within `budget` characters."""
+    if not children:
+        return [f"Node {focus.id}, which this step builds on, has not been changed before."]
+    lines = [f"Already tried on node {focus.id}, which this step builds on ({len(children)}, newest first):"]
+    _, shown = _fill(lines, children, lambda c: _child_line(c, focus, direction), budget - len(lines[0]) - 1)
+    if shown < len(children):
+        lines.append(f"  ({len(children) - shown} earlier attempts not shown)")
+    return lines
 
 
 def _fill(lines: list[str], items, render, budget: int) -> tuple[int, int]:
@@ -63,12 +118,14 @@ def _fill(lines: list[str], items, render, budget: int) -> tuple[int, int]:
     return used, count
 
 
-def summarize(nodes: list[Node], direction: str | None, budget_chars: int) -> str:
-    """What has been tried, best working solutions first, within `budget_chars`."""
+def summarize(nodes: list[Node], direction: str | None, budget_chars: int, focus: int | None = None) -> str:
+    """What has been tried, within `budget_chars`: first what was tried on node `focus`
+    (the parent of the coming step), then working solutions best first, then failures."""
     if budget_chars <= 0:
         return ""
-    working = [n for n in nodes if n.status == "ok" and is_valid_metric(n.metric)]
-    buggy = [n for n in nodes if not (n.status == "ok" and is_valid_metric(n.metric))]
+    by_id = {n.id: n for n in nodes}
+    working = [n for n in nodes if _ok(n)]
+    buggy = [n for n in nodes if not _ok(n)]
     if not working and not buggy:
         return _clip("Nothing has been tried yet.", budget_chars)
 
@@ -82,6 +139,9 @@ def summarize(nodes: list[Node], direction: str | None, budget_chars: int) -> st
     buggy.sort(key=lambda n: -n.id)  # recent failures are the most relevant
 
     lines: list[str] = []
+    if focus in by_id:
+        children = sorted((n for n in nodes if n.parent_id == focus), key=lambda n: -n.id)
+        lines += _focus_section(by_id[focus], children, direction, int(budget_chars * FOCUS_SHARE))
     order = {"minimize": "best first, lower is better", "maximize": "best first, higher is better"}.get(
         direction or "", "newest first; direction of the metric not known yet")
     failures_budget = int(budget_chars * BUGGY_SHARE) if buggy else 0
@@ -89,8 +149,9 @@ def summarize(nodes: list[Node], direction: str | None, budget_chars: int) -> st
     if working:
         header = f"Working solutions: {len(working)} ({order}):"
         lines.append(header)
-        budget = budget_chars - failures_budget - len(header) - 1 - 80  # 80: room for the "more" line
-        _, shown = _fill(lines, working, _working_line, budget)
+        used = sum(len(x) + 1 for x in lines)
+        budget = budget_chars - failures_budget - used - 80  # 80: room for the "more" line
+        _, shown = _fill(lines, working, lambda n: _working_line(n, by_id, direction), budget)
         if shown < len(working):
             metrics = [n.metric for n in working[shown:]]
             lines.append(f"  ({len(working) - shown} more working, metrics {min(metrics):.4g} to {max(metrics):.4g})")

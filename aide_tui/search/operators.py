@@ -3,10 +3,14 @@
 This is the paper's coding operator: each operation renders one user message
 from `prompts/`, under a system prompt that holds everything stable for the
 run (the solution contract, the task, the data preview) so the client can
-cache it as a prefix.  The reply streams out through `on_delta`; the plan and
-script are extracted, and a reply without a usable script is retried with a
-note saying what was wrong, because a retry costs one LLM call while a broken
-script costs a whole execution.
+cache it as a prefix.  Improve and debug messages put the parent block first
+and mark its end as a second cache breakpoint: it stays the same while one
+node is improved again and again, and only the memory and hint after it
+change.  The reply streams out through `on_delta`; the plan and script are
+extracted, and a reply without a usable script is retried with a note saying
+what was wrong, because a retry costs one LLM call while a broken script costs
+a whole execution.  A refusal or an overflowing context window is not retried:
+the node fails and says so.
 
 The review reads a finished run through forced tool use (`submit_review`), so
 the metric comes back as structured data, not prose to be parsed.  The engine
@@ -27,11 +31,13 @@ from typing import Any, Protocol
 
 from ..settings import Settings
 from .coder import CoderError, DeltaSink, Proposal, Review, TaskContext
-from .extract import diagnose, extract_plan_and_code
+from .extract import diagnose, extract_plan_and_code, final_stop
 from .node import ExecInfo, Node, Usage
-from .prompts import clip, render_prompt
+from .prompts import CACHE_BREAK, clip, render_prompt, split_at_cache_break
 
 MAX_ATTEMPTS = 3  # one reply plus two corrective follow-ups
+MAX_CONTINUATIONS = 2  # `pause_turn` replies resumed before the reply counts as cut off
+LONG_TTL_AFTER_SECONDS = 240  # scripts that may run longer outlive the 5-minute cache between two calls
 DEBUG_OUTPUT_CHARS = 6000  # output excerpt shown to the debugger
 TRACEBACK_CHARS = 3000
 REVIEW_OUTPUT_CHARS = 8000  # output excerpt shown to the reviewer
@@ -75,10 +81,11 @@ class LlmClientLike(Protocol):
     """The two calls of `aide_tui.llm.client.LlmClient` this module relies on."""
 
     def stream_text(self, *, model: str, system: str, messages: list[dict], max_tokens: int,
-                    on_delta: DeltaSink, cancel: threading.Event | None = None) -> LlmReplyLike: ...
+                    on_delta: DeltaSink, cancel: threading.Event | None = None, cache_ttl: str = "5m",
+                    thinking: dict | None = None, effort: str | None = None) -> LlmReplyLike: ...
 
     def call_tool(self, *, model: str, system: str, messages: list[dict], tool: dict,
-                  max_tokens: int = 1024) -> tuple[dict, Usage]: ...
+                  max_tokens: int = 1024, cache_ttl: str = "5m") -> tuple[dict, Usage]: ...
 
 
 # ----------------------------------------------------------------- formatting
@@ -114,6 +121,13 @@ def describe_exit(info: ExecInfo) -> str:
     if info.output_truncated_bytes:
         text += f" ({info.output_truncated_bytes} bytes of output were cut from the middle when captured.)"
     return text
+
+
+def _append_text(content: str | list[dict], note: str) -> str | list[dict]:
+    """`content` (a string or text blocks) with `note` added at the end."""
+    if isinstance(content, str):
+        return f"{content}\n\n{note}"
+    return [*content[:-1], {**content[-1], "text": f"{content[-1]['text']}\n\n{note}"}]
 
 
 def parse_metric(value: Any) -> float | None:
@@ -167,6 +181,21 @@ def parse_review(data: dict[str, Any], usage: Usage) -> Review:
     )
 
 
+def cache_ttl_for(script_timeout: float) -> str:
+    """'1h' when a script may run past the 5-minute cache lifetime, else '5m': the next
+    call comes after the script has run, and an expired prefix is paid for again."""
+    return "1h" if script_timeout > LONG_TTL_AFTER_SECONDS else "5m"
+
+
+def thinking_config(setting: str) -> dict | None:
+    """The `thinking` request field for the `thinking` setting ('off', 'adaptive' or a budget)."""
+    if setting == "adaptive":
+        return {"type": "adaptive"}
+    if setting.isdigit():
+        return {"type": "enabled", "budget_tokens": int(setting)}
+    return None
+
+
 # ------------------------------------------------------------------- operator
 
 class LlmCoder:
@@ -203,32 +232,34 @@ class LlmCoder:
     def draft_message(self, ctx: TaskContext) -> str:
         return self._render("draft", self._common(ctx))
 
-    def improve_message(self, ctx: TaskContext, parent: Node) -> str:
+    def improve_message(self, ctx: TaskContext, parent: Node) -> str | list[dict]:
         direction = {"maximize": " (higher is better)", "minimize": " (lower is better)"}.get(ctx.direction or "", "")
-        return self._render("improve", {
+        return split_at_cache_break(self._render("improve", {
             **self._common(ctx),
+            "cache_break": CACHE_BREAK,
             "parent_id": parent.id,
             "parent_plan": parent.plan.strip() or "(no plan recorded)",
             "parent_code": parent.code.rstrip("\n"),
             "metric": format_metric(parent.metric),
             "direction": direction,
             "review_summary": parent.review_summary.strip() or "(no review recorded)",
-        })
+        }))
 
-    def debug_message(self, ctx: TaskContext, parent: Node) -> str:
+    def debug_message(self, ctx: TaskContext, parent: Node) -> str | list[dict]:
         output = clip(parent.output.rstrip(), DEBUG_OUTPUT_CHARS) or "(the script printed nothing)"
         traceback = (parent.exec.traceback or "").strip()
         if traceback and traceback[-200:] in output:
             traceback = ""  # already visible in the output excerpt; don't pay for it twice
-        return self._render("debug", {
+        return split_at_cache_break(self._render("debug", {
             **self._common(ctx),
+            "cache_break": CACHE_BREAK,
             "parent_id": parent.id,
             "parent_code": parent.code.rstrip("\n"),
             "exit_status": describe_exit(parent.exec),
             "output": output,
             "traceback": clip(traceback, TRACEBACK_CHARS),
             "review_summary": parent.review_summary.strip() or "(no review recorded)",
-        })
+        }))
 
     # -- the coding operator
     def draft(self, ctx: TaskContext, on_delta: DeltaSink) -> Proposal:
@@ -240,43 +271,66 @@ class LlmCoder:
     def debug(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
         return self._propose(ctx, self.debug_message(ctx, parent), on_delta)
 
-    def _propose(self, ctx: TaskContext, user: str, on_delta: DeltaSink) -> Proposal:
+    def _propose(self, ctx: TaskContext, user: str | list[dict], on_delta: DeltaSink) -> Proposal:
         system = self.system_prompt(ctx)
         messages: list[dict[str, Any]] = [{"role": "user", "content": user}]
         total = Usage()
         problem = ""
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            reply = self.client.stream_text(
-                model=self.settings.code_model,
-                system=system,
-                messages=[dict(m) for m in messages],
-                max_tokens=self.settings.max_tokens,
-                on_delta=on_delta,
-                cancel=self.cancel,
-            )
-            total = total + reply.usage
-            found = extract_plan_and_code(reply.text)
+            text, stop_reason, usage = self._ask(ctx, system, messages, on_delta)
+            total = total + usage
+            stopped = final_stop(stop_reason)
+            if stopped:
+                raise CoderError(stopped, usage=total)
+            found = extract_plan_and_code(text)
             if found is not None:
                 plan, code = found
                 return Proposal(plan=plan, code=code, usage=total)
-            problem = diagnose(reply.text, reply.stop_reason)
+            problem = diagnose(text, stop_reason)
             if attempt == MAX_ATTEMPTS:
                 break
             on_delta(f"\n\n[no usable script in the reply: {problem} Asking again ({attempt + 1}/{MAX_ATTEMPTS}).]\n\n")
             correction = (f"{problem} Reply again with a short plan followed by exactly one complete "
                           "```python code block holding the whole script, and nothing after it.")
-            if reply.text.strip():
-                messages += [{"role": "assistant", "content": reply.text},
+            if text.strip():
+                messages += [{"role": "assistant", "content": text},
                              {"role": "user", "content": correction}]
             else:  # an empty assistant turn is not allowed; fold the note into the request
-                messages[-1] = {"role": "user", "content": f"{messages[-1]['content']}\n\n{correction}"}
+                messages[-1] = {"role": "user", "content": _append_text(messages[-1]["content"], correction)}
         raise CoderError(f"no usable script after {MAX_ATTEMPTS} attempts: {problem}", usage=total)
+
+    def _ask(self, ctx: TaskContext, system: str, messages: list[dict], on_delta: DeltaSink) -> tuple[str, str | None, Usage]:
+        """One reply; a `pause_turn` reply is resumed by sending it back as the assistant's turn."""
+        text, usage, stop_reason = "", Usage(), None
+        for _ in range(MAX_CONTINUATIONS + 1):
+            partial = [{"role": "assistant", "content": text.rstrip()}] if text.strip() else []
+            reply = self.client.stream_text(
+                model=self.settings.code_model,
+                system=system,
+                messages=[dict(m) for m in messages] + partial,
+                max_tokens=self.settings.max_tokens,
+                on_delta=on_delta,
+                cancel=self.cancel,
+                cache_ttl=cache_ttl_for(ctx.timeout),
+                thinking=thinking_config(self.settings.thinking),
+                effort=self.settings.effort or None,
+            )
+            text = (text.rstrip() if partial else text) + reply.text
+            usage, stop_reason = usage + reply.usage, reply.stop_reason
+            if stop_reason != "pause_turn":
+                break
+        return text, stop_reason, usage
 
     # -- the review
     def review_messages(self, ctx: TaskContext, node: Node) -> tuple[str, str]:
         """(system, user) for the review of `node`."""
         direction = {"maximize": "higher values are better", "minimize": "lower values are better"}.get(ctx.direction or "", "")
-        system = self._render("review_system", {"task": ctx.task.strip()})
+        # Everything stable for the run goes in the system prompt, so the reviewer's
+        # prefix is as large as the content allows (a model caches nothing below its minimum).
+        system = self._render("review_system", {
+            "task": ctx.task.strip(),
+            "data_preview": ctx.data_preview.strip() or "(no data files were listed)",
+        })
         user = self._render("review", {
             "code": node.code.rstrip("\n"),
             "exit_status": describe_exit(node.exec),
@@ -294,5 +348,6 @@ class LlmCoder:
             messages=[{"role": "user", "content": user}],
             tool=REVIEW_TOOL,
             max_tokens=REVIEW_MAX_TOKENS,
+            cache_ttl=cache_ttl_for(ctx.timeout),
         )
         return parse_review(data, usage)

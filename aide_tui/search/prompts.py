@@ -17,6 +17,10 @@ things):
 A placeholder or section that the caller did not provide is an error naming
 the file, so a typo in an override fails loudly instead of sending the model a
 literal ``{{typo}}``.
+
+``{{cache_break}}`` in improve.md and debug.md marks where the part that stays
+the same for one parent node ends; `split_at_cache_break` turns the rendered
+text into two message blocks there, so the client can cache the first one.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _SECTION = re.compile(r"\{\{#\s*(" + _NAME + r")\s*\}\}(.*?)\{\{/\s*\1\s*\}\}[ \t]*\n?", re.S)
 _PLACEHOLDER = re.compile(r"\{\{\s*(" + _NAME + r")\s*\}\}")
 _STRAY = re.compile(r"\{\{\s*[#/]\s*(" + _NAME + r")\s*\}\}")
+CACHE_BREAK = "\x00cache-break\x00"  # the value of {{cache_break}}: no task or script contains it
 
 
 def _override_path(name: str, project_dir: Path | None) -> Path | None:
@@ -112,3 +117,13 @@ def clip(text: str, limit: int, head_share: float = 0.25) -> str:
     tail = max(limit - head - 60, 0)
     cut = len(text) - head - tail
     return f"{text[:head]}\n[... {cut} characters cut ...]\n{text[len(text) - tail:]}"
+
+
+def split_at_cache_break(text: str) -> str | list[dict]:
+    """`text` as message content: two text blocks, the first marked as a cache
+    breakpoint, when it holds CACHE_BREAK; the plain string otherwise."""
+    head, found, tail = text.partition(CACHE_BREAK)
+    if not found or not head.strip() or not tail.strip():
+        return text.replace(CACHE_BREAK, "")
+    return [{"type": "text", "text": head.rstrip() + "\n", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": tail.lstrip()}]

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..coder import CoderError, DeltaSink, Proposal, Review, TaskContext
+from ...errors import FatalRunError
+from ..coder import DeltaSink, Proposal, Review, TaskContext
 from ..node import Node
 from .debugging import diagnose, family_in_code, fixed_recipe
 from .improvements import choose, family_in_hint
 from .recipe import MODELS, Recipe, parse_recipe, recipe_changes
 from .review import last_metric, review_node
-from .task_reader import TaskReadError, TaskSpec, read_task
+from .task_reader import TaskCard, TaskReadError, TaskSpec, derive_task_card, read_task
 from .templates import describe, render
 
-__all__ = ["OfflineCoder", "Recipe", "TaskSpec", "parse_recipe", "recipe_changes", "read_task", "last_metric"]
+__all__ = ["OfflineCoder", "Recipe", "TaskCard", "TaskSpec", "derive_task_card", "parse_recipe", "recipe_changes",
+           "read_task", "last_metric"]
 
 DRAFT_ORDER = ["linear", "random_forest", "hist_gradient_boosting", "extra_trees", "knn", "gradient_boosting"]
 CHUNK = 240  # characters per on_delta call, so front ends show the code being "written"
@@ -42,10 +44,11 @@ def base_recipe(family: str, task_type: str) -> Recipe:
 class OfflineCoder:
     name = "offline"
 
-    def __init__(self, project_dir: Path, data_files: list[str], seed: int = 0):
+    def __init__(self, project_dir: Path, data_files: list[str], seed: int = 0, card: TaskCard | None = None):
         self.project_dir = Path(project_dir)
         self.data_files = list(data_files)
         self.seed = seed
+        self.card = card  # the confirmed task card; None: derive it from task.md and the data
         self._spec: tuple[str, TaskSpec] | None = None
         self._drafted: list[str] = []  # families drafted so far, in order
         self._proposed: dict[int, set[str]] = {}  # parent id -> change keys proposed for it
@@ -78,7 +81,8 @@ class OfflineCoder:
         exclude = self._proposed.setdefault(parent.id, set())
         child, change = choose(recipe, spec, exclude, ctx.hint)
         exclude.add(change.key)
-        plan = f"Improve node {parent.id} ({describe(recipe)}). {change.plan}"
+        # The change first: the memory shows a plan's start as "what changed".
+        plan = f"{change.plan} (Improves node {parent.id}: {describe(recipe)}.)"
         return self._propose(plan, render(spec, child, self.seed), on_delta)
 
     def debug(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
@@ -111,7 +115,7 @@ class OfflineCoder:
         try:
             spec = self._task(ctx)
             direction, name, expects = ctx.direction or spec.direction, spec.metric_name, spec.test_path is not None
-        except CoderError:
+        except FatalRunError:
             direction, name, expects = ctx.direction, "metric", False
         return review_node(node, direction, name, expects_submission=expects)
 
@@ -131,11 +135,13 @@ class OfflineCoder:
 
     # -- helpers
     def _task(self, ctx: TaskContext) -> TaskSpec:
+        """The task as the scripts need it.  A task the offline coder cannot read stops the
+        run: every later step would fail the same way, so it says why once, at the first step."""
         if self._spec is None or self._spec[0] != ctx.task:
             try:
-                self._spec = (ctx.task, read_task(self.project_dir, self.data_files, ctx.task))
+                self._spec = (ctx.task, read_task(self.project_dir, self.data_files, ctx.task, self.card))
             except (TaskReadError, OSError, ValueError) as exc:
-                raise CoderError(f"offline coder: {exc}") from exc
+                raise FatalRunError(f"offline coder: {exc}") from exc
         return self._spec[1]
 
     def _next_draft(self, ctx: TaskContext) -> tuple[Recipe, str]:

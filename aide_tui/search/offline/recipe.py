@@ -1,6 +1,8 @@
 """The recipe: a small, machine-readable description of a generated script.
 
-Every script the offline coder writes starts with `# aide-recipe: {json}`.
+Every script the offline coder writes carries a `# aide-recipe: {json}` line
+right after its docstring (never on line 1 or 2, where Python would read a
+`coding=`-like text as the source encoding).
 Improving or debugging a node means reading that line back, changing one
 field and rendering the script again, so a change is always exactly one
 decision and the lineage of changes travels with the code (`history`).

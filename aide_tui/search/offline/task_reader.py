@@ -1,9 +1,15 @@
-"""Work out what a tabular task asks for, from task.md and the CSV headers.
+"""Work out what a tabular task asks for, from task.md and the CSV files.
 
 The offline coder has no model to read the task for it, so it relies on the
 conventions real tasks follow: a train file and a test file, the target being
-the column the test file lacks (or the one task.md names), an identifier
-column shared by both, and the metric named in plain words in task.md.
+the column the test file lacks (or the one task.md names), identifier columns
+that task.md or a sample submission names and whose values are unique per
+test row, and the metric named in plain words in task.md.
+
+The decisions a person would want to check are one small `TaskCard` (files,
+target, id columns, metric, direction): `derive_task_card` makes it, a front
+end can show it and let the user correct it, and `read_task` builds the
+script-facing `TaskSpec` from whichever card it is given.
 Only the standard library is used: this runs inside aide-tui, not the script.
 """
 
@@ -36,7 +42,38 @@ METRIC_NAMES = {
     "roc_auc": "ROC AUC", "log_loss": "log loss", "f1": "F1", "accuracy": "accuracy",
 }
 PROBA_METRICS = {"roc_auc", "log_loss"}
+METRIC_KINDS = {key: (direction, kind) for key, _, direction, kind in METRICS}
 _ID_NAME = re.compile(r"(^id$|_id$|^id_|Id$|ID$)")
+# Words that, next to a column name in task.md, say the column identifies a row.
+_ID_WORDS = re.compile(r"identif|\bids?\b|\bkey\b|unique|\bindex\b|one row per", re.I)
+_CLAUSES = re.compile(r"(?<=[.;!?])\s+|\n\s*\n|\n\s*[-*]\s")
+_MISSING = ("", "NA", "NaN", "nan")
+
+
+@dataclass
+class TaskCard:
+    """The task as a person would state it; derived, shown, and overridable.
+
+    Paths are project-relative (as in aide.toml); `id_columns` are the columns a
+    submission carries next to the prediction, never model features.
+    """
+
+    train_file: str
+    test_file: str | None
+    target: str
+    id_columns: list[str]
+    metric: str  # a key of METRICS
+    direction: Direction
+
+    def describe(self) -> str:
+        """A few lines for a confirmation screen or the headless log."""
+        return "\n".join([
+            f"train file: {self.train_file}",
+            f"test file:  {self.test_file or '(none)'}",
+            f"target:     {self.target}",
+            f"id columns: {', '.join(self.id_columns) or '(none)'}",
+            f"metric:     {METRIC_NAMES.get(self.metric, self.metric)} ({'higher' if self.direction == 'maximize' else 'lower'} is better)",
+        ])
 
 
 @dataclass
@@ -46,7 +83,7 @@ class TaskSpec:
     train_path: str  # e.g. "./input/data/train.csv"
     test_path: str | None
     target: str
-    id_column: str | None
+    id_columns: list[str]
     metric: str  # a key of METRICS
     direction: Direction
     task_type: str  # "classification" | "regression"
@@ -66,7 +103,7 @@ class TaskSpec:
 
 
 class TaskReadError(Exception):
-    """The task cannot be handled offline (e.g. no CSV training data)."""
+    """The task cannot be handled offline (e.g. no CSV training data, or a card naming a missing column)."""
 
 
 def input_path(relative: str) -> str:
@@ -96,14 +133,27 @@ def _is_number(text: str) -> bool:
 
 def _values(header: list[str], rows: list[list[str]], column: str) -> list[str]:
     i = header.index(column)
-    return [r[i].strip() for r in rows if i < len(r) and r[i].strip() not in ("", "NA", "NaN", "nan")]
+    return [r[i].strip() for r in rows if i < len(r) and r[i].strip() not in _MISSING]
+
+
+def _unique_per_row(header: list[str], rows: list[list[str]], columns: list[str]) -> bool:
+    """Every row has a value in `columns` and no two rows share the same values."""
+    idx = [header.index(c) for c in columns]
+    keys = [tuple(r[i].strip() if i < len(r) else "" for i in idx) for r in rows]
+    return bool(keys) and all(all(v not in _MISSING for v in k) for k in keys) and len(set(keys)) == len(keys)
+
+
+def _is_sample_submission(path: str) -> bool:
+    return "submission" in PurePosixPath(path).name.lower()
 
 
 def _pick_files(data_files: list[str]) -> tuple[str, str | None]:
     csvs = [f for f in data_files if f.lower().endswith(".csv")]
     if not csvs:
-        raise TaskReadError("no CSV file among the data files; the offline coder handles tabular CSV tasks only")
-    usable = [f for f in csvs if "submission" not in PurePosixPath(f).name.lower()] or csvs
+        others = ", ".join(data_files[:5]) + (" ..." if len(data_files) > 5 else "") if data_files else "none"
+        raise TaskReadError(f"it needs CSV data, and no data file is a .csv (found: {others}); "
+                            "convert the data to CSV, or use the LLM coder (--coder llm)")
+    usable = [f for f in csvs if not _is_sample_submission(f)] or csvs
     train = next((f for f in usable if "train" in PurePosixPath(f).name.lower()), None)
     test = next((f for f in usable if "test" in PurePosixPath(f).name.lower()), None)
     if train is None:
@@ -143,14 +193,41 @@ def _find_target(task: str, train_cols: list[str], test_cols: list[str] | None) 
     return train_cols[-1]
 
 
-def _find_id(header: list[str], rows: list[list[str]], test_cols: list[str] | None, target: str) -> str | None:
-    shared = [c for c in header if c != target and (test_cols is None or c in test_cols)]
-    for c in shared:
-        if _ID_NAME.search(c):
-            values = _values(header, rows, c)
-            if len(set(values)) == len(values) == len(rows):
-                return c
+def _mentions(text: str, column: str) -> bool:
+    return re.search(rf"(?<![\w]){re.escape(column)}(?![\w])", text) is not None
+
+
+def _submission_columns(task: str, columns: set[str], target: str) -> list[str] | None:
+    """The header task.md asks the submission to have (e.g. `date,weather`), if it names one."""
+    for m in re.finditer(r"`([^`\n]+)`|^[ \t]*([^\s,`][^,`\n]*(?:,[^,`\n]+)+?)[ \t]*$", task, re.M):
+        names = [n.strip() for n in (m.group(1) or m.group(2)).split(",")]
+        if len(names) >= 2 and target in names and all(n in columns for n in names):
+            return names
     return None
+
+
+def _find_ids(task: str, target: str, header: list[str], rows: list[list[str]],
+              test: tuple[list[str], list[list[str]]] | None, sample_header: list[str] | None) -> list[str]:
+    """The identifier columns, by evidence, strongest first; never by name alone.
+
+    A sample submission's header or the submission format task.md spells out
+    names them outright; otherwise a column task.md says identifies the rows,
+    and last a column with an id-like name -- in both cases only if its values
+    are unique per row of the test file (or of the training file without one).
+    """
+    key_header, key_rows = test if test is not None else (header, rows)
+    candidates = [c for c in key_header if c != target]
+    for named in (sample_header, _submission_columns(task, set(header) | set(key_header), target)):
+        ids = [c for c in (named or []) if c in candidates]
+        if named and target in named and ids and _unique_per_row(key_header, key_rows, ids):
+            return ids
+    for clause in _CLAUSES.split(task):
+        if _ID_WORDS.search(clause):
+            found = [c for c in candidates if _mentions(clause, c) and _unique_per_row(key_header, key_rows, [c])]
+            if len(found) == 1:
+                return found
+    by_name = [c for c in candidates if _ID_NAME.search(c) and _unique_per_row(key_header, key_rows, [c])]
+    return by_name[:1]
 
 
 def _title(task: str) -> str:
@@ -161,42 +238,74 @@ def _title(task: str) -> str:
     return "Tabular task"
 
 
-def read_task(project_dir: Path, data_files: list[str], task: str) -> TaskSpec:
-    """Build the TaskSpec; raises TaskReadError when the data is not tabular CSV."""
-    train_rel, test_rel = _pick_files(data_files)
-    header, rows = _read_csv(Path(project_dir) / train_rel)
-    if len(header) < 2:
-        raise TaskReadError(f"{train_rel} has fewer than two columns")
-    test_cols = _read_csv(Path(project_dir) / test_rel)[0] if test_rel else None
-    target = _find_target(task, header, test_cols)
-    id_column = _find_id(header, rows, test_cols, target)
-
-    target_values = _values(header, rows, target)
-    numeric_target = bool(target_values) and all(_is_number(v) for v in target_values)
+def _infer_metric(task: str, target_values: list[str]) -> tuple[str, Direction]:
     found = _find_metric(task)
     if found:
-        metric, direction, task_type = found
-    else:
-        few_classes = len(set(target_values)) <= max(2, min(20, len(target_values) // 20))
-        integral = numeric_target and all(float(v).is_integer() for v in target_values)
-        task_type = "classification" if (not numeric_target or (integral and few_classes)) else "regression"
-        metric, direction = ("accuracy", "maximize") if task_type == "classification" else ("rmse", "minimize")
-        low = task.lower()
-        if "lower is better" in low:
-            direction = "minimize"
-        elif "higher is better" in low:
-            direction = "maximize"
+        return found[0], found[1]
+    numeric = bool(target_values) and all(_is_number(v) for v in target_values)
+    few_classes = len(set(target_values)) <= max(2, min(20, len(target_values) // 20))
+    integral = numeric and all(float(v).is_integer() for v in target_values)
+    metric, direction = ("accuracy", "maximize") if (not numeric or (integral and few_classes)) else ("rmse", "minimize")
+    low = task.lower()
+    if "lower is better" in low:
+        direction = "minimize"
+    elif "higher is better" in low:
+        direction = "maximize"
+    return metric, direction
 
-    features = [c for c in header if c not in (target, id_column)]
-    categorical = [c for c in features if not all(_is_number(v) for v in _values(header, rows, c))]
-    positive = numeric_target and task_type == "regression" and all(float(v) > 0 for v in target_values)
-    return TaskSpec(
-        train_path=input_path(train_rel),
-        test_path=input_path(test_rel) if test_rel else None,
+
+def derive_task_card(project_dir: Path, data_files: list[str], task: str) -> TaskCard:
+    """The card the offline reader proposes; raises TaskReadError when the data is not tabular CSV."""
+    project_dir = Path(project_dir)
+    train_rel, test_rel = _pick_files(data_files)
+    header, rows = _read_csv(project_dir / train_rel)
+    if len(header) < 2:
+        raise TaskReadError(f"{train_rel} has fewer than two columns")
+    test = _read_csv(project_dir / test_rel) if test_rel else None
+    target = _find_target(task, header, test[0] if test else None)
+    sample = next((f for f in data_files if f.lower().endswith(".csv") and _is_sample_submission(f)), None)
+    sample_header = _read_csv(project_dir / sample)[0] if sample else None
+    metric, direction = _infer_metric(task, _values(header, rows, target))
+    return TaskCard(
+        train_file=train_rel,
+        test_file=test_rel,
         target=target,
-        id_column=id_column,
+        id_columns=_find_ids(task, target, header, rows, test, sample_header),
         metric=metric,
         direction=direction,
+    )
+
+
+def _check_card(card: TaskCard, header: list[str], test_cols: list[str] | None) -> None:
+    """A card the user edited must name real columns and a known metric."""
+    if card.target not in header:
+        raise TaskReadError(f"task card: target {card.target!r} is not a column of {card.train_file}")
+    missing = [c for c in card.id_columns if c not in (test_cols if test_cols is not None else header)]
+    if missing:
+        raise TaskReadError(f"task card: id column {missing[0]!r} is not a column of {card.test_file or card.train_file}")
+    if card.metric not in METRIC_KINDS:
+        raise TaskReadError(f"task card: unknown metric {card.metric!r}; use one of {', '.join(METRIC_KINDS)}")
+
+
+def read_task(project_dir: Path, data_files: list[str], task: str, card: TaskCard | None = None) -> TaskSpec:
+    """The TaskSpec for `card` (derived from task.md and the data when not given)."""
+    card = card or derive_task_card(project_dir, data_files, task)
+    header, rows = _read_csv(Path(project_dir) / card.train_file)
+    test_cols = _read_csv(Path(project_dir) / card.test_file)[0] if card.test_file else None
+    _check_card(card, header, test_cols)
+    target_values = _values(header, rows, card.target)
+    task_type = METRIC_KINDS[card.metric][1]
+    features = [c for c in header if c != card.target and c not in card.id_columns]
+    categorical = [c for c in features if not all(_is_number(v) for v in _values(header, rows, c))]
+    positive = task_type == "regression" and bool(target_values) and all(
+        _is_number(v) and float(v) > 0 for v in target_values)
+    return TaskSpec(
+        train_path=input_path(card.train_file),
+        test_path=input_path(card.test_file) if card.test_file else None,
+        target=card.target,
+        id_columns=list(card.id_columns),
+        metric=card.metric,
+        direction=card.direction,
         task_type=task_type,
         feature_columns=features,
         categorical_columns=categorical,

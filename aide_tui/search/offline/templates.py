@@ -38,7 +38,14 @@ _METRIC_CODE = {
 
 def _lit(value: Any) -> str:
     """A Python literal with double-quoted strings, as the rest of the script is written."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_lit(v) for v in value) + "]"
     return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _docstring_text(text: str) -> str:
+    """Text from task.md made safe inside a triple-quoted docstring (no escapes, no closing quotes)."""
+    return text.replace("\\", "/").replace('"', "'")
 
 
 def _estimator(model: str, params: dict[str, Any], task_type: str) -> str:
@@ -98,18 +105,20 @@ def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
     if recipe.log_target and not classification:
         imports["sklearn.compose"].add("TransformedTargetRegressor")
 
-    out: list[str] = [recipe.to_comment()]
-    out.append(
-        f'"""{spec.title}: {describe(recipe)}.\n\n'
+    # The recipe comment goes after the docstring, never on line 1 or 2: Python reads a
+    # comment there matching `coding[:=]` (e.g. "encoding": "ordinal") as the file's
+    # source encoding (PEP 263) and refuses to run it.
+    ids = ", ".join(spec.id_columns) or "id"
+    out: list[str] = [
+        f'"""{_docstring_text(spec.title)}: {describe(recipe)}.\n\n'
         f"Validation: {validation}; metric: {spec.metric_name} ({direction}).\n"
-        + (
-            f"Writes submission.csv ({spec.id_column or 'id'}, {spec.target}) for the test rows.\n"
-            if spec.test_path
-            else ""
-        )
-        + '"""'
-    )
-    out.append("")
+        + (f"Writes submission.csv ({_docstring_text(ids)}, {_docstring_text(spec.target)}) for the test rows.\n"
+           if spec.test_path else "")
+        + '"""',
+        "",
+        recipe.to_comment(),
+        "",
+    ]
     out.append("import numpy as np")
     out.append("import pandas as pd")
     for module in sorted(imports):
@@ -118,7 +127,7 @@ def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
     out.append(f"TRAIN_PATH = {_lit(spec.train_path)}")
     out.append(f"TEST_PATH = {_lit(spec.test_path)}")
     out.append(f"TARGET = {_lit(spec.target)}")
-    out.append(f"ID_COLUMN = {_lit(spec.id_column)}")
+    out.append(f"ID_COLUMNS = {_lit(spec.id_columns)}")
     out.append(f"SEED = {seed}")
     out.append("")
     out.append("")
@@ -161,9 +170,9 @@ _RESOLVE_TARGET = '''def resolve_target(train, test):
 '''
 
 _SPLIT = '''def split_features(train, target):
-    """Separate the target and drop the identifier, which carries no signal."""
+    """Separate the target and drop the identifiers, which carry no signal."""
     train = train.dropna(subset=[target])
-    dropped = [target] + ([ID_COLUMN] if ID_COLUMN in train.columns else [])
+    dropped = [target] + [c for c in ID_COLUMNS if c in train.columns]
     return train.drop(columns=dropped), train[target]
 
 '''
@@ -271,16 +280,18 @@ def _validate(recipe: Recipe, classification: bool) -> str:
 
 
 _SUBMISSION = '''def write_submission(pipeline, test, columns):
-    """One row per test row: the id and the prediction."""
+    """One row per test row: the identifier columns, then the prediction."""
     predictions = predict(pipeline, test[columns])
-    id_name = ID_COLUMN if ID_COLUMN in test.columns else "id"
-    ids = test[ID_COLUMN] if ID_COLUMN in test.columns else pd.RangeIndex(len(test))
+    if ID_COLUMNS and all(c in test.columns for c in ID_COLUMNS):
+        ids = test[ID_COLUMNS].reset_index(drop=True)
+    else:  # no identifier known: number the rows
+        ids = pd.DataFrame({"id": range(len(test))})
     if np.ndim(predictions) == 2:  # several classes: one probability column each
         classes = pipeline.classes_
-        submission = pd.DataFrame(predictions, columns=[f"{TARGET}_{c}" for c in classes])
-        submission.insert(0, id_name, ids.to_numpy())
+        predicted = pd.DataFrame(predictions, columns=[f"{TARGET}_{c}" for c in classes])
     else:
-        submission = pd.DataFrame({id_name: ids, TARGET: predictions})
+        predicted = pd.DataFrame({TARGET: predictions})
+    submission = pd.concat([ids, predicted], axis=1)
     submission.to_csv("submission.csv", index=False)
     print(f"wrote submission.csv ({len(submission)} rows)")
 
