@@ -515,4 +515,5 @@ def test_data_that_is_not_csv_stops_the_run_with_exit_1_and_says_why(tmp_path):
                          env={k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"})
     assert out.returncode == 1, out.stdout + out.stderr
     assert "needs CSV data" in out.stdout + out.stderr and "Traceback" not in out.stderr
-    assert git(project, "for-each-ref", "refs/heads/aide/").strip() == ""  # no empty nodes committed
+    refs = git(project, "for-each-ref", "--format=%(refname)", "refs/heads/aide/").split()
+    assert all(ref.endswith("/root") for ref in refs)  # the run's root only: no empty nodes committed
