@@ -19,7 +19,7 @@ from aide_script import ScriptedAide
 from fake_api import TextReply
 from helpers import git, make_project
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 SIZE = (120, 36)
 
 
