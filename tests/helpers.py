@@ -1,10 +1,12 @@
-"""Small builders shared by the engine tests: projects, git state snapshots."""
+"""Small builders shared by the tests: projects, git state snapshots, event recording, waiting."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 TASK = """# Predict house prices
@@ -56,3 +58,29 @@ def user_state(root: Path) -> dict[str, str]:
         if path.is_file() and rel.parts[0] not in (".git", ".aide"):
             state[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return state
+
+
+class Recorder:
+    """A thread-safe engine listener that keeps every event; `of(kind)` filters them."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def of(self, kind) -> list:
+        with self.lock:
+            return [e for e in self.events if isinstance(e, kind)]
+
+
+def wait_until(cond, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll `cond` until it holds: tests wait on a state, never on a fixed sleep.
+    The timeout is a hang guard, generous for a loaded machine, not a speed claim."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} not reached within {timeout:.0f}s")
+        time.sleep(0.01)

@@ -19,7 +19,7 @@ from aide_script import ScriptedAide
 from fake_api import TextReply
 from helpers import git, make_project
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 SIZE = (120, 36)
 
 
@@ -50,6 +50,11 @@ async def wait_for(pilot, cond, timeout=60.0):
         await pilot.pause(0.05)
 
 
+async def cursor_on(pilot, app, node_id):
+    """Wait until the tree's cursor has moved to `node_id` (goto_node moves it after a refresh)."""
+    await wait_for(pilot, lambda: app.tree_pane.cursor_node is not None and app.tree_pane.cursor_node.data == node_id)
+
+
 async def pause_after(pilot, app, node_id):
     """Press space while `node_id` runs; the engine holds once it has finished.
 
@@ -77,7 +82,7 @@ async def test_nodes_appear_and_i_makes_the_next_node_an_improve_of_the_selected
     async with app.run_test(size=SIZE) as pilot:
         await pause_after(pilot, app, 2)
         app.goto_node(1)
-        await pilot.pause(0.2)
+        await cursor_on(pilot, app, 1)
         await pilot.press("i")
         await pilot.press("space")
         await wait_for(pilot, lambda: len(journal(project)) >= 3)
@@ -99,7 +104,7 @@ async def test_b_debugs_the_selected_buggy_node_and_d_forces_a_draft(tmp_path, s
         # node 2 crashes (every 2nd draft); with debug_prob=0 the policy would never debug it
         await pause_after(pilot, app, 3)
         app.goto_node(2)
-        await pilot.pause(0.2)
+        await cursor_on(pilot, app, 2)
         assert app.model.nodes[2].is_buggy
         await pilot.press("b")
         await pilot.press("d")
@@ -117,10 +122,9 @@ async def test_b_on_a_working_node_explains_and_sends_nothing(tmp_path, slow_llm
     async with app.run_test(size=SIZE) as pilot:
         await pause_after(pilot, app, 2)
         app.goto_node(1)
-        await pilot.pause(0.2)
+        await cursor_on(pilot, app, 1)
         await pilot.press("b")
-        await pilot.pause(0.2)
-        assert any("no bug to fix" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: any("no bug to fix" in n.message for n in app._notifications), timeout=10)
         await pilot.press("space")
         await wait_for(pilot, lambda: not app.model.active, timeout=90)
     assert [n["operation"] for n in journal(project)] == ["draft", "draft", "draft"]

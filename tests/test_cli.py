@@ -13,7 +13,7 @@ import pytest
 from aide_tui.cli import main
 from helpers import make_project
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(120)
 
 
 def run_cli(*args, env=None, cwd=None):

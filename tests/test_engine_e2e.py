@@ -12,22 +12,9 @@ from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 from aide_script import ScriptedAide
-from helpers import git, make_project, user_state
+from helpers import Recorder, git, make_project, user_state
 
-pytestmark = pytest.mark.timeout(240)
-
-
-class Recorder:
-    def __init__(self):
-        self.events: list[ev.Event] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, event):
-        with self.lock:
-            self.events.append(event)
-
-    def of(self, kind):
-        return [e for e in self.events if isinstance(e, kind)]
+pytestmark = pytest.mark.timeout(120)
 
 
 def settings(**over):
@@ -251,7 +238,8 @@ def test_cancel_now_kills_the_running_script_and_discards_the_half_built_node(tm
     import psutil
     from fake_api import TextReply
 
-    hang = "import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\nprint('started', flush=True)\ntime.sleep(600)\n"
+    marker = "aide-cancel-test-sleeper"  # unique: other xdist workers start sleepers of their own
+    hang = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)  # {marker}'])\nprint('started', flush=True)\ntime.sleep(600)\n"
     llm_env.responder = lambda body: TextReply(f"Hang.\n\n```python\n{hang}```\n")
     project = make_project(tmp_path / "proj", dirty=False)
     rec = Recorder()
@@ -266,7 +254,7 @@ def test_cancel_now_kills_the_running_script_and_discards_the_half_built_node(tm
     before = {p.pid for p in psutil.process_iter()}
     finished = engine.run()
     assert finished.reason == "cancelled" and finished.nodes == 0
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before and "time.sleep(600)" in " ".join(p.info["cmdline"] or [])]
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before and marker in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
     assert not (project / ".aide" / "runs" / engine.run_name / "nodes" / "0001").exists()
     assert json.loads((project / ".aide" / "runs" / engine.run_name / "run.json").read_text())["status"] == "stopped"

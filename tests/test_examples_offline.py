@@ -6,17 +6,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from aide_tui import events as ev
-from aide_tui.engine import build_engine
-from aide_tui.settings import resolve
 from helpers import git
 
-pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
+# One 10-step run per example (the session fixture `offline_example_run`) serves every
+# test here; the xdist group keeps each example's tests on one worker.  The timeout
+# covers the shared run, which the first test of each example pays for.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+STEPS = 10
+EXAMPLE_CASES = [
+    pytest.param("house-prices", "minimize", marks=pytest.mark.xdist_group("house-prices"), id="house-prices"),
+    pytest.param("wine-quality", "maximize", marks=pytest.mark.xdist_group("wine-quality"), id="wine-quality"),
+]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -35,37 +40,43 @@ def grade(example: str, submission: str) -> float:
     return roc_auc_score(truth, pred)
 
 
-@pytest.mark.parametrize("example,direction", [("house-prices", "minimize"), ("wine-quality", "maximize")])
-def test_offline_run_on_example_finds_a_graded_solution(tmp_path, monkeypatch, example, direction):
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)  # the newcomer's situation: no key
-    project = tmp_path / example
-    shutil.copytree(EXAMPLES / example, project)
-    events: list[ev.Event] = []
-    settings = resolve(project / "aide.toml", dict(steps=10, timeout=120, memory_limit="2G"))
-    engine = build_engine(project, settings, resume=False, listener=events.append)
-    finished = engine.run()
+def best_node(run):
+    nodes = {e.node.id: e.node for e in run.events.of(ev.NodeFinished)}
+    return nodes, nodes[run.finished.best_id]
 
-    assert finished.reason == "completed" and finished.nodes == 10
-    notices = [e.message for e in events if isinstance(e, ev.Notice)]
+
+@pytest.mark.parametrize("example,direction", EXAMPLE_CASES)
+def test_offline_run_on_example_completes_without_a_key(offline_example_run, example, direction):
+    run = offline_example_run(example, STEPS)
+    assert run.finished.reason == "completed" and run.finished.nodes == STEPS
+    notices = [e.message for e in run.events.of(ev.Notice)]
     assert len([n for n in notices if "offline baseline coder" in n.lower()]) == 1
     assert "ANTHROPIC_API_KEY" in notices[0]
-    assert next(e for e in events if isinstance(e, ev.RunStarted)).coder == "offline"
+    assert run.events.of(ev.RunStarted)[0].coder == "offline"
+    nodes, _ = best_node(run)
+    assert {n.operation for n in nodes.values()} >= {"draft", "improve"}
+    assert len({n.code for n in nodes.values()}) == STEPS  # every node is a distinct script
 
-    nodes = {e.node.id: e.node for e in events if isinstance(e, ev.NodeFinished)}
-    best = nodes[finished.best_id]
+
+@pytest.mark.parametrize("example,direction", EXAMPLE_CASES)
+def test_offline_run_on_example_improves_on_its_first_working_draft(offline_example_run, example, direction):
+    nodes, best = best_node(offline_example_run(example, STEPS))
     first_draft = next(n for n in nodes.values() if n.operation == "draft" and n.status == "ok")
     assert best.status == "ok"
     if direction == "minimize":
         assert best.metric <= first_draft.metric
     else:
         assert best.metric >= first_draft.metric
-    assert {n.operation for n in nodes.values()} >= {"draft", "improve"}
-    assert len({n.code for n in nodes.values()}) == 10  # every node is a distinct script
 
-    branch = f"aide/{engine.run_name}/{best.id:04d}-{best.operation}"
-    meta = json.loads(git(project, "show", f"{branch}:node.json"))
+
+@pytest.mark.parametrize("example,direction", EXAMPLE_CASES)
+def test_offline_run_on_example_commits_a_graded_solution(offline_example_run, example, direction):
+    run = offline_example_run(example, STEPS)
+    _, best = best_node(run)
+    branch = f"aide/{run.run_name}/{best.id:04d}-{best.operation}"
+    meta = json.loads(git(run.project, "show", f"{branch}:node.json"))
     assert meta["direction"] == direction and meta["metric"] == best.metric
-    submission = git(project, "show", f"{branch}:outputs/submission.csv")
+    submission = git(run.project, "show", f"{branch}:outputs/submission.csv")
     score = grade(example, submission)
     if direction == "minimize":  # held-out RMSE in the same range as the validation RMSE
         assert score < 1.5 * best.metric

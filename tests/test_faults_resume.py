@@ -18,7 +18,7 @@ from aide_tui.settings import resolve
 from aide_script import ScriptedAide
 from helpers import git, make_project
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(180)
 
 
 def collect():

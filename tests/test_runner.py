@@ -56,9 +56,10 @@ def read_pids(path: Path) -> list[int]:
 
 # Writes its own pid to pids.txt, then starts (a) a plain child and (b) a child that
 # calls setsid and forks a grandchild; all sleep forever holding stdout open.
+# One os.write per line: three processes share the pipe, and print() may split a line.
 SPAWN_SLEEPERS = """
 import os, subprocess, sys, time
-sleeper = "import os, sys, time\\nif 'setsid' in sys.argv: os.setsid()\\nif 'fork' in sys.argv and os.fork() == 0:\\n    pass\\nwith open('pids.txt', 'a') as f: f.write(f'{os.getpid()}\\\\n')\\nprint('sleeping', flush=True)\\ntime.sleep(3600)\\n"
+sleeper = "import os, sys, time\\nif 'setsid' in sys.argv: os.setsid()\\nif 'fork' in sys.argv and os.fork() == 0:\\n    pass\\nwith open('pids.txt', 'a') as f: f.write(f'{os.getpid()}\\\\n')\\nos.write(1, b'sleeping\\\\n')\\ntime.sleep(3600)\\n"
 subprocess.Popen([sys.executable, "-c", sleeper])
 subprocess.Popen([sys.executable, "-c", sleeper, "setsid", "fork"])
 deadline = time.time() + 10
