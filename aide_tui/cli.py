@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, f.name)
         shown = "half of RAM" if f.name == "memory_limit" else "this Python" if f.name == "python" else default
         help_text = f"{f.metadata.get('help', '')} (default: {shown})"
-        group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text.replace("%", "%%"))
+        kind = {"bool": {"action": argparse.BooleanOptionalAction}, "list[str]": {"action": "append"}}.get(str(f.type), {})
+        metavar = {} if str(f.type) == "bool" else {"metavar": f.name.upper()}
+        group.add_argument(flag, dest=f.name, default=None, help=help_text.replace("%", "%%"), **kind, **metavar)
     return p
 
 

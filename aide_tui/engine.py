@@ -28,9 +28,10 @@ from typing import Callable
 from . import events as ev
 from .errors import FatalRunError
 from .project import Project, write_atomic
-from .run.executor import ExecRequest, ExecResult, Executor
+from .run.executor import ExecRequest, ExecResult, Executor, Isolation
 from .run.inputs import DEFAULT_COPY_LIMIT, InputData
 from .run.local import kill_leftovers
+from .run.sandbox import available_cpus
 from .run.workspace import collect_outputs, prepare_workspace
 from .search.coder import Coder, CoderError, Proposal, Review, TaskContext
 from .search.journal import Journal
@@ -116,6 +117,7 @@ class Engine:
     data_preview: str = ""
     cancel: threading.Event = field(default_factory=threading.Event)  # shared with the coder
     input_copy_limit: int = DEFAULT_COPY_LIMIT  # above this much data, nodes link a verified snapshot
+    isolation: Isolation | None = None  # the sandbox every node runs in (None: unsandboxed)
     timings: list[StepTimings] = field(default_factory=list)
     lock: object | None = None  # the project's InstanceLock, released when run() ends
 
@@ -290,7 +292,8 @@ class Engine:
             restore(nodes)
         self._reconcile_git(nodes)
         self._clear_stale_workspaces()
-        self.inputs = InputData(self.project.root, self.data_files, self.paths.root, self.input_copy_limit)
+        self.inputs = InputData(self.project.root, self.data_files, self.paths.root, self.input_copy_limit,
+                                read_only_mount=self.isolation is not None)
         if self.paths.preview.exists():
             self.data_preview = self.paths.preview.read_text(encoding="utf-8")
         else:
@@ -431,6 +434,8 @@ class Engine:
             direction=self.tree.direction,
             hint=hint,
             timeout=self.settings.timeout,
+            network=self.isolation is None or self.isolation.network,
+            cpus=available_cpus(),
         )
 
     def _write_code(self, node: Node, plan: _Plan, parent: Node | None, ctx: TaskContext, timings: StepTimings) -> Proposal | None:
@@ -491,6 +496,9 @@ class Engine:
             timeout=self.settings.timeout,
             memory_limit_mb=self.settings.memory_limit_mb,
             output_limit_bytes=self.settings.output_limit_bytes,
+            env_pass=tuple(self.settings.env_pass),
+            cpus=available_cpus(),  # one node at a time gets every core
+            isolation=self.isolation,
         )
         if self.settings.python:
             request.python = self.settings.python
@@ -701,6 +709,7 @@ def build_engine(
     """
     from .errors import UserError
     from .project import InstanceLock
+    from .run.bwrap import choose_isolation
     from .run.local import LocalExecutor
     from .run.workspace import list_data_files
     from .search.preview import build_preview
@@ -735,6 +744,8 @@ def build_engine(
             from .search.offline import OfflineCoder
 
             coder = OfflineCoder(project.root, data_files, settings.seed)
+        isolation, sandbox_notice = choose_isolation(settings.sandbox, project.root, Path.home(),
+                                                     settings.sandbox_read, settings.network)
         preview_path = project.run_dir(run_name) / "preview.md"
         preview = "" if preview_path.exists() else build_preview(project.root, data_files, settings.preview_chars)
         engine = Engine(
@@ -749,11 +760,14 @@ def build_engine(
             resume=resume,
             data_preview=preview,
             cancel=cancel,
+            isolation=isolation,
         )
     except BaseException:
         lock.release()
         raise
     engine.lock = lock
+    if sandbox_notice:
+        listener(ev.Notice(sandbox_notice, "warning"))
     if coder_name == "offline":
         listener(ev.Notice(
             "Offline baseline coder in use: scikit-learn templates, not an LLM. "

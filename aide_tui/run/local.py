@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import Mapping
 
 from .executor import ExecRequest, ExecResult, LineSink
+from .bwrap import bwrap_command, describe_interpreter
 from .sandbox import ProcessTree, child_env, redact
 from .workspace import HIDDEN_DIR  # the launcher's area inside a workspace; not an output
 
 LAUNCHER = Path(__file__).with_name("launcher.py").resolve()
 SESSION_FILE = "session"
+PRIVATE_HOME = "home"  # the sandboxed script's HOME, inside the hidden area (never an output)
 RESULT_FILE = "result.json"
 SAMPLE_INTERVAL = 0.1
 MAX_LINE_CHARS = 10_000  # longest line handed to on_line / kept in the capture
@@ -162,8 +164,7 @@ class LocalJob:
         hidden.mkdir(parents=True, exist_ok=True)
         self.result_file = hidden / RESULT_FILE
         self.result_file.unlink(missing_ok=True)
-        env, self.secrets = child_env(environ, request.extra_env)
-        env["AIDE_PARENT_PID"] = str(os.getpid())  # the launcher dies with us (and removes this)
+        command, env = self._command(request, environ, hidden)
 
         self.capture = OutputCapture(request.output_limit_bytes)
         self._pending_cr: dict[str, tuple[bytes, int] | None] = {"stdout": None, "stderr": None}
@@ -178,7 +179,7 @@ class LocalJob:
 
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [request.python, str(LAUNCHER), request.script, str(self.result_file)],
+            command,
             cwd=self.workspace,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -197,6 +198,23 @@ class LocalJob:
         self._reader.start()
         self._waiter.start()
         self._monitor.start()
+
+    def _command(self, request: ExecRequest, environ: Mapping[str, str], hidden: Path) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment: the launcher, inside bwrap when the request says so."""
+        iso = request.isolation
+        if iso is None:
+            env, self.secrets = child_env(environ, request.extra_env, env_pass=request.env_pass,
+                                          cpus=request.cpus, home=environ.get("HOME"))
+            env["AIDE_PARENT_PID"] = str(os.getpid())  # the launcher dies with us (and removes this)
+            return [request.python, str(LAUNCHER), request.script, str(self.result_file)], env
+        home = hidden / PRIVATE_HOME
+        home.mkdir(exist_ok=True)
+        env, self.secrets = child_env(environ, request.extra_env, env_pass=request.env_pass,
+                                      cpus=request.cpus, home=str(home))
+        interpreter = describe_interpreter(request.python, tuple(sorted(env.items())))
+        launch = [interpreter.executable, str(LAUNCHER), request.script, str(self.result_file)]
+        # bwrap's --die-with-parent and PID namespace replace the launcher's own parent check.
+        return bwrap_command(launch, self.workspace, home, iso, interpreter, (LAUNCHER,)), env
 
     # -- Job protocol -------------------------------------------------------
     def cancel(self) -> None:
