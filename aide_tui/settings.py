@@ -53,6 +53,7 @@ class Settings:
     sandbox: str = field(default="auto", metadata={"help": "bwrap (isolate each script; fail if bubblewrap cannot start), none, or auto (bwrap when it can start, else none, said once)"})
     network: bool = field(default=False, metadata={"help": "let sandboxed scripts use the host's network (otherwise they have none)"})
     sandbox_read: list[str] = field(default_factory=list, metadata={"help": "extra paths a sandboxed script may read, e.g. ~/.cache/huggingface (repeat the flag or separate with commas)"})
+    preload: list[str] | None = field(default=None, metadata={"help": "modules each node's interpreter imports while the model writes the code (warm start); [] or '' turns it off"})
     env_pass: list[str] = field(default_factory=list, metadata={"help": "names of environment variables passed to scripts besides the built-in allow-list (repeat or comma-separate)"})
 
     given_flags: frozenset = field(default=frozenset(), repr=False, compare=False, metadata={"internal": True})

@@ -74,7 +74,16 @@ class Job(Protocol):
 
 
 class Executor(Protocol):
-    def submit(self, request: ExecRequest, on_line: LineSink) -> Job: ...
+    def warm_up(self, request: ExecRequest, preload: tuple[str, ...]) -> object | None:
+        """Start `request`'s interpreter ahead, importing `preload`, before the script exists.
+
+        Returns a handle for `submit(..., warm=handle)` (which must then be
+        given the same request apart from the script's limits), or None when
+        this executor does not warm up.  The handle's ``discard()`` ends an
+        unused one.
+        """
+
+    def submit(self, request: ExecRequest, on_line: LineSink, warm: object | None = None) -> Job: ...
 
     def shutdown(self) -> None:
         """Kill everything still running (called on quit)."""
