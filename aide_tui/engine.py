@@ -341,10 +341,11 @@ class Engine:
 
     def _wait_while_paused(self) -> bool:
         """Block while paused; False when woken by stop/cancel so the loop re-checks."""
+        if self._paused:
+            self._end_warm_start()  # nothing idles in the background while paused (not under the lock: it kills)
         with self._lock:
             if not self._paused:
                 return True
-            self._end_warm_start()  # nothing idles in the background while paused
             self._emit(ev.RunStateChanged("paused"))
             self._emit(ev.PhaseChanged(None, "paused"))
             while self._paused and not self._cancel.is_set() and not self._stop_after_step:
@@ -527,6 +528,7 @@ class Engine:
         shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
         tampered = self.inputs.verify_and_repair()
         if tampered:
+            self._end_warm_start()  # a successor prepared meanwhile may link the tampered files
             self._emit(ev.Notice(f"node #{node.id} wrote into its input files ({', '.join(tampered)}); they were restored from the originals", "warning"))
         return result, tampered
 

@@ -314,13 +314,17 @@ def test_proc_shows_only_the_sandbox(box):
 
 DOUBLE_FORK = """
 import os, subprocess, sys, time
+up = os.path.abspath("escapee-up")
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
         os.chdir("/")
-        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)", "{marker}"])
+        code = "import sys, time; open(sys.argv[1], 'w').close(); time.sleep(600)"
+        os.execv(sys.executable, [sys.executable, "-c", code, up, "{marker}"])
     os._exit(0)
 os.wait()
+while not os.path.exists(up):  # the daemon is up, under its own name
+    time.sleep(0.01)
 print("ready", flush=True)
 """
 

@@ -9,6 +9,9 @@ start here (the default), else unsandboxed.
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import uuid
@@ -253,3 +256,40 @@ def test_a_successor_warmed_while_its_predecessor_ran_is_ended_when_the_run_stop
     nodes = project / ".aide" / "runs" / engine.run_name / "nodes"
     assert _processes_in(nodes) == []
     assert not (nodes / "0002").exists()  # the never-run node leaves no workspace either
+
+
+DRIVER = """
+import sys, time
+from pathlib import Path
+from aide_tui.run.bwrap import bwrap_problem, isolation_for
+from aide_tui.run.executor import ExecRequest
+from aide_tui.run.local import LocalExecutor
+workspace, project, sandbox = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "box"
+isolation = isolation_for(project, None, [], False) if sandbox else None
+warm = LocalExecutor().warm_up(ExecRequest(workspace=workspace, isolation=isolation), ("decimal",))
+while not warm.ready:
+    time.sleep(0.01)
+print("warm", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("sandbox", ["box", "none"])
+def test_a_warm_process_dies_with_a_kill_9_of_aide_tui(node, sandbox):
+    if sandbox == "box" and bwrap_problem() is not None:
+        pytest.skip(f"bwrap cannot start here: {bwrap_problem()}")
+    project, workspace = node
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(workspace), str(project), sandbox],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert driver.stdout.readline().strip() == "warm"
+        warm = _processes_in(workspace)
+        assert warm, "the warm process should be running"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+        gone, alive = psutil.wait_procs(warm, timeout=20)
+        assert alive == []
+    finally:
+        driver.kill()
+        driver.wait()
+        driver.stdout.close()

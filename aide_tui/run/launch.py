@@ -82,7 +82,8 @@ class LauncherProcess:
         home.mkdir(exist_ok=True)
         env, self.secrets = child_env(environ, request.extra_env, env_pass=request.env_pass,
                                       cpus=request.cpus, home=str(home))
-        interpreter = describe_interpreter(request.python, tuple(sorted(env.items())))
+        # Keyed without HOME (it differs per node), so the probe runs once per run, not per node.
+        interpreter = describe_interpreter(request.python, tuple(sorted((k, v) for k, v in env.items() if k != "HOME")))
         # bwrap's --die-with-parent and PID namespace replace the launcher's own parent check.
         return bwrap_command([interpreter.executable, *launch], self.workspace, home, iso, interpreter,
                              (LAUNCHER,)), env
