@@ -189,11 +189,15 @@ def test_network_setting_shares_the_host_network(box):
 
 @needs_bwrap
 def test_project_git_task_and_data_are_out_of_reach(box):
+    (box.run_dir / "nodes" / "2").mkdir(parents=True)
+    (box.run_dir / "nodes" / "2" / "model.pkl").write_text("another node's output")
+    (box.run_dir / "journal.jsonl").write_text("{}\n")
     before = tree_hash(box.project)
     git_before = tree_hash(box.project / ".git")
     result = box.run(f"""
         import os, pathlib
         here = pathlib.Path.cwd()
+        print("run records:", sorted(os.listdir(here.parent.parent)), sorted(os.listdir(here.parent)))
         print("git found:", [str(p) for p in [here, *here.parents] if (p / ".git").exists()])
         project = pathlib.Path({str(box.project)!r})
         print("project listing:", sorted(os.listdir(project)))
@@ -216,6 +220,7 @@ def test_project_git_task_and_data_are_out_of_reach(box):
     """)
     assert result.succeeded, result.output
     assert "git found: []" in result.output
+    assert "run records: ['nodes'] ['1']" in result.output  # no journal, no other node
     assert "project listing: ['.aide']" in result.output  # only the way down to the workspace
     for name in ("hook", "ref", "task", "data", "train", "input"):
         assert f"{name} refused" in result.output
