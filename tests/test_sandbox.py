@@ -535,3 +535,19 @@ def test_a_default_run_keeps_secrets_and_home_out_of_journal_and_git(tmp_path, l
     for value in [*secrets.values(), env["ANTHROPIC_API_KEY"], CANARY]:  # ...without anything worth stealing
         assert value not in everything
         assert value.encode().hex() not in everything
+
+
+def test_a_reused_big_data_snapshot_is_checked_by_content_once_per_run(tmp_path):
+    """What an earlier unsandboxed run wrote in place, timestamps restored, is found on resume."""
+    project = make_project(tmp_path / "p", with_git=False)
+    data = list_data_files(project)
+    run_dir = project / ".aide" / "runs" / "r1"
+    InputData(project, data, run_dir, copy_limit=1, read_only_mount=True)
+    snap = run_dir / "input-snapshot" / "data" / "train.csv"
+    st = snap.stat()
+    os.chmod(snap, 0o644)
+    original = snap.read_bytes()
+    snap.write_bytes(b"X" * len(original))  # same size
+    os.utime(snap, ns=(st.st_atime_ns, st.st_mtime_ns))
+    InputData(project, data, run_dir, copy_limit=1, read_only_mount=True)  # the resumed run
+    assert snap.read_bytes() == original == (project / "data" / "train.csv").read_bytes()
