@@ -47,9 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        shown = "half of RAM" if f.name == "memory_limit" else "this Python" if f.name == "python" else default
+        shown = {"memory_limit": "half of RAM", "python": "this Python",
+                 "preload": "numpy, pandas, scipy, sklearn... when installed"}.get(f.name, default)
         help_text = f"{f.metadata.get('help', '')} (default: {shown})"
-        group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text.replace("%", "%%"))
+        list_flag = {"action": "append"}
+        kind = {"bool": {"action": argparse.BooleanOptionalAction}, "list[str]": list_flag,
+                "list[str] | None": list_flag}.get(str(f.type), {})
+        metavar = {} if str(f.type) == "bool" else {"metavar": f.name.upper()}
+        group.add_argument(flag, dest=f.name, default=None, help=help_text.replace("%", "%%"), **kind, **metavar)
     return p
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import logging
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,10 +28,12 @@ from typing import Callable
 from . import events as ev
 from .errors import FatalRunError
 from .project import Project, write_atomic
-from .run.executor import ExecRequest, ExecResult, Executor
+from .run.executor import ExecRequest, ExecResult, Executor, Isolation
 from .run.inputs import DEFAULT_COPY_LIMIT, InputData
+from .run.launch import choose_preload
 from .run.local import kill_leftovers
-from .run.workspace import collect_outputs, prepare_workspace
+from .run.sandbox import available_cpus
+from .run.workspace import collect_outputs, prepare_workspace, write_script
 from .search.coder import Coder, CoderError, Proposal, Review, TaskContext
 from .search.memory import summarize
 from .search.node import ExecInfo, Node, Usage
@@ -86,6 +89,7 @@ class Engine:
     data_preview: str = ""
     cancel: threading.Event = field(default_factory=threading.Event)  # shared with the coder
     input_copy_limit: int = DEFAULT_COPY_LIMIT  # above this much data, nodes link a verified snapshot
+    isolation: Isolation | None = None  # the sandbox every node runs in (None: unsandboxed)
     timings: list[StepTimings] = field(default_factory=list)
     lock: object | None = None  # the project's InstanceLock, released when run() ends
 
@@ -107,6 +111,8 @@ class Engine:
         self._running_node: int | None = None
         self._usage = Usage()
         self._llm_failures = 0
+        self._preload: tuple[str, ...] | None = None  # chosen at the first step (probes the interpreter)
+        self._warm: tuple[int, object] | None = None  # (node id, the executor's warm start for it)
 
     # ------------------------------------------------------------ commands
 
@@ -259,7 +265,8 @@ class Engine:
             restore(nodes)
         self.records.reconcile(self.tree)
         self._clear_stale_workspaces()
-        self.inputs = InputData(self.project.root, self.data_files, self.paths.root, self.input_copy_limit)
+        self.inputs = InputData(self.project.root, self.data_files, self.paths.root, self.input_copy_limit,
+                                read_only_mount=self.isolation is not None)
         if self.paths.preview.exists():
             self.data_preview = self.paths.preview.read_text(encoding="utf-8")
         else:
@@ -303,6 +310,8 @@ class Engine:
 
     def _wait_while_paused(self) -> bool:
         """Block while paused; False when woken by stop/cancel so the loop re-checks."""
+        if self._paused:
+            self._end_warm_start()  # nothing idles in the background while paused (not under the lock: it kills)
         with self._lock:
             if not self._paused:
                 return True
@@ -363,6 +372,7 @@ class Engine:
             debug_depth=(parent.debug_depth + 1) if (parent is not None and plan.operation == "debug") else 0,
         )
         ctx = self._context(hint, plan.parent_id)
+        self._start_warming(node_id)
         try:
             proposal = self._write_code(node, plan, parent, ctx, timings)
             if proposal is None:  # LLM failure: the step is retried, nothing recorded
@@ -386,6 +396,7 @@ class Engine:
             self._emit(ev.PhaseChanged(None, "idle", "cancelled"))
             raise
         finally:
+            self._end_warm_start(unless_for=self.tree.next_id)  # kept: the successor's, or a retry's
             self._running_node = None
             self._job = None
         timings.total = time.perf_counter() - t0
@@ -400,6 +411,8 @@ class Engine:
             direction=self.tree.direction,
             hint=hint,
             timeout=self.settings.timeout,
+            network=self.isolation is None or self.isolation.network,
+            cpus=available_cpus(),
         )
 
     def _write_code(self, node: Node, plan: _Plan, parent: Node | None, ctx: TaskContext, timings: StepTimings) -> Proposal | None:
@@ -451,18 +464,17 @@ class Engine:
     def _execute(self, node: Node, timings: StepTimings) -> tuple[ExecResult, list[str]]:
         """Run the node's script; also returns the input files it wrote into (restored since)."""
         workspace = self.paths.workspace(node.id)
-        if workspace.exists():
-            shutil.rmtree(workspace)
-        prepare_workspace(workspace, self.project.root, self.data_files, node.code, inputs=self.inputs)
+        warm = self._warm if self._warm is not None and self._warm[0] == node.id else None
+        if warm is not None:
+            self._warm = None
+            write_script(workspace, node.code)  # the warm interpreter waits there, input in place
+        else:
+            self._end_warm_start()
+            if workspace.exists():
+                shutil.rmtree(workspace)
+            prepare_workspace(workspace, self.project.root, self.data_files, node.code, inputs=self.inputs)
         self._emit(ev.PhaseChanged(node.id, "executing", f"running node #{node.id}"))
-        request = ExecRequest(
-            workspace=workspace,
-            timeout=self.settings.timeout,
-            memory_limit_mb=self.settings.memory_limit_mb,
-            output_limit_bytes=self.settings.output_limit_bytes,
-        )
-        if self.settings.python:
-            request.python = self.settings.python
+        request = self._exec_request(node.id)
 
         def on_line(stream: str, line: str) -> None:
             self._emit(ev.OutputLine(node.id, stream, line))  # type: ignore[arg-type]
@@ -470,7 +482,12 @@ class Engine:
         t0 = time.perf_counter()
         if self._cancel.is_set():
             raise _Cancelled()
-        self._job = self.executor.submit(request, on_line)
+        if warm is not None:
+            self._job = self.executor.submit(request, on_line, warm=warm[1])
+        else:
+            self._job = self.executor.submit(request, on_line)
+        if len(self.tree) + 1 < self.settings.steps:
+            self._start_warming(node.id + 1)  # the successor's imports overlap this script's run
         if self._cancel.is_set():
             self._job.cancel()
         result = self._job.wait()
@@ -480,8 +497,56 @@ class Engine:
         shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
         tampered = self.inputs.verify_and_repair()
         if tampered:
+            self._end_warm_start()  # a successor prepared meanwhile may link the tampered files
             self._emit(ev.Notice(f"node #{node.id} wrote into its input files ({', '.join(tampered)}); they were restored from the originals", "warning"))
         return result, tampered
+
+    def _exec_request(self, node_id: int) -> ExecRequest:
+        request = ExecRequest(
+            workspace=self.paths.workspace(node_id),
+            timeout=self.settings.timeout,
+            memory_limit_mb=self.settings.memory_limit_mb,
+            output_limit_bytes=self.settings.output_limit_bytes,
+            env_pass=tuple(self.settings.env_pass),
+            cpus=available_cpus(),  # one node at a time gets every core
+            isolation=self.isolation,
+        )
+        if self.settings.python:
+            request.python = self.settings.python
+        return request
+
+    def _start_warming(self, node_id: int) -> None:
+        """Start the node's interpreter now (input in place, heavy modules importing), so that the
+        imports overlap the model writing the code (and, for a successor, the running node);
+        `_execute` hands the script to it.  Only the node id matters, not the plan."""
+        if self._warm is not None and self._warm[0] == node_id:
+            return  # already warming (started while its predecessor ran, or before a retried step)
+        self._end_warm_start()
+        if self._preload is None:
+            self._preload, note = choose_preload(self.settings.preload, self.settings.python or sys.executable)
+            if note:
+                self._emit(ev.Notice(note, "warning"))
+        if not self._preload:
+            return
+        workspace = self.paths.workspace(node_id)
+        try:
+            if workspace.exists():
+                shutil.rmtree(workspace)
+            prepare_workspace(workspace, self.project.root, self.data_files, "", inputs=self.inputs)
+            warm = self.executor.warm_up(self._exec_request(node_id), self._preload)
+        except Exception:  # the node then starts cold; a warm start is only ever an optimisation
+            log.exception("could not warm up node %d", node_id)
+            return
+        if warm is not None:
+            self._warm = (node_id, warm)
+
+    def _end_warm_start(self, unless_for: int | None = None) -> None:
+        """End a warm interpreter nobody will use (cancel, pause, stop): it and all it started."""
+        warm = self._warm
+        if warm is not None and warm[0] != unless_for:
+            self._warm = None
+            warm[1].discard()
+            shutil.rmtree(self.paths.workspace(warm[0]), ignore_errors=True)  # a node that never ran
 
     def _record_exec(self, node: Node, result: ExecResult) -> dict[str, bytes]:
         """Put the run's facts on the node; return the files it wrote (for the commit)."""
@@ -567,6 +632,7 @@ class Engine:
 
     def _finish(self, reason: str, status: str, detail: str = "") -> ev.RunFinished:
         log.info("run %s finished: %s %s", self.run_name, reason, detail)
+        self._end_warm_start()
         try:
             self._write_info(status=status)
         except (OSError, FatalRunError):
@@ -612,6 +678,7 @@ def build_engine(
     """
     from .errors import UserError
     from .project import InstanceLock
+    from .run.bwrap import choose_isolation
     from .run.local import LocalExecutor
     from .run.workspace import list_data_files
     from .records import check_repository, claim_run
@@ -649,6 +716,8 @@ def build_engine(
             from .search.offline import OfflineCoder
 
             coder = OfflineCoder(project.root, data_files, settings.seed)
+        isolation, sandbox_notice = choose_isolation(settings.sandbox, project.root, Path.home(),
+                                                     settings.sandbox_read, settings.network)
         if not resume:  # last, so a refusal above leaves no root commit behind
             prompts = {name: load_prompt(name, project.root) for name in PROMPT_NAMES} if coder_name == "llm" else {}
             run_name = claim_run(project, store, data_files, prompts)
@@ -666,6 +735,7 @@ def build_engine(
             resume=resume,
             data_preview=preview,
             cancel=cancel,
+            isolation=isolation,
         )
         if resume:
             engine.records.load()  # a damaged journal stops here, before anything runs (exit 2)
@@ -675,6 +745,8 @@ def build_engine(
         lock.release()
         raise
     engine.lock = lock
+    if sandbox_notice:
+        listener(ev.Notice(sandbox_notice, "warning"))
     if coder_name == "offline":
         listener(ev.Notice(
             "Offline baseline coder in use: scikit-learn templates, not an LLM. "

@@ -52,6 +52,11 @@ class Settings:
     memory_chars: int = field(default=6000, metadata={"help": "size budget of the 'what was tried' summary in prompts"})
     preview_chars: int = field(default=6000, metadata={"help": "size budget of the data preview in prompts"})
     python: str = field(default="", metadata={"help": "Python interpreter that runs solutions (default: the one running aide-tui)"})
+    sandbox: str = field(default="auto", metadata={"help": "bwrap (isolate each script; fail if bubblewrap cannot start), none, or auto (bwrap when it can start, else none, said once)"})
+    network: bool = field(default=False, metadata={"help": "let sandboxed scripts use the host's network (otherwise they have none)"})
+    sandbox_read: list[str] = field(default_factory=list, metadata={"help": "extra paths a sandboxed script may read, e.g. ~/.cache/huggingface (repeat the flag or separate with commas)"})
+    preload: list[str] | None = field(default=None, metadata={"help": "modules each node's interpreter imports while the model writes the code (warm start); [] or '' turns it off"})
+    env_pass: list[str] = field(default_factory=list, metadata={"help": "names of environment variables passed to scripts besides the built-in allow-list (repeat or comma-separate)"})
 
     given_flags: frozenset = field(default=frozenset(), repr=False, compare=False, metadata={"internal": True})
 
@@ -99,10 +104,28 @@ def _coerce(name: str, value: Any, where: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if typ == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("true", "false", "yes", "no", "1", "0"):
+                raise ValueError
+            return text in ("true", "yes", "1")
+        if typ.startswith("list"):
+            return _as_list(value)
         return str(value)
     except (TypeError, ValueError):
-        kind = typ.split(" ")[0]
+        kind = {"bool": "true/false", "list[str]": "list of strings"}.get(typ, typ.split(" ")[0])
         raise UserError(f"{where}: {name} = {value!r} is not a valid {kind}") from None
+
+
+def _as_list(value: Any) -> list[str]:
+    """A list from aide.toml, or from flags: each (repeated) value may hold several, comma-separated."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError
+    return [item.strip() for v in value for item in v.split(",") if item.strip()]
 
 
 def _validate(s: Settings, where: str) -> None:
@@ -129,6 +152,11 @@ def _validate(s: Settings, where: str) -> None:
         bad("thinking", f"must be off, adaptive, or a token budget from 1024 to below max_tokens ({s.max_tokens})")
     if s.effort not in ("", "low", "medium", "high", "xhigh", "max"):
         bad("effort", "must be low, medium, high, xhigh or max (or empty for the model's default)")
+    if s.sandbox not in ("auto", "bwrap", "none"):
+        bad("sandbox", "must be auto, bwrap or none")
+    bad_name = next((n for n in s.env_pass if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)), None)
+    if bad_name is not None:
+        bad("env_pass", f"has {bad_name!r}, which is not an environment variable name")
     if s.memory_limit_mb < 16:
         bad("memory_limit", "must be at least 16M")
     parse_size(s.output_limit, "output_limit")

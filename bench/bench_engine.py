@@ -65,7 +65,10 @@ class InstantJob:
 
 
 class InstantExecutor:
-    def submit(self, request, on_line):
+    def warm_up(self, request, preload):
+        return None  # nothing to warm: no process is started
+
+    def submit(self, request, on_line, warm=None):
         on_line("stdout", "Validation metric: 0.5")
         return InstantJob(request)
 

@@ -7,7 +7,6 @@ step is one short script) in real git repositories.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 
 GOOD = "open('submission.csv', 'w').write('id,prediction\\n')\nprint('Validation metric: {m}')\n"
 # A sandbox (where there is one) keeps a script from deleting the run directory; this test needs it to try.
-UNSANDBOXED = {"sandbox": "none"} if "sandbox" in {f.name for f in dataclasses.fields(Settings)} else {}
+UNSANDBOXED = {"sandbox": "none"}
 
 
 def run(project, codes: list[str], *, resume: str | None = None, steps: int | None = None):

@@ -268,7 +268,9 @@ def test_a_script_that_overwrites_its_inputs_cannot_hurt_the_next_node(tmp_path,
     project = make_project(tmp_path / "proj", dirty=False)
     original = (project / "data" / "train.csv").read_bytes()
     rec = Recorder()
-    engine = build_engine(project, settings(steps=3, num_drafts=3), resume=False, listener=rec)
+    # Unsandboxed, so the write lands and the repair path is what is tested (bwrap refuses the
+    # write itself: tests/test_sandbox.py).
+    engine = build_engine(project, settings(steps=3, num_drafts=3, sandbox="none"), resume=False, listener=rec)
     engine.input_copy_limit = copy_limit
     vandal = (
         "import os\n"

@@ -155,8 +155,11 @@ def test_nothing_outlives_a_sigkilled_aide_tui_once_the_run_resumes(tmp_path, ll
     llm_env.responder = lambda body: TextReply(f"Sleep.\n\n```python\n{hang}```\n")
     project = make_project(tmp_path / "p", dirty=False)
     env = {**os.environ, "ANTHROPIC_BASE_URL": llm_env.url, "ANTHROPIC_API_KEY": "sk-test-not-a-real-key"}
+    # Unsandboxed and cold: the launcher's own parent-death signal is what is tested (bwrap:
+    # tests/test_sandbox.py; a warm successor's process: tests/test_warm.py).
     proc = subprocess.Popen([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--verbose", "--steps", "2",
-                             "--timeout", "300", "--coder", "llm"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--timeout", "300", "--coder", "llm", "--sandbox", "none", "--preload", ""],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     for line in proc.stdout:
         if "| sleeping" in line:
             break

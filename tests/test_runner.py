@@ -20,7 +20,7 @@ import pytest
 
 from aide_tui.run.executor import ExecRequest, ExecResult
 from aide_tui.run.local import MAX_LINE_CHARS, LocalExecutor, OutputCapture, _StreamSplitter
-from aide_tui.run.sandbox import redact, scrub_env
+from aide_tui.run.sandbox import FIXED_CHILD_ENV, THREAD_VARIABLES, child_env, redact
 from aide_tui.run.workspace import collect_outputs, list_data_files, prepare_workspace
 
 pytestmark = pytest.mark.timeout(60)
@@ -237,7 +237,8 @@ def test_progress_bars_collapse_in_the_capture(tmp_path):
 def test_secrets_are_not_in_the_environment_nor_in_any_output(tmp_path):
     api_key = "sk-ant-fake-0123456789abcdef"
     token = "tok-fake-secret-98765"
-    environ = dict(os.environ, ANTHROPIC_API_KEY=api_key, MY_TOKEN=token, HARMLESS="visible-value")
+    environ = dict(os.environ, ANTHROPIC_API_KEY=api_key, MY_TOKEN=token, HARMLESS="visible-value",
+                   DATABASE_URL="postgres://u:pw@db/x", PASSED_BY_USER="chosen")
     (tmp_path / "leak.txt").write_text(f"{api_key}\n{token}\n")
     result, lines = run_script(tmp_path, f"""
         import os
@@ -246,26 +247,34 @@ def test_secrets_are_not_in_the_environment_nor_in_any_output(tmp_path):
         print(open({str(tmp_path / "leak.txt")!r}).read())  # found it elsewhere: still redacted
         print("hash seed", os.environ["PYTHONHASHSEED"], os.environ["MPLBACKEND"], os.environ["EXTRA"])
         raise RuntimeError({api_key!r})
-    """, environ=environ, extra_env={"EXTRA": "yes"})
+    """, environ=environ, extra_env={"EXTRA": "yes"}, env_pass=("PASSED_BY_USER",), cpus=3)
     everything = result.output + (result.traceback or "") + "\n".join(l for _, l in lines)
     for leaked in ("ANTHROPIC_API_KEY", "MY_TOKEN", api_key, token):
         assert leaked not in everything
-    assert "HARMLESS=visible-value" in result.output
+    assert "HARMLESS" not in result.output and "DATABASE_URL" not in result.output  # not on the allow-list
+    assert "PASSED_BY_USER=chosen" in result.output and "PATH=" in result.output
     assert "PYTHONUNBUFFERED=1" in result.output
+    assert "OMP_NUM_THREADS=3" in result.output and "OPENBLAS_NUM_THREADS=3" in result.output
     assert "hash seed 0 Agg yes" in result.output
     assert result.exc_type == "RuntimeError" and "***" in result.traceback
 
 
-def test_scrub_env_rule():
+def test_environment_allow_list_rule():
     env = {
-        "PATH": "/usr/bin", "HOME": "/root", "LANG": "C.UTF-8",
-        "ANTHROPIC_BASE_URL": "http://x", "aws_region": "eu", "my_api_key": "k",
-        "GH_HOST": "g", "HF_HOME": "/h", "HUGGINGFACE_HUB_CACHE": "/c", "DB_PASSWD": "p",
-        "GOOGLE_APPLICATION_CREDENTIALS": "/f", "SSH_AUTH_SOCK": "/s", "SLACK_WEBHOOK": "w",
+        "PATH": "/usr/bin", "HOME": "/root", "LANG": "C.UTF-8", "LC_ALL": "C", "TZ": "UTC", "TERM": "xterm",
+        "VIRTUAL_ENV": "/v", "CONDA_PREFIX": "/c", "PYTHONPATH": "/p", "CUDA_VISIBLE_DEVICES": "0",
+        "NVIDIA_VISIBLE_DEVICES": "all", "PYTHONSTARTUP": "/evil.py", "PYTHONBREAKPOINT": "os.system",
+        "PYTHONINSPECT": "1", "CONDA_TOKEN": "t", "ANTHROPIC_BASE_URL": "http://x", "DATABASE_URL": "pg://",
+        "SENTRY_DSN": "https://k@s", "CI_JOB_JWT": "j", "PGPASS": "p", "SSH_AUTH_SOCK": "/s", "MY_DATA": "d",
     }
-    clean, removed = scrub_env(env)
-    assert clean == {"PATH": "/usr/bin", "HOME": "/root", "LANG": "C.UTF-8"}
-    assert removed == sorted(set(env) - set(clean))
+    clean, secrets = child_env(env, {"EXTRA": "1"}, env_pass=["MY_DATA"], cpus=2, home="/ws/.aide-exec/home")
+    passed = {"PATH", "LANG", "LC_ALL", "TZ", "TERM", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH",
+              "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "MY_DATA"}
+    assert {k: clean[k] for k in passed} == {k: env[k] for k in passed}
+    assert clean["HOME"] == "/ws/.aide-exec/home" and clean["EXTRA"] == "1"
+    assert all(clean[name] == "2" for name in THREAD_VARIABLES)
+    assert set(clean) == passed | {"HOME", "EXTRA", *THREAD_VARIABLES, *FIXED_CHILD_ENV}
+    assert secrets == ["http://x"]  # withheld, secret-looking, 6+ characters: redacted
 
 
 def test_redact_skips_short_values():

@@ -16,6 +16,22 @@ from typing import Callable, Literal, Protocol
 LineSink = Callable[[Literal["stdout", "stderr"], str], None]
 
 
+@dataclass(frozen=True)
+class Isolation:
+    """What the sandbox must enforce for a request (see run/bwrap.py for how).
+
+    Everything outside the workspace is read-only; `hide` are directories the
+    script must not see at all (the project, its git repository, the run's
+    records), `read_only` are paths the user opened to it (``sandbox_read``).
+    """
+
+    hide: tuple[Path, ...] = ()
+    read_only: tuple[Path, ...] = ()
+    network: bool = False
+    home: Path | None = None  # the user's real home (one of `hide`); sandbox_read paths under it
+    # are also shown under the script's private HOME
+
+
 @dataclass
 class ExecRequest:
     workspace: Path  # the node's own directory; the script's cwd
@@ -24,7 +40,10 @@ class ExecRequest:
     memory_limit_mb: int | None = None  # cap on the whole process tree's RSS
     output_limit_bytes: int = 256 * 1024  # captured output kept (head + tail)
     python: str = field(default_factory=lambda: sys.executable)
-    extra_env: dict[str, str] = field(default_factory=dict)  # added after scrubbing
+    extra_env: dict[str, str] = field(default_factory=dict)  # added after the allow-list
+    env_pass: tuple[str, ...] = ()  # names of the caller's variables the user lets through (env_pass)
+    cpus: int | None = None  # the node's share of cores: sets OMP_NUM_THREADS and the like
+    isolation: Isolation | None = None  # None: run unsandboxed
 
 
 @dataclass
@@ -55,7 +74,16 @@ class Job(Protocol):
 
 
 class Executor(Protocol):
-    def submit(self, request: ExecRequest, on_line: LineSink) -> Job: ...
+    def warm_up(self, request: ExecRequest, preload: tuple[str, ...]) -> object | None:
+        """Start `request`'s interpreter ahead, importing `preload`, before the script exists.
+
+        Returns a handle for `submit(..., warm=handle)` (which must then be
+        given the same request apart from the script's limits), or None when
+        this executor does not warm up.  The handle's ``discard()`` ends an
+        unused one.
+        """
+
+    def submit(self, request: ExecRequest, on_line: LineSink, warm: object | None = None) -> Job: ...
 
     def shutdown(self) -> None:
         """Kill everything still running (called on quit)."""

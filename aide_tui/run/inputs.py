@@ -6,15 +6,24 @@ workspace: the strongest isolation, and cheap at that size.
 Large data would cost a full copy per node (gigabytes per step), so it is
 copied once per run into a read-only snapshot under the run directory and
 hard-linked into each workspace.  Unlinking or replacing a linked file only
-affects that workspace; writing *into* one would change the snapshot, so
-after every node the snapshot's files are checked (size, mtime, inode) and
-any that changed are copied again from the project's originals before the
-next node starts.  The originals themselves are never linked, so no script
-can reach them through its input paths.
+affects that workspace; writing *into* one would change the snapshot.
+
+* Sandboxed (`read_only_mount`): ``./input`` is mounted read-only, so no
+  script can write into the snapshot.  The snapshot is checked once per run,
+  when it is reused (a resumed run): by content hash against the originals,
+  so neither an earlier unsandboxed run nor a changed original slips through.
+* Unsandboxed: after every node the snapshot's files are also checked (size,
+  mtime, inode) and any that changed are copied again from the originals
+  before the next node starts.  A script that writes in place and restores
+  the timestamps defeats that check; only the sandbox closes it.
+
+The originals themselves are never linked, so no script can reach them
+through its input paths.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -26,8 +35,10 @@ DEFAULT_COPY_LIMIT = 256 * 1024 * 1024
 
 
 class InputData:
-    def __init__(self, project_dir: Path, data_files: list[str], run_dir: Path, copy_limit: int = DEFAULT_COPY_LIMIT):
+    def __init__(self, project_dir: Path, data_files: list[str], run_dir: Path, copy_limit: int = DEFAULT_COPY_LIMIT,
+                 read_only_mount: bool = False):
         self.project_dir = Path(project_dir)
+        self.read_only_mount = read_only_mount  # nodes see input/ through a read-only mount
         self.data_files = list(data_files)
         self.snapshot_dir = Path(run_dir) / "input-snapshot"
         total = sum((self.project_dir / rel).stat().st_size for rel in self.data_files)
@@ -54,11 +65,10 @@ class InputData:
         for rel in self.data_files:
             target = self.snapshot_dir / rel
             source = self.project_dir / rel
-            if target.exists() and target.stat().st_size == source.stat().st_size:
-                self._stamps[rel] = self._stamp(target)  # resumed run: the snapshot is already there
+            if target.exists() and _same_content(target, source):
+                self._stamps[rel] = self._stamp(target)  # resumed run: the snapshot is still the data
             else:
                 self._copy_into_snapshot(rel)
-        self.verify_and_repair()
 
     def populate(self, input_dir: Path) -> None:
         """Fill a fresh `input_dir` with the data (copies, or links to the snapshot)."""
@@ -74,7 +84,7 @@ class InputData:
 
     def verify_and_repair(self) -> list[str]:
         """Files of the snapshot a script changed, each restored from the originals."""
-        if self.mode == "copy":
+        if self.mode == "copy" or self.read_only_mount:
             return []
         changed = []
         for rel in self.data_files:
@@ -87,3 +97,12 @@ class InputData:
                 changed.append(rel)
                 self._copy_into_snapshot(rel)
         return changed
+
+
+def _digest(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").digest()
+
+
+def _same_content(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and _digest(a) == _digest(b)

@@ -13,6 +13,14 @@ It also makes itself a Linux "child subreaper": a daemonizing grandchild
 instead of to PID 1, so the executor's next sample of the tree still finds
 it however fast it escaped.
 
+Warm start (``python /abs/launcher.py --warm RESULT MODULE,MODULE``): the
+launcher imports the modules first, with its stdout and stderr pointed at
+/dev/null (a module's import chatter is not the script's output; one that
+fails to import is skipped), writes ``warm-ready`` next to RESULT, and then
+waits for one line on stdin naming the script.  Stdin is then /dev/null,
+exactly as in a cold start, and the script runs the same way.  EOF instead of
+a line means the warm process was not needed: it exits quietly.
+
 SystemExit passes through untouched.  On any other uncaught exception the
 launcher writes ``{"exc_type", "traceback"}`` as JSON to RESULT, prints the
 traceback (without the launcher's own frames) to stderr and exits with 1,
@@ -63,14 +71,55 @@ def _die_with_parent():
         os._exit(137)
 
 
+def _preload(modules):
+    """Import `modules` with stdout/stderr at /dev/null; failures are skipped (the script meets them itself)."""
+    saved = os.dup(1), os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    try:
+        for name in modules:
+            try:
+                __import__(name)
+            except BaseException:  # noqa: BLE001 - ImportError, or a module that calls exit() on import
+                pass
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (null, *saved):
+            os.close(fd)
+
+
+def _wait_for_script(result_file, modules):
+    """Warm start: preload, say so, and block until aide-tui names the script (None: not needed)."""
+    sys.path[0] = os.getcwd()  # imports resolve as the script's will, not next to this launcher
+    _preload([m for m in modules.split(",") if m])
+    with open(os.path.join(os.path.dirname(result_file), "warm-ready"), "w"):
+        pass
+    line = sys.stdin.readline()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # the script's stdin is /dev/null, as in a cold start
+    os.close(null)
+    return line.strip() or None
+
+
 def main():
-    script, result_file = sys.argv[1], sys.argv[2]
-    script_path = os.path.abspath(script)
-    sys.argv = [script] + sys.argv[3:]
-    sys.path[0] = os.path.dirname(script_path)  # as `python solution.py` would set it
-    launcher_pid = os.getpid()
+    warm = sys.argv[1] == "--warm"
     _die_with_parent()
     _become_subreaper()
+    if warm:
+        result_file, extra = sys.argv[2], []
+        script = _wait_for_script(result_file, sys.argv[3] if len(sys.argv) > 3 else "")
+        if script is None:
+            os._exit(0)
+    else:
+        script, result_file, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+    script_path = os.path.abspath(script)
+    sys.argv = [script] + extra
+    sys.path[0] = os.path.dirname(script_path)  # as `python solution.py` would set it
+    launcher_pid = os.getpid()
     try:
         runpy.run_path(script_path, run_name="__main__")
     except SystemExit:

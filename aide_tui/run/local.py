@@ -24,19 +24,16 @@ import json
 import os
 import re
 import select
-import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Mapping
 
 from .executor import ExecRequest, ExecResult, LineSink
-from .sandbox import ProcessTree, child_env, redact
+from .launch import SESSION_FILE, LauncherProcess, WarmStart
+from .sandbox import ProcessTree, redact
 from .workspace import HIDDEN_DIR  # the launcher's area inside a workspace; not an output
 
-LAUNCHER = Path(__file__).with_name("launcher.py").resolve()
-SESSION_FILE = "session"
-RESULT_FILE = "result.json"
 SAMPLE_INTERVAL = 0.1
 MAX_LINE_CHARS = 10_000  # longest line handed to on_line / kept in the capture
 READ_CHUNK = 64 * 1024
@@ -154,17 +151,10 @@ class _StreamSplitter:
 class LocalJob:
     """One running script; see the module docstring for its threads."""
 
-    def __init__(self, request: ExecRequest, on_line: LineSink, environ: Mapping[str, str]):
+    def __init__(self, request: ExecRequest, on_line: LineSink, environ: Mapping[str, str],
+                 warm: WarmStart | None = None):
         self.request = request
         self.on_line = on_line
-        self.workspace = Path(request.workspace).resolve()
-        hidden = self.workspace / HIDDEN_DIR
-        hidden.mkdir(parents=True, exist_ok=True)
-        self.result_file = hidden / RESULT_FILE
-        self.result_file.unlink(missing_ok=True)
-        env, self.secrets = child_env(environ, request.extra_env)
-        env["AIDE_PARENT_PID"] = str(os.getpid())  # the launcher dies with us (and removes this)
-
         self.capture = OutputCapture(request.output_limit_bytes)
         self._pending_cr: dict[str, tuple[bytes, int] | None] = {"stdout": None, "stderr": None}
         self._lock = threading.Lock()
@@ -176,20 +166,15 @@ class LocalJob:
         self._peak_mb = 0.0
         self.wall_time: float | None = None
 
+        # Limits and wall_time count from here: when the script starts, warm or cold.
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [request.python, str(LAUNCHER), request.script, str(self.result_file)],
-            cwd=self.workspace,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            close_fds=True,
-        )
+        launch = warm.take(request) if warm is not None else None
+        self.warm = launch is not None
+        if launch is None:
+            launch = LauncherProcess(request, environ)
+        self.workspace, self.result_file, self.secrets = launch.workspace, launch.result_file, launch.secrets
+        self.proc = launch.proc
         self.tree = ProcessTree(self.proc.pid)
-        # The session id, so a later aide-tui can find what survives if this one is killed.
-        (hidden / SESSION_FILE).write_text(str(self.proc.pid), encoding="utf-8")
         self._reader_stop = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"aide-exec-read-{self.proc.pid}", daemon=True)
         self._waiter = threading.Thread(target=self._wait_exit, name=f"aide-exec-wait-{self.proc.pid}", daemon=True)
@@ -365,13 +350,24 @@ class LocalExecutor:
     """Runs each request as its own `LocalJob`; several may run at once."""
 
     def __init__(self, environ: Mapping[str, str] | None = None):
-        # The child's environment starts from ours (scrubbed); run/ is where it is built.
+        # The child's environment starts from ours (allow-listed); run/ is where it is built.
         self.environ = dict(os.environ if environ is None else environ)
         self._jobs: list[LocalJob] = []
+        self._warm: list[WarmStart] = []
         self._lock = threading.Lock()
 
-    def submit(self, request: ExecRequest, on_line: LineSink) -> LocalJob:
-        job = LocalJob(request, on_line, self.environ)
+    def warm_up(self, request: ExecRequest, preload: tuple[str, ...]) -> WarmStart | None:
+        """Start `request`'s interpreter now, importing `preload`; hand it to `submit` later."""
+        if not preload:
+            return None
+        warm = WarmStart(request, self.environ, preload)
+        with self._lock:
+            self._warm = [w for w in self._warm if w.pending]
+            self._warm.append(warm)
+        return warm
+
+    def submit(self, request: ExecRequest, on_line: LineSink, warm: WarmStart | None = None) -> LocalJob:
+        job = LocalJob(request, on_line, self.environ, warm)
         with self._lock:
             self._jobs = [j for j in self._jobs if not j.done]
             self._jobs.append(job)
@@ -380,6 +376,9 @@ class LocalExecutor:
     def shutdown(self, timeout: float = 10.0) -> None:
         with self._lock:
             jobs, self._jobs = self._jobs, []
+            warm, self._warm = self._warm, []
+        for start in warm:
+            start.discard()
         for job in jobs:
             job.cancel()
         for job in jobs:

@@ -1,28 +1,37 @@
 """What a generated script may see and how its whole process tree is ended.
 
-Generated code is untrusted: it runs as the same user as aide-tui, so the
-protections here are about *not handing it things* (secrets in the
-environment) and *not letting anything outlive it* (its process tree).
+Generated code is untrusted.  Where bubblewrap can start, run/bwrap.py walls
+it in; this module decides what it is *handed* (its environment) and makes
+sure nothing it started outlives it (its process tree), with or without
+bubblewrap.
 
 Environment rule (quoted by the README)
 ---------------------------------------
-A variable is removed from the script's environment when its name,
-compared case-insensitively,
+The script's environment is built from an allow-list; nothing else of
+aide-tui's environment reaches it:
 
-* contains ``KEY``, ``TOKEN``, ``SECRET``, ``PASSWORD``, ``PASSWD``,
-  ``CREDENTIAL`` or ``AUTH``, or
-* starts with ``ANTHROPIC_``, ``AWS_``, ``OPENAI_``, ``AZURE_``, ``GOOGLE_``,
-  ``GCP_``, ``HF_``, ``HUGGING``, ``GITHUB_``, ``GH_``, ``GITLAB_``,
-  ``SLACK_`` or ``STRIPE_``.
+* ``PATH``, ``LANG``, ``LC_*``, ``TZ``, ``TERM``, ``LD_LIBRARY_PATH``;
+* the interpreter's own variables: ``VIRTUAL_ENV``, ``CONDA_*`` and
+  ``PYTHON*`` except the hooks that run code the user did not write into the
+  script (``PYTHONSTARTUP``, ``PYTHONINSPECT``, ``PYTHONBREAKPOINT``) and
+  ``PYTHONPYCACHEPREFIX`` (caches outside the workspace);
+* ``CUDA_*`` and ``NVIDIA_*`` (GPU selection);
+* the names the user lists in ``env_pass``, taken as given.
 
-The values of removed variables that are at least 6 characters long are then
-replaced by ``***`` in everything the script prints, so a secret the script
-found some other way (a dotfile, ``/proc``) still never reaches a log, the
-journal or git.  The child always gets ``PYTHONUNBUFFERED=1`` (lines arrive
-live), ``PYTHONHASHSEED=0`` (reproducible runs), ``MPLBACKEND=Agg`` (no
-display) and ``PYTHONDONTWRITEBYTECODE=1`` (no ``__pycache__`` among its
-outputs); ``ExecRequest.extra_env`` is added after scrubbing, so it is
-trusted to be chosen by aide-tui, not by the script.
+A name from the patterns above that looks like a secret (contains ``KEY``,
+``TOKEN``, ``SECRET``, ``PASSWORD``, ``PASSWD``, ``CREDENTIAL`` or ``AUTH``)
+is still left out unless ``env_pass`` names it.  Defence in depth: the
+values (6+ characters) of every secret-looking variable the script did *not*
+get are replaced by ``***`` in everything it prints, so a secret it found
+some other way still never reaches a log, the journal or git.
+
+The child always gets ``PYTHONUNBUFFERED=1`` (lines arrive live),
+``PYTHONHASHSEED=0`` (reproducible runs), ``MPLBACKEND=Agg`` (no display),
+``PYTHONDONTWRITEBYTECODE=1`` (no ``__pycache__`` among its outputs), the
+thread variables (``OMP_NUM_THREADS`` and the like) set to its share of
+cores, and ``HOME`` where the executor says (a private directory in the
+workspace when sandboxed).  ``ExecRequest.extra_env`` is added last: it is
+chosen by aide-tui, not by the script.
 
 Process tree
 ------------
@@ -32,12 +41,15 @@ parent dies, is re-parented away: only a remembered ``psutil.Process``
 (which guards against PID reuse) still finds it.  Killing freezes the tree
 with SIGSTOP first (a frozen process cannot fork a new escapee), widens the
 set until nothing new appears, then sends SIGKILL and waits until every
-process is gone or a zombie.
+process is gone or a zombie.  Under bubblewrap the tree's root is ``bwrap``
+and the script lives in its own PID namespace: killing the namespace's init
+takes everything in it down, setsid or not.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from typing import Iterable, Mapping
@@ -52,6 +64,23 @@ SECRET_NAME_PREFIXES = (
 MIN_REDACTED_LENGTH = 6
 REDACTION = "***"
 
+ALLOWED_NAMES = re.compile(
+    r"^(PATH|LANG|LC_[A-Z_]+|TZ|TERM|LD_LIBRARY_PATH|VIRTUAL_ENV|CONDA_\w+|PYTHON\w*|CUDA_\w+|NVIDIA_\w+)$"
+)
+UNSAFE_PYTHON_HOOKS = frozenset({"PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONBREAKPOINT", "PYTHONPYCACHEPREFIX"})
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+)
+
+def available_cpus() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
+
+
 FIXED_CHILD_ENV = {
     "PYTHONUNBUFFERED": "1",
     "PYTHONHASHSEED": "0",
@@ -65,21 +94,14 @@ def is_secret_name(name: str) -> bool:
     return any(part in upper for part in SECRET_NAME_PARTS) or upper.startswith(SECRET_NAME_PREFIXES)
 
 
-def scrub_env(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """Split `environ` into what the script may see and the sorted names removed."""
-    clean: dict[str, str] = {}
-    removed: list[str] = []
-    for name, value in environ.items():
-        if is_secret_name(name):
-            removed.append(name)
-        else:
-            clean[name] = value
-    return clean, sorted(removed)
+def is_allowed_name(name: str) -> bool:
+    """Whether the allow-list passes `name` on its own (without env_pass)."""
+    return bool(ALLOWED_NAMES.match(name)) and name not in UNSAFE_PYTHON_HOOKS and not is_secret_name(name)
 
 
-def secret_values(environ: Mapping[str, str], removed: Iterable[str]) -> list[str]:
+def secret_values(environ: Mapping[str, str], names: Iterable[str]) -> list[str]:
     """Values worth redacting, longest first so a secret containing another is hidden whole."""
-    values = {environ[n] for n in removed if n in environ and len(environ[n]) >= MIN_REDACTED_LENGTH}
+    values = {environ[n] for n in names if n in environ and len(environ[n]) >= MIN_REDACTED_LENGTH}
     return sorted(values, key=len, reverse=True)
 
 
@@ -92,13 +114,24 @@ def redact(text: str, secret_values: Iterable[str]) -> str:
 
 
 def child_env(
-    environ: Mapping[str, str], extra_env: Mapping[str, str] | None = None
+    environ: Mapping[str, str],
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    env_pass: Iterable[str] = (),
+    cpus: int | None = None,
+    home: str | None = None,
 ) -> tuple[dict[str, str], list[str]]:
-    """The script's environment and the secret values to redact from its output."""
-    clean, removed = scrub_env(environ)
-    clean.update(FIXED_CHILD_ENV)
-    clean.update(extra_env or {})
-    return clean, secret_values(environ, removed)
+    """The script's environment (the allow-list) and the secret values to redact from its output."""
+    passed = set(env_pass)
+    env = {name: value for name, value in environ.items() if name in passed or is_allowed_name(name)}
+    env.update(FIXED_CHILD_ENV)
+    if cpus is not None:
+        env.update({name: str(max(int(cpus), 1)) for name in THREAD_VARIABLES})
+    if home is not None:
+        env["HOME"] = home
+    env.update(extra_env or {})
+    withheld = [name for name in environ if name not in env and is_secret_name(name)]
+    return env, secret_values(environ, withheld)
 
 
 # -- process tree -----------------------------------------------------------

@@ -87,7 +87,12 @@ def prepare_workspace(workspace: Path, project_dir: Path, data_files: list[str],
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(project_dir.joinpath(*rel_path.parts), target)
         os.chmod(target, READ_ONLY_FILE)
-    script = workspace / SCRIPT_NAME
+    write_script(workspace, code)
+
+
+def write_script(workspace: Path, code: str) -> None:
+    """(Re)write the node's `solution.py`; a symlink left in its place is replaced, never followed."""
+    script = Path(workspace) / SCRIPT_NAME
     if script.is_symlink():
         script.unlink()
     script.write_text(code, encoding="utf-8")

@@ -25,6 +25,8 @@ class TaskContext:
     direction: Direction | None = None  # fixed once known
     hint: str | None = None  # the user's hint for this step
     timeout: float = 600.0  # seconds the script may run (the prompt says so)
+    network: bool = False  # whether the script can reach the network (the prompt says so)
+    cpus: int = 1  # cores the script may use; its thread variables are set to it
 
 
 @dataclass

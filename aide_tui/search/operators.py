@@ -220,6 +220,10 @@ class LlmCoder:
             "task": ctx.task.strip(),
             "data_preview": ctx.data_preview.strip() or "(no data files were listed)",
             "timeout": format_timeout(ctx.timeout),
+            "network": "The network is reachable, but rely on what is installed and on the data given"
+                       if ctx.network else "There is no network access",
+            "cpus": f"{ctx.cpus} CPU core" + ("s" if ctx.cpus != 1 else ""),
+            "n_jobs": ctx.cpus,
         })
 
     @staticmethod
