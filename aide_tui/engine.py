@@ -122,7 +122,6 @@ class Engine:
         self.control = RunControl(self._finished_node, self._emit, self.cancel, self._lock)
         self._announced: ev.NextPlanned | None = None
         self._job = None
-        self._running_node: int | None = None
         self._usage = Usage()
         self._llm_failures = 0
         self._base_commit: object = _UNKNOWN
@@ -135,8 +134,8 @@ class Engine:
             return
         if isinstance(command, ev.CancelNow):
             self._cancel_running()
-        elif self._running_node is None:
-            self._announce_next()  # e.g. while paused: the status shows the new next step at once
+        else:
+            self._announce_next(replan=True)  # e.g. while paused: the status shows the new next step at once
 
     def _finished_node(self, node_id: int) -> Node | None:
         with self._lock:
@@ -267,10 +266,15 @@ class Engine:
             except _Cancelled:
                 continue
 
-    def _announce_next(self) -> None:
+    def _announce_next(self, replan: bool = False) -> None:
         """Say what the next step will do before it starts (and while paused), once per change
-        of plan: a queued command, or the policy's choice, exact because its draw is seeded per step."""
+        of plan: a queued command, or the policy's choice, exact because its draw is seeded per step.
+
+        `replan`: a command may have changed the plan already announced; nothing is announced
+        while a step runs or before the loop has announced its first step."""
         with self._lock:
+            if replan and self._announced is None:
+                return
             step = len(self.tree) + 1
             queued = self.control.peek()
             if queued is not None:
@@ -285,7 +289,9 @@ class Engine:
 
     def _next_plan(self) -> tuple[Plan, str | None]:
         """The step to run now and the hints for its prompt."""
-        queued, hint = self.control.take()  # targets were validated on submit; nodes are never removed
+        with self._lock:  # from here on the announced plan is being carried out
+            self._announced = None
+            queued, hint = self.control.take()  # targets were validated on submit; nodes are never removed
         if queued is not None:
             return queued, hint
         with self._lock:
@@ -305,13 +311,11 @@ class Engine:
         node_id = self.tree.next_id
         step = len(self.tree) + 1
         parent = self.tree.get(plan.parent_id) if plan.parent_id is not None else None
-        self._announced = None  # whatever comes next is announced afresh
         self._emit(ev.NodeStarted(node_id, plan.parent_id, plan.operation, step, hint))
-        self._running_node = node_id
         node = Node(
             id=node_id,
             parent_id=plan.parent_id,
-            operation=plan.operation,  # type: ignore[arg-type]
+            operation=plan.operation,
             step=step,
             hint=hint,
             created_at=time.time(),
@@ -337,7 +341,6 @@ class Engine:
             self._emit(ev.PhaseChanged(None, "idle", "cancelled"))
             raise
         finally:
-            self._running_node = None
             self._job = None
         timings.total = time.perf_counter() - t0
         self.timings.append(timings)

@@ -155,3 +155,15 @@ def test_phases_sent_are_the_phases_declared(tmp_path, scripted):
     project = make_project(tmp_path / "p", dirty=False)
     events, _ = run_steered(project, lambda engine, event: None, steps=2)
     assert {e.phase for e in of(events, ev.PhaseChanged)} == set(ev.Phase.__args__)
+
+
+def test_a_command_sent_before_the_run_starts_is_announced_with_the_first_step(tmp_path, scripted):
+    project = make_project(tmp_path / "p", dirty=False)
+    events: list[ev.Event] = []
+    engine = build_engine(project, settings(steps=1), resume=False, listener=events.append)
+    engine.submit(ev.DraftNext())
+    engine.run()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[:2] == ["CommandAccepted", "QueueChanged"]  # answered at once
+    assert kinds.index("RunStarted") < kinds.index("NextPlanned")
+    assert [(e.step, e.source) for e in of(events, ev.NextPlanned)] == [(1, "command")]
