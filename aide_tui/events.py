@@ -254,4 +254,5 @@ class CancelNow(Command):
     pass
 
 
+# Every event type: README's table of the --json stream documents each (tests/test_events.py checks it).
 ALL_EVENTS = [c for c in list(globals().values()) if isinstance(c, type) and issubclass(c, Event) and c is not Event]

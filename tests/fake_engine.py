@@ -14,7 +14,6 @@ Every command received is recorded in `self.commands`.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 

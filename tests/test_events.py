@@ -4,8 +4,10 @@ A real run (real SDK over HTTP to the Messages API stand-in, real scripts, real 
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import threading
+import re
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +169,14 @@ def test_a_command_sent_before_the_run_starts_is_announced_with_the_first_step(t
     assert kinds[:2] == ["CommandAccepted", "QueueChanged"]  # answered at once
     assert kinds.index("RunStarted") < kinds.index("NextPlanned")
     assert [(e.step, e.source) for e in of(events, ev.NextPlanned)] == [(1, "command")]
+
+
+def test_the_readme_documents_every_event_and_its_json_fields():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", readme, re.MULTILINE))
+    for kind in ev.ALL_EVENTS:
+        fields = [f.name for f in dataclasses.fields(kind)]
+        if kind is ev.NodeFinished:  # run, branch and direction sit inside `node`, as in node.json
+            fields = [f for f in fields if f not in ("run", "branch", "direction")]
+        documented = [name.strip() for name in re.sub(r"\([^)]*\)", "", rows[kind.__name__]).split(",")]
+        assert documented == fields, kind.__name__
