@@ -48,24 +48,6 @@ class Event:
 
 
 @dataclass(frozen=True)
-class NodeFinished(Event):
-    """A node is durable: in the journal and committed on its own branch."""
-
-    node: Node
-    best_id: int | None  # the run's best node once this one counts
-    commit: str  # sha of the node's git commit
-    branch: str  # e.g. aide/<run>/0003-improve
-    run: str
-    direction: Direction | None  # the run's metric direction when the node was committed
-
-    def to_json(self) -> dict[str, Any]:
-        """The node as its node.json has it (plus code and output): run, branch, direction inside."""
-        node = self.node.to_dict()
-        node.update(direction=self.direction, run=self.run, branch=self.branch)
-        return {"event": "NodeFinished", "node": node, "best_id": self.best_id, "commit": self.commit}
-
-
-@dataclass(frozen=True)
 class RunStarted(Event):
     run: str
     project: str
@@ -144,6 +126,24 @@ class OutputLine(Event):
     node_id: int
     stream: Literal["stdout", "stderr"]
     line: str
+
+
+@dataclass(frozen=True)
+class NodeFinished(Event):
+    """A node is durable: in the journal and committed on its own branch."""
+
+    node: Node
+    best_id: int | None  # the run's best node once this one counts
+    commit: str  # sha of the node's git commit
+    branch: str  # e.g. aide/<run>/0003-improve
+    run: str
+    direction: Direction | None  # the run's metric direction when the node was committed
+
+    def to_json(self) -> dict[str, Any]:
+        """The node as its node.json has it (plus code and output): run, branch, direction inside."""
+        node = self.node.to_dict()
+        node.update(direction=self.direction, run=self.run, branch=self.branch)
+        return {"event": "NodeFinished", "node": node, "best_id": self.best_id, "commit": self.commit}
 
 
 @dataclass(frozen=True)
