@@ -215,9 +215,8 @@ class RunModel:
             for finished in e.nodes:
                 self._record(NodeView.from_finished(finished))
             self.best_id = e.nodes[-1].best_id
-            ch.tree_reset = True
             ch.best_changed = (best_before, self.best_id)
-        ch.metrics = ch.status = True
+        ch.tree_reset = ch.metrics = ch.status = True
 
     def _direction_fixed(self, e: ev.DirectionFixed, ch: Change) -> None:
         self.direction = e.direction
