@@ -11,6 +11,7 @@ from aide_tui.app.screens.modals import ConfirmModal, EditCodeModal, ErrorModal,
 from aide_tui.app.screens.node_detail import NodeDetailScreen
 from aide_tui.events import (
     AddHint,
+    CommandAccepted,
     DebugNode,
     DirectionFixed,
     DraftNext,
@@ -47,6 +48,11 @@ def static_text(screen, selector: str) -> str:
 
 def notes(app: AideApp) -> list[str]:
     return [n.message for n in app._notifications]
+
+
+def answers(app: AideApp) -> list[str]:
+    """What the engine told the user on accepting commands (shown as toasts, which expire)."""
+    return [e.detail for e in app.received if isinstance(e, CommandAccepted)]
 
 
 async def wait_for(pilot, cond, timeout: float = 10.0) -> None:
@@ -105,7 +111,7 @@ async def test_keys_send_commands():
         await wait_for(pilot, lambda: len(app.model.queue) == 2)
         assert engine.commands == [ImproveNode(4), DraftNext()]
         assert "queued: improve #4, draft" in status_text(app)
-        assert "a new draft runs after 1 queued step" in notes(app)
+        assert "a new draft runs after 1 queued step" in answers(app)
         await pilot.press("s")
         await wait_for(pilot, lambda: app.model.state == "stopping")
         assert engine.commands[-1] == StopAfterStep()
@@ -213,7 +219,7 @@ async def test_space_pauses_after_the_step_and_a_second_space_cancels_the_pendin
         assert "pausing after this step" in status_text(app)
         await pilot.press("space")
         await wait_for(pilot, lambda: app.model.state == "running")
-        assert "the pending pause is cancelled" in notes(app)
+        assert "the pending pause is cancelled" in answers(app)
         assert "pausing" not in status_text(app)
         await pilot.press("space")
         await wait_for(pilot, lambda: app.model.state == "pausing")
@@ -226,7 +232,7 @@ async def test_space_pauses_after_the_step_and_a_second_space_cancels_the_pendin
         states = [e.state for e in app.received if isinstance(e, RunStateChanged)]
         assert states[:6] == ["running", "pausing", "running", "pausing", "paused", "running"]
         assert engine.commands == [Pause(), Resume(), Pause(), Resume()]
-        assert "resuming" in notes(app)
+        assert "resuming" in answers(app)
         engine.shutdown()
 
 
@@ -245,7 +251,7 @@ async def test_edit_runs_code_as_child_of_selected():
         await wait_for(pilot, lambda: any(isinstance(c, RunCode) for c in engine.commands))
         cmd = engine.commands[-1]
         assert cmd.parent_id == 2 and "n_estimators=500" in cmd.code
-        assert "your code runs next, as a child of #2" in notes(app)
+        assert "your code runs next, as a child of #2" in answers(app)
         engine.shutdown()
 
 
@@ -262,7 +268,7 @@ async def test_edited_code_behind_a_queued_draft_says_it_runs_after_it():
         editor.text = editor.text.replace("n_estimators=300", "n_estimators=500")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: any(isinstance(c, RunCode) for c in engine.commands))
-        await wait_for(pilot, lambda: "your code runs after 1 queued step, as a child of #2" in notes(app))
+        await wait_for(pilot, lambda: "your code runs after 1 queued step, as a child of #2" in answers(app))
         assert "queued: draft, your code under #2" in status_text(app)
         engine.shutdown()
 
