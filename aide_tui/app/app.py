@@ -470,7 +470,8 @@ class AideApp(App[int]):
     @on(Tree.NodeHighlighted, "#tree")
     def _on_highlight(self, event: Tree.NodeHighlighted) -> None:
         self.selected_id = event.node.data
-        self.refresh_bindings()
+        if self._ui_alive():  # a highlight queued while the app closes finds no screen to refresh
+            self.refresh_bindings()
 
     @on(NodeTree.UserMoved)
     def _on_user_moved(self) -> None:
