@@ -209,10 +209,6 @@ class RunControl:
     def stop_requested(self) -> bool:
         return self._stop
 
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel.is_set()
-
     def hold_if_paused(self, poll: float = 0.5) -> bool:
         """Block while paused; False when woken by stop/cancel, so the loop re-checks."""
         with self._lock:
