@@ -15,7 +15,6 @@ One step:
 
 from __future__ import annotations
 
-import collections
 import logging
 import shutil
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import events as ev
+from .control import Plan, RunControl
 from .errors import FatalRunError
 from .project import Project, write_atomic
 from .run.executor import ExecRequest, ExecResult, Executor, Isolation
@@ -41,7 +41,7 @@ from .search.policy import AidePolicy, Decision, Policy
 from .search.tree import SearchTree
 from .search.verdict import decide, fix_direction
 from .settings import Settings
-from .records import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, RunPaths, RunRecords
+from .records import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, RunPaths, RunRecords, committable_outputs
 from .records import branch_name as branch_name  # the front ends import it from here
 from .store.git import GitStore
 
@@ -63,15 +63,6 @@ class StepTimings:
     total: float = 0.0
     coder: float = 0.0
     execute: float = 0.0
-
-
-@dataclass
-class _Plan:
-    operation: str  # draft | improve | debug | manual
-    parent_id: int | None
-    source: str  # policy | command
-    code: str | None = None  # manual nodes bring their own code
-    plan: str = ""
 
 
 @dataclass
@@ -101,14 +92,10 @@ class Engine:
             s = self.settings
             self.policy = AidePolicy(s.num_drafts, s.debug_prob, s.max_debug_depth, s.seed)
         self._lock = threading.RLock()
-        self._wake = threading.Condition(self._lock)
-        self._overrides: collections.deque[_Plan] = collections.deque()
-        self._hints: list[str] = []
-        self._paused = False
-        self._stop_after_step = False
         self._cancel = self.cancel
+        self.control = RunControl(self._finished_node, self._emit, self.cancel, self._lock)
+        self._announced: ev.NextPlanned | None = None
         self._job = None
-        self._running_node: int | None = None
         self._usage = Usage()
         self._llm_failures = 0
         self._preload: tuple[str, ...] | None = None  # chosen at the first step (probes the interpreter)
@@ -117,85 +104,17 @@ class Engine:
     # ------------------------------------------------------------ commands
 
     def submit(self, command: ev.Command) -> None:
-        """Thread-safe.  Answered with CommandAccepted / CommandRejected events."""
-        with self._lock:
-            reason = self._accept(command)
-            self._wake.notify_all()
-        if reason is None:
-            self._emit(ev.CommandAccepted(command.name, self._describe(command)))
-        else:
-            self._emit(ev.CommandRejected(command.name, reason))
-        if isinstance(command, ev.CancelNow) and reason is None:
+        """Thread-safe.  Answered with CommandAccepted / CommandRejected events (see control.py)."""
+        if not self.control.submit(command):
+            return
+        if isinstance(command, ev.CancelNow):
             self._cancel_running()
-        overrides = (ev.DraftNext, ev.ImproveNode, ev.DebugNode, ev.RunCode)
-        if reason is None and isinstance(command, overrides) and self._running_node is None:
-            self._announce_next()  # e.g. while paused: the status shows the new next step at once
+        else:
+            self._announce_next(replan=True)  # e.g. while paused: the status shows the new next step at once
 
-    def _accept(self, command: ev.Command) -> str | None:
-        tree = self.tree
-        match command:
-            case ev.DraftNext():
-                self._overrides.append(_Plan("draft", None, "command"))
-            case ev.ImproveNode(node_id=nid):
-                if nid not in tree:
-                    return f"there is no node #{nid}"
-                if tree.get(nid).is_buggy:
-                    return f"node #{nid} is buggy; debug it instead"
-                self._overrides.append(_Plan("improve", nid, "command"))
-            case ev.DebugNode(node_id=nid):
-                if nid not in tree:
-                    return f"there is no node #{nid}"
-                if not tree.get(nid).is_buggy:
-                    return f"node #{nid} works; there is nothing to debug (improve it instead)"
-                self._overrides.append(_Plan("debug", nid, "command"))
-            case ev.RunCode(parent_id=pid, code=code, plan=plan):
-                if pid is not None and pid not in tree:
-                    return f"there is no node #{pid}"
-                if not code.strip():
-                    return "the code is empty"
-                self._overrides.append(_Plan("manual", pid, "command", code=code, plan=plan))
-            case ev.AddHint(text=text):
-                if not text.strip():
-                    return "the hint is empty"
-                self._hints.append(text.strip())
-            case ev.Pause():
-                if self._paused:
-                    return "already paused"
-                self._paused = True
-            case ev.Resume():
-                if not self._paused:
-                    return "not paused"
-                self._paused = False
-            case ev.StopAfterStep():
-                self._stop_after_step = True
-            case ev.CancelNow():
-                self._stop_after_step = True
-                self._cancel.set()
-            case _:
-                return f"unknown command {command!r}"
-        return None
-
-    def _describe(self, command: ev.Command) -> str:
-        match command:
-            case ev.DraftNext():
-                return "the next step drafts a new solution"
-            case ev.ImproveNode(node_id=nid):
-                return f"the next step improves #{nid}"
-            case ev.DebugNode(node_id=nid):
-                return f"the next step debugs #{nid}"
-            case ev.RunCode(parent_id=pid):
-                return f"your code runs next as a child of #{pid}" if pid else "your code runs next as a new root"
-            case ev.AddHint():
-                return "the next prompt includes your hint"
-            case ev.Pause():
-                return "pausing after the current step"
-            case ev.Resume():
-                return "resuming"
-            case ev.StopAfterStep():
-                return "stopping after the current step"
-            case ev.CancelNow():
-                return "cancelling now"
-        return ""
+    def _finished_node(self, node_id: int) -> Node | None:
+        with self._lock:
+            return self.tree.get(node_id) if node_id in self.tree else None
 
     def shutdown(self) -> None:
         """Cancel now from any thread: kill the running script, interrupt the LLM."""
@@ -278,7 +197,7 @@ class Engine:
                 project=str(self.project.root),
                 resumed=self.resume,
                 steps=self.settings.steps,
-                nodes=tuple(nodes),
+                nodes=self._replayed(nodes),
                 direction=self.tree.direction,
                 coder=self.coder.name,
             )
@@ -287,6 +206,23 @@ class Engine:
             self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
         self._emit(ev.RunStateChanged("running"))
 
+    def _replayed(self, nodes: list[Node]) -> tuple[ev.NodeFinished, ...]:
+        """A resumed run's nodes as their NodeFinished said: with branch, commit and the best so far."""
+        if not nodes:
+            return ()
+        shas = self.store.list_branches(f"aide/{self.run_name}/")
+        so_far = SearchTree(self.tree.direction)
+        replayed = []
+        for node in nodes:
+            so_far.add(node)
+            branch = branch_name(self.run_name, node)
+            sha = shas.get(branch)  # None: not committed yet (git failed); the reconcile before this commits it
+            replayed.append(ev.NodeFinished(node, so_far.best_id, sha, branch if sha else None, self.run_name, so_far.direction))
+        return tuple(replayed)
+
+    def _finished_event(self, node: Node, sha: str | None, branch: str | None) -> ev.NodeFinished:
+        return ev.NodeFinished(node, self.tree.best_id, sha, branch, self.run_name, self.tree.direction)
+
     def _loop(self) -> ev.RunFinished:
         while True:
             with self._lock:
@@ -294,54 +230,53 @@ class Engine:
                     return self._finish("completed", "completed")
                 if self._cancel.is_set():
                     return self._finish("cancelled", "stopped")
-                if self._stop_after_step:
+                if self.control.stop_requested:
                     return self._finish("stopped", "stopped")
             if self._over_budget():
                 self._emit(ev.RunError("budget", f"budget of ${self.settings.budget:.2f} reached (spent ${self._usage.cost:.2f}); raise --budget to continue"))
                 return self._finish("budget", "stopped")
             self._announce_next()
-            if not self._wait_while_paused():
+            if self.control.paused:
+                self._end_warm_start()  # nothing idles in the background while paused (not under the lock: it kills)
+            if not self.control.hold_if_paused():
                 continue
-            plan = self._next_plan()
             try:
-                self._step(plan)
+                self._step(*self._next_plan())
             except _Cancelled:
                 continue
 
-    def _wait_while_paused(self) -> bool:
-        """Block while paused; False when woken by stop/cancel so the loop re-checks."""
-        if self._paused:
-            self._end_warm_start()  # nothing idles in the background while paused (not under the lock: it kills)
-        with self._lock:
-            if not self._paused:
-                return True
-            self._emit(ev.RunStateChanged("paused"))
-            self._emit(ev.PhaseChanged(None, "paused"))
-            while self._paused and not self._cancel.is_set() and not self._stop_after_step:
-                self._wake.wait(timeout=0.5)
-            if not self._paused:
-                self._emit(ev.RunStateChanged("running"))
-            return not self._paused and not self._cancel.is_set() and not self._stop_after_step
+    def _announce_next(self, replan: bool = False) -> None:
+        """Say what the next step will do before it starts (and while paused), once per change
+        of plan: a queued command, or the policy's choice, exact because its draw is seeded per step.
 
-    def _announce_next(self) -> None:
-        """Say what the next step will do before it starts (and while paused): a queued
-        command, or the policy's choice, which is exact because its draw is seeded per step."""
+        `replan`: a command may have changed the plan already announced; nothing is announced
+        while a step runs or before the loop has announced its first step."""
         with self._lock:
-            step = len(self.tree) + 1
-            if self._overrides:
-                plan = self._overrides[0]
-                self._emit(ev.NextPlanned(step, plan.operation, plan.parent_id, "command"))
+            if replan and self._announced is None:
                 return
-            decision = self.policy.choose(self.tree, step)
-        self._emit(ev.NextPlanned(step, decision.operation, decision.parent_id, "policy"))
+            step = len(self.tree) + 1
+            queued = self.control.peek()
+            if queued is not None:
+                plan = ev.NextPlanned(step, queued.operation, queued.parent_id, "command")
+            else:
+                decision = self.policy.choose(self.tree, step)
+                plan = ev.NextPlanned(step, decision.operation, decision.parent_id, "policy")
+            if plan == self._announced:
+                return
+            self._announced = plan
+        self._emit(plan)
 
-    def _next_plan(self) -> _Plan:
+    def _next_plan(self) -> tuple[Plan, str | None]:
+        """The step to run now and the hints for its prompt."""
+        with self._lock:  # from here on the announced plan is being carried out
+            self._announced = None
+            queued, hint = self.control.take()  # targets were validated on submit; nodes are never removed
+        if queued is not None:
+            return queued, hint
         with self._lock:
-            if self._overrides:  # targets were validated on submit; nodes are never removed
-                return self._overrides.popleft()
             step = len(self.tree) + 1
             decision: Decision = self.policy.choose(self.tree, step)
-            return _Plan(decision.operation, decision.parent_id, "policy", plan=decision.reason)
+        return Plan(decision.operation, decision.parent_id, "policy", plan=decision.reason), hint
 
     def _over_budget(self) -> bool:
         budget = self.settings.budget
@@ -349,23 +284,17 @@ class Engine:
 
     # ------------------------------------------------------------ one step
 
-    def _step(self, plan: _Plan) -> None:
+    def _step(self, plan: Plan, hint: str | None) -> None:
         t0 = time.perf_counter()
         timings = StepTimings()
         node_id = self.tree.next_id
         step = len(self.tree) + 1
         parent = self.tree.get(plan.parent_id) if plan.parent_id is not None else None
-        with self._lock:
-            hint = "\n".join(self._hints) if plan.operation != "manual" and self._hints else None
-            if hint:
-                self._hints.clear()
-        self._emit(ev.NextPlanned(step, plan.operation, plan.parent_id, plan.source))
         self._emit(ev.NodeStarted(node_id, plan.parent_id, plan.operation, step, hint))
-        self._running_node = node_id
         node = Node(
             id=node_id,
             parent_id=plan.parent_id,
-            operation=plan.operation,  # type: ignore[arg-type]
+            operation=plan.operation,
             step=step,
             hint=hint,
             created_at=time.time(),
@@ -376,11 +305,7 @@ class Engine:
         try:
             proposal = self._write_code(node, plan, parent, ctx, timings)
             if proposal is None:  # LLM failure: the step is retried, nothing recorded
-                with self._lock:  # ...and the user's override and hint still apply to the retry
-                    if plan.source == "command":
-                        self._overrides.appendleft(plan)
-                    if hint:
-                        self._hints.insert(0, hint)
+                self.control.give_back(plan, hint)  # ...and the user's command and hint apply to the retry
                 return
             node.plan, node.code = proposal.plan, proposal.code
             node.usage = node.usage + proposal.usage
@@ -397,7 +322,6 @@ class Engine:
             raise
         finally:
             self._end_warm_start(unless_for=self.tree.next_id)  # kept: the successor's, or a retry's
-            self._running_node = None
             self._job = None
         timings.total = time.perf_counter() - t0
         self.timings.append(timings)
@@ -415,7 +339,7 @@ class Engine:
             cpus=available_cpus(),
         )
 
-    def _write_code(self, node: Node, plan: _Plan, parent: Node | None, ctx: TaskContext, timings: StepTimings) -> Proposal | None:
+    def _write_code(self, node: Node, plan: Plan, parent: Node | None, ctx: TaskContext, timings: StepTimings) -> Proposal | None:
         if plan.operation == "manual":
             return Proposal(plan.plan or "Edited by hand.", plan.code or "")
         self._emit(ev.PhaseChanged(node.id, "llm", f"{self.coder.name} coder writing a {plan.operation}"))
@@ -551,7 +475,8 @@ class Engine:
     def _record_exec(self, node: Node, result: ExecResult) -> dict[str, bytes]:
         """Put the run's facts on the node; return the files it wrote (for the commit)."""
         workspace = self.paths.workspace(node.id)
-        outputs, skipped = collect_outputs(workspace, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES)
+        written, skipped = collect_outputs(workspace, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES)
+        outputs, node.skipped_files = committable_outputs(written)  # known before the journal has the node
         node.output = result.output
         node.exec = ExecInfo(
             exit_code=result.exit_code,
@@ -561,7 +486,7 @@ class Engine:
             peak_memory_mb=round(result.peak_memory_mb, 1),
             killed_reason=result.killed_reason,
             output_truncated_bytes=result.truncated_bytes,
-            outputs=sorted(outputs) + [f"{name} (not kept: too large)" for name in skipped],
+            outputs=sorted(written) + [f"{name} (not kept: too large)" for name in skipped],
         )
         return outputs
 
@@ -583,8 +508,10 @@ class Engine:
             if status == "ok":
                 direction = fix_direction(self.tree.direction, review.direction)
                 if direction is not None and self.tree.direction is None:
-                    self.tree.set_direction(direction)
+                    with self._lock:
+                        self.tree.set_direction(direction)
                     self._write_info(status="running")
+                    self._emit(ev.DirectionFixed(direction, self.tree.best_id))
         if reason and reason not in node.review_summary:
             node.review_summary = f"{node.review_summary} [{reason}]".strip()
         if tampered:
@@ -601,7 +528,7 @@ class Engine:
             self.tree.add(node)
             self._usage = self._usage + node.usage
         sha, ref = self.records.commit(node, outputs, self.tree)
-        self._emit(ev.NodeFinished(node, self.tree.best_id, sha, ref))
+        self._emit(self._finished_event(node, sha, ref.removeprefix("refs/heads/") if ref else None))
         self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
         self._emit(ev.PhaseChanged(None, "idle"))
 
@@ -637,9 +564,17 @@ class Engine:
             self._write_info(status=status)
         except (OSError, FatalRunError):
             pass
+        self.control.drop_queue()
         state = "failed" if status == "failed" else "finished"
         self._emit(ev.RunStateChanged(state, detail or reason))  # type: ignore[arg-type]
-        finished = ev.RunFinished(reason, self.tree.best_id, len(self.tree))
+        best = self.tree.best
+        finished = ev.RunFinished(
+            reason,  # type: ignore[arg-type]
+            len(self.tree),
+            best_id=best.id if best else None,
+            best_metric=best.metric if best else None,
+            best_branch=branch_name(self.run_name, best) if best else None,
+        )
         self._emit(finished)
         return finished
 

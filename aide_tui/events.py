@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from .search.node import Node, Usage
+from .search.node import Direction, Node, Operation, Usage
 
 # --------------------------------------------------------------------- events
 
-RunState = Literal["starting", "running", "paused", "stopping", "finished", "failed"]
-Phase = Literal["idle", "planning", "llm", "executing", "reviewing", "committing", "paused"]
+RunState = Literal["starting", "running", "pausing", "paused", "stopping", "finished", "failed"]
+"""`pausing`/`stopping`: asked for while a step runs; they take effect when it ends."""
+Phase = Literal["idle", "llm", "executing", "reviewing", "committing"]
+PlanSource = Literal["policy", "command"]
+FinishReason = Literal["completed", "stopped", "budget", "error", "cancelled"]
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, Event):
+        data = value.to_json()
+        data.pop("event")
+        return data
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     if isinstance(value, (list, tuple)):
@@ -33,8 +40,7 @@ class Event:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"event": type(self).__name__}
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = _plain(value)
+            out[f.name] = _plain(getattr(self, f.name))
         return out
 
     def to_json_line(self) -> str:
@@ -47,26 +53,48 @@ class RunStarted(Event):
     project: str
     resumed: bool
     steps: int  # total node count the run aims for
-    nodes: tuple[Node, ...] = ()  # finished nodes replayed from the journal
-    direction: str | None = None
+    nodes: tuple[NodeFinished, ...] = ()  # a resumed run's nodes, as they were announced when they finished
+    direction: Direction | None = None  # None until the first working node's review fixes it (DirectionFixed)
     coder: str = "llm"  # "llm" or "offline"
 
 
 @dataclass(frozen=True)
+class DirectionFixed(Event):
+    """The metric direction became known (the first working node's review); the best may change with it."""
+
+    direction: Direction
+    best_id: int | None
+
+
+@dataclass(frozen=True)
 class NextPlanned(Event):
-    """What the step about to start will do and why (policy or a command)."""
+    """What the next step will do and why; sent once per change of plan, while no step runs."""
 
     step: int
-    operation: str
+    operation: Operation
     parent_id: int | None
-    source: str  # "policy" or "command"
+    source: PlanSource
+
+
+@dataclass(frozen=True)
+class QueuedStep:
+    operation: Operation
+    parent_id: int | None
+
+
+@dataclass(frozen=True)
+class QueueChanged(Event):
+    """What the user has queued and no step has taken yet: steps in order, and hints for the next prompt."""
+
+    steps: tuple[QueuedStep, ...]
+    hints: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class NodeStarted(Event):
     node_id: int
     parent_id: int | None
-    operation: str
+    operation: Operation
     step: int
     hint: str | None = None
 
@@ -102,10 +130,20 @@ class OutputLine(Event):
 
 @dataclass(frozen=True)
 class NodeFinished(Event):
+    """A node is durable: in the journal and committed on its own branch."""
+
     node: Node
-    best_id: int | None
-    commit: str | None = None  # sha of the node's git commit
-    ref: str | None = None  # e.g. refs/heads/aide/<run>/0003-improve
+    best_id: int | None  # the run's best node once this one counts
+    commit: str | None  # sha of the node's git commit (None: git failed; the next resume commits it)
+    branch: str | None  # e.g. aide/<run>/0003-improve
+    run: str
+    direction: Direction | None  # the run's metric direction when the node was committed
+
+    def to_json(self) -> dict[str, Any]:
+        """The node as its node.json has it (plus code and output): run, branch, direction inside."""
+        node = self.node.to_dict()
+        node.update(direction=self.direction, run=self.run, branch=self.branch)
+        return {"event": "NodeFinished", "node": node, "best_id": self.best_id, "commit": self.commit}
 
 
 @dataclass(frozen=True)
@@ -148,9 +186,11 @@ class RunError(Event):
 
 @dataclass(frozen=True)
 class RunFinished(Event):
-    reason: str  # "completed", "stopped", "budget", "error", "cancelled"
-    best_id: int | None
+    reason: FinishReason
     nodes: int
+    best_id: int | None = None
+    best_metric: float | None = None
+    best_branch: str | None = None
 
 
 # ------------------------------------------------------------------- commands
@@ -214,4 +254,5 @@ class CancelNow(Command):
     pass
 
 
+# Every event type: README's table of the --json stream documents each (tests/test_events.py checks it).
 ALL_EVENTS = [c for c in list(globals().values()) if isinstance(c, type) and issubclass(c, Event) and c is not Event]

@@ -1,8 +1,9 @@
 """The headless front end: engine events as human-readable lines or JSON lines.
 
 JSON mode prints one object per event, `{"event": "<EventClass>", ...fields}`
-(see README "JSON lines"), except the high-rate LlmDelta and OutputLine events,
-which appear only with --verbose.
+(see README "Headless output"), except the high-rate LlmDelta and OutputLine events,
+which appear only with --verbose.  Human mode folds every event into the same run state
+the TUI shows (`aide_tui.state`) and prints a line for those of note.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from . import events as ev
-from .engine import Engine, branch_name
+from .engine import Engine
+from .state import RunModel
 
 
 class HeadlessPrinter:
@@ -23,71 +26,80 @@ class HeadlessPrinter:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self._lock = threading.Lock()  # output lines arrive from runner threads
-        self._steps = 0
-        self._metrics: dict[int, float] = {}
-        self._branches: dict[int, str] = {}
+        self.state = RunModel()
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, (ev.LlmDelta, ev.OutputLine)) and not self.verbose:
             return
         with self._lock:
+            self.state.apply(event)
             if self.json_lines:
                 print(event.to_json_line(), file=self.out, flush=True)
             else:
-                self._human(event)
+                say = self._SAY.get(type(event))
+                if say is not None:
+                    say(self, event)
 
     def _say(self, text: str, err: bool = False) -> None:
         print(text, file=self.err if err else self.out, flush=True)
 
-    def _human(self, e: ev.Event) -> None:
-        match e:
-            case ev.RunStarted():
-                self._steps = e.steps
-                how = f"resumed with {len(e.nodes)} nodes" if e.resumed else "new run"
-                self._say(f"run {e.run} ({how}) in {e.project}: {e.steps} steps, {e.coder} coder")
-                for node in e.nodes:
-                    self._remember(node)
-                    self._branches[node.id] = branch_name(e.run, node)
-            case ev.NodeStarted():
-                of = f" of #{e.parent_id}" if e.parent_id is not None else ""
-                hint = " (with your hint)" if e.hint else ""
-                self._say(f"[{e.step}/{self._steps}] #{e.node_id} {e.operation}{of}{hint} ...")
-            case ev.LlmDelta():
-                self.out.write(e.text)
-            case ev.OutputLine():
-                self._say(f"    | {e.line}")
-            case ev.NodeFinished():
-                n = e.node
-                if e.ref:
-                    self._branches[n.id] = e.ref.removeprefix("refs/heads/")
-                if n.status == "ok":
-                    verdict = f"ok, metric {n.metric:.6g}"
-                else:
-                    why = n.exec.killed_reason or n.exec.exc_type or n.status
-                    verdict = f"{n.status} ({why})"
-                star = " *new best*" if e.best_id == n.id else ""
-                took = f"{n.exec.wall_time:.1f}s" if n.code else "no code"
-                spent = f", ${n.usage.cost:.3f}" if n.usage.calls else ""  # the offline coder spends nothing
-                self._say(f"[{n.step}/{self._steps}] #{n.id} {n.operation}: {verdict}{star}  [{took}{spent}]")
-                self._remember(n)
-            case ev.Notice():
-                self._say(f"note: {e.message}", err=e.level == "warning")
-            case ev.CommandRejected():
-                self._say(f"command {e.command} rejected: {e.reason}", err=True)
-            case ev.RunError():
-                self._say(f"error ({e.kind}): {e.message}", err=True)
-            case ev.RunFinished():
-                best = ""
-                if e.best_id is not None and e.best_id in self._metrics:
-                    branch = self._branches.get(e.best_id)
-                    best = f"; best #{e.best_id} metric {self._metrics[e.best_id]:.6g}" + (f" on branch {branch}" if branch else "")
-                self._say(f"run {e.reason}: {e.nodes} nodes{best}")
-            case _:
-                pass
+    def _run_started(self, e: ev.RunStarted) -> None:
+        how = f"resumed with {len(e.nodes)} nodes" if e.resumed else "new run"
+        self._say(f"run {e.run} ({how}) in {e.project}: {e.steps} steps, {e.coder} coder")
 
-    def _remember(self, node) -> None:
-        if node.status == "ok" and node.metric is not None:
-            self._metrics[node.id] = node.metric
+    def _direction_fixed(self, e: ev.DirectionFixed) -> None:
+        self._say(f"metric direction: {e.direction} ({'lower' if e.direction == 'minimize' else 'higher'} is better)")
+
+    def _node_started(self, e: ev.NodeStarted) -> None:
+        of = f" of #{e.parent_id}" if e.parent_id is not None else ""
+        hint = " (with your hint)" if e.hint else ""
+        self._say(f"[{e.step}/{self.state.steps_total}] #{e.node_id} {e.operation}{of}{hint} ...")
+
+    def _llm_delta(self, e: ev.LlmDelta) -> None:
+        self.out.write(e.text)
+
+    def _output_line(self, e: ev.OutputLine) -> None:
+        self._say(f"    | {e.line}")
+
+    def _node_finished(self, e: ev.NodeFinished) -> None:
+        n = e.node
+        if n.status == "ok":
+            verdict = f"ok, metric {n.metric:.6g}"
+        else:
+            why = n.exec.killed_reason or n.exec.exc_type or n.status
+            verdict = f"{n.status} ({why})"
+        star = " *new best*" if e.best_id == n.id else ""
+        took = f"{n.exec.wall_time:.1f}s" if n.code else "no code"
+        spent = f", ${n.usage.cost:.3f}" if n.usage.calls else ""  # the offline coder spends nothing
+        self._say(f"[{n.step}/{self.state.steps_total}] #{n.id} {n.operation}: {verdict}{star}  [{took}{spent}]")
+
+    def _notice(self, e: ev.Notice) -> None:
+        self._say(f"note: {e.message}", err=e.level == "warning")
+
+    def _command_rejected(self, e: ev.CommandRejected) -> None:
+        self._say(f"command {e.command} rejected: {e.reason}", err=True)
+
+    def _run_error(self, e: ev.RunError) -> None:
+        self._say(f"error ({e.kind}): {e.message}", err=True)
+
+    def _run_finished(self, e: ev.RunFinished) -> None:
+        best = ""
+        if e.best_id is not None and e.best_metric is not None:
+            best = f"; best #{e.best_id} metric {e.best_metric:.6g}" + (f" on branch {e.best_branch}" if e.best_branch else "")
+        self._say(f"run {e.reason}: {e.nodes} nodes{best}")
+
+    _SAY: dict[type[ev.Event], Callable[[HeadlessPrinter, Any], None]] = {
+        ev.RunStarted: _run_started,
+        ev.DirectionFixed: _direction_fixed,
+        ev.NodeStarted: _node_started,
+        ev.LlmDelta: _llm_delta,
+        ev.OutputLine: _output_line,
+        ev.NodeFinished: _node_finished,
+        ev.Notice: _notice,
+        ev.CommandRejected: _command_rejected,
+        ev.RunError: _run_error,
+        ev.RunFinished: _run_finished,
+    }
 
 
 def run_headless(engine: Engine) -> int:

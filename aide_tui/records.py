@@ -78,6 +78,13 @@ class RunPaths:
         return self.root / "nodes" / f"{node_id:04d}"
 
 
+def committable_outputs(outputs: dict[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
+    """The files a script wrote that git can hold, and the (printable) names of those it cannot."""
+    kept, refused = split_committable({f"outputs/{name}": data for name, data in outputs.items()})
+    return ({path.removeprefix("outputs/"): data for path, data in kept.items()},
+            [printable_path(path.removeprefix("outputs/")) for path in refused])
+
+
 def branch_name(run: str, node: Node) -> str:
     """Flat per run: aide/<run>/<NNNN>-<operation> (nested names would conflict)."""
     return f"aide/{run}/{node.id:04d}-{node.operation}"
@@ -256,10 +263,10 @@ class RunRecords:
             "solution.py": node.code.encode("utf-8", "surrogateescape"),
             "output.txt": node.output.encode("utf-8", "replace"),
         }
+        outputs, skipped = committable_outputs(outputs)
+        node.skipped_files = skipped
         files.update((f"outputs/{name}", data) for name, data in outputs.items())
-        files, refused = split_committable(files)
-        skipped = [printable_path(path.removeprefix("outputs/")) for path in refused]
-        files["node.json"] = json.dumps(self.node_json(node, tree, skipped), indent=2, default=str).encode("utf-8") + b"\n"
+        files["node.json"] = json.dumps(self.node_json(node, tree), indent=2, default=str).encode("utf-8") + b"\n"
         if skipped:
             self.emit(ev.Notice(
                 f"node #{node.id}: {len(skipped)} file(s) not committed, git cannot hold their names "
@@ -278,14 +285,13 @@ class RunRecords:
         sha = self.store.commit_node(branch, self._parent_commit(node, tree), files, message, base=self._root_commit())
         return sha, branch
 
-    def node_json(self, node: Node, tree: SearchTree, skipped: list[str]) -> dict:
+    def node_json(self, node: Node, tree: SearchTree) -> dict:
         data = node.to_dict()
         data.pop("code", None)
         data.pop("output", None)
         data["direction"] = tree.direction
         data["run"] = self.run
         data["branch"] = branch_name(self.run, node)
-        data["skipped_files"] = skipped
         return data
 
     def _root_commit(self) -> str | None:

@@ -7,7 +7,6 @@ This module and `llm/client.py` are the only readers of the environment.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import tomllib

@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from textual import events  # noqa: E402
 
 from aide_tui.app.app import AideApp  # noqa: E402
-from aide_tui.app.model import NodeView  # noqa: E402
 from aide_tui.app.screens.modals import HintModal  # noqa: E402
-from aide_tui.events import NodeStarted, OutputLine, RunStarted  # noqa: E402
+from aide_tui.events import NodeFinished, NodeStarted, OutputLine, RunStarted  # noqa: E402
 from aide_tui.search.node import Node  # noqa: E402
 
 
@@ -47,11 +46,13 @@ class IdleEngine:
         self.stop.set()
 
 
-def tree_nodes(n: int) -> tuple[Node, ...]:
+def tree_nodes(n: int) -> tuple[NodeFinished, ...]:
+    """A resumed run's nodes as RunStarted carries them."""
     nodes = []
     for i in range(n):
         parent = None if i < 5 else (i - 1 if i % 7 else (i * 31) % i)
-        nodes.append(Node(id=i, parent_id=parent, operation="draft" if parent is None else "improve", step=i, status="ok" if i % 4 else "buggy", metric=0.5 + (i % 100) / 1000 if i % 4 else None))
+        node = Node(id=i, parent_id=parent, operation="draft" if parent is None else "improve", step=i, status="ok" if i % 4 else "buggy", metric=0.5 + (i % 100) / 1000 if i % 4 else None)
+        nodes.append(NodeFinished(node, None, f"{i:040x}", f"aide/bench/{i:04d}-{node.operation}", "bench", "maximize"))
     return tuple(nodes)
 
 

@@ -3,7 +3,8 @@
 Same surface as the real engine (`run`, `submit`, `shutdown`, `settings`) and the same
 event vocabulary (`aide_tui.events`), emitted from the thread that calls `run()`.
 The run follows a fixed script (drafts, a buggy draft, a debug, improvements, a timeout)
-with LLM deltas, output lines and usage, and honours every command.
+with LLM deltas, output lines and usage.  Commands go through the real engine's
+`RunControl`, so they are checked, queued, described and announced exactly as in a real run.
 
 Determinism for snapshots: `hold_at=k` makes the engine start node k, stream part of it,
 and then wait (still answering commands) until `release()` or `shutdown()`.
@@ -12,38 +13,27 @@ Every command received is recorded in `self.commands`.
 
 from __future__ import annotations
 
-import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aide_tui.control import Plan, RunControl
 from aide_tui.events import (
-    AddHint,
-    CancelNow,
     CodeReady,
     Command,
-    CommandAccepted,
-    CommandRejected,
-    DebugNode,
-    DraftNext,
+    DirectionFixed,
     Event,
-    ImproveNode,
     LlmDelta,
     NextPlanned,
     NodeFinished,
     NodeStarted,
     Notice,
     OutputLine,
-    Pause,
     PhaseChanged,
-    Resume,
-    RunCode,
     RunError,
     RunFinished,
     RunStarted,
     RunStateChanged,
-    StopAfterStep,
     UsageUpdated,
 )
 from aide_tui.search.node import ExecInfo, Node, Usage
@@ -142,15 +132,15 @@ class FakeEngine:
         self.nodes: dict[int, Node] = {}
         self.best_id: int | None = None
         self.usage = Usage()
-        self.paused = False
-        self.stop_after_step = False
         self.ran = False
         self.finished = threading.Event()
-        self._queue: queue.Queue[Command] = queue.Queue()
         self._shutdown = threading.Event()
         self._release = threading.Event()
-        self._overrides: list[tuple[str, int | None, str | None]] = []  # (op, parent, code)
-        self._hint: str | None = None
+        self.control = RunControl(self.nodes.get, self.emit, cancel=self._shutdown)
+        self._running: int | None = None
+        self._announced: NextPlanned | None = None
+        self._announce_lock = threading.Lock()  # commands announce from the caller's thread
+        self._direction_known = False
 
     # ------------------------------------------------------------------ API
     @property
@@ -159,7 +149,8 @@ class FakeEngine:
 
     def submit(self, command: Command) -> None:
         self.commands.append(command)
-        self._queue.put(command)
+        if self.control.submit(command) and self._running is None:
+            self._announce(len(self.nodes))
 
     def shutdown(self) -> None:
         self._shutdown.set()
@@ -173,83 +164,24 @@ class FakeEngine:
         self._listener(event)
 
     def _sleep(self, seconds: float) -> bool:
-        """Sleep while answering commands; False when shut down."""
-        end = time.monotonic() + seconds
-        while True:
-            self._drain()
-            if self._shutdown.is_set():
-                return False
-            left = end - time.monotonic()
-            if left <= 0:
-                return True
-            self._shutdown.wait(min(left, 0.01))
+        """Sleep; False when shut down."""
+        return not self._shutdown.wait(seconds)
 
-    def _drain(self) -> None:
-        while True:
-            try:
-                cmd = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            self._handle(cmd)
-
-    def _handle(self, cmd: Command) -> None:
-        name = cmd.name
-        if isinstance(cmd, DraftNext):
-            self._overrides.append(("draft", None, None))
-            self.emit(CommandAccepted(name, "next step drafts a new solution"))
-        elif isinstance(cmd, ImproveNode):
-            node = self.nodes.get(cmd.node_id)
-            if node is None:
-                self.emit(CommandRejected(name, f"node #{cmd.node_id} has not finished"))
-            elif node.is_buggy:
-                self.emit(CommandRejected(name, f"node #{cmd.node_id} is buggy; debug it instead"))
-            else:
-                self._overrides.append(("improve", cmd.node_id, None))
-                self.emit(CommandAccepted(name, f"next step improves #{cmd.node_id}"))
-        elif isinstance(cmd, DebugNode):
-            node = self.nodes.get(cmd.node_id)
-            if node is None or not node.is_buggy:
-                self.emit(CommandRejected(name, f"node #{cmd.node_id} is not buggy"))
-            else:
-                self._overrides.append(("debug", cmd.node_id, None))
-                self.emit(CommandAccepted(name, f"next step debugs #{cmd.node_id}"))
-        elif isinstance(cmd, AddHint):
-            self._hint = cmd.text
-            self.emit(CommandAccepted(name, "the hint goes into the next prompt"))
-        elif isinstance(cmd, RunCode):
-            self._overrides.append(("manual", cmd.parent_id, cmd.code))
-            self.emit(CommandAccepted(name, f"your code runs next as a child of #{cmd.parent_id}"))
-        elif isinstance(cmd, Pause):
-            if self.paused:
-                self.emit(CommandRejected(name, "already paused"))
-            else:
-                self.paused = True
-                self.emit(CommandAccepted(name, "pausing after the current phase"))
-                self.emit(RunStateChanged("paused"))
-                self.emit(PhaseChanged(None, "paused"))
-        elif isinstance(cmd, Resume):
-            if not self.paused:
-                self.emit(CommandRejected(name, "not paused"))
-            else:
-                self.paused = False
-                self.emit(CommandAccepted(name))
-                self.emit(RunStateChanged("running"))
-        elif isinstance(cmd, StopAfterStep):
-            self.stop_after_step = True
-            self.emit(CommandAccepted(name, "the run stops after this step"))
-            self.emit(RunStateChanged("stopping", "stop requested"))
-        elif isinstance(cmd, CancelNow):
-            self.emit(CommandAccepted(name))
-            self._shutdown.set()
-
-    def _plan_next(self, node_id: int) -> tuple[str, int | None, str | None, str]:
-        if self._overrides:
-            op, parent, code = self._overrides.pop(0)
-            return op, parent, code, "command"
+    def _policy(self, node_id: int) -> Plan:
         if node_id < len(SCRIPT):
             s = SCRIPT[node_id]
-            return s.operation, s.parent_id, None, "policy"
-        return "improve", self.best_id, None, "policy"
+            return Plan(s.operation, s.parent_id, "policy")  # type: ignore[arg-type]
+        return Plan("improve", self.best_id, "policy")
+
+    def _announce(self, node_id: int) -> None:
+        """What the real engine does: one NextPlanned per change of plan."""
+        with self._announce_lock:
+            plan = self.control.peek() or self._policy(node_id)
+            event = NextPlanned(node_id, plan.operation, plan.parent_id, plan.source)
+            if event == self._announced:
+                return
+            self._announced = event
+        self.emit(event)
 
     def _outcome(self, node_id: int, op: str) -> Step:
         if node_id < len(SCRIPT) and SCRIPT[node_id].operation == op:
@@ -274,47 +206,53 @@ class FakeEngine:
             raise RuntimeError("fake engine crashed")
         replayed = []
         for i in range(self.replay):
-            node = self._finished_node(i, *self._script_parent(i))
-            replayed.append(node)
-        self.emit(
-            RunStarted(self.run_name, "/tmp/titanic", self.resume, self.steps, tuple(replayed), self.direction, self.coder)
-        )
+            op, parent, code = self._script_parent(i)
+            replayed.append(self._finished_event(self._finished_node(i, op, parent, code, None)))
+        self._direction_known = bool(replayed)  # a new run learns it from its first working node
+        direction = self.direction if self._direction_known else None
+        self.emit(RunStarted(self.run_name, "/tmp/titanic", self.resume, self.steps, tuple(replayed), direction, self.coder))
         if self.coder == "offline":
             self.emit(Notice("offline baseline coder, not an LLM — set ANTHROPIC_API_KEY to use Claude", "warning"))
         self.emit(RunStateChanged("running"))
         if self.error is not None:
             self.emit(self.error)
             self.emit(RunStateChanged("failed", self.error.message))
-            self.emit(RunFinished("error", self.best_id, len(self.nodes)))
+            self.emit(RunFinished("error", len(self.nodes)))
             return
-        node_id = len(self.nodes)
         reason = "completed"
-        while node_id < self.steps:
-            self._drain()
-            while self.paused and not self._shutdown.is_set():
-                self._sleep(0.01)
+        while len(self.nodes) < self.steps:
             if self._shutdown.is_set():
                 reason = "cancelled"
                 break
-            if not self._step(node_id):
-                reason = "cancelled"
-                break
-            node_id += 1
-            if self.stop_after_step:
+            if self.control.stop_requested:
                 reason = "stopped"
                 break
+            self._announce(len(self.nodes))
+            if not self.control.hold_if_paused(poll=0.01):
+                continue
+            if not self._step(len(self.nodes), *self.control.take()):
+                reason = "cancelled"
+                break
+        self.control.drop_queue()
         self.emit(PhaseChanged(None, "idle"))
         self.emit(RunStateChanged("finished", reason))
-        self.emit(RunFinished(reason, self.best_id, len(self.nodes)))
+        best = self.nodes.get(self.best_id) if self.best_id is not None else None
+        self.emit(RunFinished(reason, len(self.nodes), self.best_id, best.metric if best else None,  # type: ignore[arg-type]
+                              self._branch(best) if best else None))
+
+    def _branch(self, node: Node) -> str:
+        return f"aide/{self.run_name}/{node.id:04d}-{node.operation}"
+
+    def _finished_event(self, node: Node) -> NodeFinished:
+        return NodeFinished(node, self.best_id, f"{node.id:040x}", self._branch(node), self.run_name, self.direction if self._direction_known else None)
 
     def _script_parent(self, i: int) -> tuple[str, int | None, str | None]:
         s = SCRIPT[i % len(SCRIPT)]
         parent = s.parent_id if s.parent_id is None or s.parent_id < i else None
         return s.operation if parent is not None or s.operation == "draft" else "draft", parent, None
 
-    def _finished_node(self, node_id: int, op: str, parent: int | None, code: str | None) -> Node:
+    def _finished_node(self, node_id: int, op: str, parent: int | None, code: str | None, hint: str | None) -> Node:
         outcome = self._outcome(node_id, op)
-        hint, self._hint = self._hint, None
         status = outcome.status if code is None else "ok"
         metric = outcome.metric if code is None else 0.8
         code = code if code is not None else code_for(node_id)
@@ -361,10 +299,17 @@ class FakeEngine:
             lines += ["validation accuracy: done"]
         return lines
 
-    def _step(self, node_id: int) -> bool:
-        op, parent, code, source = self._plan_next(node_id)
-        self.emit(NextPlanned(node_id, op, parent, source))
-        self.emit(NodeStarted(node_id, parent, op, node_id, self._hint))
+    def _step(self, node_id: int, queued: Plan | None, hint: str | None) -> bool:
+        plan = queued or self._policy(node_id)
+        op, parent, code = plan.operation, plan.parent_id, plan.code
+        self._running, self._announced = node_id, None
+        try:
+            return self._run_step(node_id, op, parent, code, hint)
+        finally:
+            self._running = None
+
+    def _run_step(self, node_id: int, op: str, parent: int | None, code: str | None, hint: str | None) -> bool:
+        self.emit(NodeStarted(node_id, parent, op, node_id, hint))  # type: ignore[arg-type]
         self.emit(PhaseChanged(node_id, "llm", "asking the LLM"))
         outcome = self._outcome(node_id, op)
         text = f"{outcome.plan}\n\n```python\n{code or code_for(node_id)}```\n"
@@ -392,9 +337,11 @@ class FakeEngine:
             if self.delay and not self._sleep(self.delay / max(1, self.output_lines)):
                 return False
         self.emit(PhaseChanged(node_id, "reviewing", "reviewing the output"))
-        node = self._finished_node(node_id, op, parent, code)
-        ref = f"refs/heads/aide/{self.run_name}/{node_id:04d}-{op}"
-        self.emit(NodeFinished(node, self.best_id, f"{node_id:040x}"[-40:], ref))
+        node = self._finished_node(node_id, op, parent, code, hint)
+        if not self._direction_known and node.status == "ok":
+            self._direction_known = True
+            self.emit(DirectionFixed(self.direction, self.best_id))  # type: ignore[arg-type]
+        self.emit(self._finished_event(node))
         self.emit(UsageUpdated(self.usage, self.budget))
         if self.delay and not self._sleep(self.delay):
             return False

@@ -11,14 +11,20 @@ from aide_tui.app.screens.modals import ConfirmModal, EditCodeModal, ErrorModal,
 from aide_tui.app.screens.node_detail import NodeDetailScreen
 from aide_tui.events import (
     AddHint,
+    CommandAccepted,
     DebugNode,
+    DirectionFixed,
     DraftNext,
     ImproveNode,
+    NextPlanned,
+    NodeStarted,
     Notice,
     Pause,
+    QueuedStep,
     Resume,
     RunCode,
     RunError,
+    RunStateChanged,
     StopAfterStep,
 )
 from fake_engine import FakeEngine, factory
@@ -42,6 +48,11 @@ def static_text(screen, selector: str) -> str:
 
 def notes(app: AideApp) -> list[str]:
     return [n.message for n in app._notifications]
+
+
+def answers(app: AideApp) -> list[str]:
+    """What the engine told the user on accepting commands (shown as toasts, which expire)."""
+    return [e.detail for e in app.received if isinstance(e, CommandAccepted)]
 
 
 async def wait_for(pilot, cond, timeout: float = 10.0) -> None:
@@ -97,13 +108,62 @@ async def test_keys_send_commands():
         await pilot.pause()
         await pilot.press("i")
         await pilot.press("d")
-        await wait_for(pilot, lambda: len(app.model.queued) == 2)
+        await wait_for(pilot, lambda: len(app.model.queue) == 2)
         assert engine.commands == [ImproveNode(4), DraftNext()]
         assert "queued: improve #4, draft" in status_text(app)
+        assert "a new draft runs after 1 queued step" in answers(app)
         await pilot.press("s")
         await wait_for(pilot, lambda: app.model.state == "stopping")
         assert engine.commands[-1] == StopAfterStep()
-        engine.shutdown()
+        assert "stopping after this step" in status_text(app)
+        await pilot.press("space")  # nothing to pause once stopping; the key says why
+        await pilot.pause()
+        assert not any(isinstance(c, Pause) for c in engine.commands)
+        assert any("stopping after this step; nothing to pause" in n for n in notes(app))
+        engine.release()
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        assert [v.operation for v in app.model.nodes.values()][5:] == ["improve"]  # stopped after node 5
+        assert app.model.finish_reason == "stopped" and "queued" not in status_text(app)
+
+
+async def test_the_queue_shown_is_the_engines_after_every_step():
+    app = make_app(hold_at=5, steps=9)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await held_app(pilot, app, 5)
+        app.goto_node(4)
+        await pilot.pause()
+        await pilot.press("d", "i", "space")  # queue a draft, then improve #4; pause after this step
+        await wait_for(pilot, lambda: app.model.state == "pausing")
+        assert "pausing after this step" in status_text(app)
+        engine.release()
+        await wait_for(pilot, lambda: app.model.state == "paused")
+        # node 5 ran as the script said; the draft is next, the improve still queued behind it
+        assert app.model.queue == engine.control.snapshot().steps == (QueuedStep("draft", None), QueuedStep("improve", 4))
+        assert "next: draft (you)  queued: improve #4" in status_text(app)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        started = [e for e in app.received if isinstance(e, NodeStarted)]
+        assert [(e.operation, e.parent_id) for e in started[6:8]] == [("draft", None), ("improve", 4)]
+        assert app.model.queue == () and "queued" not in status_text(app)
+
+
+async def test_one_next_planned_per_change_of_plan():
+    app = make_app(steps=6)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        planned = [e for e in app.received if isinstance(e, NextPlanned)]
+        assert [e.step for e in planned] == [0, 1, 2, 3, 4, 5]
+
+
+async def test_a_queue_left_when_the_run_ends_is_not_shown():
+    app = make_app(hold_at=5, steps=6)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await held_app(pilot, app, 5)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: "queued: draft" in status_text(app))
+        engine.release()
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        assert app.model.queue == () and "queued" not in status_text(app) and "next:" not in status_text(app)
 
 
 async def test_debug_on_working_node_notifies_and_sends_nothing():
@@ -150,16 +210,29 @@ async def test_hint_modal_sends_add_hint():
         engine.shutdown()
 
 
-async def test_pause_and_resume_with_space():
+async def test_space_pauses_after_the_step_and_a_second_space_cancels_the_pending_pause():
     app = make_app(hold_at=3)
     async with app.run_test(size=SIZE) as pilot:
         engine = await held_app(pilot, app, 3)
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.model.state == "paused")
-        assert "paused" in status_text(app)
+        await wait_for(pilot, lambda: app.model.state == "pausing")
+        assert "pausing after this step" in status_text(app)
         await pilot.press("space")
         await wait_for(pilot, lambda: app.model.state == "running")
-        assert engine.commands == [Pause(), Resume()]
+        assert "the pending pause is cancelled" in answers(app)
+        assert "pausing" not in status_text(app)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.model.state == "pausing")
+        engine.release()
+        await wait_for(pilot, lambda: app.model.state == "paused")
+        assert app.model.done == 4 and app.model.running_id is None  # node 3 finished, nothing started
+        assert "‖ paused" in status_text(app)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.model.state != "paused")  # the run goes on (and may finish at once)
+        states = [e.state for e in app.received if isinstance(e, RunStateChanged)]
+        assert states[:6] == ["running", "pausing", "running", "pausing", "paused", "running"]
+        assert engine.commands == [Pause(), Resume(), Pause(), Resume()]
+        assert "resuming" in answers(app)
         engine.shutdown()
 
 
@@ -178,6 +251,25 @@ async def test_edit_runs_code_as_child_of_selected():
         await wait_for(pilot, lambda: any(isinstance(c, RunCode) for c in engine.commands))
         cmd = engine.commands[-1]
         assert cmd.parent_id == 2 and "n_estimators=500" in cmd.code
+        assert "your code runs next, as a child of #2" in answers(app)
+        engine.shutdown()
+
+
+async def test_edited_code_behind_a_queued_draft_says_it_runs_after_it():
+    app = make_app(hold_at=3)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await held_app(pilot, app, 3)
+        await pilot.press("d")
+        app.goto_node(2)
+        await pilot.pause()
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditCodeModal))
+        editor = app.screen.query_one("TextArea")
+        editor.text = editor.text.replace("n_estimators=300", "n_estimators=500")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any(isinstance(c, RunCode) for c in engine.commands))
+        await wait_for(pilot, lambda: "your code runs after 1 queued step, as a child of #2" in answers(app))
+        assert "queued: draft, your code under #2" in status_text(app)
         engine.shutdown()
 
 
@@ -198,6 +290,33 @@ async def test_copy_branch_and_jumps():
         await pilot.press("g")
         await pilot.pause()
         assert any("no git branch yet" in n for n in notes(app))
+        app.engine.shutdown()
+
+
+async def test_the_direction_is_announced_once_and_shown():
+    app = make_app(steps=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        fixed = [e for e in app.received if isinstance(e, DirectionFixed)]
+        assert [e.direction for e in fixed] == ["maximize"]
+        assert app.model.direction == "maximize" and app.metrics.border_title == "Metric (higher is better)"
+        assert "== metric direction: maximize (higher is better)" in app.log_pane.lines
+
+
+async def test_replayed_nodes_keep_their_branch_for_details_and_g():
+    app = make_app(replay=4, hold_at=5, steps=8)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model.running_id == 5)
+        app.goto_node(2)
+        await pilot.pause()
+        await pilot.press("g")
+        await pilot.pause()
+        assert app.clipboard == "aide/titanic-1/0002-draft"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NodeDetailScreen))
+        overview = static_text(app.screen, "#detail-overview")
+        assert "git log aide/titanic-1/0002-draft" in overview and "(not committed)" not in overview
+        assert app.model.direction == "maximize"  # as the replay said
         app.engine.shutdown()
 
 
@@ -321,25 +440,21 @@ async def test_compact_layout_at_80x24_keeps_sparkline():
 
 async def test_high_rate_output_is_batched_and_ui_stays_responsive():
     """50k output lines: the log keeps the newest (capped), in order, and a key is handled meanwhile."""
-    app = make_app(hold_at=1, output_lines=50_000, steps=3)
+    app = make_app(hold_at=1, output_lines=50_000, steps=2)
     async with app.run_test(size=SIZE) as pilot:
-        # Bursts are summarised to FLUSH_LINES per flush, so how many lines reach the log
-        # depends on the flush count; a cap below one node's output is reached every time.
-        app.log_pane.max_lines = 500
         engine = await held_app(pilot, app, 1)
+        app.log_pane.max_lines = 500  # under the 1,000 lines a flush shows at least, so the cap must act
         engine.release()
         await pilot.press("h")
         await pilot.pause()
         assert isinstance(app.screen, HintModal)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: app.model.state == "finished", timeout=60)
-        # the log is written in batches, behind the model: wait for its last batch
-        await wait_for(pilot, lambda: any(line.startswith("== run finished") for line in app.log_pane.lines), timeout=30)
+        await wait_for(pilot, lambda: app.model.state == "finished", timeout=30)  # nothing streams after the last node
         lines = app.log_pane.lines
-        assert len(lines) == app.log_pane.max_lines  # capped, oldest dropped
-        assert any(line.startswith("epoch 50000:") for line in lines)
+        assert len(lines) == 500  # capped, oldest dropped: all that is left is node 1's
+        epochs = [int(line.split()[1].rstrip(":")) for line in lines if line.startswith("epoch ")]
+        assert epochs == sorted(set(epochs)) and epochs[-1] == 50_000  # in order, the newest kept
         assert lines[-1].startswith("== run finished")
-        engine.shutdown()
 
 
 async def test_no_key_modal_offers_the_offline_coder_and_starts_it():

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from aide_tui.cli import main
-from helpers import make_project
+from helpers import git, make_project
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -126,7 +126,14 @@ def test_headless_human_and_json_output_and_export(tmp_path, llm_env):
     assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
     finished = [e for e in events if e["event"] == "NodeFinished"]
     assert len(finished) == 2 and finished[0]["node"]["operation"] == "draft"
-    assert finished[0]["ref"].startswith("refs/heads/aide/")
+    for event in finished:  # the node as its node.json has it (plus code and output)
+        node = event["node"]
+        on_disk = json.loads(git(project, "show", f"{node['branch']}:node.json"))
+        assert {key: node[key] for key in on_disk} == on_disk and {"run", "branch", "direction"} <= set(on_disk)
+        assert git(project, "rev-parse", node["branch"]).strip() == event["commit"]
+    assert kinds.count("DirectionFixed") == 1 and kinds.index("DirectionFixed") < kinds.index("RunFinished")
+    best = next(e["node"] for e in finished if e["node"]["id"] == events[-1]["best_id"])
+    assert (events[-1]["best_metric"], events[-1]["best_branch"]) == (best["metric"], best["branch"])
 
     out = tmp_path / "best"
     res = run_cli(project, "--export", "best", out)

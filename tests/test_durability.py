@@ -19,7 +19,7 @@ from aide_tui.engine import build_engine
 from aide_tui.errors import UserError
 from aide_tui.project import Project
 from aide_tui.records import recover_run
-from aide_tui.settings import Settings, resolve
+from aide_tui.settings import resolve
 from helpers import git, make_project
 
 pytestmark = pytest.mark.timeout(120)
@@ -69,7 +69,7 @@ def test_names_git_cannot_hold_are_skipped_and_listed(tmp_path):
     assert finished.reason == "completed"
     done = [e for e in events if isinstance(e, ev.NodeFinished)][0]
     assert done.commit and done.node.status == "ok"
-    branch = done.ref.removeprefix("refs/heads/")
+    branch = done.branch
     meta = json.loads(git(project, "show", f"{branch}:node.json"))
     assert meta["skipped_files"] == [".git/config", "out/bad\\xffbyte.txt"]
     assert "out/bad\\xffbyte.txt" in done.node.exec.outputs  # escaped, so front ends can print it
@@ -87,7 +87,7 @@ def test_a_failed_commit_keeps_the_node_and_the_next_resume_commits_it(tmp_path)
     engine.submit(ev.RunCode(None, GOOD.format(m=1)))
     assert engine.run().reason == "completed"
     done = [e for e in events if isinstance(e, ev.NodeFinished)][0]
-    assert done.commit is None and done.ref is None
+    assert done.commit is None and done.branch is None
     assert "could not be committed to git" in notices(events)
     assert journal_ids(engine) == [1]
 

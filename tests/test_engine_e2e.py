@@ -180,7 +180,7 @@ def test_stop_after_step_and_resume_continue_to_the_step_count(tmp_path, scripte
     finished = engine2.run()
     assert finished.reason == "completed"
     started = rec2.of(ev.RunStarted)[0]
-    assert started.resumed and [n.id for n in started.nodes] == [1, 2]
+    assert started.resumed and [n.node.id for n in started.nodes] == [1, 2]
     assert [e.node.id for e in rec2.of(ev.NodeFinished)] == [3, 4, 5]  # the run's own target, not the default 20
     # --steps given again raises the target
     rec3 = Recorder()

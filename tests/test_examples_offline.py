@@ -48,10 +48,10 @@ def best_node(run):
 @pytest.mark.parametrize("example,direction", EXAMPLE_CASES)
 def test_offline_run_on_example_completes_without_a_key(offline_example_run, example, direction):
     run = offline_example_run(example, STEPS)
-    assert run.finished.reason == "completed" and run.finished.nodes == STEPS
+    assert run.finished.reason == "completed" and run.finished.nodes == STEPS, (run.finished, [e.message for e in run.events.of(ev.Notice)])
     notices = [e.message for e in run.events.of(ev.Notice)]
-    assert len([n for n in notices if "offline baseline coder" in n.lower()]) == 1
-    assert "ANTHROPIC_API_KEY" in notices[0]
+    assert len([n for n in notices if "offline baseline coder" in n.lower()]) == 1, notices
+    assert any("ANTHROPIC_API_KEY" in n for n in notices), notices
     assert run.events.of(ev.RunStarted)[0].coder == "offline"
     nodes, _ = best_node(run)
     assert {n.operation for n in nodes.values()} >= {"draft", "improve"}

@@ -90,7 +90,7 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, llm_
     events = [json.loads(line) for line in res.stdout.splitlines()]
     started = events[0]
     assert started["event"] == "RunStarted" and started["resumed"] and started["run"] == run
-    assert [n["id"] for n in started["nodes"]] == before
+    assert [n["node"]["id"] for n in started["nodes"]] == before
     ids = [json.loads(line)["node"]["id"] for line in journal.read_text().splitlines()]
     assert ids == list(range(1, 9))  # every node exactly once, in order
     refs = git(project, "for-each-ref", "--format=%(refname:short)", f"refs/heads/aide/{run}/").split()

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from rich.text import Text
 from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -28,6 +27,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Tree
 from textual.worker import Worker, WorkerFailed, WorkerState
 
+from ..control import COMMAND_INFO
 from ..errors import UserError
 from ..events import (
     AddHint,
@@ -36,6 +36,7 @@ from ..events import (
     CommandAccepted,
     CommandRejected,
     DebugNode,
+    DirectionFixed,
     DraftNext,
     Event,
     ImproveNode,
@@ -55,8 +56,8 @@ from ..events import (
     StopAfterStep,
 )
 from ..settings import Settings
+from ..state import Change, RunModel
 from .commands import AideCommands
-from .model import RunModel
 from .screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, NoKeyModal, ResumeModal
 from .screens.node_detail import NodeDetailScreen
 from .widgets.live_log import LiveLog
@@ -98,13 +99,13 @@ class AideApp(App[int]):
     ENABLE_COMMAND_PALETTE = True
 
     AIDE_BINDINGS = [
-        Binding("d", "draft", "Draft", tooltip="Next step writes a new draft solution", id="aide.draft"),
-        Binding("i", "improve", "Improve", tooltip="Next step improves the selected node", id="aide.improve"),
-        Binding("b", "debug", "Debug", tooltip="Next step debugs the selected buggy node", id="aide.debug"),
-        Binding("h", "hint", "Hint", tooltip="Add advice to the next prompt", id="aide.hint"),
-        Binding("e", "edit", "Edit", tooltip="Edit the selected node's code and run it as a child", id="aide.edit"),
-        Binding("space", "toggle_pause", "Pause", key_display="space", tooltip="Pause or resume the run", id="aide.pause"),
-        Binding("s", "stop", "Stop", tooltip="Stop cleanly after the current step (resumable)", id="aide.stop"),
+        Binding("d", "draft", "Draft", tooltip=COMMAND_INFO[DraftNext].does, id="aide.draft"),
+        Binding("i", "improve", "Improve", tooltip=COMMAND_INFO[ImproveNode].does, id="aide.improve"),
+        Binding("b", "debug", "Debug", tooltip=COMMAND_INFO[DebugNode].does, id="aide.debug"),
+        Binding("h", "hint", "Hint", tooltip=COMMAND_INFO[AddHint].does, id="aide.hint"),
+        Binding("e", "edit", "Edit", tooltip=COMMAND_INFO[RunCode].does, id="aide.edit"),
+        Binding("space", "toggle_pause", "Pause", key_display="space", tooltip=COMMAND_INFO[Pause].does, id="aide.pause"),
+        Binding("s", "stop", "Stop", tooltip=COMMAND_INFO[StopAfterStep].does, id="aide.stop"),
         Binding("enter", "details", "Details", tooltip="Plan, code, diff, output and git branch of the selected node", id="aide.details"),
         Binding("g", "copy_branch", "Branch", tooltip="Copy the selected node's git branch name", id="aide.branch"),
         Binding("B", "goto_best", "Best", key_display="B", tooltip="Select the best node (★)", id="aide.best"),
@@ -141,7 +142,6 @@ class AideApp(App[int]):
         self.follow = True  # cursor follows new nodes until the user moves it
         self._stream: deque[tuple[int, Event]] = deque()
         self._seq = itertools.count()
-        self._pending: list[Command] = []  # overrides sent, waiting for Accepted/Rejected
         self._quitting = False
         self._closed_ui = False
         self._engine_done = False
@@ -245,11 +245,9 @@ class AideApp(App[int]):
             error = event.worker.error
             self._flush_stream()
             self._exit_code = 1
-            self.model.state = "failed"
-            self.model.state_reason = f"{type(error).__name__}: {error}"
-            if self.model.finished_at is None:
-                self.model.finished_at = self.clock()
-            self.model.running_id = None
+            # the engine died without its last events: say what it would have said
+            self.model.apply(RunStateChanged("failed", f"{type(error).__name__}: {error}"))
+            self.model.apply(RunFinished("error", self.model.done))
             self._refresh_status()
             self.refresh_bindings()
             if not self._quitting:
@@ -338,59 +336,18 @@ class AideApp(App[int]):
             self.say(f"display error on {type(message.event).__name__}: {exc}", severity="error")
 
     def handle_event(self, event: Event) -> None:
+        """Fold the event into the run's picture, show what only this event says, refresh panes."""
         self.received.append(event)
         change = self.model.apply(event)
-        tree = self.tree_pane
-        log = self.log_pane
-        model = self.model
+        show = self._SHOW.get(type(event))
+        if show is not None:
+            show(self, event, change)
+        self._refresh_panes(change)
+        if change.tree_added or change.tree_updated or isinstance(event, (RunStateChanged, RunFinished, RunStarted)):
+            self.refresh_bindings()
 
-        if isinstance(event, RunStarted):
-            tree.rebuild(model)
-            what = "Resumed" if event.resumed else "Started"
-            log.append_lines([f"== {what} run {event.run}: {event.steps} steps, {len(event.nodes)} nodes so far"])
-        elif isinstance(event, NodeStarted):
-            parent = f" of #{event.parent_id}" if event.parent_id is not None else ""
-            hint = f" (hint: {event.hint})" if event.hint else ""
-            log.append_lines([" ", f"── #{event.node_id} {event.operation}{parent}{hint} ──"])
-        elif isinstance(event, PhaseChanged):
-            if event.phase == "executing" and event.node_id is not None:
-                log.append_lines([f"── running node #{event.node_id} ──"])
-        elif isinstance(event, CodeReady):
-            self._refresh_detail(event.node_id)
-        elif isinstance(event, NodeFinished):
-            node = event.node
-            verdict = "✓ ok" if node.status == "ok" else f"✗ {node.status}"
-            metric = f" {format_metric(node.metric)}" if node.metric is not None else ""
-            star = " ★ new best" if change.best_changed and event.best_id == node.id else ""
-            summary = node.review_summary.strip().replace("\n", " ")
-            log.append_lines([f"── review #{node.id}: {verdict}{metric}{star} — {summary}"])
-            self._refresh_detail(node.id)
-        elif isinstance(event, CommandAccepted):
-            self._on_command_answer(event.command, accepted=True)
-            self.say(event.detail or f"{event.command} accepted", title="Command accepted", timeout=4)
-        elif isinstance(event, CommandRejected):
-            self._on_command_answer(event.command, accepted=False)
-            self.say(event.reason, title=f"{event.command} rejected", severity="warning", timeout=6)
-        elif isinstance(event, Notice):
-            self.say(event.message, severity="warning" if event.level == "warning" else "information", timeout=10)
-        elif isinstance(event, RunError):
-            log.append_lines([f"!! {event.kind} error: {event.message}"])
-            if event.kind in ("auth", "budget", "fatal", "config"):
-                self.push_screen(ErrorModal(event.kind, event.message))
-            else:
-                self.say(event.message, title=f"{event.kind} error", severity="error", timeout=10)
-        elif isinstance(event, RunStateChanged):
-            if event.state == "paused":
-                log.append_lines(["== paused (space resumes)"])
-            elif event.state == "running" and self.model.done:
-                pass
-        elif isinstance(event, RunFinished):
-            best = model.nodes.get(event.best_id) if event.best_id is not None else None
-            best_text = f"best #{best.id} {format_metric(best.metric)}" if best else "no working node"
-            log.append_lines([f"== run finished ({event.reason}): {event.nodes} nodes, {best_text}"])
-            self.say(f"Run finished ({event.reason}): {best_text}", title="Run finished", timeout=10)
-
-        # one tree update per event (NodeStarted adds, NodeFinished relabels)
+    def _refresh_panes(self, change: Change) -> None:
+        model, tree = self.model, self.tree_pane
         if change.tree_reset:
             tree.rebuild(model)
         else:
@@ -409,17 +366,79 @@ class AideApp(App[int]):
             self.spark.update_from(model)
         if change.status:
             self._refresh_status()
-        if change.tree_added or change.tree_updated or isinstance(event, (RunStateChanged, RunFinished, RunStarted)):
-            self.refresh_bindings()
 
-    def _on_command_answer(self, name: str, accepted: bool) -> None:
-        for i, cmd in enumerate(self._pending):
-            if cmd.name == name:
-                self._pending.pop(i)
-                if accepted:
-                    self.model.queued.append(describe(cmd))
-                break
-        self._refresh_status()
+    # one per event that shows more than the panes do
+    def _show_run_started(self, event: RunStarted, change: Change) -> None:
+        what = "Resumed" if event.resumed else "Started"
+        self.log_pane.append_lines([f"== {what} run {event.run}: {event.steps} steps, {len(event.nodes)} nodes so far"])
+
+    def _show_direction_fixed(self, event: DirectionFixed, change: Change) -> None:
+        better = "lower" if event.direction == "minimize" else "higher"
+        self.log_pane.append_lines([f"== metric direction: {event.direction} ({better} is better)"])
+
+    def _show_node_started(self, event: NodeStarted, change: Change) -> None:
+        parent = f" of #{event.parent_id}" if event.parent_id is not None else ""
+        hint = f" (hint: {event.hint})" if event.hint else ""
+        self.log_pane.append_lines([" ", f"── #{event.node_id} {event.operation}{parent}{hint} ──"])
+
+    def _show_phase_changed(self, event: PhaseChanged, change: Change) -> None:
+        if event.phase == "executing" and event.node_id is not None:
+            self.log_pane.append_lines([f"── running node #{event.node_id} ──"])
+
+    def _show_code_ready(self, event: CodeReady, change: Change) -> None:
+        self._refresh_detail(event.node_id)
+
+    def _show_node_finished(self, event: NodeFinished, change: Change) -> None:
+        node = event.node
+        verdict = "✓ ok" if node.status == "ok" else f"✗ {node.status}"
+        metric = f" {format_metric(node.metric)}" if node.metric is not None else ""
+        star = " ★ new best" if change.best_changed and event.best_id == node.id else ""
+        summary = node.review_summary.strip().replace("\n", " ")
+        self.log_pane.append_lines([f"── review #{node.id}: {verdict}{metric}{star} — {summary}"])
+        self._refresh_detail(node.id)
+
+    def _show_command_accepted(self, event: CommandAccepted, change: Change) -> None:
+        self.say(event.detail or f"{event.command} accepted", title="Command accepted", timeout=4)
+
+    def _show_command_rejected(self, event: CommandRejected, change: Change) -> None:
+        self.say(event.reason, title=f"{event.command} rejected", severity="warning", timeout=6)
+
+    def _show_notice(self, event: Notice, change: Change) -> None:
+        self.say(event.message, severity="warning" if event.level == "warning" else "information", timeout=10)
+
+    def _show_run_error(self, event: RunError, change: Change) -> None:
+        self.log_pane.append_lines([f"!! {event.kind} error: {event.message}"])
+        if event.kind in ("auth", "budget", "fatal", "config"):
+            self.push_screen(ErrorModal(event.kind, event.message))
+        else:
+            self.say(event.message, title=f"{event.kind} error", severity="error", timeout=10)
+
+    def _show_run_state_changed(self, event: RunStateChanged, change: Change) -> None:
+        if event.state == "paused":
+            self.log_pane.append_lines(["== paused (space resumes)"])
+
+    def _show_run_finished(self, event: RunFinished, change: Change) -> None:
+        if event.best_id is not None:
+            best_text = f"best #{event.best_id} {format_metric(event.best_metric)}"
+        else:
+            best_text = "no working node"
+        self.log_pane.append_lines([f"== run finished ({event.reason}): {event.nodes} nodes, {best_text}"])
+        self.say(f"Run finished ({event.reason}): {best_text}", title="Run finished", timeout=10)
+
+    _SHOW: dict[type[Event], Callable[[AideApp, Any, Change], None]] = {
+        RunStarted: _show_run_started,
+        DirectionFixed: _show_direction_fixed,
+        NodeStarted: _show_node_started,
+        PhaseChanged: _show_phase_changed,
+        CodeReady: _show_code_ready,
+        NodeFinished: _show_node_finished,
+        CommandAccepted: _show_command_accepted,
+        CommandRejected: _show_command_rejected,
+        Notice: _show_notice,
+        RunError: _show_run_error,
+        RunStateChanged: _show_run_state_changed,
+        RunFinished: _show_run_finished,
+    }
 
     def _refresh_status(self) -> None:
         bar = self.status_bar
@@ -451,7 +470,7 @@ class AideApp(App[int]):
     @on(Tree.NodeHighlighted, "#tree")
     def _on_highlight(self, event: Tree.NodeHighlighted) -> None:
         self.selected_id = event.node.data
-        if self._ui_alive():  # a highlight queued behind shutdown arrives after the screens are gone
+        if self._ui_alive():  # a highlight queued while the app closes finds no screen to refresh
             self.refresh_bindings()
 
     @on(NodeTree.UserMoved)
@@ -529,6 +548,9 @@ class AideApp(App[int]):
         elif action == "stop":
             if model.state == "stopping":
                 return "already stopping after this step"
+        elif action == "toggle_pause":
+            if model.state == "stopping":
+                return "the run is stopping after this step; nothing to pause"
         return None
 
     GATED = {"draft", "improve", "debug", "hint", "edit", "toggle_pause", "stop", "details", "copy_branch", "goto_best", "goto_running"}
@@ -567,8 +589,6 @@ class AideApp(App[int]):
         if self.engine is None:
             self.say("The run has not started yet", severity="warning")
             return
-        if isinstance(command, (DraftNext, ImproveNode, DebugNode, RunCode)):
-            self._pending.append(command)
         self.engine.submit(command)
 
     def action_draft(self) -> None:
@@ -602,7 +622,8 @@ class AideApp(App[int]):
         self.push_screen(EditCodeModal(node_id, view.code), done)
 
     def action_toggle_pause(self) -> None:
-        if self.model.state == "paused":
+        """Space pauses; again resumes, or takes back a pause the current step has not reached."""
+        if self.model.state in ("paused", "pausing"):
             self.send(Resume())
         else:
             self.send(Pause())
@@ -659,18 +680,6 @@ class AideApp(App[int]):
                 pass
         self._flush_stream()
         self.exit(self._exit_code, return_code=self._exit_code)
-
-
-def describe(cmd: Command) -> str:
-    if isinstance(cmd, DraftNext):
-        return "draft"
-    if isinstance(cmd, ImproveNode):
-        return f"improve #{cmd.node_id}"
-    if isinstance(cmd, DebugNode):
-        return f"debug #{cmd.node_id}"
-    if isinstance(cmd, RunCode):
-        return f"your code under #{cmd.parent_id}"
-    return cmd.name
 
 
 def run_app(project_dir: Path, settings: Settings, resume: bool | None) -> int:

@@ -85,6 +85,7 @@ class Node:
     usage: Usage = field(default_factory=Usage)
     debug_depth: int = 0  # consecutive debug steps leading to this node
     hint: str | None = None  # the user's hint that went into this node's prompt
+    skipped_files: list[str] = field(default_factory=list)  # files it wrote whose names git cannot hold
     created_at: float = 0.0
     finished_at: float = 0.0
 

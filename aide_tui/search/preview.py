@@ -14,7 +14,6 @@ note saying so.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 from collections import Counter

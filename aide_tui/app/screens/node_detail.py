@@ -13,7 +13,7 @@ from textual.highlight import highlight
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from ..model import RUNNING, NodeView, RunModel
+from ...state import RUNNING, NodeView, RunModel
 from ..widgets.node_tree import Palette, format_metric, node_label
 from ..widgets.status_bar import format_duration, format_tokens
 

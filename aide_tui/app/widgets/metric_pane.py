@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 from textual_plot import HiResMode, PlotWidget
 
-from ..model import RunModel
+from ...state import RunModel
 from .node_tree import Palette, format_metric
 
 
@@ -35,7 +35,8 @@ class MetricPane(Vertical):
 
     def update_from(self, model: RunModel, force: bool = False) -> None:
         self.border_title = model.metric_title()
-        key = (tuple(model.points), tuple(model.best_curve), self.palette.success)
+        curve = model.best_curve
+        key = (tuple(model.points), tuple(curve), self.palette.success)
         if key == self._drawn and not force:
             return
         self._drawn = key
@@ -50,9 +51,9 @@ class MetricPane(Vertical):
         xs = [x for x, _ in model.points]
         ys = [y for _, y in model.points]
         last = max(model.done, max(xs))
-        if model.best_curve:
-            bx = [x for x, _ in model.best_curve] + [last]
-            by = [y for _, y in model.best_curve] + [model.best_curve[-1][1]]
+        if curve:
+            bx = [x for x, _ in curve] + [last]
+            by = [y for _, y in curve] + [curve[-1][1]]
             # a step line: hold the best value until the next improvement.  Quadrant
             # blocks, not braille: more terminal fonts have them.
             sx, sy = [bx[0]], [by[0]]

@@ -9,7 +9,7 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ..model import RUNNING, NodeView, RunModel
+from ...state import RUNNING, NodeView, RunModel
 
 STATUS_GLYPH = {
     RUNNING: ("●", "running"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from ..model import RunModel
+from ...state import RunModel, step_text
 from .node_tree import Palette
 
 SPINNER = "◐◓◑◒"  # geometric shapes: present in common monospace fonts, unlike braille
@@ -43,6 +43,8 @@ class StatusBar(Static):
         line1.append("  ")
         if model.state == "paused":
             line1.append("‖ paused", style=f"bold {p.warning}")
+        elif model.state in ("pausing", "stopping") and model.running_id is None:
+            line1.append(f"· {model.phase_text()}", style=p.warning)
         elif model.state == "failed":
             line1.append("✗ " + model.phase_text(), style=f"bold {p.error}")
         elif model.state == "finished":
@@ -63,17 +65,24 @@ class StatusBar(Static):
             line2.append(f" of ${model.budget:.2f}", style=style)
         if model.coder == "offline":
             line2.append("  offline coder", style=p.warning)
-        nxt = model.next_planned
-        if nxt is not None and model.active:
-            target = f" #{nxt.parent_id}" if nxt.parent_id is not None else ""
-            who = "you" if nxt.source == "command" else "policy"
-            line2.append("  next: ", style=p.muted)
-            line2.append(f"{nxt.operation}{target}", style="bold")
-            line2.append(f" ({who})", style=p.muted)
-        if model.queued:
-            line2.append("  queued: ", style=p.muted)
-            line2.append(", ".join(model.queued), style=f"bold {p.accent}")
+        if model.active:  # a finished run plans nothing
+            self._append_plan(line2, model)
         both = Text("\n", no_wrap=True, overflow="ellipsis").join([line1, line2])
         both.no_wrap = True
         both.overflow = "ellipsis"
         self.update(both)
+
+    def _append_plan(self, line2: Text, model: RunModel) -> None:
+        """What runs next, what the user queued behind it, and hints waiting for a prompt."""
+        p = self.palette
+        nxt = model.next_planned
+        if nxt is not None:
+            who = "you" if nxt.source == "command" else "policy"
+            line2.append("  next: ", style=p.muted)
+            line2.append(step_text(nxt.operation, nxt.parent_id), style="bold")
+            line2.append(f" ({who})", style=p.muted)
+        if model.waiting:
+            line2.append("  queued: ", style=p.muted)
+            line2.append(", ".join(step_text(s.operation, s.parent_id) for s in model.waiting), style=f"bold {p.accent}")
+        if model.hints:
+            line2.append(f"  +{len(model.hints)} hint{'s' if len(model.hints) > 1 else ''}", style=p.accent)

@@ -1,0 +1,272 @@
+"""The user's hold on a run: the commands an engine accepts, their queue, pause and stop.
+
+Each command is described once, here (`COMMAND_INFO`): what it does (key help) and what the
+user is told when it is accepted.  `RunControl` checks a command against the tree,
+queues it, and announces every change (CommandAccepted/Rejected, QueueChanged,
+RunStateChanged) so a front end only shows what it is told.  Both the real engine and the
+app tests' scripted engine steer through it, so they cannot disagree on what a command means.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import events as ev
+from .search.node import Node, Operation
+
+
+@dataclass
+class Plan:
+    """What one step will do: the policy's choice or a queued command."""
+
+    operation: Operation
+    parent_id: int | None
+    source: ev.PlanSource
+    code: str | None = None  # manual nodes bring their own code
+    plan: str = ""
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What an acceptance message depends on."""
+
+    ahead: int  # queued steps that run before this command's step
+    holding: bool  # the run is paused between steps (not merely asked to pause)
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    does: str  # what the command does, for key help
+    accepted: Callable[[Any, Situation], str]  # what the user is told when it is accepted
+
+
+def _when(s: Situation) -> str:
+    if s.ahead == 0:
+        return "next"
+    return f"after {s.ahead} queued step{'s' if s.ahead > 1 else ''}"
+
+
+def _child_of(parent_id: int | None) -> str:
+    return f"as a child of #{parent_id}" if parent_id is not None else "as a new root"
+
+
+COMMAND_INFO: dict[type[ev.Command], CommandInfo] = {
+    ev.DraftNext: CommandInfo("Next step writes a new draft solution",
+                              lambda c, s: f"a new draft runs {_when(s)}"),
+    ev.ImproveNode: CommandInfo("Next step improves the selected node",
+                                lambda c, s: f"improving #{c.node_id} runs {_when(s)}"),
+    ev.DebugNode: CommandInfo("Next step debugs the selected buggy node",
+                              lambda c, s: f"debugging #{c.node_id} runs {_when(s)}"),
+    ev.RunCode: CommandInfo("Edit the selected node's code and run it as a child",
+                            lambda c, s: f"your code runs {_when(s)}, {_child_of(c.parent_id)}"),
+    ev.AddHint: CommandInfo("Add advice to the next prompt",
+                            lambda c, s: "the next prompt includes your hint"),
+    ev.Pause: CommandInfo("Pause after the current step; again resumes, or cancels a pause not yet reached",
+                          lambda c, s: "pausing after the current step"),
+    ev.Resume: CommandInfo("Resume a paused run",
+                           lambda c, s: "resuming" if s.holding else "the pending pause is cancelled"),
+    ev.StopAfterStep: CommandInfo("Stop cleanly after the current step (resumable)",
+                                  lambda c, s: "stopping after the current step"),
+    ev.CancelNow: CommandInfo("Stop now: the running step is discarded (resumable)",
+                              lambda c, s: "cancelling now"),
+}
+
+QUEUED_STEPS = (ev.DraftNext, ev.ImproveNode, ev.DebugNode, ev.RunCode)
+
+
+def queued_step_plan(command: ev.Command) -> Plan:
+    match command:
+        case ev.DraftNext():
+            return Plan("draft", None, "command")
+        case ev.ImproveNode(node_id=nid):
+            return Plan("improve", nid, "command")
+        case ev.DebugNode(node_id=nid):
+            return Plan("debug", nid, "command")
+        case ev.RunCode(parent_id=pid, code=code, plan=plan):
+            return Plan("manual", pid, "command", code=code, plan=plan)
+    raise TypeError(f"{command!r} queues no step")
+
+
+class RunControl:
+    """Thread-safe: `submit` is called from any thread, the rest from the run's own loop.
+
+    `lookup(node_id)` gives a finished node or None; `emit` sends an event to the front end.
+    """
+
+    def __init__(
+        self,
+        lookup: Callable[[int], Node | None],
+        emit: Callable[[ev.Event], None],
+        cancel: threading.Event | None = None,
+        lock: threading.RLock | None = None,
+    ) -> None:
+        self._lookup = lookup
+        self._emit = emit
+        self.cancel = cancel or threading.Event()
+        self._lock = lock or threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._queue: collections.deque[Plan] = collections.deque()
+        self._hints: list[str] = []
+        self._paused = False  # asked to pause (pending until the loop holds)
+        self._holding = False  # the loop is waiting in hold_if_paused
+        self._stop = False
+
+    # ------------------------------------------------------------ front end side
+
+    def submit(self, command: ev.Command) -> bool:
+        """Check, apply and announce a command; True when accepted."""
+        with self._lock:
+            reason = self._check(command)
+            if reason is None:
+                situation = Situation(len(self._queue), self._holding)
+                follow_up = self._apply(command)
+                self._wake.notify_all()
+        if reason is not None:
+            self._emit(ev.CommandRejected(command.name, reason))
+            return False
+        self._emit(ev.CommandAccepted(command.name, COMMAND_INFO[type(command)].accepted(command, situation)))
+        for event in follow_up:
+            self._emit(event)
+        return True
+
+    def _check(self, command: ev.Command) -> str | None:
+        match command:
+            case ev.ImproveNode(node_id=nid):
+                node = self._lookup(nid)
+                if node is None:
+                    return f"there is no finished node #{nid}"
+                if node.is_buggy:
+                    return f"node #{nid} is {node.status}; debug it instead"
+            case ev.DebugNode(node_id=nid):
+                node = self._lookup(nid)
+                if node is None:
+                    return f"there is no finished node #{nid}"
+                if not node.is_buggy:
+                    return f"node #{nid} works; there is nothing to debug (improve it instead)"
+            case ev.RunCode(parent_id=pid, code=code):
+                if pid is not None and self._lookup(pid) is None:
+                    return f"there is no finished node #{pid}"
+                if not code.strip():
+                    return "the code is empty"
+            case ev.AddHint(text=text):
+                if not text.strip():
+                    return "the hint is empty"
+            case ev.Pause():
+                if self._stop:
+                    return "the run is stopping after this step"
+                if self._paused:
+                    return "already paused"
+            case ev.Resume():
+                if not self._paused:
+                    return "not paused"
+            case ev.StopAfterStep():
+                if self._stop:
+                    return "already stopping after this step"
+            case ev.DraftNext() | ev.CancelNow():
+                pass
+            case _:
+                return f"unknown command {command!r}"
+        return None
+
+    def _apply(self, command: ev.Command) -> list[ev.Event]:
+        """Change the control state (under the lock); returns the events that announce it."""
+        match command:
+            case ev.DraftNext() | ev.ImproveNode() | ev.DebugNode() | ev.RunCode():
+                self._queue.append(queued_step_plan(command))
+                return [self.snapshot()]
+            case ev.AddHint(text=text):
+                self._hints.append(text.strip())
+                return [self.snapshot()]
+            case ev.Pause():
+                self._paused = True
+                return [ev.RunStateChanged("pausing", "pausing after the current step")]
+            case ev.Resume():
+                self._paused = False
+                if self._holding:
+                    return []  # the loop wakes and says "running"
+                return [ev.RunStateChanged("running", "pause cancelled")]
+            case ev.StopAfterStep():
+                self._stop = True
+                return [ev.RunStateChanged("stopping", "stopping after the current step")]
+            case ev.CancelNow():
+                self._stop = True
+                self.cancel.set()
+                return [ev.RunStateChanged("stopping", "cancelling")]
+        return []
+
+    def snapshot(self) -> ev.QueueChanged:
+        """The queue as QueueChanged announces it."""
+        steps = tuple(ev.QueuedStep(p.operation, p.parent_id) for p in self._queue)
+        return ev.QueueChanged(steps, tuple(self._hints))
+
+    # ------------------------------------------------------------ loop side
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def hold_if_paused(self, poll: float = 0.5) -> bool:
+        """Block while paused; False when woken by stop/cancel, so the loop re-checks."""
+        with self._lock:
+            if not self._paused:
+                return True
+            self._holding = True
+        self._emit(ev.RunStateChanged("paused"))
+        with self._lock:
+            while self._paused and not self.cancel.is_set() and not self._stop:
+                self._wake.wait(timeout=poll)
+            self._holding = False
+            resumed = not self._paused
+        if resumed:
+            self._emit(ev.RunStateChanged("running"))
+        return resumed and not self.cancel.is_set() and not self._stop
+
+    def peek(self) -> Plan | None:
+        with self._lock:
+            return self._queue[0] if self._queue else None
+
+    def take(self) -> tuple[Plan | None, str | None]:
+        """The next queued step (or None: the policy decides) and the hints for its prompt.
+
+        A hand-written step has no prompt, so the hints wait for the next one."""
+        with self._lock:
+            plan = self._queue.popleft() if self._queue else None
+            hint = None
+            if self._hints and (plan is None or plan.operation != "manual"):
+                hint = "\n".join(self._hints)
+                self._hints.clear()
+            changed = plan is not None or hint is not None
+            event = self.snapshot()
+        if changed:
+            self._emit(event)
+        return plan, hint
+
+    def give_back(self, plan: Plan | None, hint: str | None) -> None:
+        """A step that recorded nothing (LLM failure): its command and hint apply to the retry."""
+        with self._lock:
+            if plan is not None and plan.source == "command":
+                self._queue.appendleft(plan)
+            if hint:
+                self._hints.insert(0, hint)
+            changed = (plan is not None and plan.source == "command") or bool(hint)
+            event = self.snapshot()
+        if changed:
+            self._emit(event)
+
+    def drop_queue(self) -> None:
+        """The run ends: what is still queued will not run (a resumed run starts with none)."""
+        with self._lock:
+            had = bool(self._queue or self._hints)
+            self._queue.clear()
+            self._hints.clear()
+            event = self.snapshot()
+        if had:
+            self._emit(event)
