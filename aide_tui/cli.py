@@ -80,6 +80,7 @@ def _main(argv: list[str] | None) -> int:
         dest = export_node(project, args.export[0], Path(args.export[1]), args.run)
         print(f"exported to {dest}")
         return 0
+    _check_not_running(project)
     resume: bool | None = True if args.resume else False if args.new else None
     if args.headless:
         return _headless(project, settings, resume, args)
@@ -101,6 +102,15 @@ def _headless(project, settings: Settings, resume: bool | None, args: argparse.N
     printer = HeadlessPrinter(json_lines=args.json, verbose=args.verbose)
     engine = build_engine(project.root, settings, resume=resume, listener=printer, run_name=args.run if resume else None)
     return run_headless(engine)
+
+
+def _check_not_running(project) -> None:
+    """Fail on the lock before any resume advice: a run another instance is running looks
+    unfinished, and advising --resume for it would only fail on the lock next."""
+    from .project import InstanceLock
+
+    with InstanceLock(project):
+        pass
 
 
 def _ask_resume(project, run: str) -> bool:
