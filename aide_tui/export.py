@@ -67,22 +67,30 @@ def default_worktree(repo_dir: Path, run: str, node_id: int) -> tuple[str, Path]
 
 
 def repository_dir(project_root: Path) -> Path:
-    """Top of the git working tree that holds the project (what worktrees sit beside)."""
-    from .store.git import GitStore
+    """Top of the git working tree that holds the project (what worktrees sit beside).
 
-    with GitStore(project_root) as store:
-        return store.repo_dir
+    Looked up without opening the repository: GitStore would create one where there is none.
+    """
+    project_root = Path(project_root).resolve()
+    for directory in (project_root, *project_root.parents):
+        if (directory / ".git").exists():
+            return directory
+    raise UserError(f"{project_root}: not inside a git repository, so there is no node commit to check out")
 
 
 def add_worktree(project_root: Path, node_branch: str, branch: str, dest: Path) -> Path:
     """Check out the commit of `node_branch` (an aide/ branch) in a new worktree at `dest`."""
-    from .store.git import GitStore
+    from .store.git import GitStore, GitStoreError
 
+    repository_dir(project_root)  # refuse before GitStore would create a repository
     with GitStore(project_root) as store:
         commit = store.branch_sha(node_branch)
         if commit is None:
             raise UserError(f"{node_branch}: no such branch in {store.repo_dir}; was the run's history deleted?")
-        return store.add_worktree(dest, branch, commit)
+        try:
+            return store.add_worktree(dest, branch, commit)
+        except GitStoreError as exc:  # e.g. a directory git cannot create: one line, not a traceback
+            raise UserError(str(exc)) from None
 
 
 def worktree_node(project: Project, which: str, dest: Path, run: str | None = None) -> tuple[Path, str]:

@@ -122,6 +122,7 @@ class FakeEngine:
         replay: int = 0,
         error: RunError | None = None,
         crash: bool = False,
+        project: str = "/tmp/titanic",
     ) -> None:
         self._listener = listener
         self._settings = settings or Settings(steps=steps or 12, budget=budget)
@@ -138,6 +139,7 @@ class FakeEngine:
         self.replay = replay
         self.error = error
         self.crash = crash
+        self.project = project
         self.commands: list[Command] = []
         self.nodes: dict[int, Node] = {}
         self.best_id: int | None = None
@@ -277,7 +279,7 @@ class FakeEngine:
             node = self._finished_node(i, *self._script_parent(i))
             replayed.append(node)
         self.emit(
-            RunStarted(self.run_name, "/tmp/titanic", self.resume, self.steps, tuple(replayed), self.direction, self.coder)
+            RunStarted(self.run_name, self.project, self.resume, self.steps, tuple(replayed), self.direction, self.coder)
         )
         if self.coder == "offline":
             self.emit(Notice("offline baseline coder, not an LLM — set ANTHROPIC_API_KEY to use Claude", "warning"))
