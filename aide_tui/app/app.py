@@ -58,9 +58,9 @@ from ..events import (
 from ..settings import Settings
 from .commands import AideCommands
 from .model import RunModel
-from .screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, NoKeyModal, ResumeModal
 from .screens.compare import CompareScreen
 from .screens.lineage import LineageScreen
+from .screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, NoKeyModal, ResumeModal
 from .screens.node_detail import NodeDetailScreen
 from .screens.worktree import WorktreeModal
 from .widgets.live_log import LiveLog
