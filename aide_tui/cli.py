@@ -36,10 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--verbose", "-v", action="store_true", help="with --headless: also print the LLM's reply and the scripts' output")
     mode.add_argument("--resume", action="store_true", help="resume the unfinished run (or the one named by --run)")
     mode.add_argument("--new", action="store_true", help="start a new run even if an unfinished one exists")
-    mode.add_argument("--run", metavar="NAME", help="with --resume, --export or --recover-journal: which run (default: the newest)")
+    mode.add_argument("--run", metavar="NAME", help="with --resume, --export, --worktree or --recover-journal: which run (default: the newest)")
     mode.add_argument("--recover-journal", action="store_true",
                       help="rebuild a damaged journal.jsonl from its readable lines and the run's git commits, then stop")
     mode.add_argument("--export", nargs=2, metavar=("NODE", "DIR"), help="write a node's solution and outputs to DIR; NODE is 'best' or a node id")
+    mode.add_argument("--worktree", nargs=2, metavar=("NODE", "DIR"), help="check a node out as a git worktree at DIR on a new branch named after DIR (git worktree add); NODE is 'best' or a node id")
     group = p.add_argument_group("settings (same names as in aide.toml)")
     defaults = Settings()
     for f in dataclasses.fields(Settings):
@@ -92,6 +93,13 @@ def _main(argv: list[str] | None) -> int:
         dest = export_node(project, args.export[0], Path(args.export[1]), args.run)
         print(f"exported to {dest}")
         return 0
+    if args.worktree:
+        from .export import worktree_node
+
+        dest, branch = worktree_node(project, args.worktree[0], Path(args.worktree[1]), args.run)
+        print(f"worktree at {dest} on new branch {branch}")
+        return 0
+    _check_not_running(project)
     resume: bool | None = True if args.resume else False if args.new else None
     if args.headless:
         return _headless(project, settings, resume, args)
@@ -113,6 +121,15 @@ def _headless(project, settings: Settings, resume: bool | None, args: argparse.N
     printer = HeadlessPrinter(json_lines=args.json, verbose=args.verbose)
     engine = build_engine(project.root, settings, resume=resume, listener=printer, run_name=args.run if resume else None)
     return run_headless(engine)
+
+
+def _check_not_running(project) -> None:
+    """Fail on the lock before any resume advice: a run another instance is running looks
+    unfinished, and advising --resume for it would only fail on the lock next."""
+    from .project import InstanceLock
+
+    with InstanceLock(project):
+        pass
 
 
 def _ask_resume(project, run: str) -> bool:

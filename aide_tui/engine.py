@@ -683,8 +683,8 @@ def build_engine(
     if sandbox_notice:
         listener(ev.Notice(sandbox_notice, "warning"))
     if coder_name == "offline":
-        listener(ev.Notice(
-            "Offline baseline coder in use: scikit-learn templates, not an LLM. "
-            "Set ANTHROPIC_API_KEY (and --coder llm) to let Claude write the code."
-        ))
+        # `auto` picks Claude by itself once the key is set; only an explicit `offline` needs changing.
+        fix = ("Set ANTHROPIC_API_KEY to let Claude write the code." if settings.coder == "auto"
+               else "Set ANTHROPIC_API_KEY and drop --coder offline (or coder in aide.toml) to let Claude write the code.")
+        listener(ev.Notice(f"Offline baseline coder in use: scikit-learn templates, not an LLM. {fix}"))
     return engine

@@ -1,4 +1,9 @@
-"""Write one node's solution and outputs to a directory, from the journal and its workspace."""
+"""`--export NODE DIR` and `--worktree NODE DIR`: take one node out of a run.
+
+Export writes the node's solution, output and outputs to DIR from the journal and its
+workspace; a worktree checks the node's commit out on a new branch (git worktree add), so a
+person can carry a solution into their own code with git.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,15 @@ from pathlib import Path
 from .errors import UserError
 from .project import Project
 from .search.journal import Journal, JournalDamaged
+from .search.node import Node
 from .search.tree import SearchTree
 
 
-def export_node(project: Project, which: str, dest: Path, run: str | None = None) -> Path:
+def find_node(project: Project, which: str, run: str | None, flag: str) -> tuple[str, SearchTree, Node]:
+    """The run (default: the newest), its tree and the node `which` ('best' or an id) names."""
     run = run or project.latest_run()
     if run is None:
-        raise UserError(f"{project.root}: no runs yet; run a search before --export")
+        raise UserError(f"{project.root}: no runs yet; run a search before {flag}")
     run_dir = project.run_dir(run)
     if not (run_dir / "run.json").exists():
         raise UserError(f"--run {run}: no such run under {project.runs_dir}")
@@ -30,12 +37,17 @@ def export_node(project: Project, which: str, dest: Path, run: str | None = None
     if which == "best":
         node = tree.best
         if node is None:
-            raise UserError(f"run {run}: no working node yet, so there is no best node to export")
-    else:
-        try:
-            node = tree.get(int(which.lstrip("#")))
-        except (ValueError, KeyError):
-            raise UserError(f"--export {which}: not a node of run {run}; use 'best' or a node id") from None
+            raise UserError(f"run {run}: no working node yet, so there is no best node for {flag}")
+        return run, tree, node
+    try:
+        return run, tree, tree.get(int(which.lstrip("#")))
+    except (ValueError, KeyError):
+        raise UserError(f"{flag} {which}: not a node of run {run}; use 'best' or a node id") from None
+
+
+def export_node(project: Project, which: str, dest: Path, run: str | None = None) -> Path:
+    run, tree, node = find_node(project, which, run, "--export")
+    run_dir = project.run_dir(run)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "solution.py").write_text(node.code, encoding="utf-8")
     (dest / "output.txt").write_text(node.output, encoding="utf-8")
@@ -48,3 +60,47 @@ def export_node(project: Project, which: str, dest: Path, run: str | None = None
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
     return dest
+
+
+# ------------------------------------------------------------------ worktrees
+
+def default_worktree(repo_dir: Path, run: str, node_id: int) -> tuple[str, Path]:
+    """A branch name and a directory beside the repository (never inside the user's tree)."""
+    branch = f"{run}-node-{node_id}"
+    return branch, repo_dir.parent / f"{repo_dir.name}-{branch}"
+
+
+def repository_dir(project_root: Path) -> Path:
+    """Top of the git working tree that holds the project (what worktrees sit beside).
+
+    Looked up without opening the repository: GitStore would create one where there is none.
+    """
+    project_root = Path(project_root).resolve()
+    for directory in (project_root, *project_root.parents):
+        if (directory / ".git").exists():
+            return directory
+    raise UserError(f"{project_root}: not inside a git repository, so there is no node commit to check out")
+
+
+def add_worktree(project_root: Path, node_branch: str, branch: str, dest: Path) -> Path:
+    """Check out the commit of `node_branch` (an aide/ branch) in a new worktree at `dest`."""
+    from .store.git import GitStore, GitStoreError
+
+    repository_dir(project_root)  # refuse before GitStore would create a repository
+    with GitStore(project_root) as store:
+        commit = store.branch_sha(node_branch)
+        if commit is None:
+            raise UserError(f"{node_branch}: no such branch in {store.repo_dir}; was the run's history deleted?")
+        try:
+            return store.add_worktree(dest, branch, commit)
+        except GitStoreError as exc:  # e.g. a directory git cannot create: one line, not a traceback
+            raise UserError(str(exc)) from None
+
+
+def worktree_node(project: Project, which: str, dest: Path, run: str | None = None) -> tuple[Path, str]:
+    """`--worktree NODE DIR`: like `git worktree add DIR`, the new branch is named after DIR."""
+    from .engine import branch_name
+
+    run, _tree, node = find_node(project, which, run, "--worktree")
+    dest = dest.expanduser().resolve()
+    return add_worktree(project.root, branch_name(run, node), dest.name, dest), dest.name

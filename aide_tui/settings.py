@@ -127,9 +127,13 @@ def _as_list(value: Any) -> list[str]:
     return [item.strip() for v in value for item in v.split(",") if item.strip()]
 
 
-def _validate(s: Settings, where: str) -> None:
+def _validate(s: Settings, sources: dict[str, str]) -> None:
+    """Check value ranges; an error names where the bad value came from (`sources[name]`:
+    the aide.toml file or the flag), never another setting's origin."""
+
     def bad(name: str, why: str) -> None:
-        raise UserError(f"{where}: {name} {why}")
+        where = sources.get(name, "default")
+        raise UserError(f"{where}: {name} {why} (got {getattr(s, name)!r})")
 
     if s.steps < 1:
         bad("steps", "must be at least 1")
@@ -156,9 +160,13 @@ def _validate(s: Settings, where: str) -> None:
     bad_name = next((n for n in s.env_pass if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)), None)
     if bad_name is not None:
         bad("env_pass", f"has {bad_name!r}, which is not an environment variable name")
+    for name in ("memory_limit", "output_limit"):
+        try:
+            parse_size(getattr(s, name), name)
+        except UserError:
+            bad(name, "not a size; use a number with K, M or G (e.g. 2G)")
     if s.memory_limit_mb < 16:
         bad("memory_limit", "must be at least 16M")
-    parse_size(s.output_limit, "output_limit")
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -178,6 +186,7 @@ def load_toml(path: Path) -> dict[str, Any]:
 def resolve(project_toml: Path | None, overrides: dict[str, Any]) -> Settings:
     """Build Settings from defaults, the project's aide.toml and flag overrides."""
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # setting -> where its value came from, for error messages
     if project_toml is not None and project_toml.exists():
         for key, value in load_toml(project_toml).items():
             name = key.replace("-", "_")
@@ -185,16 +194,14 @@ def resolve(project_toml: Path | None, overrides: dict[str, Any]) -> Settings:
                 close = [n for n in SETTING_NAMES if n.split("_")[0] in name or name in n]
                 tip = f"; did you mean {close[0]}?" if close else f"; known settings: {', '.join(SETTING_NAMES)}"
                 raise UserError(f"{project_toml}: unknown setting {key!r}{tip}")
+            sources[name] = str(project_toml)
             values[name] = _coerce(name, value, str(project_toml))
-        where = str(project_toml)
-    else:
-        where = "settings"
     for name, value in overrides.items():
         if value is not None:
-            values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
-            where = f"--{name.replace('_', '-')}" if name in overrides else where
+            sources[name] = f"--{name.replace('_', '-')}"
+            values[name] = _coerce(name, value, sources[name])
     settings = Settings(**values)
-    _validate(settings, where)
+    _validate(settings, sources)
     # Which settings the user gave on this command line: a resumed run keeps its
     # own step target unless --steps is given again.
     settings.given_flags = frozenset(n for n, v in overrides.items() if v is not None)

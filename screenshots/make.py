@@ -28,6 +28,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from aide_tui.app.app import AideApp  # noqa: E402
+from aide_tui.app.screens.compare import CompareScreen  # noqa: E402
+from aide_tui.app.screens.lineage import LineageScreen, lineage  # noqa: E402
 from aide_tui.app.screens.node_detail import NodeDetailScreen  # noqa: E402
 from aide_tui.engine import build_engine  # noqa: E402
 from aide_tui.settings import resolve  # noqa: E402
@@ -44,11 +46,13 @@ class FrozenClock:
         return self.now
 
 
-async def wait_for(pilot, cond, timeout: float = 120.0) -> None:
+async def wait_for(pilot, cond, timeout: float = 1800.0) -> None:  # a loaded machine runs the search slowly
     end = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > end:
-            raise RuntimeError("the search did not reach the expected state in time")
+            m = pilot.app.model
+            raise RuntimeError(f"the search did not reach the expected state in time: state {m.state}, "
+                               f"{m.done} done, running {m.running_id}, phase {m.phase}, error {m.error}")
         await pilot.pause(0.05)
 
 
@@ -111,6 +115,36 @@ async def main() -> None:
                 await pilot.pause(0.3)
                 shoot(app, name)
             await pilot.press("escape")
+            await pilot.pause(0.2)
+            # history: the lineage of the deepest node, then the best node against another
+            # improvement of the same parent (or another draft)
+            deepest = max(app.model.nodes, key=lambda i: (len(lineage(app.model, i)), app.model.nodes[i].status == "ok", i))
+            app.goto_node(deepest)
+            await pilot.pause(0.3)
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, LineageScreen), 10)
+            await pilot.pause(0.3)
+            shoot(app, "lineage")
+            await pilot.press("escape")
+            parent = app.model.nodes[best].parent_id
+            others = [v.id for v in app.model.children(parent) if v.id != best and v.code] or [
+                v.id for v in app.model.children(None) if v.id != lineage(app.model, best)[0].id]
+            other = others[-1]
+            app.goto_node(other)
+            await pilot.pause(0.3)
+            await pilot.press("m")
+            app.goto_node(best)
+            await pilot.pause(0.3)
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), 10)
+            app.clear_notifications()
+            await pilot.pause(0.3)
+            shoot(app, "compare")
+            await pilot.press("escape")
+            app.goto_node(other)
+            await pilot.pause(0.3)
+            await pilot.press("m")  # unmark, for the pictures after this one
+            app.clear_notifications()
             await pilot.pause(0.2)
             app.goto_node(1)
             await pilot.pause(0.3)

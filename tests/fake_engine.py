@@ -112,6 +112,7 @@ class FakeEngine:
         replay: int = 0,
         error: RunError | None = None,
         crash: bool = False,
+        project: str = "/tmp/titanic",
     ) -> None:
         self._listener = listener
         self._settings = settings or Settings(steps=steps or 12, budget=budget)
@@ -128,6 +129,7 @@ class FakeEngine:
         self.replay = replay
         self.error = error
         self.crash = crash
+        self.project = project
         self.commands: list[Command] = []
         self.nodes: dict[int, Node] = {}
         self.best_id: int | None = None
@@ -210,7 +212,7 @@ class FakeEngine:
             replayed.append(self._finished_event(self._finished_node(i, op, parent, code, None)))
         self._direction_known = bool(replayed)  # a new run learns it from its first working node
         direction = self.direction if self._direction_known else None
-        self.emit(RunStarted(self.run_name, "/tmp/titanic", self.resume, self.steps, tuple(replayed), direction, self.coder))
+        self.emit(RunStarted(self.run_name, self.project, self.resume, self.steps, tuple(replayed), direction, self.coder))
         if self.coder == "offline":
             self.emit(Notice("offline baseline coder, not an LLM — set ANTHROPIC_API_KEY to use Claude", "warning"))
         self.emit(RunStateChanged("running"))

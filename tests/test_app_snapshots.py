@@ -92,3 +92,76 @@ def test_node_diff_tab(snap_compare):
     finally:
         if app.engine is not None:
             app.engine.shutdown()
+
+
+def test_lineage_view(snap_compare):
+    app, clock = mid_run_app()
+
+    async def open_lineage(pilot) -> None:
+        app.goto_node(6)
+        await pilot.pause(0.05)
+        await pilot.press("l")
+        await pilot.pause(0.1)
+        await pilot.press("up")
+        await pilot.pause(0.1)
+
+    try:
+        assert snap_compare(app, terminal_size=(120, 36), run_before=waiter(app, clock, 9, open_lineage))
+    finally:
+        if app.engine is not None:
+            app.engine.shutdown()
+
+
+def test_lineage_view_80x24(snap_compare):
+    app, clock = mid_run_app()
+
+    async def open_lineage(pilot) -> None:
+        app.goto_node(6)
+        await pilot.pause(0.05)
+        await pilot.press("l")
+        await pilot.pause(0.1)
+
+    try:
+        assert snap_compare(app, terminal_size=(80, 24), run_before=waiter(app, clock, 9, open_lineage))
+    finally:
+        if app.engine is not None:
+            app.engine.shutdown()
+
+
+def test_compare_two_nodes(snap_compare):
+    app, clock = mid_run_app()
+
+    async def mark_and_compare(pilot) -> None:
+        app.goto_node(2)
+        await pilot.pause(0.05)
+        await pilot.press("m")
+        app.goto_node(6)
+        await pilot.pause(0.05)
+        await pilot.press("c")
+        app.clear_notifications()  # the "marked" toast times out, at a time a loaded machine decides
+        await pilot.pause(0.1)
+
+    try:
+        assert snap_compare(app, terminal_size=(120, 36), run_before=waiter(app, clock, 9, mark_and_compare))
+    finally:
+        if app.engine is not None:
+            app.engine.shutdown()
+
+
+def test_marked_node_in_the_tree(snap_compare):
+    app, clock = mid_run_app()
+
+    async def mark(pilot) -> None:
+        app.goto_node(2)
+        await pilot.pause(0.05)
+        await pilot.press("m")
+        await pilot.pause(0.05)
+        app.clear_notifications()  # the "marked" toast times out, at a time a loaded machine decides
+        app.goto_node(6)
+        await pilot.pause(0.1)
+
+    try:
+        assert snap_compare(app, terminal_size=(120, 36), run_before=waiter(app, clock, 9, mark))
+    finally:
+        if app.engine is not None:
+            app.engine.shutdown()

@@ -157,3 +157,30 @@ def test_headless_without_a_tty_asks_for_resume_or_new(tmp_path):
 def test_resume_without_an_unfinished_run_is_an_error(tmp_path, capsys):
     make_project(tmp_path, with_git=False)
     one_line_error(capsys, [str(tmp_path), "--headless", "--resume", "--coder", "offline"], "no unfinished run", "--new")
+
+
+def test_a_bad_value_in_aide_toml_is_blamed_on_the_file_not_on_an_unrelated_flag(tmp_path, capsys):
+    make_project(tmp_path, with_git=False)
+    (tmp_path / "aide.toml").write_text("timeout = -5\n")
+    err = one_line_error(capsys, [str(tmp_path), "--headless", "--seed", "3"], "aide.toml", "timeout", "positive", "-5")
+    assert "--seed" not in err
+
+
+def test_a_bad_flag_value_is_blamed_on_the_flag_even_with_an_aide_toml(tmp_path, capsys):
+    make_project(tmp_path, with_git=False)
+    (tmp_path / "aide.toml").write_text("steps = 4\n")
+    err = one_line_error(capsys, [str(tmp_path), "--headless", "--timeout", "-5"], "--timeout", "positive")
+    assert "aide.toml" not in err
+
+
+def test_a_project_locked_by_another_instance_says_so_instead_of_advising_resume(tmp_path, capsys):
+    from aide_tui.project import InstanceLock, Project
+
+    project = make_project(tmp_path / "proj", with_git=False)
+    run = project / ".aide" / "runs" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text('{"status": "running"}')
+    with InstanceLock(Project.open(project)):  # the other instance, running that run
+        for extra in ([], ["--resume"]):
+            err = one_line_error(capsys, [str(project), "--headless", "--coder", "offline", *extra], "another aide-tui is running")
+            assert "--resume" not in err

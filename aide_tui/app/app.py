@@ -15,6 +15,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,8 +59,11 @@ from ..events import (
 from ..settings import Settings
 from ..state import Change, RunModel
 from .commands import AideCommands
+from .screens.compare import CompareScreen
+from .screens.lineage import LineageScreen
 from .screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, NoKeyModal, ResumeModal
 from .screens.node_detail import NodeDetailScreen
+from .screens.worktree import WorktreeModal
 from .widgets.live_log import LiveLog
 from .widgets.metric_pane import BestSparkline, MetricPane
 from .widgets.node_tree import NodeTree, Palette, format_metric
@@ -110,6 +114,10 @@ class AideApp(App[int]):
         Binding("g", "copy_branch", "Branch", tooltip="Copy the selected node's git branch name", id="aide.branch"),
         Binding("B", "goto_best", "Best", key_display="B", tooltip="Select the best node (★)", id="aide.best"),
         Binding("r", "goto_running", "Running", tooltip="Select the running node and follow new nodes", id="aide.running"),
+        Binding("l", "lineage", "Lineage", tooltip="Steps from the draft to the selected node, each with its metric change and diff", id="aide.lineage"),
+        Binding("m", "mark", "Mark", tooltip="Mark the selected node (◆) to compare others with it; again to unmark", id="aide.mark"),
+        Binding("c", "compare", "Compare", tooltip="Diff the selected node against the marked node (◆)", id="aide.compare"),
+        Binding("w", "worktree", "Worktree", tooltip="Check the selected node out on a new git branch beside the project", id="aide.worktree"),
         Binding("tab", "app.focus_next", "Next pane", show=False, tooltip="Cycle focus: tree, log", id="aide.next-pane"),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit; the run stays resumable", id="aide.quit"),
     ]
@@ -520,7 +528,7 @@ class AideApp(App[int]):
                     return (f"the run is complete; start aide-tui again for a new run, or extend this one with "
                             f"--headless --resume --run {model.run_name} --steps N")
                 return f"the run is over ({model.finish_reason or model.state}); start aide-tui again to resume it"
-        if action in ("improve", "debug", "edit", "details", "copy_branch"):
+        if action in ("improve", "debug", "edit", "details", "copy_branch", "lineage", "mark", "compare", "worktree"):
             if view is None:
                 return "select a node in the tree first"
         if action == "improve":
@@ -536,9 +544,16 @@ class AideApp(App[int]):
         elif action == "edit":
             if not view.code:
                 return f"#{view.id} has no code yet"
-        elif action == "copy_branch":
+        elif action in ("copy_branch", "worktree"):
             if not view.branch:
                 return f"#{view.id} has no git branch yet (it is committed when it finishes)"
+        elif action == "compare":
+            if self.marked_id is None or self.marked_id not in model.nodes:
+                return "mark a node first (m), then select another and press c"
+            if self.marked_id == view.id:
+                return f"#{view.id} is the marked node; select another node to compare with it"
+            if not view.code:
+                return f"#{view.id} has no code yet"
         elif action == "goto_best":
             if model.best_id is None:
                 return "no working node yet, so no best node"
@@ -553,7 +568,9 @@ class AideApp(App[int]):
                 return "the run is stopping after this step; nothing to pause"
         return None
 
-    GATED = {"draft", "improve", "debug", "hint", "edit", "toggle_pause", "stop", "details", "copy_branch", "goto_best", "goto_running"}
+    GATED = {"draft", "improve", "debug", "hint", "edit", "toggle_pause", "stop", "details", "copy_branch", "goto_best", "goto_running",
+             "lineage", "mark", "compare", "worktree"}
+    marked_id: int | None = None  # the node `c` compares the selection with (◆ in the tree)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.GATED:
@@ -638,6 +655,45 @@ class AideApp(App[int]):
         branch = self.selected.branch
         self.copy_to_clipboard(branch)
         self.say(f"{branch}\n(try: git log {branch})", title="Branch copied", timeout=5)
+
+    def action_lineage(self) -> None:
+        self.open_lineage(self.selected.id)
+
+    def open_lineage(self, node_id: int) -> None:
+        if node_id not in self.model.nodes:
+            self.say(f"No node #{node_id}", severity="warning")
+            return
+        self.push_screen(LineageScreen(node_id))
+
+    def action_mark(self) -> None:
+        node_id = self.selected.id
+        self.marked_id = None if self.marked_id == node_id else node_id
+        self.tree_pane.set_marked(self.marked_id, self.model)
+        self.refresh_bindings()
+        if self.marked_id is not None:
+            self.say(f"#{node_id} marked: select another node and press c to compare", title="Marked", timeout=4)
+
+    def action_compare(self) -> None:
+        assert self.marked_id is not None
+        self.push_screen(CompareScreen(self.marked_id, self.selected.id))
+
+    def action_worktree(self) -> None:
+        from ..export import add_worktree, default_worktree, repository_dir
+
+        view = self.selected
+        project = Path(self.model.project)
+        try:
+            branch, path = default_worktree(repository_dir(project), self.model.run_name, view.id)
+        except UserError as exc:
+            self.say(str(exc), title="Worktree", severity="error", timeout=8)
+            return
+
+        def done(result: tuple[str, Path] | None) -> None:
+            if result is not None:
+                made_branch, made_path = result
+                self.say(f"{made_path}\non new branch {made_branch} (cd there to work on it)", title="Worktree created", timeout=8)
+
+        self.push_screen(WorktreeModal(view.id, branch, path, partial(add_worktree, project, view.branch)), done)
 
     def action_goto_best(self) -> None:
         self.goto_node(self.model.best_id)

@@ -8,7 +8,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 
 class AideCommands(Provider):
-    """Offers the app's key actions and `Go to node #N` / `Details of node #N`."""
+    """Offers the app's key actions and `Go to node #N` / `Details of node #N` / `Lineage of node #N`."""
 
     def _entries(self):
         app = self.app
@@ -24,10 +24,11 @@ class AideCommands(Provider):
             view = model.nodes[node_id]
             yield f"Go to node #{node_id} ({view.operation}, {view.status})", partial(app.goto_node, node_id), "Select it in the tree"  # type: ignore[attr-defined]
             yield f"Details of node #{node_id}", partial(app.open_details, node_id), "Plan, code, diff, output, git"  # type: ignore[attr-defined]
+            yield f"Lineage of node #{node_id}", partial(app.open_lineage, node_id), "Steps from its draft to it, with metric changes and diffs"  # type: ignore[attr-defined]
 
     async def discover(self) -> Hits:
         for text, command, help_text in self._entries():
-            if text.startswith(("Go to", "Details of")):
+            if text.startswith(("Go to", "Details of", "Lineage of")):
                 continue
             yield DiscoveryHit(text, command, help=help_text)
 

@@ -530,3 +530,31 @@ class GitStore:
             message += "\n"
         data = ("\n".join(lines) + "\n" + message).encode("utf-8")
         return self._store(b"commit", data).hex()
+
+    # -- worktrees: only on the user's request ----------------------------
+
+    def add_worktree(self, path: Path, branch: str, commit: str) -> Path:
+        """``git worktree add -b <branch> <path> <commit>``: check a node out beside the project.
+
+        The one write outside ``refs/heads/aide/`` (a branch of the user's naming plus git's
+        ``worktrees/`` bookkeeping), made only when the user asks for it, so a person can carry
+        a solution into their own code.  Bad requests raise UserError with the fix.
+        """
+        try:
+            validate_branch(branch)
+        except ValueError as exc:
+            raise UserError(f"{exc}; pick another branch name") from None
+        if branch == "aide" or branch.startswith("aide/"):
+            raise UserError(f"branch {branch!r}: aide/ holds the runs' own branches; pick another name")
+        path = Path(path).expanduser().resolve()
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UserError(f"{path}: already exists and is not empty; pick another directory")
+        with self._lock:
+            self._check_open()
+            self._check_commit(commit)
+            if self._branch_sha(branch) is not None:
+                raise UserError(f"branch {branch!r} already exists; pick another name")
+            proc = self._popen_run("worktree", "add", "--quiet", "-b", branch, str(path), commit)
+        if proc.returncode != 0:
+            raise GitStoreError(f"git worktree add {path} failed: {proc.stderr.strip()}")
+        return path

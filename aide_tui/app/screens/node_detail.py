@@ -52,6 +52,14 @@ def diff_text(diff: str, palette: Palette) -> Text:
     return out
 
 
+def code_diff(old: NodeView, new: NodeView, palette: Palette, same: str = "Same code.") -> Text:
+    """The coloured diff of two nodes' solution.py (`old` -> `new`)."""
+    if not new.code:
+        return Text("The code is not written yet.")
+    diff = unified_diff(old.code, new.code, f"#{old.id}/solution.py", f"#{new.id}/solution.py")
+    return diff_text(diff, palette) if diff else Text(same)
+
+
 def overview_text(view: NodeView, model: RunModel, palette: Palette) -> Text:
     t = Text()
 
@@ -121,9 +129,10 @@ class NodeDetailScreen(Screen[None]):
         Binding("4", "tab('output')", "Output", show=False, tooltip="Captured output", id="detail.output"),
     ]
 
-    def __init__(self, node_id: int) -> None:
+    def __init__(self, node_id: int, tab: str = "overview") -> None:
         super().__init__()
         self.node_id = node_id
+        self.initial_tab = tab  # the lineage view opens a step straight on its diff
 
     @property
     def model(self) -> RunModel:
@@ -131,7 +140,7 @@ class NodeDetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-header")
-        with TabbedContent(id="detail-tabs"):
+        with TabbedContent(id="detail-tabs", initial=self.initial_tab):
             with TabPane("Overview", id="overview"):
                 with VerticalScroll():
                     yield Static(id="detail-overview")
@@ -165,12 +174,9 @@ class NodeDetailScreen(Screen[None]):
         self.query_one("#detail-code", Static).update(code_content(code))
         parent = model.nodes.get(view.parent_id) if view.parent_id is not None else None
         if parent is None:
-            diff_body: Content | Text = Text("A draft has no parent: nothing to diff against.")
-        elif not view.code:
-            diff_body = Text("The code is not written yet.")
+            diff_body: Text = Text("A draft has no parent: nothing to diff against.")
         else:
-            diff = unified_diff(parent.code, view.code, f"#{parent.id}/solution.py", f"#{view.id}/solution.py")
-            diff_body = diff_text(diff, palette) if diff else Text("Same code as the parent.")
+            diff_body = code_diff(parent, view, palette, same="Same code as the parent.")
         self.query_one("#detail-diff", Static).update(diff_body)
         output = view.node.output if view.node is not None else "\n".join(view.output)
         self.query_one("#detail-output", Static).update(Text(output or "(no output)"))

@@ -58,8 +58,9 @@ class Palette:
             return cls()
 
 
-def node_label(view: NodeView, best_id: int | None, palette: Palette) -> Text:
-    """`#7 improve ✓ 0.8112 ★` as a Text (never markup: nothing here is parsed)."""
+def node_label(view: NodeView, best_id: int | None, palette: Palette, marked: bool = False) -> Text:
+    """`#7 improve ✓ 0.8112 ★` as a Text (never markup: nothing here is parsed);
+    `◆ marked` on the node that `c` compares the selection with."""
     glyph, word = STATUS_GLYPH.get(view.status, ("?", view.status))
     colour = {
         RUNNING: palette.warning,
@@ -80,6 +81,8 @@ def node_label(view: NodeView, best_id: int | None, palette: Palette) -> Text:
         text.append(" ★", style=f"bold {palette.warning}")
     if view.hint:
         text.append(" ✎", style=palette.accent)
+    if marked:
+        text.append(" ◆ marked", style=f"bold {palette.accent}")
     return text
 
 
@@ -102,6 +105,7 @@ class NodeTree(Tree[int]):
         self.guide_depth = 2
         self._by_id: dict[int, TreeNode[int]] = {}
         self.palette = Palette()
+        self.marked_id: int | None = None
 
     # ----------------------------------------------------------- queries
     def tree_node(self, node_id: int) -> TreeNode[int] | None:
@@ -130,12 +134,12 @@ class NodeTree(Tree[int]):
         """Add several nodes in one go (one invalidation, one re-render)."""
         for view in views:
             if view.id in self._by_id:
-                self._by_id[view.id].set_label(node_label(view, model.best_id, self.palette))
+                self._by_id[view.id].set_label(self._label(view, model))
                 continue
             parent = self._by_id.get(view.parent_id) if view.parent_id is not None else None
             if parent is None:
                 parent = self.root
-            tnode = parent.add(node_label(view, model.best_id, self.palette), data=view.id, expand=True)
+            tnode = parent.add(self._label(view, model), data=view.id, expand=True)
             tnode.allow_expand = False
             if not parent.is_root:
                 parent.allow_expand = True
@@ -146,7 +150,15 @@ class NodeTree(Tree[int]):
             view = model.nodes.get(node_id)
             tnode = self._by_id.get(node_id)
             if view is not None and tnode is not None:
-                tnode.set_label(node_label(view, model.best_id, self.palette))
+                tnode.set_label(self._label(view, model))
+
+    def set_marked(self, node_id: int | None, model: RunModel) -> None:
+        """Move the `◆ marked` label to `node_id` (None clears it)."""
+        before, self.marked_id = self.marked_id, node_id
+        self.update_views([i for i in (before, node_id) if i is not None], model)
+
+    def _label(self, view: NodeView, model: RunModel) -> Text:
+        return node_label(view, model.best_id, self.palette, marked=view.id == self.marked_id)
 
     def select_id(self, node_id: int) -> bool:
         tnode = self._by_id.get(node_id)
