@@ -686,6 +686,24 @@ def choose_coder_name(settings: Settings) -> str:
     return settings.coder
 
 
+def build_executor(settings: Settings) -> Executor:
+    """This machine, or a Ray cluster (connected now, so a bad address fails before node 1)."""
+    from .errors import UserError
+    from .run.executor import ExecutorUnavailable
+
+    if settings.executor == "ray":
+        from .run.ray_executor import RayExecutor
+        from .settings import ray_address
+
+        try:
+            return RayExecutor(ray_address(settings), settings.node_cpus, settings.node_gpus)
+        except ExecutorUnavailable as exc:
+            raise UserError(f"--executor ray: {exc}") from None
+    from .run.local import LocalExecutor
+
+    return LocalExecutor()
+
+
 def build_engine(
     project_dir: Path,
     settings: Settings,
@@ -701,7 +719,6 @@ def build_engine(
     """
     from .errors import UserError
     from .project import InstanceLock
-    from .run.local import LocalExecutor
     from .run.workspace import list_data_files
     from .search.preview import build_preview
 
@@ -742,7 +759,7 @@ def build_engine(
             settings=settings,
             run_name=run_name,
             coder=coder,
-            executor=LocalExecutor(),
+            executor=build_executor(settings),
             store=GitStore(project.root),
             data_files=data_files,
             listener=listener,

@@ -50,6 +50,10 @@ class Settings:
     memory_chars: int = field(default=6000, metadata={"help": "size budget of the 'what was tried' summary in prompts"})
     preview_chars: int = field(default=6000, metadata={"help": "size budget of the data preview in prompts"})
     python: str = field(default="", metadata={"help": "Python interpreter that runs solutions (default: the one running aide-tui)"})
+    executor: str = field(default="local", metadata={"help": "where scripts run: local (this machine) or ray (a Ray cluster; pip install 'aide-tui[ray]')"})
+    ray_address: str = field(default="", metadata={"help": "with --executor ray: the cluster's HOST:PORT (default: RAY_ADDRESS, else a local cluster)"})
+    node_cpus: float = field(default=1.0, metadata={"help": "with --executor ray: CPUs Ray reserves for each node"})
+    node_gpus: float = field(default=0.0, metadata={"help": "with --executor ray: GPUs Ray reserves for each node"})
 
     given_flags: frozenset = field(default=frozenset(), repr=False, compare=False, metadata={"internal": True})
 
@@ -123,6 +127,10 @@ def _validate(s: Settings, where: str) -> None:
         bad("direction", "must be maximize, minimize or auto")
     if s.coder not in ("auto", "llm", "offline"):
         bad("coder", "must be llm, offline or auto")
+    if s.executor not in ("local", "ray"):
+        bad("executor", "must be local or ray")
+    if s.node_cpus <= 0 or s.node_gpus < 0:
+        bad("node_cpus" if s.node_cpus <= 0 else "node_gpus", "must be a positive number (node_gpus may be 0)")
     if s.memory_limit_mb < 16:
         bad("memory_limit", "must be at least 16M")
     parse_size(s.output_limit, "output_limit")
@@ -166,6 +174,11 @@ def resolve(project_toml: Path | None, overrides: dict[str, Any]) -> Settings:
     # own step target unless --steps is given again.
     settings.given_flags = frozenset(n for n, v in overrides.items() if v is not None)
     return settings
+
+
+def ray_address(settings: Settings) -> str:
+    """The cluster to use: the setting, else Ray's own RAY_ADDRESS variable."""
+    return settings.ray_address or os.environ.get("RAY_ADDRESS", "")
 
 
 def api_key_present() -> bool:

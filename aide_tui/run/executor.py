@@ -16,6 +16,11 @@ from typing import Callable, Literal, Protocol
 LineSink = Callable[[Literal["stdout", "stderr"], str], None]
 
 
+class ExecutorUnavailable(Exception):
+    """The executor cannot run anything (no cluster at that address, Ray missing): a
+    one-line reason for the user, raised before the first node."""
+
+
 @dataclass
 class ExecRequest:
     workspace: Path  # the node's own directory; the script's cwd
