@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        shown = "half of RAM" if f.name == "memory_limit" else "this Python" if f.name == "python" else default
+        shown = "half of RAM / workers" if f.name == "memory_limit" else "cores, at most 4" if f.name == "workers" else "this Python" if f.name == "python" else default
         help_text = f"{f.metadata.get('help', '')} (default: {shown})"
         group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text.replace("%", "%%"))
     return p

@@ -16,6 +16,7 @@ One step:
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import shutil
@@ -77,6 +78,18 @@ class _Plan:
 
 
 @dataclass
+class _InFlight:
+    """A node between its start and its durable finish, run by its own thread."""
+
+    node_id: int
+    step: int
+    plan: _Plan
+    thread: threading.Thread | None = None
+    job: object | None = None  # the executor's Job while the script runs
+    proposed_plan: str = ""  # the coder's plan once its code is ready (siblings' prompts show it)
+
+
+@dataclass
 class RunPaths:
     root: Path
 
@@ -133,8 +146,12 @@ class Engine:
         self._paused = False
         self._stop_after_step = False
         self._cancel = self.cancel
-        self._job = None
-        self._running_node: int | None = None
+        self._in_flight: dict[int, _InFlight] = {}
+        self._worker_errors: list[BaseException] = []
+        self._highest_id = 0  # ids are never reused, not even those of discarded nodes
+        self._emit_lock = threading.RLock()  # events from several node threads never interleave
+        self._coder_lock = threading.Lock()  # for coders that keep state and are not thread-safe
+        self._store_lock = threading.Lock()
         self._usage = Usage()
         self._llm_failures = 0
         self._base_commit: object = _UNKNOWN
@@ -153,7 +170,7 @@ class Engine:
         if isinstance(command, ev.CancelNow) and reason is None:
             self._cancel_running()
         overrides = (ev.DraftNext, ev.ImproveNode, ev.DebugNode, ev.RunCode)
-        if reason is None and isinstance(command, overrides) and self._running_node is None:
+        if reason is None and isinstance(command, overrides) and not self._in_flight:
             self._announce_next()  # e.g. while paused: the status shows the new next step at once
 
     def _accept(self, command: ev.Command) -> str | None:
@@ -227,8 +244,9 @@ class Engine:
         self.submit(ev.CancelNow())
 
     def _cancel_running(self) -> None:
-        job = self._job
-        if job is not None:
+        with self._lock:
+            jobs = [f.job for f in self._in_flight.values() if f.job is not None]
+        for job in jobs:
             job.cancel()
 
     # ------------------------------------------------------------ the loop
@@ -252,6 +270,7 @@ class Engine:
             self._emit(ev.RunError("fatal", f"internal error: {type(exc).__name__}: {exc}"))
             finished = self._finish("error", "failed", str(exc))
         finally:
+            self._drain()
             self.journal.close()
             self.executor.shutdown()
             self.store.close()
@@ -312,58 +331,139 @@ class Engine:
         self._emit(ev.RunStateChanged("running"))
 
     def _loop(self) -> ev.RunFinished:
+        """Start nodes while there are free workers; each runs in its own thread.
+
+        With one worker this is the paper's sequential AIDE: the next node is
+        planned only once the previous one is durable."""
         while True:
             with self._lock:
-                if len(self.tree) >= self.settings.steps:
-                    return self._finish("completed", "completed")
-                if self._cancel.is_set():
-                    return self._finish("cancelled", "stopped")
-                if self._stop_after_step:
-                    return self._finish("stopped", "stopped")
+                self._raise_worker_error()
+                ending = self._cancel.is_set() or self._stop_after_step or self._started() >= self.settings.steps
+                busy = bool(self._in_flight)
+                if busy and (ending or len(self._in_flight) >= self.settings.workers):
+                    self._wake.wait(0.5)  # woken when a node ends or a command arrives
+                    continue
+            if ending:  # events are never emitted under the lock: a listener may call submit()
+                return self._end()
             if self._over_budget():
+                with self._lock:
+                    if self._in_flight:
+                        self._wake.wait(0.5)
+                        continue
                 self._emit(ev.RunError("budget", f"budget of ${self.settings.budget:.2f} reached (spent ${self._usage.cost:.2f}); raise --budget to continue"))
                 return self._finish("budget", "stopped")
             self._announce_next()
             if not self._wait_while_paused():
                 continue
-            plan = self._next_plan()
-            try:
-                self._step(plan)
-            except _Cancelled:
-                continue
+            self._start_node(self._next_plan())
+
+    def _started(self) -> int:
+        """Nodes finished or in flight: what counts toward `steps`."""
+        return len(self.tree) + len(self._in_flight)
+
+    def _end(self) -> ev.RunFinished:
+        if len(self.tree) >= self.settings.steps:
+            return self._finish("completed", "completed")
+        if self._cancel.is_set():
+            return self._finish("cancelled", "stopped")
+        return self._finish("stopped", "stopped")
+
+    def _raise_worker_error(self) -> None:
+        """A node thread hit a fatal error (rejected key, repeated LLM failures, a bug):
+        the run ends from the main thread, which owns the run's end."""
+        if self._worker_errors:
+            raise self._worker_errors[0]
 
     def _wait_while_paused(self) -> bool:
-        """Block while paused; False when woken by stop/cancel so the loop re-checks."""
-        with self._lock:
-            if not self._paused:
-                return True
-            self._emit(ev.RunStateChanged("paused"))
+        """Block while paused (running nodes finish meanwhile); False when woken by
+        stop, cancel or an error, so the loop re-checks."""
+        announced = False
+
+        def held() -> bool:
+            return self._paused and not self._cancel.is_set() and not self._stop_after_step and not self._worker_errors
+
+        while True:
+            with self._lock:
+                if not held():
+                    break
+                idle = not self._in_flight
+                if not (idle and not announced):
+                    self._wake.wait(timeout=0.5)
+                    continue
+            self._emit(ev.RunStateChanged("paused"))  # paused for real: nothing runs any more
             self._emit(ev.PhaseChanged(None, "paused"))
-            while self._paused and not self._cancel.is_set() and not self._stop_after_step:
-                self._wake.wait(timeout=0.5)
-            if not self._paused:
-                self._emit(ev.RunStateChanged("running"))
-            return not self._paused and not self._cancel.is_set() and not self._stop_after_step
+            announced = True
+        with self._lock:
+            resumed = not self._paused
+            go = resumed and not self._cancel.is_set() and not self._stop_after_step and not self._worker_errors
+        if announced and resumed:
+            self._emit(ev.RunStateChanged("running"))
+        return go
 
     def _announce_next(self) -> None:
         """Say what the next step will do before it starts (and while paused): a queued
         command, or the policy's choice, which is exact because its draw is seeded per step."""
         with self._lock:
-            step = len(self.tree) + 1
+            step = self._started() + 1
             if self._overrides:
                 plan = self._overrides[0]
-                self._emit(ev.NextPlanned(step, plan.operation, plan.parent_id, "command"))
-                return
-            decision = self.policy.choose(self.tree, step)
-        self._emit(ev.NextPlanned(step, decision.operation, decision.parent_id, "policy"))
+                planned = ev.NextPlanned(step, plan.operation, plan.parent_id, "command")
+            else:
+                decision = self.policy.choose(self.tree, step, self._pending())
+                planned = ev.NextPlanned(step, decision.operation, decision.parent_id, "policy")
+        self._emit(planned)
+
+    def _pending(self) -> tuple[Decision, ...]:
+        """Nodes in flight as the policy sees them (drafts count, debug targets are taken)."""
+        return tuple(Decision(f.plan.operation, f.plan.parent_id, "in flight") for f in self._in_flight.values())  # type: ignore[arg-type]
 
     def _next_plan(self) -> _Plan:
         with self._lock:
             if self._overrides:  # targets were validated on submit; nodes are never removed
                 return self._overrides.popleft()
-            step = len(self.tree) + 1
-            decision: Decision = self.policy.choose(self.tree, step)
+            decision: Decision = self.policy.choose(self.tree, self._started() + 1, self._pending())
             return _Plan(decision.operation, decision.parent_id, "policy", plan=decision.reason)
+
+    def _start_node(self, plan: _Plan) -> None:
+        """Give the node its id and step now (ids are never reused) and run it in its own thread."""
+        with self._lock:
+            node_id = max(self.tree.next_id, self._highest_id + 1, max(self._in_flight, default=0) + 1)
+            self._highest_id = node_id
+            flight = _InFlight(node_id, self._started() + 1, plan)
+            self._in_flight[node_id] = flight
+            hint = "\n".join(self._hints) if plan.operation != "manual" and self._hints else None
+            if hint:
+                self._hints.clear()
+        flight.thread = threading.Thread(target=self._run_flight, args=(flight, hint), name=f"aide-node-{node_id}", daemon=True)
+        flight.thread.start()
+
+    def _run_flight(self, flight: _InFlight, hint: str | None) -> None:
+        try:
+            self._step(flight, hint)
+        except _Cancelled:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which ends the run
+            if not isinstance(exc, FatalRunError):
+                log.exception("node #%d failed inside the engine", flight.node_id)
+            with self._lock:
+                self._worker_errors.append(exc)
+        finally:
+            with self._lock:
+                self._in_flight.pop(flight.node_id, None)
+                self._wake.notify_all()
+
+    def _drain(self, timeout: float = 30.0) -> None:
+        """Before the journal and git close: cancel what still runs and wait for its thread."""
+        with self._lock:
+            flights = list(self._in_flight.values())
+        if not flights:
+            return
+        self._cancel.set()
+        self._cancel_running()
+        deadline = time.monotonic() + timeout
+        for flight in flights:
+            if flight.thread is not None:
+                flight.thread.join(max(deadline - time.monotonic(), 0.1))
 
     def _over_budget(self) -> bool:
         budget = self.settings.budget
@@ -371,19 +471,13 @@ class Engine:
 
     # ------------------------------------------------------------ one step
 
-    def _step(self, plan: _Plan) -> None:
+    def _step(self, flight: _InFlight, hint: str | None) -> None:
         t0 = time.perf_counter()
         timings = StepTimings()
-        node_id = self.tree.next_id
-        step = len(self.tree) + 1
+        plan, node_id, step = flight.plan, flight.node_id, flight.step
         parent = self.tree.get(plan.parent_id) if plan.parent_id is not None else None
-        with self._lock:
-            hint = "\n".join(self._hints) if plan.operation != "manual" and self._hints else None
-            if hint:
-                self._hints.clear()
         self._emit(ev.NextPlanned(step, plan.operation, plan.parent_id, plan.source))
         self._emit(ev.NodeStarted(node_id, plan.parent_id, plan.operation, step, hint))
-        self._running_node = node_id
         node = Node(
             id=node_id,
             parent_id=plan.parent_id,
@@ -393,7 +487,7 @@ class Engine:
             created_at=time.time(),
             debug_depth=(parent.debug_depth + 1) if (parent is not None and plan.operation == "debug") else 0,
         )
-        ctx = self._context(hint)
+        ctx = self._context(hint, flight)
         try:
             proposal = self._write_code(node, plan, parent, ctx, timings)
             if proposal is None:  # LLM failure: the step is retried, nothing recorded
@@ -404,11 +498,12 @@ class Engine:
                         self._hints.insert(0, hint)
                 return
             node.plan, node.code = proposal.plan, proposal.code
+            flight.proposed_plan = node.plan
             node.usage = node.usage + proposal.usage
             outputs: dict[str, bytes] = {}
             if node.code:
                 self._emit(ev.CodeReady(node_id, node.plan, node.code))
-                result, tampered = self._execute(node, timings)
+                result, tampered = self._execute(node, flight, timings)
                 outputs = self._record_exec(node, result)
                 self._review(node, ctx, tampered)
             self._finish_node(node, outputs)
@@ -417,14 +512,19 @@ class Engine:
             self._emit(ev.PhaseChanged(None, "idle", "cancelled"))
             raise
         finally:
-            self._running_node = None
-            self._job = None
+            flight.job = None
         timings.total = time.perf_counter() - t0
         self.timings.append(timings)
 
-    def _context(self, hint: str | None) -> TaskContext:
-        nodes = list(self.tree.nodes.values())
+    def _context(self, hint: str | None, flight: _InFlight | None = None) -> TaskContext:
+        with self._lock:
+            nodes = list(self.tree.nodes.values())
+            siblings = [] if flight is None or flight.plan.operation != "improve" else [
+                f"#{f.node_id}: {f.proposed_plan}" for f in self._in_flight.values()
+                if f is not flight and f.plan.operation == "improve" and f.plan.parent_id == flight.plan.parent_id and f.proposed_plan
+            ]
         return TaskContext(
+            siblings=siblings,
             task=self.project.task_text(),
             data_preview=self.data_preview,
             memory=summarize(nodes, self.tree.direction, self.settings.memory_chars),
@@ -445,12 +545,13 @@ class Engine:
 
         t0 = time.perf_counter()
         try:
-            if plan.operation == "draft":
-                proposal = self.coder.draft(ctx, on_delta)
-            elif plan.operation == "improve":
-                proposal = self.coder.improve(ctx, parent, on_delta)  # type: ignore[arg-type]
-            else:
-                proposal = self.coder.debug(ctx, parent, on_delta)  # type: ignore[arg-type]
+            with self._coder_guard():
+                if plan.operation == "draft":
+                    proposal = self.coder.draft(ctx, on_delta)
+                elif plan.operation == "improve":
+                    proposal = self.coder.improve(ctx, parent, on_delta)  # type: ignore[arg-type]
+                else:
+                    proposal = self.coder.debug(ctx, parent, on_delta)  # type: ignore[arg-type]
         except CoderError as exc:
             node.plan = f"(no usable code) {exc}"
             node.usage = node.usage + exc.usage
@@ -470,6 +571,10 @@ class Engine:
         self._llm_failures = 0
         return proposal
 
+    def _coder_guard(self):
+        """Coders that keep state between calls (the offline one) are called one at a time."""
+        return contextlib.nullcontext() if getattr(self.coder, "thread_safe", False) else self._coder_lock
+
     def _llm_failed(self, node: Node, exc: Exception) -> None:
         self._llm_failures += 1
         message = f"{type(exc).__name__}: {exc}"
@@ -479,7 +584,7 @@ class Engine:
         self._emit(ev.PhaseChanged(node.id, "idle", "LLM failed"))
         return None
 
-    def _execute(self, node: Node, timings: StepTimings) -> tuple[ExecResult, list[str]]:
+    def _execute(self, node: Node, flight: _InFlight, timings: StepTimings) -> tuple[ExecResult, list[str]]:
         """Run the node's script; also returns the input files it wrote into (restored since)."""
         workspace = self.paths.workspace(node.id)
         if workspace.exists():
@@ -501,15 +606,16 @@ class Engine:
         t0 = time.perf_counter()
         if self._cancel.is_set():
             raise _Cancelled()
-        self._job = self.executor.submit(request, on_line)
+        job = flight.job = self.executor.submit(request, on_line)
         if self._cancel.is_set():
-            self._job.cancel()
-        result = self._job.wait()
+            job.cancel()
+        result = job.wait()
         timings.execute = time.perf_counter() - t0
         if result.killed_reason == "cancelled" or self._cancel.is_set():
             raise _Cancelled()
         shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
-        tampered = self.inputs.verify_and_repair()
+        with self._lock:  # one check at a time; a repair must not race another node's
+            tampered = self.inputs.verify_and_repair()
         if tampered:
             self._emit(ev.Notice(f"node #{node.id} wrote into its input files ({', '.join(tampered)}); they were restored from the originals", "warning"))
         return result, tampered
@@ -535,7 +641,8 @@ class Engine:
         self._emit(ev.PhaseChanged(node.id, "reviewing", f"reviewing node #{node.id}"))
         review: Review | None = None
         try:
-            review = self.coder.review(ctx, node)
+            with self._coder_guard():
+                review = self.coder.review(ctx, node)
             node.usage = node.usage + review.usage
         except FatalRunError:
             raise
@@ -547,10 +654,11 @@ class Engine:
         if review is not None:
             node.review_summary = review.summary.strip()
             if status == "ok":
-                direction = fix_direction(self.tree.direction, review.direction)
-                if direction is not None and self.tree.direction is None:
-                    self.tree.set_direction(direction)
-                    self._write_info(status="running")
+                with self._lock:
+                    direction = fix_direction(self.tree.direction, review.direction)
+                    if direction is not None and self.tree.direction is None:
+                        self.tree.set_direction(direction)
+                        self._write_info(status="running")
         if reason and reason not in node.review_summary:
             node.review_summary = f"{node.review_summary} [{reason}]".strip()
         if tampered:
@@ -566,7 +674,8 @@ class Engine:
             self.journal.append(node)  # durable first: the journal is the truth
             self.tree.add(node)
             self._usage = self._usage + node.usage
-        sha, branch = self._commit(node, outputs)
+        with self._store_lock:  # GitPython is not thread-safe: one writer
+            sha, branch = self._commit(node, outputs)
         self._emit(ev.NodeFinished(node, self.tree.best_id, sha, f"refs/heads/{branch}"))
         self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
         self._emit(ev.PhaseChanged(None, "idle"))
@@ -668,7 +777,8 @@ class Engine:
 
     def _emit(self, event: ev.Event) -> None:
         try:
-            self.listener(event)
+            with self._emit_lock:
+                self.listener(event)
         except _Cancelled:
             raise
         except Exception:  # a front-end bug must not kill the search

@@ -23,10 +23,10 @@ DEFAULT_CODE_MODEL = "claude-sonnet-5-5"
 DEFAULT_FEEDBACK_MODEL = "claude-haiku-5-5"
 
 
-def default_memory_limit() -> str:
-    """Half of the machine's RAM, so a runaway script cannot take the machine down."""
-    mib = psutil.virtual_memory().total // (2 * 1024 * 1024)
-    return f"{mib}M"
+def default_workers() -> int:
+    """One node per core, at most 4: beyond that the LLM's rate limits and the
+    machine's memory, not the cores, are what a wider search runs into."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Settings:
     debug_prob: float = field(default=0.5, metadata={"help": "probability of debugging a buggy leaf instead of improving the best node"})
     max_debug_depth: int = field(default=3, metadata={"help": "give up debugging a line of fixes after this many debug steps"})
     timeout: float = field(default=600.0, metadata={"help": "seconds a solution script may run before it is killed"})
-    memory_limit: str = field(default_factory=default_memory_limit, metadata={"help": "memory cap for a script's whole process tree (e.g. 2G, 512M)"})
+    memory_limit: str = field(default="", metadata={"help": "memory cap for each node's whole process tree (e.g. 2G, 512M)"})
     output_limit: str = field(default="256K", metadata={"help": "output kept per node (head and tail), e.g. 256K"})
     code_model: str = field(default=DEFAULT_CODE_MODEL, metadata={"help": "Claude model that writes code"})
     feedback_model: str = field(default=DEFAULT_FEEDBACK_MODEL, metadata={"help": "Claude model that reviews a run's output"})
@@ -50,6 +50,7 @@ class Settings:
     memory_chars: int = field(default=6000, metadata={"help": "size budget of the 'what was tried' summary in prompts"})
     preview_chars: int = field(default=6000, metadata={"help": "size budget of the data preview in prompts"})
     python: str = field(default="", metadata={"help": "Python interpreter that runs solutions (default: the one running aide-tui)"})
+    workers: int = field(default_factory=default_workers, metadata={"help": "nodes in flight at once (1 is the paper's sequential AIDE)"})
     executor: str = field(default="local", metadata={"help": "where scripts run: local (this machine) or ray (a Ray cluster; pip install 'aide-tui[ray]')"})
     ray_address: str = field(default="", metadata={"help": "with --executor ray: the cluster's HOST:PORT (default: RAY_ADDRESS, else a local cluster)"})
     node_cpus: float = field(default=1.0, metadata={"help": "with --executor ray: CPUs Ray reserves for each node"})
@@ -60,6 +61,10 @@ class Settings:
     # -- derived values
     @property
     def memory_limit_mb(self) -> int:
+        """The setting, or half of the machine's RAM shared by the nodes that run at once,
+        so that runaway scripts together cannot take the machine down."""
+        if not self.memory_limit:
+            return psutil.virtual_memory().total // (2 * 1024 * 1024 * self.workers)
         return parse_size(self.memory_limit, "memory_limit") // (1024 * 1024)
 
     @property
@@ -127,6 +132,8 @@ def _validate(s: Settings, where: str) -> None:
         bad("direction", "must be maximize, minimize or auto")
     if s.coder not in ("auto", "llm", "offline"):
         bad("coder", "must be llm, offline or auto")
+    if s.workers < 1:
+        bad("workers", "must be at least 1")
     if s.executor not in ("local", "ray"):
         bad("executor", "must be local or ray")
     if s.node_cpus <= 0 or s.node_gpus < 0:

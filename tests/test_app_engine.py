@@ -37,7 +37,7 @@ def journal(project):
 
 
 def make_app(project, **over):
-    base = dict(steps=4, num_drafts=3, debug_prob=0.0, timeout=60, memory_limit="1G", coder="llm")
+    base = dict(steps=4, num_drafts=3, debug_prob=0.0, timeout=60, memory_limit="1G", coder="llm", workers=1)
     base.update(over)
     settings = resolve(None, base)
     return AideApp(lambda listener, resume: build_engine(project, settings, resume=resume, listener=listener))

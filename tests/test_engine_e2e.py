@@ -31,7 +31,7 @@ class Recorder:
 
 
 def settings(**over):
-    base = dict(steps=9, num_drafts=3, debug_prob=1.0, max_debug_depth=2, timeout=30, memory_limit="1G", coder="llm", seed=1)
+    base = dict(steps=9, num_drafts=3, debug_prob=1.0, max_debug_depth=2, timeout=30, memory_limit="1G", coder="llm", seed=1, workers=1)
     base.update(over)
     return resolve(None, base)
 
@@ -185,7 +185,7 @@ def test_stop_after_step_and_resume_continue_to_the_step_count(tmp_path, scripte
     assert engine.run().reason == "stopped"
     assert len(rec.of(ev.NodeFinished)) == 2
     rec2 = Recorder()
-    engine2 = build_engine(project, resolve(None, dict(num_drafts=3, timeout=30, coder="llm")), resume=True, listener=rec2)
+    engine2 = build_engine(project, resolve(None, dict(num_drafts=3, timeout=30, coder="llm", workers=1)), resume=True, listener=rec2)
     assert engine2.run_name == engine.run_name
     finished = engine2.run()
     assert finished.reason == "completed"
@@ -194,7 +194,7 @@ def test_stop_after_step_and_resume_continue_to_the_step_count(tmp_path, scripte
     assert [e.node.id for e in rec2.of(ev.NodeFinished)] == [3, 4, 5]  # the run's own target, not the default 20
     # --steps given again raises the target
     rec3 = Recorder()
-    build_engine(project, resolve(None, dict(steps=6, timeout=30, coder="llm")), resume=True, listener=rec3, run_name=engine.run_name).run()
+    build_engine(project, resolve(None, dict(steps=6, timeout=30, coder="llm", workers=1)), resume=True, listener=rec3, run_name=engine.run_name).run()
     assert [e.node.id for e in rec3.of(ev.NodeFinished)] == [6]
 
 

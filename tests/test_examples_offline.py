@@ -41,7 +41,7 @@ def test_offline_run_on_example_finds_a_graded_solution(tmp_path, monkeypatch, e
     project = tmp_path / example
     shutil.copytree(EXAMPLES / example, project)
     events: list[ev.Event] = []
-    settings = resolve(project / "aide.toml", dict(steps=10, timeout=120, memory_limit="2G"))
+    settings = resolve(project / "aide.toml", dict(steps=10, timeout=120, memory_limit="2G", workers=1))
     engine = build_engine(project, settings, resume=False, listener=events.append)
     finished = engine.run()
 

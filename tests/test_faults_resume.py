@@ -31,7 +31,7 @@ def test_thirty_percent_injected_errors_still_complete_the_run(tmp_path, llm_env
     llm_env.fail_rate = 0.3
     project = make_project(tmp_path / "p", dirty=False)
     events, listener = collect()
-    settings = resolve(None, dict(steps=8, num_drafts=3, timeout=30, coder="llm", llm_retries=6))
+    settings = resolve(None, dict(steps=8, num_drafts=3, timeout=30, coder="llm", llm_retries=6, workers=1))
     finished = build_engine(project, settings, resume=False, listener=listener).run()
     assert finished.reason == "completed" and finished.nodes == 8
     outcomes = [r.outcome for r in llm_env.requests]
@@ -45,7 +45,7 @@ def test_401_stops_at_once_with_a_clear_message(tmp_path, llm_env):
     llm_env.fail_next(401, n=50)
     project = make_project(tmp_path / "p", dirty=False)
     env = {**os.environ, "ANTHROPIC_BASE_URL": llm_env.url, "ANTHROPIC_API_KEY": "sk-test-bad"}
-    res = subprocess.run([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--steps", "4", "--coder", "llm"],
+    res = subprocess.run([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--steps", "4", "--coder", "llm", "--workers", "1"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 1
     assert "error (auth)" in res.stderr and "ANTHROPIC_API_KEY" in res.stderr
@@ -57,7 +57,7 @@ def test_401_stops_at_once_with_a_clear_message(tmp_path, llm_env):
 def _run_until_killed(project, env, after_nodes, extra_delay):
     """Start a headless run and SIGKILL it once `after_nodes` nodes finished (+ a delay)."""
     proc = subprocess.Popen([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--json", "--steps", "8",
-                             "--num-drafts", "3", "--timeout", "30", "--coder", "llm", "--new"],
+                             "--num-drafts", "3", "--timeout", "30", "--coder", "llm", "--new", "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     seen = 0
     for line in proc.stdout:
@@ -84,7 +84,7 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, llm_
     assert before[: after_nodes] == list(range(1, after_nodes + 1))
 
     res = subprocess.run([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--json", "--resume",
-                          "--steps", "8", "--timeout", "30", "--coder", "llm"],
+                          "--steps", "8", "--timeout", "30", "--coder", "llm", "--workers", "1"],
                          capture_output=True, text=True, env=env, timeout=240)
     assert res.returncode == 0, res.stderr
     events = [json.loads(line) for line in res.stdout.splitlines()]
@@ -108,7 +108,7 @@ def test_secrets_never_reach_journal_git_or_output(tmp_path, llm_env, monkeypatc
     llm_env.responder = ScriptedAide(crash_every=0)
     project = make_project(tmp_path / "p", dirty=False)
     events, listener = collect()
-    engine = build_engine(project, resolve(None, dict(steps=2, num_drafts=1, timeout=30, coder="llm")), resume=False, listener=listener)
+    engine = build_engine(project, resolve(None, dict(steps=2, num_drafts=1, timeout=30, coder="llm", workers=1)), resume=False, listener=listener)
     engine.submit(ev.RunCode(None, "import os\nfor k, v in os.environ.items():\n    print(k, v)\nprint('Validation metric: 1')\n"))
     engine.run()
     blobs = [(project / ".aide").rglob("*")]
@@ -126,7 +126,7 @@ def test_a_failed_llm_call_keeps_the_users_override_and_hint_for_the_retry(tmp_p
     llm_env.responder = aide
     project = make_project(tmp_path / "p", dirty=False)
     events = []
-    settings = resolve(None, dict(steps=3, num_drafts=1, timeout=30, coder="llm", llm_retries=0))
+    settings = resolve(None, dict(steps=3, num_drafts=1, timeout=30, coder="llm", llm_retries=0, workers=1))
     engine = build_engine(project, settings, resume=False, listener=None)
 
     def listener(event):
@@ -155,7 +155,7 @@ def test_nothing_outlives_a_sigkilled_aide_tui_once_the_run_resumes(tmp_path, ll
     project = make_project(tmp_path / "p", dirty=False)
     env = {**os.environ, "ANTHROPIC_BASE_URL": llm_env.url, "ANTHROPIC_API_KEY": "sk-test-not-a-real-key"}
     proc = subprocess.Popen([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--verbose", "--steps", "2",
-                             "--timeout", "300", "--coder", "llm"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--timeout", "300", "--coder", "llm", "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     for line in proc.stdout:
         if "| sleeping" in line:
             break

@@ -25,6 +25,7 @@ class TaskContext:
     direction: Direction | None = None  # fixed once known
     hint: str | None = None  # the user's hint for this step
     timeout: float = 600.0  # seconds the script may run (the prompt says so)
+    siblings: list[str] = field(default_factory=list)  # plans of other nodes improving the same parent right now
 
 
 @dataclass
