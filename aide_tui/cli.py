@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--verbose", "-v", action="store_true", help="with --headless: also print the LLM's reply and the scripts' output")
     mode.add_argument("--resume", action="store_true", help="resume the unfinished run (or the one named by --run)")
     mode.add_argument("--new", action="store_true", help="start a new run even if an unfinished one exists")
-    mode.add_argument("--run", metavar="NAME", help="with --resume or --export: which run (default: the newest)")
+    mode.add_argument("--run", metavar="NAME", help="with --resume, --export or --recover-journal: which run (default: the newest)")
+    mode.add_argument("--recover-journal", action="store_true",
+                      help="rebuild a damaged journal.jsonl from its readable lines and the run's git commits, then stop")
     mode.add_argument("--export", nargs=2, metavar=("NODE", "DIR"), help="write a node's solution and outputs to DIR; NODE is 'best' or a node id")
     group = p.add_argument_group("settings (same names as in aide.toml)")
     defaults = Settings()
@@ -74,6 +76,11 @@ def _main(argv: list[str] | None) -> int:
         raise UserError("--resume and --new exclude each other; pick one")
     if args.json and not args.headless:
         raise UserError("--json needs --headless")
+    if args.recover_journal:
+        from .records import recover_run
+
+        print(recover_run(project, args.run))
+        return 0
     if args.export:
         from .export import export_node
 

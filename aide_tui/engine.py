@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
+import heapq
 import logging
 import shutil
 import threading
@@ -34,25 +34,21 @@ from .run.inputs import DEFAULT_COPY_LIMIT, InputData
 from .run.local import kill_leftovers
 from .run.workspace import collect_outputs, prepare_workspace
 from .search.coder import Coder, CoderError, Proposal, Review, TaskContext
-from .search.journal import Journal
 from .search.memory import summarize
 from .search.node import ExecInfo, Node, Usage
 from .search.policy import AidePolicy, Decision, Policy
 from .search.tree import SearchTree
 from .search.verdict import decide, fix_direction
 from .settings import Settings
-from .store.git import GitStore, commit_message
+from .records import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, RunPaths, RunRecords
+from .records import branch_name as branch_name  # the front ends import it from here
+from .store.git import GitStore
 
 log = logging.getLogger("aide_tui.engine")
 
 Listener = Callable[[ev.Event], None]
 
-MAX_OUTPUT_FILE_BYTES = 5 * 1024 * 1024
-MAX_OUTPUT_TOTAL_BYTES = 20 * 1024 * 1024
 MAX_CONSECUTIVE_LLM_FAILURES = 3
-
-
-_UNKNOWN = object()
 
 
 class _Cancelled(Exception):
@@ -90,31 +86,6 @@ class _InFlight:
 
 
 @dataclass
-class RunPaths:
-    root: Path
-
-    @property
-    def info(self) -> Path:
-        return self.root / "run.json"
-
-    @property
-    def journal(self) -> Path:
-        return self.root / "journal.jsonl"
-
-    @property
-    def preview(self) -> Path:
-        return self.root / "preview.md"
-
-    def workspace(self, node_id: int) -> Path:
-        return self.root / "nodes" / f"{node_id:04d}"
-
-
-def branch_name(run: str, node: Node) -> str:
-    """Flat per run: aide/<run>/<NNNN>-<operation> (nested names would conflict)."""
-    return f"aide/{run}/{node.id:04d}-{node.operation}"
-
-
-@dataclass
 class Engine:
     project: Project
     settings: Settings
@@ -133,9 +104,9 @@ class Engine:
     lock: object | None = None  # the project's InstanceLock, released when run() ends
 
     def __post_init__(self) -> None:
-        self.paths = RunPaths(self.project.run_dir(self.run_name))
+        self.records = RunRecords(self.project, self.run_name, self.store, self._emit)
+        self.paths: RunPaths = self.records.paths
         self.tree = SearchTree()
-        self.journal = Journal(self.paths.journal)
         if self.policy is None:
             s = self.settings
             self.policy = AidePolicy(s.num_drafts, s.debug_prob, s.max_debug_depth, s.seed)
@@ -147,14 +118,13 @@ class Engine:
         self._stop_after_step = False
         self._cancel = self.cancel
         self._in_flight: dict[int, _InFlight] = {}
+        self._spare_ids: list[int] = []  # heap of ids given back by steps that recorded nothing
         self._worker_errors: list[BaseException] = []
-        self._highest_id = 0  # ids are never reused, not even those of discarded nodes
         self._emit_lock = threading.RLock()  # events from several node threads never interleave
         self._coder_lock = threading.Lock()  # for coders that keep state and are not thread-safe
         self._store_lock = threading.Lock()
         self._usage = Usage()
         self._llm_failures = 0
-        self._base_commit: object = _UNKNOWN
 
     # ------------------------------------------------------------ commands
 
@@ -271,7 +241,7 @@ class Engine:
             finished = self._finish("error", "failed", str(exc))
         finally:
             self._drain()
-            self.journal.close()
+            self.records.close()
             self.executor.shutdown()
             self.store.close()
             if self.lock is not None:
@@ -300,14 +270,14 @@ class Engine:
         if self.resume and saved_steps and "steps" not in self.settings.given_flags:
             self.settings.steps = int(saved_steps)  # the run keeps its own target
         self.tree = SearchTree(direction)
-        nodes = self.journal.load() if self.resume else []
+        nodes = self.records.load() if self.resume else []
         for node in nodes:
             self.tree.add(node)
             self._usage = self._usage + node.usage
         restore = getattr(self.coder, "restore", None)  # optional: coders that keep state across steps
         if nodes and callable(restore):
             restore(nodes)
-        self._reconcile_git(nodes)
+        self.records.reconcile(self.tree)
         self._clear_stale_workspaces()
         self.inputs = InputData(self.project.root, self.data_files, self.paths.root, self.input_copy_limit)
         if self.paths.preview.exists():
@@ -427,8 +397,12 @@ class Engine:
     def _start_node(self, plan: _Plan) -> None:
         """Give the node its id and step now (ids are never reused) and run it in its own thread."""
         with self._lock:
-            node_id = max(self.tree.next_id, self._highest_id + 1, max(self._in_flight, default=0) + 1)
-            self._highest_id = node_id
+            if self._spare_ids:  # a step whose LLM call failed is retried under its own id
+                node_id = heapq.heappop(self._spare_ids)
+            else:
+                node_id = self.tree.next_id
+                self.tree.reserve_id(node_id)
+                self.records.started(node_id)
             flight = _InFlight(node_id, self._started() + 1, plan)
             self._in_flight[node_id] = flight
             hint = "\n".join(self._hints) if plan.operation != "manual" and self._hints else None
@@ -492,6 +466,7 @@ class Engine:
             proposal = self._write_code(node, plan, parent, ctx, timings)
             if proposal is None:  # LLM failure: the step is retried, nothing recorded
                 with self._lock:  # ...and the user's override and hint still apply to the retry
+                    heapq.heappush(self._spare_ids, node_id)
                     if plan.source == "command":
                         self._overrides.appendleft(plan)
                     if hint:
@@ -671,64 +646,14 @@ class Engine:
         node.finished_at = time.time()
         self._emit(ev.PhaseChanged(node.id, "committing", f"saving node #{node.id}"))
         with self._lock:
-            self.journal.append(node)  # durable first: the journal is the truth
+            self.records.append(node, self.tree)  # durable first: the journal is the truth
             self.tree.add(node)
             self._usage = self._usage + node.usage
         with self._store_lock:  # GitPython is not thread-safe: one writer
-            sha, branch = self._commit(node, outputs)
-        self._emit(ev.NodeFinished(node, self.tree.best_id, sha, f"refs/heads/{branch}"))
+            sha, ref = self.records.commit(node, outputs, self.tree)
+        self._emit(ev.NodeFinished(node, self.tree.best_id, sha, ref))
         self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
         self._emit(ev.PhaseChanged(None, "idle"))
-
-    def _commit(self, node: Node, outputs: dict[str, bytes] | None = None) -> tuple[str, str]:
-        branch = branch_name(self.run_name, node)
-        if outputs is None:  # resume: rebuild the file set from the workspace on disk
-            workspace = self.paths.workspace(node.id)
-            outputs = collect_outputs(workspace, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES)[0] if workspace.exists() else {}
-        files = {
-            "solution.py": node.code.encode("utf-8"),
-            "node.json": json.dumps(self._node_json(node), indent=2, default=str).encode("utf-8") + b"\n",
-            "output.txt": node.output.encode("utf-8", "replace"),
-        }
-        for name, data in outputs.items():
-            files[f"outputs/{name}"] = data
-        parent_sha = self._parent_commit(node)
-        trailers = {
-            "Aide-Run": self.run_name,
-            "Aide-Node": str(node.id),
-            "Aide-Operation": node.operation,
-            "Aide-Parent": str(node.parent_id) if node.parent_id is not None else "none",
-            "Aide-Status": node.status,
-            "Aide-Metric": f"{node.metric:.6g}" if node.metric is not None else "none",
-        }
-        message = commit_message(node.plan or f"{node.operation} #{node.id}", trailers)
-        sha = self.store.commit_node(branch, parent_sha, files, message)
-        return sha, branch
-
-    def _parent_commit(self, node: Node) -> str | None:
-        if node.parent_id is None:
-            if self._base_commit is _UNKNOWN:  # the user's HEAD, read once per run
-                self._base_commit = self.store.head_commit()
-            return self._base_commit  # type: ignore[return-value]
-        return self.store.branch_sha(branch_name(self.run_name, self.tree.get(node.parent_id)))
-
-    def _node_json(self, node: Node) -> dict:
-        data = node.to_dict()
-        data.pop("code", None)
-        data.pop("output", None)
-        data["direction"] = self.tree.direction
-        data["run"] = self.run_name
-        data["branch"] = branch_name(self.run_name, node)
-        return data
-
-    def _reconcile_git(self, nodes: list[Node]) -> None:
-        """After a crash between journal and git, commit the journaled nodes git lacks."""
-        if not nodes:
-            return
-        existing = self.store.list_branches(f"aide/{self.run_name}/")
-        for node in nodes:
-            if branch_name(self.run_name, node) not in existing:
-                self._commit(node, None)
 
     def _clear_stale_workspaces(self) -> None:
         """Workspaces of nodes that never finished (killed run) are half-built: drop them."""
@@ -745,29 +670,21 @@ class Engine:
     # ------------------------------------------------------------ run info
 
     def _read_info(self) -> dict:
-        try:
-            return json.loads(self.paths.info.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
+        return self.records.read_info()
 
     def _write_info(self, status: str) -> None:
-        info = self._read_info()
-        info.update(
-            run=self.run_name,
+        self.records.write_info(
             status=status,
             direction=self.tree.direction,
             coder=self.coder.name,
             settings=self.settings.to_dict(),
-            updated_at=time.time(),
         )
-        info.setdefault("created_at", time.time())
-        write_atomic(self.paths.info, json.dumps(info, indent=2, default=str))
 
     def _finish(self, reason: str, status: str, detail: str = "") -> ev.RunFinished:
         log.info("run %s finished: %s %s", self.run_name, reason, detail)
         try:
             self._write_info(status=status)
-        except OSError:
+        except (OSError, FatalRunError):
             pass
         state = "failed" if status == "failed" else "finished"
         self._emit(ev.RunStateChanged(state, detail or reason))  # type: ignore[arg-type]
@@ -830,7 +747,9 @@ def build_engine(
     from .errors import UserError
     from .project import InstanceLock
     from .run.workspace import list_data_files
+    from .records import check_repository, claim_run
     from .search.preview import build_preview
+    from .search.prompts import PROMPT_NAMES, load_prompt
 
     project = Project.open(project_dir)
     data_files = list_data_files(project.root)
@@ -838,16 +757,17 @@ def build_engine(
         raise UserError(f"{project.root}: no data files next to task.md; put the data in the project (e.g. data/train.csv)")
     lock = InstanceLock(project)
     lock.acquire()
+    store: GitStore | None = None
     try:
+        store = GitStore(project.root)
+        check_repository(store)
+        coder_name = choose_coder_name(settings)
         if resume:
             run_name = run_name or project.unfinished_run()
             if run_name is None:
                 raise UserError(f"{project.root}: no unfinished run to resume; start a new one with --new")
             if not (project.run_dir(run_name) / "run.json").exists():
                 raise UserError(f"{project.root}: no run named {run_name!r} under .aide/runs/")
-        else:
-            run_name = project.new_run_name()
-        coder_name = choose_coder_name(settings)
         cancel = threading.Event()
         if coder_name == "llm":
             from .llm.client import LlmClient
@@ -862,6 +782,9 @@ def build_engine(
             from .search.offline import OfflineCoder
 
             coder = OfflineCoder(project.root, data_files, settings.seed)
+        if not resume:  # last, so a refusal above leaves no root commit behind
+            prompts = {name: load_prompt(name, project.root) for name in PROMPT_NAMES} if coder_name == "llm" else {}
+            run_name = claim_run(project, store, data_files, prompts)
         preview_path = project.run_dir(run_name) / "preview.md"
         preview = "" if preview_path.exists() else build_preview(project.root, data_files, settings.preview_chars)
         engine = Engine(
@@ -870,14 +793,18 @@ def build_engine(
             run_name=run_name,
             coder=coder,
             executor=build_executor(settings),
-            store=GitStore(project.root),
+            store=store,
             data_files=data_files,
             listener=listener,
             resume=resume,
             data_preview=preview,
             cancel=cancel,
         )
+        if resume:
+            engine.records.load()  # a damaged journal stops here, before anything runs (exit 2)
     except BaseException:
+        if store is not None:
+            store.close()
         lock.release()
         raise
     engine.lock = lock

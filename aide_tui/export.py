@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .project import Project
-from .search.journal import Journal
+from .search.journal import Journal, JournalDamaged
 from .search.tree import SearchTree
 
 
@@ -21,7 +21,11 @@ def export_node(project: Project, which: str, dest: Path, run: str | None = None
         raise UserError(f"--run {run}: no such run under {project.runs_dir}")
     info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     tree = SearchTree(info.get("direction"))
-    for node in Journal(run_dir / "journal.jsonl").load():
+    try:
+        nodes = Journal(run_dir / "journal.jsonl").load()
+    except JournalDamaged as exc:
+        raise UserError(f"{exc}; rebuild it first: aide-tui {project.root} --recover-journal --run {run}") from None
+    for node in nodes:
         tree.add(node)
     if which == "best":
         node = tree.best

@@ -17,11 +17,21 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import UserError
 
 AIDE_DIR = ".aide"
+
+
+def printable_path(name: str) -> str:
+    """A file name as text that can always be written: bytes that are not UTF-8 as `\\xNN`.
+
+    Names come from the filesystem as str with surrogate escapes (PEP 383);
+    writing one to a UTF-8 file or a terminal raises, so every name that
+    reaches a preview, a log or run.json goes through here.
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def write_atomic(path: Path, data: str) -> None:
@@ -101,13 +111,22 @@ class Project:
         runs = self.runs()
         return runs[-1] if runs else None
 
-    def new_run_name(self) -> str:
+    def new_run_name(self, taken: Callable[[str], bool] = lambda name: False) -> str:
+        """A timestamp, with a suffix when this project or `taken` (e.g. the git refs) has it."""
         base = time.strftime("%Y%m%d-%H%M%S")
         name, n = base, 1
-        while (self.runs_dir / name).exists():
+        while (self.runs_dir / name).exists() or taken(name):
             n += 1
             name = f"{base}-{n}"
         return name
+
+    def ensure_aide_dir(self) -> Path:
+        """Create .aide/ with a `.gitignore` of `*`, so no `git add -A` commits the run's state."""
+        self.aide_dir.mkdir(parents=True, exist_ok=True)
+        ignore = self.aide_dir / ".gitignore"
+        if not ignore.exists():
+            write_atomic(ignore, "# written by aide-tui: everything here is the tool's state, not your project\n*\n")
+        return self.aide_dir
 
 
 def unfinished_run(project_dir: Path) -> str | None:
@@ -122,11 +141,12 @@ class InstanceLock:
     """
 
     def __init__(self, project: Project):
+        self.project = project
         self.path = project.aide_dir / "lock"
         self._fh = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.project.ensure_aide_dir()
         fh = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -114,7 +114,7 @@ def main() -> int:
         t = []
         for i in range(20):
             t0 = time.perf_counter()
-            store.commit_node(f"aide/loose/{i:04d}-improve", head, {}, "m")  # exists: no write
+            store.commit_node(f"aide/loose/{i:04d}-improve", head, node_files(i), "m")  # same node: no write
             t.append((time.perf_counter() - t0) * 1000)
         summary("commit_node, branch exists (resume)", t)
         t = []

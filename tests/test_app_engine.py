@@ -17,7 +17,7 @@ from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 from aide_script import ScriptedAide
 from fake_api import TextReply
-from helpers import git, make_project
+from helpers import git, make_project, journal_nodes
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 SIZE = (120, 36)
@@ -33,7 +33,7 @@ def journal(project):
     path = runs[-1] / "journal.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line)["node"] for line in path.read_text().splitlines()]
+    return journal_nodes(path)
 
 
 def make_app(project, **over):

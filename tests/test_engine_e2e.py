@@ -12,7 +12,7 @@ from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 from aide_script import ScriptedAide
-from helpers import git, make_project, user_state
+from helpers import git, make_project, user_state, journal_nodes
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -89,14 +89,16 @@ def test_full_search_builds_branches_commits_and_leaves_user_state_alone(tmp_pat
     # git: one branch per node, parents follow the tree, node.json matches
     run = engine.run_name
     refs = git(project, "for-each-ref", "--format=%(refname:short)", f"refs/heads/aide/{run}/").split()
-    assert len(refs) == 9
+    assert len(refs) == 10 and f"aide/{run}/root" in refs  # the run's root + one branch per node
     user_head = before["head_sha"].strip()
+    root = git(project, "rev-parse", f"aide/{run}/root").strip()
+    assert git(project, "log", "-1", "--format=%P", root).split() == [user_head]
     for n in nodes:
         branch = f"aide/{run}/{n.id:04d}-{n.operation}"
         assert branch in refs
         parents = git(project, "log", "-1", "--format=%P", branch).split()
         if n.parent_id is None:
-            assert parents == [user_head]
+            assert parents == [root]
         else:
             parent = next(p for p in nodes if p.id == n.parent_id)
             assert parents == [git(project, "rev-parse", f"aide/{run}/{parent.id:04d}-{parent.operation}").strip()]
@@ -110,7 +112,7 @@ def test_full_search_builds_branches_commits_and_leaves_user_state_alone(tmp_pat
     assert "id,prediction" in git(project, "show", f"{best_branch}:outputs/submission.csv")
     # the lineage shows with plain git log
     lineage = git(project, "log", "--format=%s", best_branch).splitlines()
-    assert lineage[-1] == "user's commit" and len(lineage) >= 2
+    assert lineage[-1] == "user's commit" and lineage[-2].startswith(f"run {run}: ") and len(lineage) >= 3
 
     # usage and cache fields flow through
     total = rec.of(ev.UsageUpdated)[-1].total
@@ -120,8 +122,8 @@ def test_full_search_builds_branches_commits_and_leaves_user_state_alone(tmp_pat
     assert len(rec.of(ev.LlmDelta)) > 20
     assert any("loaded 40 training rows" in e.line for e in rec.of(ev.OutputLine))
     # journal holds each node exactly once
-    journal = (project / ".aide" / "runs" / run / "journal.jsonl").read_text().splitlines()
-    assert [json.loads(line)["node"]["id"] for line in journal] == list(range(1, 10))
+    journal_path = project / ".aide" / "runs" / run / "journal.jsonl"
+    assert [n["id"] for n in journal_nodes(journal_path)] == list(range(1, 10))
 
 
 def test_commands_override_the_policy_and_hints_reach_the_prompt(tmp_path, scripted, llm_env):

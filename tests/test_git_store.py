@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aide_tui.errors import UserError
-from aide_tui.store.git import GitStore, commit_message, validate_branch
+from aide_tui.store.git import BranchConflict, GitStore, commit_message, refusal, split_committable, validate_branch
 
 USER_ID = ["-c", "user.name=User", "-c", "user.email=user@example.com"]
 
@@ -155,17 +155,58 @@ def test_commit_message_long_subject_keeps_full_text():
     assert commit_message("", {}).startswith("(no plan)")
 
 
-def test_idempotent_on_existing_branch(dirty_repo):
+def test_existing_branch_with_the_same_node_is_idempotent(dirty_repo):
+    node = {"solution.py": b"1", "node.json": b'{"run": "r", "id": 1}\n'}
     with GitStore(dirty_repo) as store:
-        first = store.commit_node("aide/r/0000-draft", None, {"solution.py": b"1"}, "m")
+        first = store.commit_node("aide/r/0001-draft", None, node, "m")
         objects_before = git(dirty_repo, "count-objects", "-v")
-        second = store.commit_node("aide/r/0000-draft", None, {"solution.py": b"2"}, "other")
-        assert second == first
+        again = store.commit_node("aide/r/0001-draft", None, {**node, "solution.py": b"re-collected"}, "other")
+        assert again == first
         assert git(dirty_repo, "count-objects", "-v") == objects_before
-    assert git(dirty_repo, "rev-list", "--count", "aide/r/0000-draft").strip() == "1"
+    assert git(dirty_repo, "rev-list", "--count", "aide/r/0001-draft").strip() == "1"
     # a second store (e.g. after a crash and resume) sees the same branch
     with GitStore(dirty_repo) as again:
-        assert again.commit_node("aide/r/0000-draft", None, {}, "m") == first
+        assert again.commit_node("aide/r/0001-draft", None, node, "m") == first
+
+
+def test_existing_branch_with_another_node_is_an_error_naming_both(dirty_repo):
+    """Returning the old commit for a new node would make git and the journal disagree."""
+    with GitStore(dirty_repo) as store:
+        first = store.commit_node("aide/r/0014-improve", None, {"node.json": b'{"run": "r", "id": 14, "operation": "improve", "created_at": 1}'}, "m")
+        with pytest.raises(BranchConflict) as err:
+            store.commit_node("aide/r/0014-improve", None, {"node.json": b'{"run": "r", "id": 14, "operation": "improve", "created_at": 2}'}, "m")
+        assert first[:12] in str(err.value) and "created at 1" in str(err.value) and "created at 2" in str(err.value)
+        with pytest.raises(BranchConflict):  # claiming a name: any existing branch is taken
+            store.commit_node("aide/r/0014-improve", None, {"node.json": b'{"run": "r", "id": 14, "operation": "improve", "created_at": 1}'}, "m", exclusive=True)
+    assert git(dirty_repo, "rev-parse", "aide/r/0014-improve").strip() == first
+
+
+def test_names_git_cannot_hold_are_split_off_and_the_rest_is_fsck_clean(dirty_repo):
+    nasty = ["out/bad\udcffbyte.txt", "out/.git/config", ".GIT/hooks/post-checkout", "x/.git./y", "x/git~1/y",
+             "x/.gi\u200ct/y", ".gitmodules", "a/.GitAttributes", "a/.git::$INDEX_ALLOCATION/z", "a/../b", "a//b"]
+    fine = ["ok.txt", "out/.gitignore", "out/..hidden", "out/\u00e9t\u00e9.csv", "out/.github/x", "out/back\\slash"]
+    files = {name: b"x" for name in nasty + fine}
+    kept, skipped = split_committable(files)
+    assert sorted(kept) == sorted(fine) and skipped == sorted(nasty)
+    for name in nasty:
+        assert refusal(name)
+    with GitStore(dirty_repo) as store:
+        sha = store.commit_node("aide/r/0001-draft", None, kept, "m")
+    listed = git(dirty_repo, "ls-tree", "-r", "-z", "--name-only", sha).split("\0")
+    assert sorted(filter(None, listed)) == sorted(fine)
+    assert git(dirty_repo, "fsck", "--strict", "--no-dangling").strip() == ""
+
+
+def test_a_node_tree_lies_over_its_base_so_show_is_the_real_change(dirty_repo):
+    with GitStore(dirty_repo) as store:
+        root = store.commit_node("aide/r/root", store.head_commit(), {"task.md": b"t", "prompts/draft.md": b"p"}, "root")
+        draft = store.commit_node("aide/r/0001-draft", root, {"solution.py": b"1", "outputs/a.csv": b"a"}, "d", base=root)
+        improve = store.commit_node("aide/r/0002-improve", draft, {"solution.py": b"2", "outputs/b.csv": b"b"}, "i", base=root)
+    assert git(dirty_repo, "ls-tree", "-r", "--name-only", draft).split() == ["outputs/a.csv", "prompts/draft.md", "solution.py", "task.md"]
+    assert git(dirty_repo, "show", "--format=", "--name-status", draft).split() == ["A", "outputs/a.csv", "A", "solution.py"]
+    assert git(dirty_repo, "show", "--format=", "--name-status", improve).split() == [
+        "D", "outputs/a.csv", "A", "outputs/b.csv", "M", "solution.py"]
+    assert git(dirty_repo, "fsck", "--strict", "--no-dangling").strip() == ""
 
 
 def test_fresh_directory_without_repo_or_identity(tmp_path):
@@ -200,7 +241,7 @@ def test_list_and_branch_sha(dirty_repo):
         assert store.branch_sha("aide/r1/0001-improve") is None
         git(dirty_repo, "pack-refs", "--all")
         assert store.branch_sha("aide/r10/0000-draft") == b
-        assert store.commit_node("aide/r10/0000-draft", None, {}, "m") == b
+        assert store.commit_node("aide/r10/0000-draft", None, {"a": b"2"}, "m") == b
 
 
 @pytest.mark.parametrize("name", [
@@ -222,7 +263,7 @@ def test_valid_branch_names_agree_with_git(dirty_repo):
 
 
 @pytest.mark.parametrize("files", [
-    {"../evil": b""}, {"/abs": b""}, {"a//b": b""}, {".git/config": b""},
+    {"../evil": b""}, {"/abs": b""}, {"a//b": b""}, {".git/config": b""}, {"bad\udcff": b""},
     {"a": b"", "a/b": b""}, {"x": "not bytes"},
 ])
 def test_invalid_files_rejected(dirty_repo, files):

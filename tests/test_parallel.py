@@ -7,6 +7,7 @@ can only happen when that many nodes are in flight together.
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -114,8 +115,9 @@ def test_n_workers_have_n_nodes_in_flight_and_every_node_is_durable(tmp_path, ll
     ids = sorted(e.node.id for e in rec.of(ev.NodeFinished))
     assert ids == list(range(1, workers + 2))  # unique, gapless ids
     assert all(e.commit for e in rec.of(ev.NodeFinished))
-    journal = (project / ".aide" / "runs" / engine.run_name / "journal.jsonl").read_text().splitlines()
-    assert len(journal) == workers + 1
+    journal = [json.loads(line) for line in (project / ".aide" / "runs" / engine.run_name / "journal.jsonl").read_text().splitlines()]
+    assert sorted(r["node"]["id"] for r in journal if r["type"] == "node") == ids
+    assert sorted(r["id"] for r in journal if r["type"] == "start") == ids  # each id journaled when it started
     steps = sorted(e.step for e in rec.of(ev.NodeStarted))
     assert steps == list(range(1, workers + 2))
     drafts = [e for e in rec.of(ev.NodeStarted) if e.operation == "draft"]
@@ -202,3 +204,53 @@ def test_cancel_kills_every_running_node_and_keeps_the_run_resumable(tmp_path, l
     assert rec.of(ev.NodeFinished) == []  # the unfinished nodes are discarded, not recorded
     info = (project / ".aide" / "runs" / engine.run_name / "run.json").read_text()
     assert '"status": "stopped"' in info
+
+
+def test_kill_9_with_nodes_in_flight_loses_only_those_and_resume_plans_them_again(tmp_path, llm_env):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import journal_nodes
+
+    hang = '"""Sleep."""\nimport time\nprint("sleeping", flush=True)\ntime.sleep(300)\n'
+    quick = ScriptedAide(crash_every=0)
+    drafts = []
+
+    def first_quick_then_hang(body):
+        if body.get("tools") or not last_user_text(body).lstrip().startswith("# Draft"):
+            return quick(body)
+        with quick.lock:
+            drafts.append(1)
+            n = len(drafts)
+        return quick(body) if n == 1 else TextReply(f"Draft: sleep.\n\n```python\n{hang}```\n")
+
+    llm_env.responder = first_quick_then_hang
+    project = make_project(tmp_path / "p", dirty=False)
+    env = {**os.environ, "ANTHROPIC_BASE_URL": llm_env.url, "ANTHROPIC_API_KEY": "sk-test-not-a-real-key"}
+    args = [sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--json", "--coder", "llm", "--timeout", "300"]
+    proc = subprocess.Popen([*args, "--verbose", "--steps", "4", "--num-drafts", "4", "--workers", "2", "--new"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    finished, sleeping = 0, 0
+    for line in proc.stdout:
+        event = json.loads(line)
+        finished += event["event"] == "NodeFinished"
+        sleeping += event["event"] == "OutputLine" and event["line"] == "sleeping"
+        if finished >= 1 and sleeping >= 2:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    run = sorted(p.name for p in (project / ".aide" / "runs").iterdir())[-1]
+    journal = project / ".aide" / "runs" / run / "journal.jsonl"
+    assert [n["id"] for n in journal_nodes(journal)] == [1]
+
+    llm_env.responder = ScriptedAide(crash_every=0)
+    res = subprocess.run([*args, "--resume", "--workers", "2"], capture_output=True, text=True, env=env, timeout=240)
+    assert res.returncode == 0, res.stderr
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    notices = " ".join(e["message"] for e in events if e["event"] == "Notice")
+    assert "#2, #3 were still running" in notices
+    ids = [n["id"] for n in journal_nodes(journal)]
+    assert sorted(ids) == [1, 4, 5, 6]  # the lost nodes were planned again, under new ids
+    assert events[-1]["event"] == "RunFinished" and events[-1]["reason"] == "completed"

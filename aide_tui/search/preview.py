@@ -20,6 +20,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from ..project import printable_path
+
 SAMPLE_ROWS = 50_000  # rows read per table for statistics
 SAMPLE_CELLS = 1_000_000  # rows x columns cap, so wide tables stay cheap
 DETAIL_COLUMNS = 60  # columns described one per line; the rest are named
@@ -310,11 +312,11 @@ def _directory(path: Path, label: str) -> list[tuple[str, str]]:
     if len(files) <= DIR_LIST_MAX:
         if not files:
             return [(f"{label}/: empty directory",) * 2]
-        return [_file(f, f"{label}/{f.relative_to(path).as_posix()}") for f in files]
+        return [_file(f, f"{label}/{printable_path(f.relative_to(path).as_posix())}") for f in files]
     by_ext: Counter[str] = Counter(f.suffix.lower() or "(none)" for f in files)
     total = sum(f.stat().st_size for f in files)
     kinds = ", ".join(f"{ext} {n}" for ext, n in sorted(by_ext.items(), key=lambda kv: (-kv[1], kv[0]))[:10])
-    examples = ", ".join(f.relative_to(path).as_posix() for f in files[:5])
+    examples = ", ".join(printable_path(f.relative_to(path).as_posix()) for f in files[:5])
     count = f"{len(files):,}{'+' if truncated else ''} files"
     text = f"{label}/ (directory, {count}, {_size(total)}): {kinds}; e.g. {examples}"
     return [(text, f"{label}/ (directory, {count}): {kinds}")]
@@ -329,7 +331,7 @@ def build_preview(project_dir: Path, data_files: list[str], budget_chars: int) -
     sections: list[tuple[str, str]] = []
     for rel in data_files:
         path = project_dir / rel
-        label = "./input/" + Path(rel).as_posix().strip("/")
+        label = "./input/" + printable_path(Path(rel).as_posix().strip("/"))
         if path.is_dir():
             sections += _directory(path, label)
         elif path.is_file():

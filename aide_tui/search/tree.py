@@ -18,6 +18,7 @@ class SearchTree:
         self.best_id: int | None = None
         self.draft_count = 0
         self._buggy_leaves: set[int] = set()
+        self._reserved_id = 0  # ids taken elsewhere (a git branch of a node the journal lost)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -34,7 +35,11 @@ class SearchTree:
 
     @property
     def next_id(self) -> int:
-        return max(self.nodes, default=0) + 1
+        return max(max(self.nodes, default=0), self._reserved_id) + 1
+
+    def reserve_id(self, node_id: int) -> None:
+        """Never hand out `node_id` (or a lower id) to a new node."""
+        self._reserved_id = max(self._reserved_id, node_id)
 
     def add(self, node: Node) -> None:
         self.nodes[node.id] = node

@@ -29,6 +29,7 @@ snapshot of the node's workspace, not of the user's project.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -67,6 +68,19 @@ class GitStoreError(RuntimeError):
     """A git operation failed for a reason other than bad input."""
 
 
+class BranchConflict(GitStoreError):
+    """The branch exists and holds another node: returning it would mix two nodes up."""
+
+
+def _describe_node(node_json: bytes | None) -> str:
+    """'run R node #N (operation, created T)' from a node.json, for conflict messages."""
+    try:
+        data = json.loads(node_json or b"")
+        return f"run {data.get('run')} node #{data.get('id')} ({data.get('operation')}, created at {data.get('created_at')})"
+    except (ValueError, AttributeError):
+        return "no readable node.json"
+
+
 def validate_branch(branch: str) -> None:
     """Raise ValueError unless ``refs/heads/<branch>`` passes git check-ref-format --branch.
 
@@ -95,17 +109,60 @@ def validate_branch(branch: str) -> None:
         raise ValueError(f"invalid branch name {branch!r}: " + "; ".join(problems))
 
 
+# Zero-width characters HFS+ ignores in names (git's is_hfs_dotgit list).
+_HFS_IGNORED = re.compile("[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
+# Names git gives a meaning (or fsck checks): `.git` makes the tree unusable, the
+# other two change how checkouts behave.  NTFS 8.3 short names alias them.
+_SPECIAL_NAMES = (".git", ".gitmodules", ".gitattributes")
+_NTFS_SHORT = re.compile(r"^(git~1|gitmod~[1-4]|gi7eba~\d|gitatt~[1-4]|gi7d29~\d)$")
+
+
+def _is_special_name(part: str) -> bool:
+    """True for `.git` and the names filesystems treat as it (git's fsck hasDotgit rules)."""
+    for piece in part.split("\\"):  # NTFS takes a backslash as a separator
+        folded = _HFS_IGNORED.sub("", piece).casefold()
+        folded = folded.split(":", 1)[0].rstrip(". ")  # NTFS: trailing dots/spaces, streams
+        if folded in _SPECIAL_NAMES or _NTFS_SHORT.match(folded):
+            return True
+    return False
+
+
+def refusal(path: str) -> str | None:
+    """Why git cannot hold a node file at ``path`` ('a/b.txt'), or None when it can.
+
+    A script can write any name its filesystem allows; git refuses some
+    (``.git`` components, `..`) and cannot store a name that is not UTF-8
+    text here (it arrives as surrogate escapes from ``os.walk``).  Callers skip
+    such files and say so instead of failing the commit.
+    """
+    if not isinstance(path, str) or not path:
+        return "empty file path"
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not UTF-8"
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            return "empty, '.' or '..' path component"
+        if "\x00" in part:
+            return "NUL in name"
+        if _is_special_name(part):
+            return f"{part!r} is a name git reserves"
+    return None
+
+
 def _validate_path(path: str) -> list[str]:
     """Split a node file path into components, rejecting anything git would not store."""
-    if not isinstance(path, str) or not path:
-        raise ValueError("file path must be a non-empty string")
-    parts = path.split("/")
-    for part in parts:
-        if part in ("", ".", "..") or "\x00" in part:
-            raise ValueError(f"invalid file path {path!r}")
-        if part.lower() == ".git":
-            raise ValueError(f"file path {path!r} contains a .git component")
-    return parts
+    reason = refusal(path)
+    if reason is not None:
+        raise ValueError(f"invalid file path {path!r}: {reason}")
+    return path.split("/")
+
+
+def split_committable(files: dict[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
+    """The files git can hold, and the paths it cannot (sorted), for the caller to report."""
+    kept = {path: data for path, data in files.items() if refusal(path) is None}
+    return kept, sorted(path for path in files if path not in kept)
 
 
 def commit_message(subject_and_body: str, trailers: dict[str, str]) -> str:
@@ -188,6 +245,7 @@ class GitStore:
         self._env = env
         self._lock = threading.Lock()
         self._closed = False
+        self._base_cache: tuple[str | None, object] = (None, None)
 
     # -- reading -----------------------------------------------------------
 
@@ -234,33 +292,56 @@ class GitStore:
     # -- writing -----------------------------------------------------------
 
     def commit_node(
-        self, branch: str, parent: str | None, files: dict[str, bytes], message: str
+        self,
+        branch: str,
+        parent: str | None,
+        files: dict[str, bytes],
+        message: str,
+        base: str | None = None,
+        exclusive: bool = False,
     ) -> str:
         """Create ``refs/heads/<branch>`` at a new commit holding ``files``.
 
-        ``parent`` None makes a root commit.  If the branch already exists (a
-        resumed run re-committing a node) its sha is returned and nothing is
-        written.  Returns the commit sha.
+        ``parent`` None makes a root commit.  ``base`` (a commit) lends its tree:
+        ``files`` are laid over it, so a node's tree can carry its run's root
+        files and ``git show`` of the node shows only what the node changed.
+
+        If the branch already exists (a resumed run re-committing a node) and
+        holds the same ``node.json`` (the same tree when there is none), its sha
+        is returned and nothing is written; holding another node is a
+        ``BranchConflict`` naming both, never a silent success.  ``exclusive``
+        makes any existing branch a conflict (claiming a name).  Returns the sha.
         """
         validate_branch(branch)
         with self._lock:
             self._check_open()
             existing = self._branch_sha(branch)
             if existing is not None:
-                return existing
+                return self._same_or_conflict(branch, existing, files, base, exclusive)
             if parent is not None:
                 self._check_commit(parent)
-            tree = self._write_tree(self._nest(files))
+            tree = self._write_tree(self._nest(files), self._base_tree(base))
             sha = self._write_commit(tree, parent, message)
             ref = "refs/heads/" + branch
             proc = self._popen_run("update-ref", "-m", "aide-tui: node", ref, sha, "")
             if proc.returncode != 0:
-                # Lost a race with another writer: report whatever won.
                 existing = self._branch_sha(branch)
-                if existing is not None:
-                    return existing
+                if existing is not None:  # lost a race with another writer
+                    return self._same_or_conflict(branch, existing, files, base, exclusive)
                 raise GitStoreError(f"git update-ref {ref} failed: {proc.stderr.strip()}")
             return sha
+
+    def read_files(self, commit: str, names: tuple[str, ...]) -> dict[str, bytes]:
+        """The top-level files ``names`` of ``commit`` that exist, as bytes."""
+        with self._lock:
+            tree = self._repo.commit(commit).tree
+            found = {}
+            for name in names:
+                try:
+                    found[name] = tree[name].data_stream.read()
+                except KeyError:
+                    continue
+            return found
 
     def close(self) -> None:
         """Stop GitPython's persistent cat-file processes."""
@@ -349,6 +430,42 @@ class GitStore:
         if info.type != b"commit":
             raise ValueError(f"parent {sha} is a {info.type.decode()}, not a commit")
 
+    def _same_or_conflict(self, branch: str, existing: str, files: dict[str, bytes], base: str | None,
+                          exclusive: bool) -> str:
+        """An existing branch is this commit only if it holds the same node (see commit_node)."""
+        if exclusive:
+            raise BranchConflict(f"branch {branch} already exists at {existing[:12]}")
+        if "node.json" in files:
+            theirs = self._blob_at(existing, "node.json")
+            if theirs == bytes(files["node.json"]):
+                return existing
+            raise BranchConflict(
+                f"branch {branch} already exists at {existing[:12]} holding {_describe_node(theirs)}, "
+                f"not {_describe_node(bytes(files['node.json']))}"
+            )
+        if self._repo.commit(existing).tree.binsha == self._tree_sha(files, base):
+            return existing
+        raise BranchConflict(f"branch {branch} already exists at {existing[:12]} with other files")
+
+    def _blob_at(self, commit: str, name: str) -> bytes | None:
+        try:
+            return self._repo.commit(commit).tree[name].data_stream.read()
+        except (KeyError, ValueError):
+            return None
+
+    def _tree_sha(self, files: dict[str, bytes], base: str | None) -> bytes:
+        """The tree sha ``files`` would get, written (objects are content-addressed, so harmless)."""
+        return self._write_tree(self._nest(files), self._base_tree(base))
+
+    def _base_tree(self, base: str | None):
+        """The base commit's tree; the last one is kept, since every node of a run shares its root."""
+        if base is None:
+            return None
+        if self._base_cache[0] != base:
+            self._check_commit(base)
+            self._base_cache = (base, self._repo.commit(base).tree)
+        return self._base_cache[1]
+
     @staticmethod
     def _nest(files: dict[str, bytes]) -> dict:
         """{'a/b.txt': data} -> {'a': {'b.txt': data}}; a name can't be both file and dir."""
@@ -370,20 +487,33 @@ class GitStore:
     def _store(self, kind: bytes, data: bytes) -> bytes:
         return self._loose.store(IStream(kind, len(data), io.BytesIO(data))).binsha
 
-    def _write_tree(self, node: dict) -> bytes:
-        """Write a tree (recursively) and return its binary sha.
+    def _write_tree(self, node: dict, base=None) -> bytes:
+        """Write a tree (recursively) over ``base`` (a GitPython tree or None); return its binary sha.
 
         git sorts entries by name bytes with directories compared as 'name/'.
         """
-        entries = []
+        entries = {}
+        if base is not None:
+            for item in base:
+                raw = item.name.encode("utf-8", "surrogateescape")
+                if item.name not in node:
+                    is_tree = item.type == "tree"
+                    mode = _TREE_MODE if is_tree else b"%o" % item.mode
+                    entries[raw] = (raw + b"/" if is_tree else raw, mode, raw, item.binsha)
         for name, value in node.items():
             raw = name.encode("utf-8")
             if isinstance(value, dict):
-                entries.append((raw + b"/", _TREE_MODE, raw, self._write_tree(value)))
+                sub = None
+                if base is not None:
+                    try:
+                        sub = base[name] if base[name].type == "tree" else None
+                    except KeyError:
+                        sub = None
+                entries[raw] = (raw + b"/", _TREE_MODE, raw, self._write_tree(value, sub))
             else:
-                entries.append((raw, _BLOB_MODE, raw, self._store(b"blob", value)))
-        entries.sort(key=lambda e: e[0])
-        data = b"".join(mode + b" " + raw + b"\0" + sha for _, mode, raw, sha in entries)
+                entries[raw] = (raw, _BLOB_MODE, raw, self._store(b"blob", value))
+        ordered = sorted(entries.values(), key=lambda e: e[0])
+        data = b"".join(mode + b" " + raw + b"\0" + sha for _, mode, raw, sha in ordered)
         return self._store(b"tree", data)
 
     def _write_commit(self, tree: bytes, parent: str | None, message: str) -> str:
