@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        shown = {"memory_limit": "half of RAM", "python": "this Python",
+        shown = {"memory_limit": "half of RAM / workers", "python": "this Python", "workers": "cores, at most 4",
                  "preload": "numpy, pandas, scipy, sklearn... when installed"}.get(f.name, default)
         help_text = f"{f.metadata.get('help', '')} (default: {shown})"
         list_flag = {"action": "append"}

@@ -213,6 +213,16 @@ class RunControl:
     def paused(self) -> bool:
         return self._paused
 
+    def wait(self, timeout: float) -> None:
+        """Block the loop until a command arrives, `notify` is called, or `timeout` passes."""
+        with self._lock:
+            self._wake.wait(timeout)
+
+    def notify(self) -> None:
+        """Wake the loop (a node finished, so a worker is free)."""
+        with self._lock:
+            self._wake.notify_all()
+
     def hold_if_paused(self, poll: float = 0.5) -> bool:
         """Block while paused; False when woken by stop/cancel, so the loop re-checks."""
         with self._lock:

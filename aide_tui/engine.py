@@ -15,6 +15,8 @@ One step:
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import logging
 import shutil
 import sys
@@ -66,6 +68,18 @@ class StepTimings:
 
 
 @dataclass
+class _InFlight:
+    """A node between its start and its durable finish, run by its own thread."""
+
+    node_id: int
+    step: int
+    plan: Plan
+    thread: threading.Thread | None = None
+    job: object | None = None  # the executor's Job while the script runs
+    proposed_plan: str = ""  # the coder's plan once its code is ready (siblings' prompts show it)
+
+
+@dataclass
 class Engine:
     project: Project
     settings: Settings
@@ -95,11 +109,16 @@ class Engine:
         self._cancel = self.cancel
         self.control = RunControl(self._finished_node, self._emit, self.cancel, self._lock)
         self._announced: ev.NextPlanned | None = None
-        self._job = None
+        self._in_flight: dict[int, _InFlight] = {}
+        self._spare_ids: list[int] = []  # heap of ids given back by steps that recorded nothing
+        self._worker_errors: list[BaseException] = []
+        self._emit_lock = threading.RLock()  # events from several node threads never interleave
+        self._coder_lock = threading.Lock()  # for coders that keep state and are not thread-safe
+        self._store_lock = threading.Lock()  # GitPython is not thread-safe: one writer
         self._usage = Usage()
         self._llm_failures = 0
         self._preload: tuple[str, ...] | None = None  # chosen at the first step (probes the interpreter)
-        self._warm: tuple[int, object] | None = None  # (node id, the executor's warm start for it)
+        self._warm: dict[int, object] = {}  # node id -> the executor's warm start for it
 
     # ------------------------------------------------------------ commands
 
@@ -121,8 +140,9 @@ class Engine:
         self.submit(ev.CancelNow())
 
     def _cancel_running(self) -> None:
-        job = self._job
-        if job is not None:
+        with self._lock:
+            jobs = [f.job for f in self._in_flight.values() if f.job is not None]
+        for job in jobs:
             job.cancel()
 
     # ------------------------------------------------------------ the loop
@@ -146,6 +166,7 @@ class Engine:
             self._emit(ev.RunError("fatal", f"internal error: {type(exc).__name__}: {exc}"))
             finished = self._finish("error", "failed", str(exc))
         finally:
+            self._drain()
             self.records.close()
             self.executor.shutdown()
             self.store.close()
@@ -224,47 +245,72 @@ class Engine:
         return ev.NodeFinished(node, self.tree.best_id, sha, branch, self.run_name, self.tree.direction)
 
     def _loop(self) -> ev.RunFinished:
+        """Start nodes while workers are free; each runs in its own thread.
+
+        With one worker this is the paper's sequential AIDE: the next node is
+        planned only once the previous one is durable."""
         while True:
             with self._lock:
-                if len(self.tree) >= self.settings.steps:
-                    return self._finish("completed", "completed")
-                if self._cancel.is_set():
-                    return self._finish("cancelled", "stopped")
-                if self.control.stop_requested:
-                    return self._finish("stopped", "stopped")
+                self._raise_worker_error()
+                ending = self._cancel.is_set() or self.control.stop_requested or self._started() >= self.settings.steps
+                busy = len(self._in_flight)
+                full = busy >= self.settings.workers or (busy and (ending or self.control.paused or self._over_budget()))
+            if full:  # pausing, stopping or out of budget: running nodes finish, none starts
+                self.control.wait(0.5)  # woken when a node ends or a command arrives
+                continue
+            if ending:  # events are never emitted under the lock: a listener may call submit()
+                return self._end()
             if self._over_budget():
                 self._emit(ev.RunError("budget", f"budget of ${self.settings.budget:.2f} reached (spent ${self._usage.cost:.2f}); raise --budget to continue"))
                 return self._finish("budget", "stopped")
             self._announce_next()
             if self.control.paused:
-                self._end_warm_start()  # nothing idles in the background while paused (not under the lock: it kills)
+                self._end_warm_starts()  # nothing idles in the background while paused (not under the lock: it kills)
             if not self.control.hold_if_paused():
                 continue
-            try:
-                self._step(*self._next_plan())
-            except _Cancelled:
-                continue
+            self._start_node(*self._next_plan())
+
+    def _started(self) -> int:
+        """Nodes finished or in flight: what counts toward `steps`."""
+        return len(self.tree) + len(self._in_flight)
+
+    def _end(self) -> ev.RunFinished:
+        if len(self.tree) >= self.settings.steps:
+            return self._finish("completed", "completed")
+        if self._cancel.is_set():
+            return self._finish("cancelled", "stopped")
+        return self._finish("stopped", "stopped")
+
+    def _raise_worker_error(self) -> None:
+        """A node thread hit a fatal error (rejected key, repeated LLM failures, a bug):
+        the run ends from the main thread, which owns the run's end."""
+        if self._worker_errors:
+            raise self._worker_errors[0]
 
     def _announce_next(self, replan: bool = False) -> None:
         """Say what the next step will do before it starts (and while paused), once per change
         of plan: a queued command, or the policy's choice, exact because its draw is seeded per step.
 
         `replan`: a command may have changed the plan already announced; nothing is announced
-        while a step runs or before the loop has announced its first step."""
+        before the loop has announced its first step, or while it starts one."""
         with self._lock:
             if replan and self._announced is None:
                 return
-            step = len(self.tree) + 1
+            step = self._started() + 1
             queued = self.control.peek()
             if queued is not None:
                 plan = ev.NextPlanned(step, queued.operation, queued.parent_id, "command")
             else:
-                decision = self.policy.choose(self.tree, step)
+                decision = self.policy.choose(self.tree, step, self._pending())
                 plan = ev.NextPlanned(step, decision.operation, decision.parent_id, "policy")
             if plan == self._announced:
                 return
             self._announced = plan
         self._emit(plan)
+
+    def _pending(self) -> tuple[Decision, ...]:
+        """Nodes in flight as the policy sees them (drafts count, debug targets are taken)."""
+        return tuple(Decision(f.plan.operation, f.plan.parent_id, "in flight") for f in self._in_flight.values())  # type: ignore[arg-type]
 
     def _next_plan(self) -> tuple[Plan, str | None]:
         """The step to run now and the hints for its prompt."""
@@ -274,9 +320,50 @@ class Engine:
         if queued is not None:
             return queued, hint
         with self._lock:
-            step = len(self.tree) + 1
-            decision: Decision = self.policy.choose(self.tree, step)
+            decision: Decision = self.policy.choose(self.tree, self._started() + 1, self._pending())
         return Plan(decision.operation, decision.parent_id, "policy", plan=decision.reason), hint
+
+    def _start_node(self, plan: Plan, hint: str | None) -> None:
+        """Give the node its id and step now (journaled; ids are never reused) and run it in its own thread."""
+        with self._lock:
+            if self._spare_ids:  # a step whose LLM call failed is retried under its own id
+                node_id = heapq.heappop(self._spare_ids)
+            else:
+                node_id = self.tree.next_id
+                self.tree.reserve_id(node_id)
+                self.records.started(node_id)
+            flight = _InFlight(node_id, self._started() + 1, plan)
+            self._in_flight[node_id] = flight
+        flight.thread = threading.Thread(target=self._run_flight, args=(flight, hint), name=f"aide-node-{node_id}", daemon=True)
+        flight.thread.start()
+
+    def _run_flight(self, flight: _InFlight, hint: str | None) -> None:
+        try:
+            self._step(flight, hint)
+        except _Cancelled:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which ends the run
+            if not isinstance(exc, FatalRunError):
+                log.exception("node #%d failed inside the engine", flight.node_id)
+            with self._lock:
+                self._worker_errors.append(exc)
+        finally:
+            with self._lock:
+                self._in_flight.pop(flight.node_id, None)
+            self.control.notify()
+
+    def _drain(self, timeout: float = 30.0) -> None:
+        """Before the journal and git close: cancel what still runs and wait for its thread."""
+        with self._lock:
+            flights = list(self._in_flight.values())
+        if not flights:
+            return
+        self._cancel.set()
+        self._cancel_running()
+        deadline = time.monotonic() + timeout
+        for flight in flights:
+            if flight.thread is not None:
+                flight.thread.join(max(deadline - time.monotonic(), 0.1))
 
     def _over_budget(self) -> bool:
         budget = self.settings.budget
@@ -284,11 +371,10 @@ class Engine:
 
     # ------------------------------------------------------------ one step
 
-    def _step(self, plan: Plan, hint: str | None) -> None:
+    def _step(self, flight: _InFlight, hint: str | None) -> None:
         t0 = time.perf_counter()
         timings = StepTimings()
-        node_id = self.tree.next_id
-        step = len(self.tree) + 1
+        plan, node_id, step = flight.plan, flight.node_id, flight.step
         parent = self.tree.get(plan.parent_id) if plan.parent_id is not None else None
         self._emit(ev.NodeStarted(node_id, plan.parent_id, plan.operation, step, hint))
         node = Node(
@@ -300,19 +386,22 @@ class Engine:
             created_at=time.time(),
             debug_depth=(parent.debug_depth + 1) if (parent is not None and plan.operation == "debug") else 0,
         )
-        ctx = self._context(hint, plan.parent_id)
+        ctx = self._context(hint, flight)
         self._start_warming(node_id)
         try:
             proposal = self._write_code(node, plan, parent, ctx, timings)
             if proposal is None:  # LLM failure: the step is retried, nothing recorded
+                with self._lock:
+                    heapq.heappush(self._spare_ids, node_id)  # ... under its own id
                 self.control.give_back(plan, hint)  # ...and the user's command and hint apply to the retry
                 return
             node.plan, node.code = proposal.plan, proposal.code
+            flight.proposed_plan = node.plan
             node.usage = node.usage + proposal.usage
             outputs: dict[str, bytes] = {}
             if node.code:
                 self._emit(ev.CodeReady(node_id, node.plan, node.code))
-                result, tampered = self._execute(node, timings)
+                result, tampered = self._execute(node, flight, timings)
                 outputs = self._record_exec(node, result)
                 self._review(node, ctx, tampered)
             self._finish_node(node, outputs)
@@ -321,14 +410,21 @@ class Engine:
             self._emit(ev.PhaseChanged(None, "idle", "cancelled"))
             raise
         finally:
-            self._end_warm_start(unless_for=self.tree.next_id)  # kept: the successor's, or a retry's
-            self._job = None
+            self._discard_warm(node_id)  # unused: the coder gave no code, or the step failed
+            flight.job = None
         timings.total = time.perf_counter() - t0
         self.timings.append(timings)
 
-    def _context(self, hint: str | None, parent_id: int | None = None) -> TaskContext:
-        nodes = list(self.tree.nodes.values())
+    def _context(self, hint: str | None, flight: _InFlight | None = None) -> TaskContext:
+        parent_id = flight.plan.parent_id if flight is not None else None
+        with self._lock:
+            nodes = list(self.tree.nodes.values())
+            siblings = [] if flight is None or flight.plan.operation != "improve" else [
+                f"#{f.node_id}: {f.proposed_plan}" for f in self._in_flight.values()
+                if f is not flight and f.plan.operation == "improve" and f.plan.parent_id == parent_id and f.proposed_plan
+            ]
         return TaskContext(
+            siblings=siblings,
             task=self.project.task_text(),
             data_preview=self.data_preview,
             memory=summarize(nodes, self.tree.direction, self.settings.memory_chars, focus=parent_id),
@@ -336,8 +432,12 @@ class Engine:
             hint=hint,
             timeout=self.settings.timeout,
             network=self.isolation is None or self.isolation.network,
-            cpus=available_cpus(),
+            cpus=self._node_cpus(),
         )
+
+    def _node_cpus(self) -> int:
+        """Each node's share of the cores (its thread variables are set to it)."""
+        return max(1, available_cpus() // self.settings.workers)
 
     def _write_code(self, node: Node, plan: Plan, parent: Node | None, ctx: TaskContext, timings: StepTimings) -> Proposal | None:
         if plan.operation == "manual":
@@ -351,12 +451,13 @@ class Engine:
 
         t0 = time.perf_counter()
         try:
-            if plan.operation == "draft":
-                proposal = self.coder.draft(ctx, on_delta)
-            elif plan.operation == "improve":
-                proposal = self.coder.improve(ctx, parent, on_delta)  # type: ignore[arg-type]
-            else:
-                proposal = self.coder.debug(ctx, parent, on_delta)  # type: ignore[arg-type]
+            with self._coder_guard():
+                if plan.operation == "draft":
+                    proposal = self.coder.draft(ctx, on_delta)
+                elif plan.operation == "improve":
+                    proposal = self.coder.improve(ctx, parent, on_delta)  # type: ignore[arg-type]
+                else:
+                    proposal = self.coder.debug(ctx, parent, on_delta)  # type: ignore[arg-type]
         except CoderError as exc:
             node.plan = f"(no usable code) {exc}"
             node.usage = node.usage + exc.usage
@@ -376,6 +477,10 @@ class Engine:
         self._llm_failures = 0
         return proposal
 
+    def _coder_guard(self):
+        """Coders that keep state between calls (the offline one) are called one at a time."""
+        return contextlib.nullcontext() if getattr(self.coder, "thread_safe", False) else self._coder_lock
+
     def _llm_failed(self, node: Node, exc: Exception) -> None:
         self._llm_failures += 1
         message = f"{type(exc).__name__}: {exc}"
@@ -385,15 +490,14 @@ class Engine:
         self._emit(ev.PhaseChanged(node.id, "idle", "LLM failed"))
         return None
 
-    def _execute(self, node: Node, timings: StepTimings) -> tuple[ExecResult, list[str]]:
+    def _execute(self, node: Node, flight: _InFlight, timings: StepTimings) -> tuple[ExecResult, list[str]]:
         """Run the node's script; also returns the input files it wrote into (restored since)."""
         workspace = self.paths.workspace(node.id)
-        warm = self._warm if self._warm is not None and self._warm[0] == node.id else None
+        with self._lock:
+            warm = self._warm.pop(node.id, None)
         if warm is not None:
-            self._warm = None
             write_script(workspace, node.code)  # the warm interpreter waits there, input in place
         else:
-            self._end_warm_start()
             if workspace.exists():
                 shutil.rmtree(workspace)
             prepare_workspace(workspace, self.project.root, self.data_files, node.code, inputs=self.inputs)
@@ -405,23 +509,25 @@ class Engine:
 
         t0 = time.perf_counter()
         if self._cancel.is_set():
+            if warm is not None:
+                warm.discard()
             raise _Cancelled()
         if warm is not None:
-            self._job = self.executor.submit(request, on_line, warm=warm[1])
+            job = flight.job = self.executor.submit(request, on_line, warm=warm)
         else:
-            self._job = self.executor.submit(request, on_line)
-        if len(self.tree) + 1 < self.settings.steps:
-            self._start_warming(node.id + 1)  # the successor's imports overlap this script's run
+            job = flight.job = self.executor.submit(request, on_line)
+        self._warm_successor()
         if self._cancel.is_set():
-            self._job.cancel()
-        result = self._job.wait()
+            job.cancel()
+        result = job.wait()
         timings.execute = time.perf_counter() - t0
         if result.killed_reason == "cancelled" or self._cancel.is_set():
             raise _Cancelled()
         shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
-        tampered = self.inputs.verify_and_repair()
+        with self._lock:  # one check at a time; a repair must not race another node's
+            tampered = self.inputs.verify_and_repair()
         if tampered:
-            self._end_warm_start()  # a successor prepared meanwhile may link the tampered files
+            self._end_warm_starts()  # one prepared meanwhile may link the tampered files
             self._emit(ev.Notice(f"node #{node.id} wrote into its input files ({', '.join(tampered)}); they were restored from the originals", "warning"))
         return result, tampered
 
@@ -432,20 +538,28 @@ class Engine:
             memory_limit_mb=self.settings.memory_limit_mb,
             output_limit_bytes=self.settings.output_limit_bytes,
             env_pass=tuple(self.settings.env_pass),
-            cpus=available_cpus(),  # one node at a time gets every core
+            cpus=self._node_cpus(),
             isolation=self.isolation,
         )
         if self.settings.python:
             request.python = self.settings.python
         return request
 
+    def _warm_successor(self) -> None:
+        """Warm the node that starts next, so its imports overlap this script's run."""
+        with self._lock:
+            if self._started() >= self.settings.steps or self.control.paused or self.control.stop_requested:
+                return
+            successor = self._spare_ids[0] if self._spare_ids else self.tree.next_id
+        self._start_warming(successor)
+
     def _start_warming(self, node_id: int) -> None:
         """Start the node's interpreter now (input in place, heavy modules importing), so that the
         imports overlap the model writing the code (and, for a successor, the running node);
         `_execute` hands the script to it.  Only the node id matters, not the plan."""
-        if self._warm is not None and self._warm[0] == node_id:
-            return  # already warming (started while its predecessor ran, or before a retried step)
-        self._end_warm_start()
+        with self._lock:
+            if node_id in self._warm:
+                return  # already warming (started while another node ran, or before a retried step)
         if self._preload is None:
             self._preload, note = choose_preload(self.settings.preload, self.settings.python or sys.executable)
             if note:
@@ -462,15 +576,23 @@ class Engine:
             log.exception("could not warm up node %d", node_id)
             return
         if warm is not None:
-            self._warm = (node_id, warm)
+            with self._lock:
+                self._warm[node_id] = warm
 
-    def _end_warm_start(self, unless_for: int | None = None) -> None:
-        """End a warm interpreter nobody will use (cancel, pause, stop): it and all it started."""
-        warm = self._warm
-        if warm is not None and warm[0] != unless_for:
-            self._warm = None
-            warm[1].discard()
-            shutil.rmtree(self.paths.workspace(warm[0]), ignore_errors=True)  # a node that never ran
+    def _discard_warm(self, node_id: int) -> None:
+        """End a warm interpreter nobody will use: it and all it started, and its workspace."""
+        with self._lock:
+            warm = self._warm.pop(node_id, None)
+        if warm is not None:
+            warm.discard()
+            shutil.rmtree(self.paths.workspace(node_id), ignore_errors=True)  # a node that never ran
+
+    def _end_warm_starts(self) -> None:
+        """End every warm interpreter of a node that has not started (pause, stop, tampered inputs)."""
+        with self._lock:
+            idle = [nid for nid in self._warm if nid not in self._in_flight]
+        for node_id in idle:
+            self._discard_warm(node_id)
 
     def _record_exec(self, node: Node, result: ExecResult) -> dict[str, bytes]:
         """Put the run's facts on the node; return the files it wrote (for the commit)."""
@@ -494,7 +616,8 @@ class Engine:
         self._emit(ev.PhaseChanged(node.id, "reviewing", f"reviewing node #{node.id}"))
         review: Review | None = None
         try:
-            review = self.coder.review(ctx, node)
+            with self._coder_guard():
+                review = self.coder.review(ctx, node)
             node.usage = node.usage + review.usage
         except FatalRunError:
             raise
@@ -507,10 +630,12 @@ class Engine:
             node.review_summary = review.summary.strip()
             if status == "ok":
                 direction = fix_direction(self.tree.direction, review.direction)
-                if direction is not None and self.tree.direction is None:
-                    with self._lock:
+                with self._lock:
+                    fixed = direction is not None and self.tree.direction is None
+                    if fixed:
                         self.tree.set_direction(direction)
-                    self._write_info(status="running")
+                        self._write_info(status="running")
+                if fixed:
                     self._emit(ev.DirectionFixed(direction, self.tree.best_id))
         if reason and reason not in node.review_summary:
             node.review_summary = f"{node.review_summary} [{reason}]".strip()
@@ -527,7 +652,8 @@ class Engine:
             self.records.append(node, self.tree)  # durable first: the journal is the truth
             self.tree.add(node)
             self._usage = self._usage + node.usage
-        sha, ref = self.records.commit(node, outputs, self.tree)
+        with self._store_lock:
+            sha, ref = self.records.commit(node, outputs, self.tree)
         self._emit(self._finished_event(node, sha, ref.removeprefix("refs/heads/") if ref else None))
         self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
         self._emit(ev.PhaseChanged(None, "idle"))
@@ -559,7 +685,7 @@ class Engine:
 
     def _finish(self, reason: str, status: str, detail: str = "") -> ev.RunFinished:
         log.info("run %s finished: %s %s", self.run_name, reason, detail)
-        self._end_warm_start()
+        self._end_warm_starts()
         try:
             self._write_info(status=status)
         except (OSError, FatalRunError):
@@ -580,7 +706,8 @@ class Engine:
 
     def _emit(self, event: ev.Event) -> None:
         try:
-            self.listener(event)
+            with self._emit_lock:
+                self.listener(event)
         except _Cancelled:
             raise
         except Exception:  # a front-end bug must not kill the search
@@ -596,6 +723,24 @@ def choose_coder_name(settings: Settings) -> str:
     if settings.coder == "auto":
         return "llm" if api_key_present() else "offline"
     return settings.coder
+
+
+def build_executor(settings: Settings) -> Executor:
+    """This machine, or a Ray cluster (connected now, so a bad address fails before node 1)."""
+    from .errors import UserError
+    from .run.executor import ExecutorUnavailable
+
+    if settings.executor == "ray":
+        from .run.ray_executor import RayExecutor
+        from .settings import ray_address
+
+        try:
+            return RayExecutor(ray_address(settings), settings.node_cpus, settings.node_gpus)
+        except ExecutorUnavailable as exc:
+            raise UserError(f"--executor ray: {exc}") from None
+    from .run.local import LocalExecutor
+
+    return LocalExecutor()
 
 
 def build_engine(
@@ -614,7 +759,6 @@ def build_engine(
     from .errors import UserError
     from .project import InstanceLock
     from .run.bwrap import choose_isolation
-    from .run.local import LocalExecutor
     from .run.workspace import list_data_files
     from .records import check_repository, claim_run
     from .search.preview import build_preview
@@ -653,6 +797,7 @@ def build_engine(
             coder = OfflineCoder(project.root, data_files, settings.seed)
         isolation, sandbox_notice = choose_isolation(settings.sandbox, project.root, Path.home(),
                                                      settings.sandbox_read, settings.network)
+        executor = build_executor(settings)  # a cluster that cannot be reached fails here, before the root commit
         if not resume:  # last, so a refusal above leaves no root commit behind
             prompts = {name: load_prompt(name, project.root) for name in PROMPT_NAMES} if coder_name == "llm" else {}
             run_name = claim_run(project, store, data_files, prompts)
@@ -663,7 +808,7 @@ def build_engine(
             settings=settings,
             run_name=run_name,
             coder=coder,
-            executor=LocalExecutor(),
+            executor=executor,
             store=store,
             data_files=data_files,
             listener=listener,

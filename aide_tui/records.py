@@ -40,7 +40,7 @@ from . import events as ev
 from .errors import FatalRunError, UserError
 from .project import Project, printable_path, write_atomic
 from .run.workspace import collect_outputs
-from .search.journal import Journal, JournalDamaged, node_line, parse_line
+from .search.journal import Journal, JournalDamaged, node_line, parse_line, start_line, started_id
 from .search.node import Node
 from .search.tree import SearchTree
 from .store.git import SUBJECT_MAX, BranchConflict, GitStore, commit_message, split_committable
@@ -216,6 +216,13 @@ class RunRecords:
         and never reuse an id a branch already has (a torn last line can leave one)."""
         if self.journal.torn_tail:
             self.emit(ev.Notice(self.journal.torn_tail, "warning"))
+        lost = sorted(i for i in self.journal.started if i not in tree)
+        for node_id in lost:
+            tree.reserve_id(node_id)
+        if lost:
+            self.emit(ev.Notice(
+                f"node(s) {', '.join(f'#{i}' for i in lost)} were still running when the run was interrupted; "
+                "their steps are planned again under new ids"))
         in_git = node_ids_in_git(self.store, self.run)
         for node_id in sorted(in_git):
             if node_id not in tree:
@@ -230,6 +237,10 @@ class RunRecords:
                 self.commit(node, None, tree)
 
     # -- one node ------------------------------------------------------------
+
+    def started(self, node_id: int) -> None:
+        """A node got its id (journaled before its work starts)."""
+        self.journal.record_start(node_id)
 
     def append(self, node: Node, tree: SearchTree) -> None:
         """Journal the node (fsynced): from here on it survives anything.  Stops the run when
@@ -263,8 +274,8 @@ class RunRecords:
             "solution.py": node.code.encode("utf-8", "surrogateescape"),
             "output.txt": node.output.encode("utf-8", "replace"),
         }
-        outputs, skipped = committable_outputs(outputs)
-        node.skipped_files = skipped
+        outputs, skipped = committable_outputs(outputs)  # the engine filtered them already, except on resume
+        skipped = node.skipped_files = sorted(set(node.skipped_files) | set(skipped))
         files.update((f"outputs/{name}", data) for name, data in outputs.items())
         files["node.json"] = json.dumps(self.node_json(node, tree), indent=2, default=str).encode("utf-8") + b"\n"
         if skipped:
@@ -417,6 +428,7 @@ def recover_journal(project: Project, run: str, store: GitStore) -> str:
     """
     paths = RunPaths(project.run_dir(run))
     kept: dict[int, Node] = {}
+    started: set[int] = set()  # kept too, so ids of nodes lost in flight are never given again
     bad_lines: list[int] = []
     if paths.journal.exists():
         for number, raw in enumerate(paths.journal.read_bytes().splitlines(keepends=True), start=1):
@@ -427,6 +439,10 @@ def recover_journal(project: Project, run: str, store: GitStore) -> str:
                 continue
             if node is not None and node.id not in kept:
                 kept[node.id] = node
+            elif node is None:
+                start = started_id(raw)
+                if start is not None:
+                    started.add(start)
     from_journal = len(kept)
     direction = None
     fields = {f.name for f in dataclasses.fields(Node)}
@@ -452,6 +468,8 @@ def recover_journal(project: Project, run: str, store: GitStore) -> str:
         os.replace(paths.journal, backup)
     tmp = paths.journal.with_name(".journal.jsonl.tmp")
     with open(tmp, "wb") as fh:
+        for node_id in sorted(started - set(kept)):
+            fh.write(start_line(node_id))
         for node_id in sorted(kept):
             fh.write(node_line(kept[node_id]))
         fh.flush()

@@ -22,10 +22,10 @@ DEFAULT_CODE_MODEL = "claude-sonnet-5-5"
 DEFAULT_FEEDBACK_MODEL = "claude-haiku-5-5"
 
 
-def default_memory_limit() -> str:
-    """Half of the machine's RAM, so a runaway script cannot take the machine down."""
-    mib = psutil.virtual_memory().total // (2 * 1024 * 1024)
-    return f"{mib}M"
+def default_workers() -> int:
+    """One node per core, at most 4: beyond that the LLM's rate limits and the
+    machine's memory, not the cores, are what a wider search runs into."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Settings:
     debug_prob: float = field(default=0.5, metadata={"help": "probability of debugging a buggy leaf instead of improving the best node"})
     max_debug_depth: int = field(default=3, metadata={"help": "give up debugging a line of fixes after this many debug steps"})
     timeout: float = field(default=600.0, metadata={"help": "seconds a solution script may run before it is killed"})
-    memory_limit: str = field(default_factory=default_memory_limit, metadata={"help": "memory cap for a script's whole process tree (e.g. 2G, 512M)"})
+    memory_limit: str = field(default="", metadata={"help": "memory cap for each node's whole process tree (e.g. 2G, 512M)"})
     output_limit: str = field(default="256K", metadata={"help": "output kept per node (head and tail), e.g. 256K"})
     code_model: str = field(default=DEFAULT_CODE_MODEL, metadata={"help": "Claude model that writes code"})
     feedback_model: str = field(default=DEFAULT_FEEDBACK_MODEL, metadata={"help": "Claude model that reviews a run's output"})
@@ -56,12 +56,21 @@ class Settings:
     sandbox_read: list[str] = field(default_factory=list, metadata={"help": "extra paths a sandboxed script may read, e.g. ~/.cache/huggingface (repeat the flag or separate with commas)"})
     preload: list[str] | None = field(default=None, metadata={"help": "modules each node's interpreter imports while the model writes the code (warm start); [] or '' turns it off"})
     env_pass: list[str] = field(default_factory=list, metadata={"help": "names of environment variables passed to scripts besides the built-in allow-list (repeat or comma-separate)"})
+    workers: int = field(default_factory=default_workers, metadata={"help": "nodes in flight at once (1 is the paper's sequential AIDE)"})
+    executor: str = field(default="local", metadata={"help": "where scripts run: local (this machine) or ray (a Ray cluster; pip install 'aide-tui[ray]')"})
+    ray_address: str = field(default="", metadata={"help": "with --executor ray: the cluster's HOST:PORT (default: RAY_ADDRESS, else a local cluster)"})
+    node_cpus: float = field(default=1.0, metadata={"help": "with --executor ray: CPUs Ray reserves for each node"})
+    node_gpus: float = field(default=0.0, metadata={"help": "with --executor ray: GPUs Ray reserves for each node"})
 
     given_flags: frozenset = field(default=frozenset(), repr=False, compare=False, metadata={"internal": True})
 
     # -- derived values
     @property
     def memory_limit_mb(self) -> int:
+        """The setting, or half of the machine's RAM shared by the nodes that run at once,
+        so that runaway scripts together cannot take the machine down."""
+        if not self.memory_limit:
+            return psutil.virtual_memory().total // (2 * 1024 * 1024 * self.workers)
         return parse_size(self.memory_limit, "memory_limit") // (1024 * 1024)
 
     @property
@@ -161,10 +170,18 @@ def _validate(s: Settings, sources: dict[str, str]) -> None:
     if bad_name is not None:
         bad("env_pass", f"has {bad_name!r}, which is not an environment variable name")
     for name in ("memory_limit", "output_limit"):
+        if name == "memory_limit" and not s.memory_limit:
+            continue  # the default: half of RAM / workers
         try:
             parse_size(getattr(s, name), name)
         except UserError:
             bad(name, "not a size; use a number with K, M or G (e.g. 2G)")
+    if s.workers < 1:
+        bad("workers", "must be at least 1")
+    if s.executor not in ("local", "ray"):
+        bad("executor", "must be local or ray")
+    if s.node_cpus <= 0 or s.node_gpus < 0:
+        bad("node_cpus" if s.node_cpus <= 0 else "node_gpus", "must be a positive number (node_gpus may be 0)")
     if s.memory_limit_mb < 16:
         bad("memory_limit", "must be at least 16M")
 
@@ -206,6 +223,11 @@ def resolve(project_toml: Path | None, overrides: dict[str, Any]) -> Settings:
     # own step target unless --steps is given again.
     settings.given_flags = frozenset(n for n, v in overrides.items() if v is not None)
     return settings
+
+
+def ray_address(settings: Settings) -> str:
+    """The cluster to use: the setting, else Ray's own RAY_ADDRESS variable."""
+    return settings.ray_address or os.environ.get("RAY_ADDRESS", "")
 
 
 def api_key_present() -> bool:

@@ -85,7 +85,7 @@ def make_project(root: Path) -> Path:
 
 
 def engine_for(project: Path, steps: int, resume: bool, run_name: str | None = None) -> Engine:
-    settings = resolve(None, dict(steps=steps, num_drafts=5, debug_prob=0.5, coder="offline", seed=0))
+    settings = resolve(None, dict(steps=steps, num_drafts=5, debug_prob=0.5, coder="offline", seed=0, workers=1))
     proj = Project.open(project)
     return Engine(project=proj, settings=settings, run_name=run_name or proj.new_run_name(), coder=InstantCoder(),
                   executor=InstantExecutor(), store=GitStore(proj.root), data_files=list_data_files(proj.root),
@@ -133,7 +133,7 @@ def main() -> int:
         print(f"resume of a {n}-node run: {resume_s:.3f} s (budget <= 1.5 s): {'PASS' if resume_s <= 1.5 else 'FAIL'}")
         # the same through build_engine, which also takes the lock and lists the data
         t0 = time.perf_counter()
-        build_engine(project, resolve(None, dict(steps=n, coder="offline")), resume=True, listener=lambda e: None, run_name=run_name).run()
+        build_engine(project, resolve(None, dict(steps=n, coder="offline", workers=1)), resume=True, listener=lambda e: None, run_name=run_name).run()
         print(f"resume via build_engine (offline coder wiring): {time.perf_counter() - t0:.3f} s")
         return 0 if ok_budget and ok_flat and resume_s <= 1.5 else 1
 

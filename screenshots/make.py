@@ -74,7 +74,7 @@ async def main() -> None:
     api = FakeMessagesAPI(responder=claude, delay_per_chunk=0.002).start()
     os.environ["ANTHROPIC_BASE_URL"] = api.url
     os.environ["ANTHROPIC_API_KEY"] = "sk-screenshots-not-a-real-key"
-    settings = resolve(None, dict(steps=14, num_drafts=3, debug_prob=1.0, timeout=120, budget=2.0, coder="llm", seed=0))
+    settings = resolve(None, dict(steps=14, num_drafts=3, debug_prob=1.0, timeout=120, budget=2.0, coder="llm", seed=0, workers=1))
     clock = FrozenClock()
     app = AideApp(lambda listener, resume: build_engine(project, settings, resume=resume, listener=listener), clock=clock, tick_interval=3600)
     try:

@@ -99,7 +99,7 @@ def offline_example_run(tmp_path_factory):
             project = tmp_path_factory.mktemp(example) / example
             shutil.copytree(EXAMPLES / example, project)
             recorder = Recorder()
-            settings = resolve(project / "aide.toml", dict(steps=steps, timeout=120, memory_limit="2G"))
+            settings = resolve(project / "aide.toml", dict(steps=steps, timeout=120, memory_limit="2G", workers=1))
             with pytest.MonkeyPatch.context() as mp:
                 mp.delenv("ANTHROPIC_API_KEY", raising=False)  # the newcomer's situation: no key
                 engine = build_engine(project, settings, resume=False, listener=recorder)

@@ -45,6 +45,14 @@ def make_project(root: Path, *, with_git: bool = True, dirty: bool = True) -> Pa
     return root
 
 
+def journal_nodes(path: Path) -> list[dict]:
+    """The node records of a journal (it also holds a start record per node)."""
+    import json
+
+    records = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return [r["node"] for r in records if r.get("type") == "node"]
+
+
 def user_state(root: Path) -> dict[str, str]:
     """HEAD, index bytes, status and every user file's hash (outside .git and .aide)."""
     state = {

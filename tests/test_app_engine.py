@@ -17,7 +17,7 @@ from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 from aide_script import ScriptedAide
 from fake_api import TextReply
-from helpers import git, make_project
+from helpers import git, make_project, journal_nodes
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 SIZE = (120, 36)
@@ -33,11 +33,11 @@ def journal(project):
     path = runs[-1] / "journal.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line)["node"] for line in path.read_text().splitlines()]
+    return journal_nodes(path)
 
 
 def make_app(project, **over):
-    base = dict(steps=4, num_drafts=3, debug_prob=0.0, timeout=60, memory_limit="1G", coder="llm")
+    base = dict(steps=4, num_drafts=3, debug_prob=0.0, timeout=60, memory_limit="1G", coder="llm", workers=1)
     base.update(over)
     settings = resolve(None, base)
     return AideApp(lambda listener, resume: build_engine(project, settings, resume=resume, listener=listener))

@@ -109,7 +109,7 @@ def test_headless_human_and_json_output_and_export(tmp_path, llm_env):
     llm_env.responder = ScriptedAide(crash_every=2)
     project = make_project(tmp_path / "proj", dirty=False)
     env = {"ANTHROPIC_BASE_URL": llm_env.url, "ANTHROPIC_API_KEY": "sk-test-not-a-real-key"}
-    res = run_cli(project, "--headless", "--steps", "3", "--num-drafts", "2", "--timeout", "20", "--memory-limit", "1G", "--coder", "llm", env=env)
+    res = run_cli(project, "--headless", "--steps", "3", "--num-drafts", "2", "--timeout", "20", "--memory-limit", "1G", "--coder", "llm", "--workers", "1", env=env)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0].startswith("run ") and "new run" in lines[0]
@@ -119,7 +119,7 @@ def test_headless_human_and_json_output_and_export(tmp_path, llm_env):
     assert "Traceback" not in res.stderr
 
     # a finished run is not offered for resume; --json prints one event per line
-    res = run_cli(project, "--headless", "--json", "--steps", "2", "--num-drafts", "2", "--timeout", "20", "--coder", "llm", env=env)
+    res = run_cli(project, "--headless", "--json", "--steps", "2", "--num-drafts", "2", "--timeout", "20", "--coder", "llm", "--workers", "1", env=env)
     assert res.returncode == 0, res.stderr
     events = [json.loads(line) for line in res.stdout.splitlines()]
     kinds = [e["event"] for e in events]

@@ -20,7 +20,7 @@ from aide_tui.errors import UserError
 from aide_tui.project import Project
 from aide_tui.records import recover_run
 from aide_tui.settings import resolve
-from helpers import git, make_project
+from helpers import git, journal_nodes, make_project
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,7 +32,7 @@ UNSANDBOXED = {"sandbox": "none"}
 def run(project, codes: list[str], *, resume: str | None = None, steps: int | None = None):
     """Run `codes` (one RunCode step each) in a new run or the run named `resume`; (engine, finished, events)."""
     events: list[ev.Event] = []
-    settings = resolve(None, dict(steps=steps or len(codes), num_drafts=1, timeout=30, coder="offline"))
+    settings = resolve(None, dict(steps=steps or len(codes), num_drafts=1, timeout=30, coder="offline", workers=1))
     engine = build_engine(project, settings, resume=resume is not None, listener=events.append, run_name=resume)
     for code in codes:
         engine.submit(ev.RunCode(None, code))
@@ -49,7 +49,7 @@ def branches(project, run_name) -> list[str]:
 
 
 def journal_ids(engine) -> list[int]:
-    return [json.loads(line)["node"]["id"] for line in engine.paths.journal.read_text().splitlines()]
+    return [n["id"] for n in journal_nodes(engine.paths.journal)]
 
 
 def cli(project, *args):
@@ -81,7 +81,7 @@ def test_names_git_cannot_hold_are_skipped_and_listed(tmp_path):
 def test_a_failed_commit_keeps_the_node_and_the_next_resume_commits_it(tmp_path):
     project = make_project(tmp_path / "p", dirty=False)
     events: list[ev.Event] = []
-    engine = build_engine(project, resolve(None, dict(steps=1, timeout=30, coder="offline")), resume=False, listener=events.append)
+    engine = build_engine(project, resolve(None, dict(steps=1, timeout=30, coder="offline", workers=1)), resume=False, listener=events.append)
     lock = project / ".git" / "refs" / "heads" / "aide" / engine.run_name / "0001-manual.lock"
     lock.write_text("")  # another git holds the ref: update-ref fails
     engine.submit(ev.RunCode(None, GOOD.format(m=1)))
@@ -105,7 +105,7 @@ def test_a_torn_last_line_is_cut_with_a_notice_and_its_id_is_not_reused(tmp_path
     resumed, finished, events = run(project, [GOOD.format(m=3)], resume=engine.run_name, steps=2)
     assert finished.reason == "completed"
     text = notices(events)
-    assert "line 2 was torn" in text and "#2" in text and "--recover-journal" in text
+    assert "line 4 was torn" in text and "#2" in text and "--recover-journal" in text  # start 1, node 1, start 2, node 2
     assert journal_ids(resumed) == [1, 3]
     names = [b.rsplit("/", 1)[1] for b in branches(project, engine.run_name)]
     assert sorted(names) == ["0001-manual", "0002-manual", "0003-manual", "root"]  # one branch per id
@@ -114,21 +114,21 @@ def test_a_torn_last_line_is_cut_with_a_notice_and_its_id_is_not_reused(tmp_path
 def test_a_damaged_middle_line_stops_with_exit_2_and_recovery_rebuilds_from_git(tmp_path):
     project = make_project(tmp_path / "p", dirty=False)
     engine, _, _ = run(project, [GOOD.format(m=m) for m in (1, 2, 3)])
-    lines = engine.paths.journal.read_bytes().splitlines(keepends=True)
-    engine.paths.journal.write_bytes(lines[0] + b'{"type": "node", "node": {"id": 2, "garbage\n' + lines[2])
+    lines = engine.paths.journal.read_bytes().splitlines(keepends=True)  # start and node record per node
+    engine.paths.journal.write_bytes(b"".join(lines[:3]) + b'{"type": "node", "node": {"id": 2, "garbage\n' + b"".join(lines[4:]))
 
     with pytest.raises(UserError) as err:
         build_engine(project, resolve(None, dict(steps=4, coder="offline")), resume=True, listener=lambda e: None,
                      run_name=engine.run_name)
-    assert f"{engine.paths.journal}: line 2 is damaged" in str(err.value) and "--recover-journal" in str(err.value)
+    assert f"{engine.paths.journal}: line 4 is damaged" in str(err.value) and "--recover-journal" in str(err.value)
     res = cli(project, "--headless", "--resume", "--run", engine.run_name, "--coder", "offline")
-    assert res.returncode == 2 and "line 2 is damaged" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "line 4 is damaged" in res.stderr and "Traceback" not in res.stderr
 
     res = cli(project, "--recover-journal", "--run", engine.run_name)
     assert res.returncode == 0, res.stderr
-    assert "3 node(s), 2 from the old journal and 1 from git" in res.stdout and "line(s) 2" in res.stdout
+    assert "3 node(s), 2 from the old journal and 1 from git" in res.stdout and "line(s) 4" in res.stdout
     assert journal_ids(engine) == [1, 2, 3]
-    recovered = json.loads(engine.paths.journal.read_text().splitlines()[1])["node"]
+    recovered = journal_nodes(engine.paths.journal)[1]
     assert recovered["code"] == GOOD.format(m=2) and "Validation metric: 2" in recovered["output"]
     resumed, finished, _ = run(project, [GOOD.format(m=4)], resume=engine.run_name, steps=4)
     assert finished.reason == "completed" and journal_ids(resumed) == [1, 2, 3, 4]
@@ -168,7 +168,7 @@ def test_a_script_deleting_the_run_directory_stops_the_run_with_an_error(tmp_pat
     project = make_project(tmp_path / "p", dirty=False)
     code = "import shutil\nshutil.rmtree('../..')\n" + GOOD.format(m=1)
     events: list[ev.Event] = []
-    settings = resolve(None, dict(steps=3, timeout=30, coder="offline", **UNSANDBOXED))
+    settings = resolve(None, dict(steps=3, timeout=30, coder="offline", workers=1, **UNSANDBOXED))
     engine = build_engine(project, settings, resume=False, listener=events.append)
     engine.submit(ev.RunCode(None, code))
     finished = engine.run()

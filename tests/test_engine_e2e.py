@@ -12,13 +12,13 @@ from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 from aide_script import ScriptedAide
-from helpers import Recorder, git, make_project, user_state
+from helpers import Recorder, git, journal_nodes, make_project, user_state
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def settings(**over):
-    base = dict(steps=9, num_drafts=3, debug_prob=1.0, max_debug_depth=2, timeout=30, memory_limit="1G", coder="llm", seed=1)
+    base = dict(steps=9, num_drafts=3, debug_prob=1.0, max_debug_depth=2, timeout=30, memory_limit="1G", coder="llm", seed=1, workers=1)
     base.update(over)
     return resolve(None, base)
 
@@ -110,8 +110,8 @@ def test_full_search_builds_branches_commits_and_leaves_user_state_alone(tmp_pat
     assert len(rec.of(ev.LlmDelta)) > 20
     assert any("loaded 40 training rows" in e.line for e in rec.of(ev.OutputLine))
     # journal holds each node exactly once
-    journal = (project / ".aide" / "runs" / run / "journal.jsonl").read_text().splitlines()
-    assert [json.loads(line)["node"]["id"] for line in journal] == list(range(1, 10))
+    journal_path = project / ".aide" / "runs" / run / "journal.jsonl"
+    assert [n["id"] for n in journal_nodes(journal_path)] == list(range(1, 10))
 
 
 def test_commands_override_the_policy_and_hints_reach_the_prompt(tmp_path, scripted, llm_env):
@@ -175,7 +175,7 @@ def test_stop_after_step_and_resume_continue_to_the_step_count(tmp_path, scripte
     assert engine.run().reason == "stopped"
     assert len(rec.of(ev.NodeFinished)) == 2
     rec2 = Recorder()
-    engine2 = build_engine(project, resolve(None, dict(num_drafts=3, timeout=30, coder="llm")), resume=True, listener=rec2)
+    engine2 = build_engine(project, resolve(None, dict(num_drafts=3, timeout=30, coder="llm", workers=1)), resume=True, listener=rec2)
     assert engine2.run_name == engine.run_name
     finished = engine2.run()
     assert finished.reason == "completed"
@@ -184,7 +184,7 @@ def test_stop_after_step_and_resume_continue_to_the_step_count(tmp_path, scripte
     assert [e.node.id for e in rec2.of(ev.NodeFinished)] == [3, 4, 5]  # the run's own target, not the default 20
     # --steps given again raises the target
     rec3 = Recorder()
-    build_engine(project, resolve(None, dict(steps=6, timeout=30, coder="llm")), resume=True, listener=rec3, run_name=engine.run_name).run()
+    build_engine(project, resolve(None, dict(steps=6, timeout=30, coder="llm", workers=1)), resume=True, listener=rec3, run_name=engine.run_name).run()
     assert [e.node.id for e in rec3.of(ev.NodeFinished)] == [6]
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(180)
 
 
 def settings(**over):
-    base = dict(steps=5, num_drafts=2, debug_prob=0.0, timeout=30, memory_limit="1G", coder="llm", seed=1)
+    base = dict(steps=5, num_drafts=2, debug_prob=0.0, timeout=30, memory_limit="1G", coder="llm", seed=1, workers=1)
     base.update(over)
     return resolve(None, base)
 

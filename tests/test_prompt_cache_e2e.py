@@ -20,7 +20,7 @@ def test_repeated_improvements_of_one_node_read_its_parent_block_from_cache(tmp_
     llm_env.responder = ScriptedAide(crash_every=100)
     project = make_project(tmp_path / "proj", dirty=False)
     settings = resolve(None, dict(steps=5, num_drafts=2, debug_prob=0.0, timeout=600, memory_limit="1G",
-                                  coder="llm", seed=1))
+                                  coder="llm", seed=1, workers=1))
     nodes: list = []
     engine = None
 

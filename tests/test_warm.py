@@ -199,7 +199,7 @@ def test_a_run_warms_each_node_and_a_failed_coder_leaves_no_warm_process(tmp_pat
     llm_env.responder = responder
     project = make_project(tmp_path / "p", dirty=False)
     events: list = []
-    settings = resolve(None, dict(steps=2, num_drafts=2, timeout=30, coder="llm", preload=["xml.dom.minidom"]))
+    settings = resolve(None, dict(steps=2, num_drafts=2, timeout=30, coder="llm", preload=["xml.dom.minidom"], workers=1))
     engine = build_engine(project, settings, resume=False, listener=events.append)
     assert engine.run().reason == "completed"
     outputs = [e.line for e in events if isinstance(e, ev.OutputLine)]
@@ -208,7 +208,7 @@ def test_a_run_warms_each_node_and_a_failed_coder_leaves_no_warm_process(tmp_pat
     assert _processes_in(runs) == []
 
     events.clear()
-    off = resolve(None, dict(steps=1, num_drafts=1, timeout=30, coder="llm", preload=[]))
+    off = resolve(None, dict(steps=1, num_drafts=1, timeout=30, coder="llm", preload=[], workers=1))
     build_engine(project, off, resume=False, listener=events.append).run()
     assert "warm: False" in [e.line for e in events if isinstance(e, ev.OutputLine)]
 
@@ -218,7 +218,7 @@ def test_a_missing_preload_is_noted_once_and_never_fails_a_node(tmp_path, llm_en
                                       TextReply("Plan.\n\n```python\nprint('Validation metric: 0.5')\n```\n"))
     project = make_project(tmp_path / "p", dirty=False)
     events: list = []
-    settings = resolve(None, dict(steps=2, num_drafts=2, timeout=30, coder="llm",
+    settings = resolve(None, dict(steps=2, num_drafts=2, timeout=30, coder="llm", workers=1,
                                   preload=["decimal", "surely_not_installed_mod"]))
     assert build_engine(project, settings, resume=False, listener=events.append).run().reason == "completed"
     notes = [e.message for e in events if isinstance(e, ev.Notice) and "surely_not_installed_mod" in e.message]
@@ -249,7 +249,7 @@ def test_a_successor_warmed_while_its_predecessor_ran_is_ended_when_the_run_stop
             warming_at_finish.append(len(_processes_in(nodes / "0002")))
             engine.submit(ev.StopAfterStep())
 
-    settings = resolve(None, dict(steps=5, num_drafts=5, timeout=30, coder="llm", preload=["decimal"]))
+    settings = resolve(None, dict(steps=5, num_drafts=5, timeout=30, coder="llm", preload=["decimal"], workers=1))
     engine = build_engine(project, settings, resume=False, listener=listener)
     assert engine.run().reason == "stopped"
     assert warming_at_finish and warming_at_finish[0] > 0, "node 2 should be warming as node 1 finishes"

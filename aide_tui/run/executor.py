@@ -16,6 +16,11 @@ from typing import Callable, Literal, Protocol
 LineSink = Callable[[Literal["stdout", "stderr"], str], None]
 
 
+class ExecutorUnavailable(Exception):
+    """The executor cannot run anything (no cluster at that address, Ray missing): a
+    one-line reason for the user, raised before the first node."""
+
+
 @dataclass(frozen=True)
 class Isolation:
     """What the sandbox must enforce for a request (see run/bwrap.py for how).

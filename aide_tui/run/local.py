@@ -20,6 +20,7 @@ background process outlives its node.
 from __future__ import annotations
 
 import codecs
+import concurrent.futures
 import json
 import os
 import re
@@ -346,6 +347,13 @@ class LocalJob:
         self.capture.add(data, cut)
 
 
+# Every process is started from this one thread, which lives as long as aide-tui: the kernel's
+# "die with parent" (PR_SET_PDEATHSIG, bwrap --die-with-parent) follows the *thread* that
+# forked, so a warm process started by one node's thread and used by the next must not die
+# when the first thread ends, nor a script when the executor object is dropped.
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="aide-spawn")
+
+
 class LocalExecutor:
     """Runs each request as its own `LocalJob`; several may run at once."""
 
@@ -360,14 +368,14 @@ class LocalExecutor:
         """Start `request`'s interpreter now, importing `preload`; hand it to `submit` later."""
         if not preload:
             return None
-        warm = WarmStart(request, self.environ, preload)
+        warm = _SPAWNER.submit(WarmStart, request, self.environ, preload).result()
         with self._lock:
             self._warm = [w for w in self._warm if w.pending]
             self._warm.append(warm)
         return warm
 
     def submit(self, request: ExecRequest, on_line: LineSink, warm: WarmStart | None = None) -> LocalJob:
-        job = LocalJob(request, on_line, self.environ, warm)
+        job = _SPAWNER.submit(LocalJob, request, on_line, self.environ, warm).result()
         with self._lock:
             self._jobs = [j for j in self._jobs if not j.done]
             self._jobs.append(job)

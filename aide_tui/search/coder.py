@@ -27,6 +27,7 @@ class TaskContext:
     timeout: float = 600.0  # seconds the script may run (the prompt says so)
     network: bool = False  # whether the script can reach the network (the prompt says so)
     cpus: int = 1  # cores the script may use; its thread variables are set to it
+    siblings: list[str] = field(default_factory=list)  # plans of other nodes improving the same parent right now
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """The append-only journal of finished nodes: the truth a killed run resumes from.
 
-One JSON object per line, flushed and fsynced before the engine moves on, so a
-crash loses at most the node being built.  Only the *last* line can be torn by
+One JSON object per line: a node record when a node finishes, and a start
+record when a node gets its id (several may run at once; ids are never reused,
+and a resumed run can say which nodes were lost in flight).  Each line is
+flushed and fsynced before the engine moves on, so a crash loses at most the
+nodes being built.  Only the *last* line can be torn by
 a crash (the process died mid-write); it is cut off on load and `torn_tail`
 says so, for the engine to tell the user.  Damage anywhere else was not made
 by a crash: dropping it would silently lose the nodes after it and reuse
@@ -40,6 +43,16 @@ def parse_line(raw: bytes) -> Node | None:
         raise ValueError(f"not a node record: {exc}") from None
 
 
+def start_line(node_id: int) -> bytes:
+    return json.dumps({"type": "start", "id": node_id}, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def started_id(raw: bytes) -> int | None:
+    """The id a start record names (None for any other record)."""
+    record = json.loads(raw)
+    return int(record["id"]) if isinstance(record, dict) and record.get("type") == "start" else None
+
+
 def node_line(node: Node) -> bytes:
     return json.dumps({"type": "node", "node": node.to_dict()}, separators=(",", ":"), default=str).encode("utf-8") + b"\n"
 
@@ -49,6 +62,7 @@ class Journal:
         self.path = path
         self._fh = None
         self.torn_tail: str | None = None  # set by load() when it cut a torn last line
+        self.started: set[int] = set()  # ids of nodes that started, finished or not (set by load())
 
     def load(self) -> list[Node]:
         """Replay the journal, cutting a torn last line; each node id appears once."""
@@ -71,7 +85,11 @@ class Journal:
                     self.torn_tail = f"{self.path}: line {number} was torn by a crash ({exc}); it was cut off"
                     break
                 raise JournalDamaged(self.path, number, str(exc)) from None
-            if node is not None:
+            if node is None:
+                start = started_id(raw)
+                if start is not None:
+                    self.started.add(start)
+            else:
                 if node.id in seen:
                     raise JournalDamaged(self.path, number, f"node #{node.id} appears a second time")
                 seen.add(node.id)
@@ -83,10 +101,17 @@ class Journal:
         return nodes
 
     def append(self, node: Node) -> None:
+        self._write(node_line(node))
+
+    def record_start(self, node_id: int) -> None:
+        """A node got its id: after a crash its id is not given again, and resume knows it was lost."""
+        self._write(start_line(node_id))
+
+    def _write(self, line: bytes) -> None:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("ab")
-        self._fh.write(node_line(node))
+        self._fh.write(line)
         self._fh.flush()
         os.fsync(self._fh.fileno())
 

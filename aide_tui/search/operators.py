@@ -202,6 +202,7 @@ class LlmCoder:
     """The Coder that asks an LLM to write, improve, fix and review scripts."""
 
     name = "llm"
+    thread_safe = True  # no state between calls: several nodes may ask at once
 
     def __init__(self, client: LlmClientLike, settings: Settings, project_dir: Path | None = None,
                  cancel: threading.Event | None = None):
@@ -247,6 +248,7 @@ class LlmCoder:
             "metric": format_metric(parent.metric),
             "direction": direction,
             "review_summary": parent.review_summary.strip() or "(no review recorded)",
+            "siblings": "\n".join(f"- {plan}" for plan in ctx.siblings),
         }))
 
     def debug_message(self, ctx: TaskContext, parent: Node) -> str | list[dict]:

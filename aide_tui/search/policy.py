@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Sequence
 
 from .tree import SearchTree
 
@@ -22,7 +22,9 @@ class Decision:
 
 
 class Policy(Protocol):
-    def choose(self, tree: SearchTree, step: int) -> Decision: ...
+    def choose(self, tree: SearchTree, step: int, in_flight: Sequence[Decision] = ()) -> Decision:
+        """`in_flight`: what the nodes started but not yet finished are doing."""
+        ...
 
 
 class AidePolicy:
@@ -34,6 +36,11 @@ class AidePolicy:
     3. draft if no node works yet;
     4. otherwise improve the best node.
 
+    With several nodes in flight, a draft in flight counts toward
+    `num_drafts`, and a buggy leaf that a node in flight is already debugging
+    is not picked again; the best node may be improved by several nodes at
+    once (their prompts list each other's plans so the attempts differ).
+
     The random draws come from a generator seeded by (seed, step), so a resumed
     run makes the same choices an uninterrupted one would have made.
     """
@@ -44,12 +51,14 @@ class AidePolicy:
         self.max_debug_depth = max_debug_depth
         self.seed = seed
 
-    def choose(self, tree: SearchTree, step: int) -> Decision:
+    def choose(self, tree: SearchTree, step: int, in_flight: Sequence[Decision] = ()) -> Decision:
         rng = random.Random(f"{self.seed}:{step}")
-        if tree.draft_count < self.num_drafts:
-            return Decision("draft", None, f"drafting ({tree.draft_count + 1} of {self.num_drafts})")
+        drafts = tree.draft_count + sum(1 for d in in_flight if d.operation == "draft")
+        if drafts < self.num_drafts:
+            return Decision("draft", None, f"drafting ({drafts + 1} of {self.num_drafts})")
         if rng.random() < self.debug_prob:
-            candidates = tree.debuggable_leaves(self.max_debug_depth)
+            taken = {d.parent_id for d in in_flight}  # a leaf with a child on the way is no longer a leaf
+            candidates = [n for n in tree.debuggable_leaves(self.max_debug_depth) if n.id not in taken]
             if candidates:
                 target = rng.choice(candidates)
                 return Decision("debug", target.id, f"debugging buggy leaf #{target.id}")
