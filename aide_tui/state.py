@@ -107,7 +107,7 @@ class RunModel:
         self.resumed = False
         self.nodes: dict[int, NodeView] = {}
         self.best_id: int | None = None
-        self.running_id: int | None = None
+        self.running: list[int] = []  # nodes in flight, oldest first (several with --workers > 1)
         self.state: ev.RunState = "starting"
         self.state_reason = ""
         self.phase: ev.Phase = "idle"
@@ -138,7 +138,12 @@ class RunModel:
 
     @property
     def step_now(self) -> int:
-        return self.done + (1 if self.running_id is not None else 0)
+        return self.done + len(self.running)
+
+    @property
+    def running_id(self) -> int | None:
+        """The newest node in flight (the one the log and `r` follow by default)."""
+        return self.running[-1] if self.running else None
 
     @property
     def active(self) -> bool:
@@ -233,7 +238,7 @@ class RunModel:
 
     def _node_started(self, e: ev.NodeStarted, ch: Change) -> None:
         self.nodes[e.node_id] = NodeView(e.node_id, e.parent_id, e.operation, e.step, hint=e.hint)
-        self.running_id = e.node_id
+        self.running.append(e.node_id)
         self.next_planned = None
         ch.tree_added.append(e.node_id)
         ch.status = True
@@ -268,8 +273,8 @@ class RunModel:
             ch.tree_updated.append(fresh.id)
             fresh.llm_text = view.llm_text
         self._record(fresh)
-        if self.running_id == fresh.id:
-            self.running_id = None
+        if fresh.id in self.running:
+            self.running.remove(fresh.id)
         self.direction = e.direction or self.direction
         self._set_best(e.best_id, ch)
         ch.metrics = ch.status = True
@@ -294,12 +299,12 @@ class RunModel:
             self.state = "failed" if e.reason == "error" else "finished"
         if self.finished_at is None:
             self.finished_at = self.clock()
-        if self.running_id is not None:  # the node never finished (cancelled): show it as such
-            view = self.nodes.get(self.running_id)
+        for node_id in self.running:  # nodes that never finished (cancelled): show them as such
+            view = self.nodes.get(node_id)
             if view is not None and view.node is None:
                 view.status = "cancelled"
                 ch.tree_updated.append(view.id)
-            self.running_id = None
+        self.running = []
         self.phase = "idle"
         self.next_planned = None
         ch.status = True

@@ -440,14 +440,13 @@ async def test_compact_layout_at_80x24_keeps_sparkline():
 
 async def test_high_rate_output_is_batched_and_ui_stays_responsive():
     """50k output lines: the log keeps the newest (capped), in order, and a key is handled meanwhile."""
-    app = make_app(hold_at=1, output_lines=50_000, steps=2)
+    app = make_app(hold_at=1, output_lines=50_000, steps=3)
     async with app.run_test(size=SIZE) as pilot:
         engine = await held_app(pilot, app, 1)
         app.log_pane.max_lines = 500  # under the 1,000 lines a flush shows at least, so the cap must act
         engine.release()
         await pilot.press("h")
-        await pilot.pause()
-        assert isinstance(app.screen, HintModal)
+        await wait_for(pilot, lambda: isinstance(app.screen, HintModal), timeout=30)
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.model.state == "finished", timeout=30)  # nothing streams after the last node
         lines = app.log_pane.lines

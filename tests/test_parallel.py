@@ -260,3 +260,18 @@ def test_kill_9_with_nodes_in_flight_loses_only_those_and_resume_plans_them_agai
     ids = [n["id"] for n in journal_nodes(journal)]
     assert sorted(ids) == done + [4, 5, 6]  # the lost nodes were planned again, under new ids
     assert events[-1]["event"] == "RunFinished" and events[-1]["reason"] == "completed"
+
+
+def test_the_run_state_tracks_every_node_in_flight():
+    from aide_tui.state import RunModel
+
+    model = RunModel(clock=lambda: 0.0)
+    model.apply(ev.RunStarted("r", "/p", False, 5, (), "minimize", "llm"))
+    model.apply(ev.NodeStarted(1, None, "draft", 1))
+    model.apply(ev.NodeStarted(2, None, "draft", 2))
+    assert model.running == [1, 2] and model.running_id == 2 and model.step_now == 2
+    node = Node(id=1, parent_id=None, operation="draft", step=1, status="ok", metric=3.0)
+    model.apply(ev.NodeFinished(node, 1, "abc", "aide/r/0001-draft", "r", "minimize"))
+    assert model.running == [2] and model.step_now == 2 and model.nodes[1].finished
+    model.apply(ev.RunFinished("cancelled", 1))
+    assert model.running == [] and model.nodes[2].status == "cancelled"

@@ -113,7 +113,7 @@ class AideApp(App[int]):
         Binding("enter", "details", "Details", tooltip="Plan, code, diff, output and git branch of the selected node", id="aide.details"),
         Binding("g", "copy_branch", "Branch", tooltip="Copy the selected node's git branch name", id="aide.branch"),
         Binding("B", "goto_best", "Best", key_display="B", tooltip="Select the best node (★)", id="aide.best"),
-        Binding("r", "goto_running", "Running", tooltip="Select the running node and follow new nodes", id="aide.running"),
+        Binding("r", "goto_running", "Running", tooltip="Select the running node and follow new nodes; again, with several running, the next one", id="aide.running"),
         Binding("l", "lineage", "Lineage", tooltip="Steps from the draft to the selected node, each with its metric change and diff", id="aide.lineage"),
         Binding("m", "mark", "Mark", tooltip="Mark the selected node (◆) to compare others with it; again to unmark", id="aide.mark"),
         Binding("c", "compare", "Compare", tooltip="Diff the selected node against the marked node (◆)", id="aide.compare"),
@@ -699,8 +699,14 @@ class AideApp(App[int]):
         self.goto_node(self.model.best_id)
 
     def action_goto_running(self) -> None:
+        """Jump to the running node; pressed again with several in flight, to the next one."""
+        running = self.model.running
         self.follow = True
-        self._move_cursor(self.model.running_id)
+        if self.selected_id in running and len(running) > 1:
+            self.follow = False  # the user is choosing among the running nodes
+            self._move_cursor(running[(running.index(self.selected_id) + 1) % len(running)])
+        else:
+            self._move_cursor(self.model.running_id)
 
     async def action_quit(self) -> None:
         if self._quitting:

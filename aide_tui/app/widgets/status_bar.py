@@ -52,6 +52,8 @@ class StatusBar(Static):
         else:
             spin = SPINNER[self.frame % len(SPINNER)] if model.running_id is not None else "·"
             line1.append(f"{spin} {model.phase_text()}", style=p.warning if model.running_id is not None else "")
+            if len(model.running) > 1:
+                line1.append(f" · {len(model.running)} running", style=f"bold {p.warning}")
 
         line2 = Text(no_wrap=True, overflow="ellipsis")
         u = model.usage
