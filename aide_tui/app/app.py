@@ -315,11 +315,8 @@ class AideApp(App[int]):
         log = self.log_pane
         text: list[str] = []
         lines: list[str] = []
-        shown = self._log_node()
         for item in items:
             self.model.apply(item)
-            if shown is not None and item.node_id not in (shown, -1):
-                continue  # several nodes run: the log follows one of them
             if isinstance(item, LlmDelta):
                 if lines:
                     log.append_lines(lines)
@@ -335,14 +332,6 @@ class AideApp(App[int]):
             log.append_text("".join(text))
         if lines:
             log.append_lines(lines)
-
-    def _log_node(self) -> int | None:
-        """With several nodes running, the one the log follows: the selected one if it runs,
-        else the newest (`r` cycles); None (show everything) when at most one runs."""
-        running = self.model.running
-        if len(running) <= 1:
-            return None
-        return self.selected_id if self.selected_id in running else running[-1]
 
     def on_engine_event(self, message: EngineEvent) -> None:
         if not self._ui_alive():
