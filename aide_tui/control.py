@@ -75,9 +75,6 @@ COMMAND_INFO: dict[type[ev.Command], CommandInfo] = {
                               lambda c, s: "cancelling now"),
 }
 
-QUEUED_STEPS = (ev.DraftNext, ev.ImproveNode, ev.DebugNode, ev.RunCode)
-
-
 def queued_step_plan(command: ev.Command) -> Plan:
     match command:
         case ev.DraftNext():

@@ -134,7 +134,6 @@ class RayJob:
     def __init__(self, executor: "RayExecutor", request: ExecRequest, on_line: LineSink):
         self.request = request
         self.on_line = on_line
-        self._executor = executor
         self._cancelled = threading.Event()
         self._done = threading.Event()
         self._result: ExecResult | None = None
