@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import json
 import logging
 import shutil
 import sys
@@ -40,6 +41,7 @@ from .search.coder import Coder, CoderError, Proposal, Review, TaskContext
 from .search.memory import summarize
 from .search.node import ExecInfo, Node, Usage
 from .search.policy import AidePolicy, Decision, Policy
+from .search.task_card import TaskCard, card_to_dict
 from .search.tree import SearchTree
 from .search.verdict import decide, fix_direction
 from .settings import Settings
@@ -97,6 +99,8 @@ class Engine:
     isolation: Isolation | None = None  # the sandbox every node runs in (None: unsandboxed)
     timings: list[StepTimings] = field(default_factory=list)
     lock: object | None = None  # the project's InstanceLock, released when run() ends
+    card: TaskCard | None = None  # the task card (None: the data is not a table the card can describe)
+    card_source: str = "derived"
 
     def __post_init__(self) -> None:
         self.records = RunRecords(self.project, self.run_name, self.store, self._emit)
@@ -223,9 +227,18 @@ class Engine:
                 coder=self.coder.name,
             )
         )
+        self._settle_card()
         if nodes:
             self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
         self._emit(ev.RunStateChanged("running"))
+
+    def _settle_card(self) -> None:
+        """Saved with the run, so a resumed run keeps the card it started with."""
+        if self.card is None:
+            return
+        if not self.paths.task_card.exists():
+            write_atomic(self.paths.task_card, json.dumps(card_to_dict(self.card), indent=2) + "\n")
+        self._emit(ev.TaskCardReady(self.card, self.card_source))
 
     def _replayed(self, nodes: list[Node]) -> tuple[ev.NodeFinished, ...]:
         """A resumed run's nodes as their NodeFinished said: with branch, commit and the best so far."""
@@ -760,6 +773,7 @@ def build_engine(
     from .project import InstanceLock
     from .run.bwrap import choose_isolation
     from .run.workspace import list_data_files
+    from .card_resolution import resolve_card
     from .records import check_repository, claim_run
     from .search.preview import build_preview
     from .search.prompts import PROMPT_NAMES, load_prompt
@@ -794,13 +808,14 @@ def build_engine(
         else:
             from .search.offline import OfflineCoder
 
-            coder = OfflineCoder(project.root, data_files, settings.seed)
+            coder = OfflineCoder(project.root, data_files, settings.seed)  # given the card below
         isolation, sandbox_notice = choose_isolation(settings.sandbox, project.root, Path.home(),
                                                      settings.sandbox_read, settings.network)
         executor = build_executor(settings)  # a cluster that cannot be reached fails here, before the root commit
         if not resume:  # last, so a refusal above leaves no root commit behind
             prompts = {name: load_prompt(name, project.root) for name in PROMPT_NAMES} if coder_name == "llm" else {}
             run_name = claim_run(project, store, data_files, prompts)
+        card, card_source = resolve_card(project, data_files, settings, project.run_dir(run_name))
         preview_path = project.run_dir(run_name) / "preview.md"
         preview = "" if preview_path.exists() else build_preview(project.root, data_files, settings.preview_chars)
         engine = Engine(
@@ -816,7 +831,11 @@ def build_engine(
             data_preview=preview,
             cancel=cancel,
             isolation=isolation,
+            card=card,
+            card_source=card_source,
         )
+        if card is not None and coder_name == "offline":
+            coder.card = card
         if resume:
             engine.records.load()  # a damaged journal stops here, before anything runs (exit 2)
     except BaseException:

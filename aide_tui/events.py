@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .search.node import Direction, Node, Operation, Usage
+from .search.task_card import TaskCard
 
 # --------------------------------------------------------------------- events
 
@@ -56,6 +57,18 @@ class RunStarted(Event):
     nodes: tuple[NodeFinished, ...] = ()  # a resumed run's nodes, as they were announced when they finished
     direction: Direction | None = None  # None until the first working node's review fixes it (DirectionFixed)
     coder: str = "llm"  # "llm" or "offline"
+
+
+@dataclass(frozen=True)
+class TaskCardReady(Event):
+    """The task card the run evaluates against (after RunStarted, before the first node).
+
+    `source` says where it came from: "derived" (task.md and the data), "aide.toml"
+    (the `[task]` table, over what was derived), or "saved" (a resumed run keeps its card).
+    """
+
+    card: TaskCard
+    source: str
 
 
 @dataclass(frozen=True)

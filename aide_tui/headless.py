@@ -47,6 +47,11 @@ class HeadlessPrinter:
         how = f"resumed with {len(e.nodes)} nodes" if e.resumed else "new run"
         self._say(f"run {e.run} ({how}) in {e.project}: {e.steps} steps, {e.coder} coder")
 
+    def _task_card_ready(self, e: ev.TaskCardReady) -> None:
+        where = {"saved": "kept from the run's start", "aide.toml": "derived, corrected by aide.toml [task]"}
+        self._say(f"task card ({where.get(e.source, 'derived from task.md and the data; correct it in aide.toml [task]')}):")
+        self._say("\n".join(f"  {line}" for line in e.card.describe().splitlines()))
+
     def _direction_fixed(self, e: ev.DirectionFixed) -> None:
         self._say(f"metric direction: {e.direction} ({'lower' if e.direction == 'minimize' else 'higher'} is better)")
 
@@ -90,6 +95,7 @@ class HeadlessPrinter:
 
     _SAY: dict[type[ev.Event], Callable[[HeadlessPrinter, Any], None]] = {
         ev.RunStarted: _run_started,
+        ev.TaskCardReady: _task_card_ready,
         ev.DirectionFixed: _direction_fixed,
         ev.NodeStarted: _node_started,
         ev.LlmDelta: _llm_delta,

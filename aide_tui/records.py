@@ -74,6 +74,10 @@ class RunPaths:
     def preview(self) -> Path:
         return self.root / "preview.md"
 
+    @property
+    def task_card(self) -> Path:
+        return self.root / "task_card.json"
+
     def workspace(self, node_id: int) -> Path:
         return self.root / "nodes" / f"{node_id:04d}"
 

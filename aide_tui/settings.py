@@ -63,6 +63,8 @@ class Settings:
     node_gpus: float = field(default=0.0, metadata={"help": "with --executor ray: GPUs Ray reserves for each node"})
 
     given_flags: frozenset = field(default=frozenset(), repr=False, compare=False, metadata={"internal": True})
+    task_table: dict = field(default_factory=dict, repr=False, compare=False, metadata={"internal": True})
+    """aide.toml's `[task]` table: corrections to the derived task card (search/task_card.py)."""
 
     # -- derived values
     @property
@@ -204,8 +206,14 @@ def resolve(project_toml: Path | None, overrides: dict[str, Any]) -> Settings:
     """Build Settings from defaults, the project's aide.toml and flag overrides."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}  # setting -> where its value came from, for error messages
+    task_table: dict[str, Any] = {}
     if project_toml is not None and project_toml.exists():
-        for key, value in load_toml(project_toml).items():
+        data = load_toml(project_toml)
+        if "task" in data:
+            task_table = data.pop("task")
+            if not isinstance(task_table, dict):
+                raise UserError(f"{project_toml}: task must be a table ([task] with train_file, target, ...)")
+        for key, value in data.items():
             name = key.replace("-", "_")
             if name not in SETTING_NAMES:
                 close = [n for n in SETTING_NAMES if n.split("_")[0] in name or name in n]
@@ -222,6 +230,7 @@ def resolve(project_toml: Path | None, overrides: dict[str, Any]) -> Settings:
     # Which settings the user gave on this command line: a resumed run keeps its
     # own step target unless --steps is given again.
     settings.given_flags = frozenset(n for n, v in overrides.items() if v is not None)
+    settings.task_table = task_table
     return settings
 
 

@@ -15,6 +15,7 @@ from typing import Literal
 
 from . import events as ev
 from .search.node import Direction, Node, Operation, Status, Usage, better
+from .search.task_card import TaskCard
 
 RUNNING = "running"
 NodeStatus = Status | Literal["running"]
@@ -104,6 +105,8 @@ class RunModel:
         self.steps_total = 0
         self.direction: Direction | None = None
         self.coder = "llm"
+        self.card: TaskCard | None = None  # what the run evaluates against (TaskCardReady)
+        self.card_source = ""
         self.resumed = False
         self.nodes: dict[int, NodeView] = {}
         self.best_id: int | None = None
@@ -223,6 +226,10 @@ class RunModel:
             ch.best_changed = (best_before, self.best_id)
         ch.tree_reset = ch.metrics = ch.status = True
 
+    def _task_card_ready(self, e: ev.TaskCardReady, ch: Change) -> None:
+        self.card, self.card_source = e.card, e.source
+        ch.status = True
+
     def _direction_fixed(self, e: ev.DirectionFixed, ch: Change) -> None:
         self.direction = e.direction
         self._set_best(e.best_id, ch)
@@ -324,6 +331,7 @@ class RunModel:
 
 _APPLY: dict[type[ev.Event], Callable[[RunModel, ev.Event, Change], None]] = {
     ev.RunStarted: RunModel._run_started,
+    ev.TaskCardReady: RunModel._task_card_ready,
     ev.DirectionFixed: RunModel._direction_fixed,
     ev.NextPlanned: RunModel._next_planned,
     ev.QueueChanged: RunModel._queue_changed,

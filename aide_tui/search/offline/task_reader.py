@@ -21,59 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..node import Direction
+from ..task_card import METRIC_KINDS, METRIC_NAMES, METRICS, PROBA_METRICS, TaskCard
 
 SAMPLE_ROWS = 5000  # rows read to guess column types; the scripts read everything
 
-# (key, patterns, direction, kind): the first entry whose pattern appears wins, so
-# the more specific names come first ("root mean squared log error" before "rmse").
-METRICS: list[tuple[str, tuple[str, ...], Direction, str]] = [
-    ("rmsle", (r"\brmsle\b", r"root mean squared? log(arithmic)? error"), "minimize", "regression"),
-    ("rmse", (r"\brmse\b", r"root[- ]mean[- ]squared?[- ]error", r"root[- ]mean[- ]square\b"), "minimize", "regression"),
-    ("mse", (r"\bmse\b", r"mean squared error"), "minimize", "regression"),
-    ("mae", (r"\bmae\b", r"mean absolute error"), "minimize", "regression"),
-    ("r2", (r"\br2\b", r"\br²", r"r-squared", r"r squared", r"coefficient of determination"), "maximize", "regression"),
-    ("roc_auc", (r"roc[ _-]?auc", r"\bauc\b", r"area under the (roc )?curve"), "maximize", "classification"),
-    ("log_loss", (r"log[ _-]?loss", r"cross[- ]entropy", r"logarithmic loss"), "minimize", "classification"),
-    ("f1", (r"\bf1\b", r"f-score", r"f1[- ]score"), "maximize", "classification"),
-    ("accuracy", (r"\baccuracy\b",), "maximize", "classification"),
-]
-METRIC_NAMES = {
-    "rmsle": "RMSLE", "rmse": "RMSE", "mse": "MSE", "mae": "MAE", "r2": "R²",
-    "roc_auc": "ROC AUC", "log_loss": "log loss", "f1": "F1", "accuracy": "accuracy",
-}
-PROBA_METRICS = {"roc_auc", "log_loss"}
-METRIC_KINDS = {key: (direction, kind) for key, _, direction, kind in METRICS}
 _ID_NAME = re.compile(r"(^id$|_id$|^id_|Id$|ID$)")
 # Words that, next to a column name in task.md, say the column identifies a row.
 _ID_WORDS = re.compile(r"identif|\bids?\b|\bkey\b|unique|\bindex\b|one row per", re.I)
 _CLAUSES = re.compile(r"(?<=[.;!?])\s+|\n\s*\n|\n\s*[-*]\s")
 _MISSING = ("", "NA", "NaN", "nan")
-
-
-@dataclass
-class TaskCard:
-    """The task as a person would state it; derived, shown, and overridable.
-
-    Paths are project-relative (as in aide.toml); `id_columns` are the columns a
-    submission carries next to the prediction, never model features.
-    """
-
-    train_file: str
-    test_file: str | None
-    target: str
-    id_columns: list[str]
-    metric: str  # a key of METRICS
-    direction: Direction
-
-    def describe(self) -> str:
-        """A few lines for a confirmation screen or the headless log."""
-        return "\n".join([
-            f"train file: {self.train_file}",
-            f"test file:  {self.test_file or '(none)'}",
-            f"target:     {self.target}",
-            f"id columns: {', '.join(self.id_columns) or '(none)'}",
-            f"metric:     {METRIC_NAMES.get(self.metric, self.metric)} ({'higher' if self.direction == 'maximize' else 'lower'} is better)",
-        ])
 
 
 @dataclass
