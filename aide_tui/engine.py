@@ -56,6 +56,9 @@ Listener = Callable[[ev.Event], None]
 MAX_CONSECUTIVE_LLM_FAILURES = 3
 
 
+WARM_AHEAD = 4  # warm interpreters waiting for code at most (each holds its imports' memory)
+
+
 class _Cancelled(Exception):
     """The user cancelled mid-step: the unfinished node is discarded."""
 
@@ -529,7 +532,7 @@ class Engine:
             job = flight.job = self.executor.submit(request, on_line, warm=warm)
         else:
             job = flight.job = self.executor.submit(request, on_line)
-        self._warm_successor()
+        self._warm_successors()
         if self._cancel.is_set():
             job.cancel()
         result = job.wait()
@@ -558,13 +561,19 @@ class Engine:
             request.python = self.settings.python
         return request
 
-    def _warm_successor(self) -> None:
-        """Warm the node that starts next, so its imports overlap this script's run."""
+    def _warm_successors(self) -> None:
+        """Warm the nodes that start next, as many as there are cores (at most WARM_AHEAD), so their
+        imports overlap this script's run and each other instead of waiting in line: when code comes
+        faster than a cold interpreter imports pandas, one successor alone leaves a core idle."""
         with self._lock:
-            if self._started() >= self.settings.steps or self.control.paused or self.control.stop_requested:
+            left = self.settings.steps - self._started()
+            if left <= 0 or self.control.paused or self.control.stop_requested:
                 return
-            successor = self._spare_ids[0] if self._spare_ids else self.tree.next_id
-        self._start_warming(successor)
+            depth = min(left, max(1, min(available_cpus(), WARM_AHEAD)))
+            upcoming = sorted(self._spare_ids) + list(range(self.tree.next_id, self.tree.next_id + depth))
+            successors = [nid for nid in upcoming if nid not in self._in_flight][:depth]
+        for node_id in successors:
+            self._start_warming(node_id)
 
     def _start_warming(self, node_id: int) -> None:
         """Start the node's interpreter now (input in place, heavy modules importing), so that the
