@@ -638,7 +638,7 @@ class Engine:
             if self._cancel.is_set():
                 raise _Cancelled() from exc
             node.review_summary = f"The review failed ({type(exc).__name__}: {exc})."
-        status, metric, reason = decide(node.exec, review)
+        status, metric, reason = decide(node.exec, review, node.output)
         if review is not None:
             node.review_summary = review.summary.strip()
             if status == "ok":

@@ -429,3 +429,27 @@ def test_llm_coder_through_the_real_client_and_local_api(fake_api):
 def json_text(message: dict) -> str:
     content = message["content"]
     return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+
+
+def test_a_failed_review_is_asked_once_more_then_the_failure_reaches_the_engine():
+    class Overloaded(Exception):
+        pass
+
+    client = StubClient(raise_exc=Overloaded("529 after retries"))
+    with pytest.raises(Overloaded):
+        LlmCoder(client, settings()).review(ctx(), parent())
+    assert len(client.tool_calls) == 2
+    assert client.tool_calls[0]["system"] == client.tool_calls[1]["system"]
+
+
+def test_credentials_and_cancellation_are_not_retried_by_the_review():
+    client = StubClient(raise_exc=AuthFailed("invalid x-api-key", kind="auth"))
+    with pytest.raises(AuthFailed):
+        LlmCoder(client, settings()).review(ctx(), parent())
+    assert len(client.tool_calls) == 1
+    cancel = threading.Event()
+    cancel.set()
+    client = StubClient(raise_exc=RuntimeError("stream closed"))
+    with pytest.raises(RuntimeError):
+        LlmCoder(client, settings(), cancel=cancel).review(ctx(), parent())
+    assert len(client.tool_calls) == 1

@@ -24,16 +24,20 @@ cancellation must reach the engine unchanged.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..errors import FatalRunError
 from ..settings import Settings
 from .coder import CoderError, DeltaSink, Proposal, Review, TaskContext
 from .extract import diagnose, extract_plan_and_code, final_stop
 from .node import ExecInfo, Node, Usage
 from .prompts import CACHE_BREAK, clip, render_prompt, split_at_cache_break
+
+log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # one reply plus two corrective follow-ups
 MAX_CONTINUATIONS = 2  # `pause_turn` replies resumed before the reply counts as cut off
@@ -347,7 +351,21 @@ class LlmCoder:
         return system, user
 
     def review(self, ctx: TaskContext, node: Node) -> Review:
+        """One review, asked again once if the call fails (after the client's own retries) or
+        comes back without the tool call; a second failure reaches the engine, where the
+        printed metric line decides alone.  Credentials and cancellation are never retried."""
         system, user = self.review_messages(ctx, node)
+        try:
+            return self._review_once(ctx, system, user)
+        except FatalRunError:
+            raise
+        except Exception as exc:
+            if self.cancel is not None and self.cancel.is_set():
+                raise
+            log.warning("review of node %d failed (%s); asking once more", node.id, exc)
+        return self._review_once(ctx, system, user)
+
+    def _review_once(self, ctx: TaskContext, system: str, user: str) -> Review:
         data, usage = self.client.call_tool(
             model=self.settings.feedback_model,
             system=system,
