@@ -197,6 +197,28 @@ def test_system_prompt_is_stable_across_steps():
     assert client.stream_calls[0]["system"] == client.stream_calls[1]["system"]
 
 
+def test_system_prompts_state_the_machine():
+    machine = dict(packages="numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0", cpus=3, memory_mb=3072, gpus=0,
+                   network=False, timeout=300)
+    coder = LlmCoder(StubClient(), settings())
+    system = coder.system_prompt(ctx(**machine))
+    for fact in ("numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0", "CPU: 3 cores", "n_jobs=3",
+                 "about 3.0 GB (3072 MB) for the script and every process it starts", "GPU: none. Use CPU-only",
+                 "killed after 300 seconds (5 minutes)", "Network: there is no network access",
+                 "`./input/` is read-only"):
+        assert fact in system
+    assert "the usual ones" not in system
+    with_gpu = coder.system_prompt(ctx(**{**machine, "gpus": 2, "network": True}))
+    assert "GPU: 2 NVIDIA GPUs (CUDA) visible to the script. Use the GPU" in with_gpu and "CPU-only" not in with_gpu
+    assert "Network: the network is reachable" in with_gpu
+    unknown = coder.system_prompt(ctx(**{**machine, "packages": ""}))
+    assert "could not be listed" in unknown
+    review_system, _ = coder.review_messages(ctx(**machine), parent())
+    for fact in ("numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0", "CPU: 3 cores", "GPU: none.",
+                 "killed after 300 seconds (5 minutes)"):
+        assert fact in review_system
+
+
 def test_hint_goes_into_the_user_message():
     client = StubClient([Reply(GOOD)])
     LlmCoder(client, settings()).draft(ctx(hint="Try LightGBM with target encoding"), lambda s: None)

@@ -3,13 +3,15 @@ SDK and the local Messages API, with review calls that disagree, fail once, or f
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import pytest
 
 from aide_script import ScriptedAide
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
-from fake_api import ErrorReply, TextReply, ToolReply
+from fake_api import ErrorReply, TextReply, ToolReply, system_text
 from helpers import make_project
 
 pytestmark = pytest.mark.timeout(240)
@@ -71,3 +73,9 @@ def test_printed_metric_decides_against_a_disagreeing_or_failed_review(tmp_path,
 
     assert (fourth.status, fourth.metric) == ("buggy", None)
     assert "Anthropic API error 529" in fourth.review_summary and "[crashed (ValueError)]" in fourth.review_summary
+
+    # every prompt names this interpreter's packages, probed once and kept with the run
+    numpy = f"numpy {importlib.metadata.version('numpy')}"
+    systems = {system_text(r.body) for r in llm_env.requests}
+    assert len(systems) == 2 and all(numpy in text and "CPU: " in text for text in systems)
+    assert len(list((project / ".aide" / "runs").glob("*/machine.json"))) == 1
