@@ -475,3 +475,20 @@ def test_credentials_and_cancellation_are_not_retried_by_the_review():
     with pytest.raises(RuntimeError):
         LlmCoder(client, settings(), cancel=cancel).review(ctx(), parent())
     assert len(client.tool_calls) == 1
+
+
+def test_the_stable_prefixes_clear_the_default_models_cache_minimums_even_for_an_empty_task():
+    """Tools, then the system prompt, form the cached prefix; below a model's minimum nothing is cached."""
+    import json
+
+    from aide_tui.llm.caching import MIN_CACHE_TOKENS, estimate_tokens, min_cache_tokens
+    from aide_tui.llm.pricing import normalise_model
+    from aide_tui.settings import DEFAULT_CODE_MODEL, DEFAULT_FEEDBACK_MODEL
+
+    assert {normalise_model(DEFAULT_CODE_MODEL), normalise_model(DEFAULT_FEEDBACK_MODEL)} <= set(MIN_CACHE_TOKENS)
+    coder = LlmCoder(StubClient(), Settings())
+    bare = ctx(task="", data_preview="", packages="numpy 2.1.3")
+    assert estimate_tokens(coder.system_prompt(bare)) >= min_cache_tokens(DEFAULT_CODE_MODEL)
+    review_system, _ = coder.review_messages(bare, parent())
+    review_prefix = estimate_tokens(json.dumps([REVIEW_TOOL])) + estimate_tokens(review_system)
+    assert review_prefix >= min_cache_tokens(DEFAULT_FEEDBACK_MODEL)
