@@ -61,7 +61,7 @@ def test_an_interpreter_that_cannot_be_asked_is_said_to_be_unknown(tmp_path):
     broken.write_text("#!/bin/sh\nexit 3\n")
     broken.chmod(0o755)
     packages = installed_packages(str(broken), tmp_path)
-    assert not packages.probed and packages.describe() == ""
+    assert not packages.probed and packages.describe() == ""  # the prompt then says they could not be listed
     assert not (tmp_path / MACHINE_FILE).exists()  # nothing saved: the next run asks again
 
 
@@ -75,3 +75,12 @@ def test_gpus_are_the_device_files_narrowed_by_cuda_visible_devices(tmp_path):
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}, devices) == 0
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}, devices) == 0
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0"}, str(tmp_path / "none[0-9]*")) == 0
+
+
+def test_an_interpreter_without_any_ml_package_says_so(tmp_path):
+    bare = tmp_path / "python"
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S -I "$@"\n')  # no site-packages: the stdlib only
+    bare.chmod(0o755)
+    packages = installed_packages(str(bare), tmp_path)
+    assert packages.probed and packages.packages == ()
+    assert packages.describe() == "none, only the standard library"

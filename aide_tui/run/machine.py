@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,9 @@ class InstalledPackages:
     probed: bool = True  # False: the interpreter could not be asked
 
     def describe(self) -> str:
-        """'numpy 2.1.3, pandas 2.2.3, scikit-learn 1.5.2' ('' when none or unknown)."""
+        """'numpy 2.1.3, pandas 2.2.3, scikit-learn 1.5.2'; '' only when unknown."""
+        if not self.packages:
+            return "none, only the standard library" if self.probed else ""
         return ", ".join(f"{dist} {version}".strip() for dist, version in self.packages)
 
 
@@ -55,7 +58,7 @@ def _stamp(python: str, path: tuple[str, ...] | list[str]) -> dict:
         except OSError:
             return None
 
-    return {"python": python, "executable": os.path.realpath(python), "path": list(path),
+    return {"python": python, "executable": os.path.realpath(shutil.which(python) or python), "path": list(path),
             "mtimes": [mtime(d) for d in path]}
 
 
