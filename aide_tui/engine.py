@@ -34,6 +34,7 @@ from .project import Project, write_atomic
 from .run.executor import ExecRequest, ExecResult, Executor, Isolation
 from .run.inputs import DEFAULT_COPY_LIMIT, InputData
 from .run.launch import choose_preload
+from .run.machine import Machine, probe_machine
 from .run.local import kill_leftovers
 from .run.sandbox import available_cpus
 from .run.workspace import collect_outputs, prepare_workspace, write_script
@@ -126,6 +127,7 @@ class Engine:
         self._llm_failures = 0
         self._preload: tuple[str, ...] | None = None  # chosen at the first step (probes the interpreter)
         self._warm: dict[int, object] = {}  # node id -> the executor's warm start for it
+        self.machine: Machine | None = None  # probed at start for the LLM coder's prompts
 
     # ------------------------------------------------------------ commands
 
@@ -219,6 +221,7 @@ class Engine:
         else:
             write_atomic(self.paths.preview, self.data_preview)
         self._write_info(status="running")
+        self.machine = probe_machine(self.settings, self.paths.root) if self.coder.name == "llm" else None
         self._emit(
             ev.RunStarted(
                 run=self.run_name,
@@ -449,6 +452,9 @@ class Engine:
             timeout=self.settings.timeout,
             network=self.isolation is None or self.isolation.network,
             cpus=self._node_cpus(),
+            memory_mb=self.settings.memory_limit_mb,
+            gpus=self.machine.gpus if self.machine else 0.0,
+            packages=self.machine.packages.describe() if self.machine else "",
         )
 
     def _node_cpus(self) -> int:
@@ -647,7 +653,7 @@ class Engine:
             if self._cancel.is_set():
                 raise _Cancelled() from exc
             node.review_summary = f"The review failed ({type(exc).__name__}: {exc})."
-        status, metric, reason = decide(node.exec, review)
+        status, metric, reason = decide(node.exec, review, node.output)
         if review is not None:
             node.review_summary = review.summary.strip()
             if status == "ok":
