@@ -33,7 +33,7 @@ from .errors import FatalRunError
 from .project import Project, write_atomic
 from .run.executor import ExecRequest, ExecResult, Executor, Isolation
 from .run.inputs import DEFAULT_COPY_LIMIT, InputData
-from .run.launch import choose_preload
+from .run.launch import choose_preload, without_failed
 from .run.local import kill_leftovers
 from .run.sandbox import available_cpus
 from .run.workspace import collect_outputs, prepare_workspace, write_script
@@ -534,6 +534,8 @@ class Engine:
             job.cancel()
         result = job.wait()
         timings.execute = time.perf_counter() - t0
+        if warm is not None:
+            self._drop_failed_preloads(warm.failed_preloads())
         if result.killed_reason == "cancelled" or self._cancel.is_set():
             raise _Cancelled()
         shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
@@ -591,6 +593,13 @@ class Engine:
         if warm is not None:
             with self._lock:
                 self._warm[node_id] = warm
+
+    def _drop_failed_preloads(self, failed: dict[str, str]) -> None:
+        """A preload that raised on import is noted once and not imported again this run."""
+        with self._lock:
+            self._preload, note = without_failed(self._preload or (), failed)
+        if note:
+            self._emit(ev.Notice(note, "warning"))
 
     def _discard_warm(self, node_id: int) -> None:
         """End a warm interpreter nobody will use: it and all it started, and its workspace."""
