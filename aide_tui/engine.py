@@ -103,7 +103,7 @@ class Engine:
     card_source: str = "derived"
 
     def __post_init__(self) -> None:
-        self.records = RunRecords(self.project, self.run_name, self.store, self._emit)
+        self.records = RunRecords(self.project, self.run_name, self.store, self._emit, self.card)
         self.paths: RunPaths = self.records.paths
         self.tree = SearchTree()
         if self.policy is None:
