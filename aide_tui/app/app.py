@@ -347,9 +347,13 @@ class AideApp(App[int]):
     def _follow_log(self) -> None:
         """Point the log at the running node it should follow now; on switching to a node
         that has already streamed, show its recent stream first."""
+        if not self._ui_alive():
+            return
         node = followed_node(self.model, self.selected_id, self.follow)
-        several = len(self.model.running) > 1
-        self.log_pane.border_title = f"Live · #{node} of {len(self.model.running)} running" if several else "Live"
+        running = len(self.model.running)
+        title = f"Live · #{node} of {running} running" if running > 1 else "Live"
+        if self.log_pane.border_title != title:
+            self.log_pane.border_title = title
         if node == self._log_node:
             return
         self._log_node = node
@@ -360,7 +364,7 @@ class AideApp(App[int]):
             self.log_pane.append_text(text)
 
     def _log_shows(self, node_id: int | None) -> bool:
-        """Whether the log shows this node's lines now (all nodes' when none or one runs)."""
+        """Whether the log shows this node's headers now: it is the node followed, or none runs."""
         node = followed_node(self.model, self.selected_id, self.follow)
         return node is None or node_id == node
 
