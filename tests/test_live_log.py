@@ -104,11 +104,13 @@ async def test_the_timer_never_shows_a_nodes_stream_before_the_app_has_handled_i
 
 
 def test_catching_up_on_a_node_shows_its_most_recent_lines():
-    view = NodeView(7, 2, "improve", 7, llm_text=["Plan.\n", "```python\nprint(1)\n"])
-    lines, text = catch_up(view)
+    view = NodeView(7, 2, "improve", 7, llm_text=["Plan.\n", "```python\nprint(1)\n"], phase="llm")
+    lines, text, after = catch_up(view)
     assert lines == ["── following #7 improve #2 (r: next running node) ──"]
-    assert text == "Plan.\n```python\nprint(1)\n"  # no output yet: the reply being written
+    assert text == "Plan.\n```python\nprint(1)\n" and after == []  # no output yet: the reply being written
+    view.phase = "executing"  # the script started and has printed nothing yet
+    assert catch_up(view)[2] == ["── running node #7 ──"]
     view.output.extend(("stderr" if k % 2 else "stdout", f"line {k}") for k in range(1, 451))
-    lines, text = catch_up(view, limit=200)
-    assert text == "" and lines[1] == "… 250 earlier lines not shown"
+    lines, text, after = catch_up(view, limit=200)
+    assert text == "" and after == [] and lines[1] == "… 250 earlier lines not shown"
     assert lines[2:4] == ["! line 251", "line 252"] and lines[-1] == "line 450" and len(lines) == 202

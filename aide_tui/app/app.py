@@ -359,9 +359,10 @@ class AideApp(App[int]):
         self._log_node = node
         view = self.model.nodes.get(node) if node is not None else None
         if view is not None and (view.llm_text or view.output):
-            lines, text = catch_up(view)
+            lines, text, after = catch_up(view)
             self.log_pane.append_lines(lines)
             self.log_pane.append_text(text)
+            self.log_pane.append_lines(after)
 
     def _log_shows(self, node_id: int | None) -> bool:
         """Whether the log shows this node's headers now: it is the node followed, or none runs."""

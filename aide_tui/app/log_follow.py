@@ -30,19 +30,21 @@ def output_text(stream: str, line: str) -> str:
     return line if stream == "stdout" else f"! {line}"
 
 
-def catch_up(view: NodeView, limit: int = CATCH_UP_LINES) -> tuple[list[str], str]:
-    """What the log shows on switching to running node `view`: whole lines (a header, then
-    its most recent output lines) and, while it has no output yet, the tail of the reply
-    being written (left unfinished, so the next deltas continue it)."""
+def catch_up(view: NodeView, limit: int = CATCH_UP_LINES) -> tuple[list[str], str, list[str]]:
+    """What the log shows on switching to running node `view`, as (lines, text, lines):
+    a header and, once its script runs, its most recent output lines; before that, the
+    tail of its reply so far (left unfinished while it streams, so the next deltas
+    continue it) and, if the script has just started, the line that says so."""
     header = f"── following #{view.id} {step_text(view.operation, view.parent_id)} (r: next running node) ──"
     if view.output:
         recent = list(view.output)[-limit:]
         lines = [header]
         if len(view.output) > len(recent):
             lines.append(f"… {len(view.output) - len(recent):,} earlier lines not shown")
-        return lines + [output_text(stream, line) for stream, line in recent], ""
-    text = "".join(view.llm_text)
-    pieces = text.splitlines(keepends=True)
+        return lines + [output_text(stream, line) for stream, line in recent], "", []
+    pieces = "".join(view.llm_text).splitlines(keepends=True)
+    lines = [header]
     if len(pieces) > limit:
-        return [header, f"… {len(pieces) - limit:,} earlier lines of the reply"], "".join(pieces[-limit:])
-    return [header], text
+        lines.append(f"… {len(pieces) - limit:,} earlier lines of the reply")
+    running = [f"── running node #{view.id} ──"] if view.phase in ("executing", "reviewing") else []
+    return lines, "".join(pieces[-limit:]), running
