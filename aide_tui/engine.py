@@ -123,6 +123,7 @@ class Engine:
         self._llm_failures = 0
         self._preload: tuple[str, ...] | None = None  # chosen at the first step (probes the interpreter)
         self._warm: dict[int, object] = {}  # node id -> the executor's warm start for it
+        self._warming: dict[int, threading.Event] = {}  # node ids whose warm start is being prepared, set when ready
 
     # ------------------------------------------------------------ commands
 
@@ -507,6 +508,10 @@ class Engine:
         """Run the node's script; also returns the input files it wrote into (restored since)."""
         workspace = self.paths.workspace(node.id)
         with self._lock:
+            preparing = self._warming.get(node.id)
+        if preparing is not None:
+            preparing.wait()  # another worker is warming this node: take it, never prepare over it
+        with self._lock:
             warm = self._warm.pop(node.id, None)
         if warm is not None:
             write_script(workspace, node.code)  # the warm interpreter waits there, input in place
@@ -573,14 +578,25 @@ class Engine:
         imports overlap the model writing the code (and, for a successor, the running node);
         `_execute` hands the script to it.  Only the node id matters, not the plan."""
         with self._lock:
-            if node_id in self._warm:
+            if node_id in self._warm or node_id in self._warming:
                 return  # already warming (started while another node ran, or before a retried step)
-        if self._preload is None:
-            self._preload, note = choose_preload(self.settings.preload, self.settings.python or sys.executable)
-            if note:
-                self._emit(ev.Notice(note, "warning"))
-        if not self._preload:
-            return
+            # Reserved: with several workers, two may pick the same successor; the second one
+            # must not delete the workspace the first is preparing (its interpreter would run
+            # the script in a deleted directory).
+            ready = self._warming[node_id] = threading.Event()
+            if self._preload is None:  # once per run, under the lock: the note is given once
+                self._preload, note = choose_preload(self.settings.preload, self.settings.python or sys.executable)
+                if note:
+                    self._emit(ev.Notice(note, "warning"))
+        try:
+            if self._preload:
+                self._prepare_warm(node_id)
+        finally:
+            with self._lock:
+                del self._warming[node_id]
+            ready.set()
+
+    def _prepare_warm(self, node_id: int) -> None:
         workspace = self.paths.workspace(node_id)
         try:
             if workspace.exists():

@@ -253,6 +253,53 @@ def test_a_preload_that_raises_on_import_is_noted_once_skipped_after_and_never_f
     assert tried == ["tried: True", "tried: True", "tried: False"]
 
 
+class _HeldWarmUp:
+    """The engine's executor, but the first warm_up waits until the test lets it go."""
+
+    def __init__(self, executor):
+        self.executor, self.calls = executor, 0
+        self.inside, self.go = threading.Event(), threading.Event()
+
+    def warm_up(self, request, preload):
+        self.calls += 1
+        if self.calls == 1:
+            self.inside.set()
+            self.go.wait(30)
+        return self.executor.warm_up(request, preload)
+
+    def __getattr__(self, name):
+        return getattr(self.executor, name)
+
+
+def test_two_workers_warming_the_same_successor_prepare_it_once(tmp_path, llm_env):
+    """Seen with --workers 2: both running nodes warmed the next id; the second deleted the
+    workspace the first was preparing, and the node's script ran in a deleted directory
+    (FileNotFoundError for its input)."""
+    project = make_project(tmp_path / "p", dirty=False)
+    settings = resolve(None, dict(steps=4, num_drafts=4, timeout=30, coder="llm", workers=2, preload=["decimal"]))
+    engine = build_engine(project, settings, resume=False, listener=lambda e: None)
+    held = engine.executor = _HeldWarmUp(engine.executor)
+    try:
+        engine._start()
+        first = threading.Thread(target=engine._start_warming, args=(3,))
+        first.start()
+        assert held.inside.wait(30)
+        engine._start_warming(3)  # the other worker, while the first prepares
+        held.go.set()
+        first.join(30)
+        assert held.calls == 1
+        warm = engine._warm.pop(3)
+        assert (engine.paths.workspace(3) / "input").is_dir()
+        warm.discard()
+    finally:
+        held.go.set()
+        held.executor.shutdown()
+        engine.records.close()
+        engine.store.close()
+        if engine.lock is not None:
+            engine.lock.release()
+
+
 def test_preload_setting_from_flags(tmp_path):
     assert resolve(None, {}).preload is None  # the standard list, as installed
     assert resolve(None, {"preload": [""]}).preload == []  # --preload '' turns it off
