@@ -28,6 +28,8 @@ class TaskContext:
     network: bool = False  # whether the script can reach the network (the prompt says so)
     cpus: int = 1  # cores the script may use; its thread variables are set to it
     siblings: list[str] = field(default_factory=list)  # plans of other nodes improving the same parent right now
+    folds_file: str = ""  # ./input/folds.csv when the run fixes the folds every script scores on (evaluation/)
+    folds_train: str = ""  # the training file those folds number the rows of
 
 
 @dataclass

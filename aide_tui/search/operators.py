@@ -225,6 +225,8 @@ class LlmCoder:
                        if ctx.network else "There is no network access",
             "cpus": f"{ctx.cpus} CPU core" + ("s" if ctx.cpus != 1 else ""),
             "n_jobs": ctx.cpus,
+            "folds_file": ctx.folds_file,
+            "folds_train": ctx.folds_train,
         })
 
     @staticmethod
