@@ -26,6 +26,7 @@ _METRIC_CODE = {
     "accuracy": ("accuracy_score", "return float(accuracy_score(y_true, y_pred))"),
     "roc_auc": ("roc_auc_score", 'return float(roc_auc_score(y_true, y_pred, multi_class="ovr"))'),
     "log_loss": ("log_loss", "return float(log_loss(y_true, y_pred))"),
+    "macro_f1": ("f1_score", 'return float(f1_score(y_true, y_pred, average="macro"))'),
     "f1": (
         "f1_score",
         "labels = sorted(pd.unique(y_true))\n"
