@@ -711,8 +711,8 @@ class Engine:
             node.holdout_metric, node.holdout_note = outcome.metric, outcome.note
             pick = self._final_pick()
         with self._store_lock:
-            self.records.record_holdout(node, self.tree)
-        self._emit(ev.HoldoutScored(node.id, outcome.metric, outcome.note, pick.id if pick else None))
+            commit = self.records.record_holdout(node, self.tree)
+        self._emit(ev.HoldoutScored(node.id, outcome.metric, outcome.note, pick.id if pick else None, commit))
         self._emit(ev.PhaseChanged(None, "idle"))
 
     def _final_pick(self) -> Node | None:

@@ -84,12 +84,14 @@ class HoldoutScored(Event):
     """A node's script was re-run on the hidden holdout (it became the best, or is in the final top 3).
 
     `metric` is the card's metric on the withheld rows (None: `note` says why not);
-    `pick_id` is the node the run would answer with now (the best holdout score)."""
+    `pick_id` is the node the run would answer with now (the best holdout score);
+    `commit` is the node branch's new tip (its node.json now has the score; None: git failed)."""
 
     node_id: int
     metric: float | None
     note: str
     pick_id: int | None
+    commit: str | None = None
 
 
 @dataclass(frozen=True)

@@ -292,6 +292,7 @@ class RunModel:
         view = self.nodes.get(e.node_id)
         if view is not None:
             view.holdout = e.metric
+            view.commit = e.commit or view.commit
             if view.node is not None:
                 view.node.holdout_metric, view.node.holdout_note = e.metric, e.note
             ch.tree_updated.append(e.node_id)
