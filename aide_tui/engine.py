@@ -30,7 +30,7 @@ from typing import Callable
 from . import events as ev
 from .control import Plan, RunControl
 from .errors import FatalRunError
-from .evaluation.holdout import final_pick, holdout_candidates
+from .evaluation.holdout import HoldoutOutcome, final_pick, holdout_candidates
 from .evaluation.run_setup import RunEvaluation, setup_evaluation
 from .project import Project, write_atomic
 from .run.executor import ExecRequest, ExecResult, Executor, Isolation
@@ -434,7 +434,7 @@ class Engine:
                 self._check_submission(node)
             self._finish_node(node, outputs)
             if self.tree.best_id == node.id:
-                self._score_holdout(node, flight)
+                self._score_holdout(node)
         except _Cancelled:
             shutil.rmtree(self.paths.workspace(node_id), ignore_errors=True)
             self._emit(ev.PhaseChanged(None, "idle", "cancelled"))
@@ -689,7 +689,7 @@ class Engine:
             node.status, node.metric = "buggy", None
             node.review_summary = f"{node.review_summary} [{problem}]".strip()
 
-    def _score_holdout(self, node: Node, flight: _InFlight | None = None) -> None:
+    def _score_holdout(self, node: Node) -> None:
         """Re-run the node on the hidden holdout (same sandbox and limits), score it, make it durable."""
         scorer = self.evaluation.scorer if self.evaluation is not None else None
         if scorer is None or self._cancel.is_set():
@@ -698,13 +698,18 @@ class Engine:
 
         def run(request: ExecRequest) -> ExecResult:
             job = self.executor.submit(request, lambda _stream, _line: None)
-            if flight is not None:
-                flight.job = job  # CancelNow kills it like the node's own run
-            if self._cancel.is_set():
-                job.cancel()
-            return job.wait()
+            result = None
+            while result is None:  # CancelNow (the user's quit) kills it like a node's own run
+                if self._cancel.is_set():
+                    job.cancel()
+                result = job.wait(0.5)
+            return result
 
-        outcome = scorer.score(node, run)
+        try:
+            outcome = scorer.score(node, run)
+        except Exception as exc:  # noqa: BLE001 - a failed re-run must not end the search
+            log.exception("holdout re-run of node #%d failed", node.id)
+            outcome = HoldoutOutcome(None, f"the holdout re-run failed inside aide-tui ({type(exc).__name__}: {exc})")
         if self._cancel.is_set() and outcome.metric is None:
             return  # cancelled mid-way: not a fact about the node
         with self._lock:

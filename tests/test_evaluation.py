@@ -235,3 +235,48 @@ def test_the_bundled_examples_are_scored_on_their_holdout(tmp_path, example):
     assert scored and all(e.metric is not None and math.isfinite(e.metric) for e in scored), scored
     assert finished.best_holdout is not None
     assert engine.evaluation.evaluation.holdout_rows > 0
+
+
+def test_a_sandboxed_holdout_re_run_cannot_read_the_withheld_labels(tmp_path):
+    from aide_tui.evaluation.holdout import HoldoutScorer
+    from aide_tui.run.bwrap import bwrap_problem, isolation_for
+    from aide_tui.run.executor import ExecRequest
+    from aide_tui.run.inputs import InputData
+    from aide_tui.run.local import LocalExecutor
+    from aide_tui.run.workspace import list_data_files
+
+    problem = bwrap_problem()
+    if problem is not None:
+        pytest.skip(f"bwrap cannot start here: {problem}")
+    root = weather_project(tmp_path / "p")
+    run_dir = root / ".aide" / "runs" / "r1"
+    c = card(train_file="data/train.csv", test_file="data/test.csv", target="weather", id_columns=["date"], metric="macro_f1")
+    evaluation, _ = stage(run_dir, root, c, seed=1, holdout_share=0.1)
+    inputs = InputData(root, list_data_files(root), run_dir, read_only_mount=True, sources=evaluation.input_sources())
+    isolation = isolation_for(root, Path.home(), [], False)
+    scorer = HoldoutScorer(evaluation, c, run_dir, inputs, lambda ws: ExecRequest(workspace=ws, timeout=60, isolation=isolation))
+    labels = evaluation.holdout_labels
+    code = f"""
+import os, pandas as pd
+for path in ({str(labels)!r}, "../../evaluation/holdout_labels.csv"):
+    try:
+        open(path).read()
+        print("READ", path)
+    except OSError:
+        print("hidden", path)
+test = pd.read_csv("input/data/test.csv")
+print("inputs", sorted(os.listdir("input")), sorted(os.listdir("input/data")), "weather" in test.columns)
+test[["date"]].assign(weather="sun").to_csv("submission.csv", index=False)
+"""
+    seen = []
+
+    def run(request):
+        result = LocalExecutor().submit(request, lambda s, line: seen.append(line)).wait(90)
+        assert result is not None
+        return result
+
+    outcome = scorer.score(Node(1, None, "draft", 1, code=code), run)
+    output = "\n".join(seen)
+    assert "READ" not in output and output.count("hidden") == 2, output
+    assert "inputs ['data', 'folds.csv'] ['sample_submission.csv', 'test.csv', 'train.csv'] False" in output
+    assert outcome.metric is not None and 0 <= outcome.metric <= 1, outcome
