@@ -88,10 +88,10 @@ def _main(argv: list[str] | None) -> int:
         print(recover_run(project, args.run))
         return 0
     if args.export:
-        from .export import export_node
+        from .export import export_node, scores
 
-        dest = export_node(project, args.export[0], Path(args.export[1]), args.run)
-        print(f"exported to {dest}")
+        dest, node = export_node(project, args.export[0], Path(args.export[1]), args.run)
+        print(f"exported node #{node.id} ({scores(node)}) to {dest}")
         return 0
     if args.worktree:
         from .export import worktree_node

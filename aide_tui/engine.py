@@ -30,6 +30,8 @@ from typing import Callable
 from . import events as ev
 from .control import Plan, RunControl
 from .errors import FatalRunError
+from .evaluation.holdout import HoldoutOutcome, final_pick, holdout_candidates
+from .evaluation.run_setup import RunEvaluation, setup_evaluation
 from .project import Project, write_atomic
 from .run.executor import ExecRequest, ExecResult, Executor, Isolation
 from .run.inputs import DEFAULT_COPY_LIMIT, InputData
@@ -105,6 +107,7 @@ class Engine:
     lock: object | None = None  # the project's InstanceLock, released when run() ends
     card: TaskCard | None = None  # the task card (None: the data is not a table the card can describe)
     card_source: str = "derived"
+    evaluation: RunEvaluation | None = None  # folds, holdout, submission checks (set up at start from the card)
 
     def __post_init__(self) -> None:
         self.records = RunRecords(self.project, self.run_name, self.store, self._emit, self.card)
@@ -215,11 +218,20 @@ class Engine:
             restore(nodes)
         self.records.reconcile(self.tree)
         self._clear_stale_workspaces()
+        self.evaluation, evaluation_notices = setup_evaluation(
+            self.card, self.paths.root, self.project.root, self.data_files, self.settings.seed, self.settings.holdout)
+        sources = self.evaluation.input_sources if self.evaluation else None
         self.inputs = InputData(self.project.root, self.data_files, self.paths.root, self.input_copy_limit,
-                                read_only_mount=self.isolation is not None)
+                                read_only_mount=self.isolation is not None, sources=sources)
+        if self.evaluation is not None:
+            self.evaluation.attach_scorer(self.paths.root, self.inputs, self._exec_request_in)
         if self.paths.preview.exists():
             self.data_preview = self.paths.preview.read_text(encoding="utf-8")
         else:
+            if self.evaluation is not None and self.evaluation.evaluation.has_holdout:  # the rows the scripts see
+                from .search.preview import build_preview
+
+                self.data_preview = build_preview(self.project.root, self.data_files, self.settings.preview_chars, sources)
             write_atomic(self.paths.preview, self.data_preview)
         self._write_info(status="running")
         self.machine = probe_machine(self.settings, self.paths.root) if self.coder.name == "llm" else None
@@ -235,6 +247,8 @@ class Engine:
             )
         )
         self._settle_card()
+        for notice in evaluation_notices:
+            self._emit(ev.Notice(notice))
         if nodes:
             self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
         self._emit(ev.RunStateChanged("running"))
@@ -292,7 +306,7 @@ class Engine:
 
     def _started(self) -> int:
         """Nodes finished or in flight: what counts toward `steps`."""
-        return len(self.tree) + len(self._in_flight)
+        return len(self.tree) + sum(1 for node_id in self._in_flight if node_id not in self.tree)  # a holdout re-run is both
 
     def _end(self) -> ev.RunFinished:
         if len(self.tree) >= self.settings.steps:
@@ -424,7 +438,10 @@ class Engine:
                 result, tampered = self._execute(node, flight, timings)
                 outputs = self._record_exec(node, result)
                 self._review(node, ctx, tampered)
+                self._check_submission(node)
             self._finish_node(node, outputs)
+            if self.tree.best_id == node.id:
+                self._score_holdout(node)
         except _Cancelled:
             shutil.rmtree(self.paths.workspace(node_id), ignore_errors=True)
             self._emit(ev.PhaseChanged(None, "idle", "cancelled"))
@@ -456,6 +473,7 @@ class Engine:
             memory_mb=self.settings.memory_limit_mb,
             gpus=self.machine.gpus if self.machine else 0.0,
             packages=self.machine.packages.describe() if self.machine else "",
+            **(self.evaluation.prompt_values() if self.evaluation else {}),
         )
 
     def _node_cpus(self) -> int:
@@ -561,8 +579,12 @@ class Engine:
         return result, tampered
 
     def _exec_request(self, node_id: int) -> ExecRequest:
+        return self._exec_request_in(self.paths.workspace(node_id))
+
+    def _exec_request_in(self, workspace: Path) -> ExecRequest:
+        """How every script of the run is run: limits and sandbox (a node's, or a holdout re-run's)."""
         request = ExecRequest(
-            workspace=self.paths.workspace(node_id),
+            workspace=workspace,
             timeout=self.settings.timeout,
             memory_limit_mb=self.settings.memory_limit_mb,
             output_limit_bytes=self.settings.output_limit_bytes,
@@ -696,6 +718,63 @@ class Engine:
             node.review_summary += f" [it modified its input files {', '.join(tampered)}; they were restored]"
         node.status, node.metric = status, (metric if status == "ok" else None)
 
+    # ------------------------------------------------------------ evaluation (evaluation/)
+
+    def _check_submission(self, node: Node) -> None:
+        """A working node whose submission does not fit the test file is buggy, saying what is wrong."""
+        if self.evaluation is None or node.status != "ok":
+            return
+        problem = self.evaluation.check_submission(self.paths.workspace(node.id))
+        if problem:
+            node.status, node.metric = "buggy", None
+            node.review_summary = f"{node.review_summary} [{problem}]".strip()
+
+    def _score_holdout(self, node: Node) -> None:
+        """Re-run the node on the hidden holdout (same sandbox and limits), score it, make it durable."""
+        scorer = self.evaluation.scorer if self.evaluation is not None else None
+        if scorer is None or self._cancel.is_set():
+            return
+        self._emit(ev.PhaseChanged(None, "executing", f"re-running node #{node.id} on the hidden holdout"))
+
+        def run(request: ExecRequest) -> ExecResult:
+            job = self.executor.submit(request, lambda _stream, _line: None)
+            result = None
+            while result is None:  # CancelNow (the user's quit) kills it like a node's own run
+                if self._cancel.is_set():
+                    job.cancel()
+                result = job.wait(0.5)
+            return result
+
+        try:
+            outcome = scorer.score(node, run)
+        except Exception as exc:  # noqa: BLE001 - a failed re-run must not end the search
+            log.exception("holdout re-run of node #%d failed", node.id)
+            outcome = HoldoutOutcome(None, f"the holdout re-run failed inside aide-tui ({type(exc).__name__}: {exc})")
+        if self._cancel.is_set() and outcome.metric is None:
+            return  # cancelled mid-way: not a fact about the node
+        with self._lock:
+            node.holdout_metric, node.holdout_note = outcome.metric, outcome.note
+            pick = self._final_pick()
+        with self._store_lock:
+            commit = self.records.record_holdout(node, self.tree)
+        self._emit(ev.HoldoutScored(node.id, outcome.metric, outcome.note, pick.id if pick else None, commit))
+        self._emit(ev.PhaseChanged(None, "idle"))
+
+    def _final_pick(self) -> Node | None:
+        return final_pick(list(self.tree.nodes.values()), self.tree.direction or (self.card.direction if self.card else None),
+                          self.tree.best)
+
+    def _score_final_candidates(self) -> None:
+        """The top 3 by validation metric get a holdout score too, so the final pick compares like with like."""
+        if self.evaluation is None or self.evaluation.scorer is None:
+            return
+        direction = self.tree.direction or self.evaluation.card.direction
+        for node in holdout_candidates(list(self.tree.nodes.values()), direction):
+            if self._cancel.is_set():
+                return
+            if node.holdout_metric is None and not node.holdout_note:
+                self._score_holdout(node)
+
     # ------------------------------------------------------------ durability
 
     def _finish_node(self, node: Node, outputs: dict[str, bytes]) -> None:
@@ -744,15 +823,18 @@ class Engine:
         except (OSError, FatalRunError):
             pass
         self.control.drop_queue()
+        if reason in ("completed", "stopped", "budget"):
+            self._score_final_candidates()
         state = "failed" if status == "failed" else "finished"
         self._emit(ev.RunStateChanged(state, detail or reason))  # type: ignore[arg-type]
-        best = self.tree.best
+        best = self._final_pick()
         finished = ev.RunFinished(
             reason,  # type: ignore[arg-type]
             len(self.tree),
             best_id=best.id if best else None,
             best_metric=best.metric if best else None,
             best_branch=branch_name(self.run_name, best) if best else None,
+            best_holdout=best.holdout_metric if best else None,
         )
         self._emit(finished)
         return finished

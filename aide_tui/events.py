@@ -80,6 +80,21 @@ class DirectionFixed(Event):
 
 
 @dataclass(frozen=True)
+class HoldoutScored(Event):
+    """A node's script was re-run on the hidden holdout (it became the best, or is in the final top 3).
+
+    `metric` is the card's metric on the withheld rows (None: `note` says why not);
+    `pick_id` is the node the run would answer with now (the best holdout score);
+    `commit` is the node branch's new tip (its node.json now has the score; None: git failed)."""
+
+    node_id: int
+    metric: float | None
+    note: str
+    pick_id: int | None
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
 class NextPlanned(Event):
     """What the next step will do and why; sent once per change of plan, while no step runs."""
 
@@ -204,6 +219,7 @@ class RunFinished(Event):
     best_id: int | None = None
     best_metric: float | None = None
     best_branch: str | None = None
+    best_holdout: float | None = None  # the pick's holdout score; the pick is by holdout where nodes have one
 
 
 # ------------------------------------------------------------------- commands

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from .errors import UserError
+from .evaluation.holdout import final_pick
 from .project import Project
 from .search.journal import Journal, JournalDamaged
 from .search.node import Node
@@ -34,8 +35,8 @@ def find_node(project: Project, which: str, run: str | None, flag: str) -> tuple
         raise UserError(f"{exc}; rebuild it first: aide-tui {project.root} --recover-journal --run {run}") from None
     for node in nodes:
         tree.add(node)
-    if which == "best":
-        node = tree.best
+    if which == "best":  # the holdout score decides where nodes have one (the run's final pick)
+        node = final_pick(nodes, tree.direction, tree.best)
         if node is None:
             raise UserError(f"run {run}: no working node yet, so there is no best node for {flag}")
         return run, tree, node
@@ -45,7 +46,16 @@ def find_node(project: Project, which: str, run: str | None, flag: str) -> tuple
         raise UserError(f"{flag} {which}: not a node of run {run}; use 'best' or a node id") from None
 
 
-def export_node(project: Project, which: str, dest: Path, run: str | None = None) -> Path:
+def scores(node: Node) -> str:
+    """Both numbers a person judges a node by: what its script reported, and the hidden holdout."""
+    valid = f"validation {node.metric:.6g}" if node.metric is not None else f"no validation metric ({node.status})"
+    if node.holdout_metric is not None:
+        return f"{valid}, holdout {node.holdout_metric:.6g}"
+    return f"{valid}, holdout not scored" + (f" ({node.holdout_note})" if node.holdout_note else "")
+
+
+def export_node(project: Project, which: str, dest: Path, run: str | None = None) -> tuple[Path, Node]:
+    """Write the node out; returns DIR and the node (its scores are printed)."""
     run, tree, node = find_node(project, which, run, "--export")
     run_dir = project.run_dir(run)
     dest.mkdir(parents=True, exist_ok=True)
@@ -59,7 +69,7 @@ def export_node(project: Project, which: str, dest: Path, run: str | None = None
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
-    return dest
+    return dest, node
 
 
 # ------------------------------------------------------------------ worktrees

@@ -78,6 +78,10 @@ class HeadlessPrinter:
         spent = f", ${n.usage.cost:.3f}" if n.usage.calls else ""  # the offline coder spends nothing
         self._say(f"[{n.step}/{self.state.steps_total}] #{n.id} {n.operation}: {verdict}{star}  [{took}{spent}]")
 
+    def _holdout_scored(self, e: ev.HoldoutScored) -> None:
+        what = f"{e.metric:.6g}" if e.metric is not None else f"not scored ({e.note})"
+        self._say(f"#{e.node_id} on the hidden holdout: {what}")
+
     def _notice(self, e: ev.Notice) -> None:
         self._say(f"note: {e.message}", err=e.level == "warning")
 
@@ -90,7 +94,8 @@ class HeadlessPrinter:
     def _run_finished(self, e: ev.RunFinished) -> None:
         best = ""
         if e.best_id is not None and e.best_metric is not None:
-            best = f"; best #{e.best_id} metric {e.best_metric:.6g}" + (f" on branch {e.best_branch}" if e.best_branch else "")
+            holdout = f", holdout {e.best_holdout:.6g}" if e.best_holdout is not None else ""
+            best = f"; best #{e.best_id} metric {e.best_metric:.6g}{holdout}" + (f" on branch {e.best_branch}" if e.best_branch else "")
         self._say(f"run {e.reason}: {e.nodes} nodes{best}")
 
     _SAY: dict[type[ev.Event], Callable[[HeadlessPrinter, Any], None]] = {
@@ -101,6 +106,7 @@ class HeadlessPrinter:
         ev.LlmDelta: _llm_delta,
         ev.OutputLine: _output_line,
         ev.NodeFinished: _node_finished,
+        ev.HoldoutScored: _holdout_scored,
         ev.Notice: _notice,
         ev.CommandRejected: _command_rejected,
         ev.RunError: _run_error,

@@ -309,6 +309,21 @@ class RunRecords:
         sha = self.store.commit_node(branch, self._parent_commit(node, tree), files, message, base=self._root_commit())
         return sha, branch
 
+    def record_holdout(self, node: Node, tree: SearchTree) -> str | None:
+        """The node's holdout score, journaled (fsynced) and added to its branch's node.json;
+        returns the branch's new commit (None when git failed: the journal has it)."""
+        self.journal.record_holdout(node)
+        what = f"{node.holdout_metric:.6g}" if node.holdout_metric is not None else f"none ({node.holdout_note})"
+        files = {"node.json": json.dumps(self.node_json(node, tree), indent=2, default=str).encode("utf-8") + b"\n"}
+        message = commit_message(f"node {node.id}: holdout {self._metric} {what}"[:200],
+                                 {"Aide-Run": self.run, "Aide-Node": str(node.id), "Aide-Holdout": what[:60]})
+        try:
+            return self.store.advance_branch(branch_name(self.run, node), files, message)
+        except Exception as exc:  # noqa: BLE001 - the journal has it; git trouble must not stop the run
+            log.exception("holdout commit of node #%s failed", node.id)
+            self.emit(ev.Notice(f"node #{node.id}: its holdout score is in the journal but not in git ({exc})", "warning"))
+            return None
+
     def node_json(self, node: Node, tree: SearchTree) -> dict:
         data = node.to_dict()
         data.pop("code", None)

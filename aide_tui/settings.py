@@ -41,7 +41,8 @@ class Settings:
     feedback_model: str = field(default=DEFAULT_FEEDBACK_MODEL, metadata={"help": "Claude model that reviews a run's output"})
     budget: float | None = field(default=None, metadata={"help": "stop the run cleanly once LLM spend reaches this many dollars"})
     direction: str = field(default="auto", metadata={"help": "maximize, minimize, or auto (the first valid review decides)"})
-    seed: int = field(default=0, metadata={"help": "seed for the search policy's random choices"})
+    seed: int = field(default=0, metadata={"help": "seed for the search policy's random choices (and the run's folds and holdout)"})
+    holdout: float = field(default=0.1, metadata={"help": "share of training rows withheld from the scripts to score the best nodes on (0 turns it off)"})
     coder: str = field(default="auto", metadata={"help": "llm, offline, or auto (llm when ANTHROPIC_API_KEY is set)"})
     max_tokens: int = field(default=8192, metadata={"help": "largest reply the coding model may write"})
     thinking: str = field(default="off", metadata={"help": "the coding model's extended thinking: off, adaptive, or a token budget (at least 1024, below max_tokens)"})
@@ -156,6 +157,8 @@ def _validate(s: Settings, sources: dict[str, str]) -> None:
         bad("max_debug_depth", "must be 0 or more")
     if s.timeout <= 0:
         bad("timeout", "must be a positive number of seconds")
+    if not 0.0 <= s.holdout < 0.5:
+        bad("holdout", "must be at least 0 and below 0.5 (a share of the training rows)")
     if s.budget is not None and s.budget <= 0:
         bad("budget", "must be a positive number of dollars")
     if s.direction not in ("auto", "maximize", "minimize"):

@@ -32,6 +32,7 @@ class NodeView:
     step: int
     status: NodeStatus = RUNNING
     metric: float | None = None
+    holdout: float | None = None  # the metric on the hidden holdout (HoldoutScored)
     node: Node | None = None
     branch: str | None = None  # set once the node is committed
     commit: str | None = None
@@ -61,6 +62,7 @@ class NodeView:
             step=node.step,
             status=node.status,
             metric=node.metric,
+            holdout=node.holdout_metric,
             node=node,
             branch=event.branch or None,
             commit=event.commit or None,
@@ -288,6 +290,16 @@ class RunModel:
         self._set_best(e.best_id, ch)
         ch.metrics = ch.status = True
 
+    def _holdout_scored(self, e: ev.HoldoutScored, ch: Change) -> None:
+        view = self.nodes.get(e.node_id)
+        if view is not None:
+            view.holdout = e.metric
+            view.commit = e.commit or view.commit
+            if view.node is not None:
+                view.node.holdout_metric, view.node.holdout_note = e.metric, e.note
+            ch.tree_updated.append(e.node_id)
+        ch.status = True
+
     def _usage_updated(self, e: ev.UsageUpdated, ch: Change) -> None:
         self.usage, self.budget = e.total, e.budget
         ch.status = True
@@ -343,6 +355,7 @@ _APPLY: dict[type[ev.Event], Callable[[RunModel, ev.Event, Change], None]] = {
     ev.OutputLine: RunModel._output_line,
     ev.CodeReady: RunModel._code_ready,
     ev.NodeFinished: RunModel._node_finished,
+    ev.HoldoutScored: RunModel._holdout_scored,
     ev.UsageUpdated: RunModel._usage_updated,
     ev.RunStateChanged: RunModel._run_state_changed,
     ev.RunError: RunModel._run_error,

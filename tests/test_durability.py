@@ -24,7 +24,8 @@ from helpers import git, journal_nodes, make_project
 
 pytestmark = pytest.mark.timeout(120)
 
-GOOD = "open('submission.csv', 'w').write('id,prediction\\n')\nprint('Validation metric: {m}')\n"
+# A submission that fits the test file (ids 0-4): one that does not makes the node buggy.
+GOOD = "open('submission.csv', 'w').write('id,prediction\\n' + ''.join('%d,1\\n' % i for i in range(5)))\nprint('Validation metric: {m}')\n"
 # A sandbox (where there is one) keeps a script from deleting the run directory; this test needs it to try.
 UNSANDBOXED = {"sandbox": "none"}
 
@@ -32,7 +33,8 @@ UNSANDBOXED = {"sandbox": "none"}
 def run(project, codes: list[str], *, resume: str | None = None, steps: int | None = None):
     """Run `codes` (one RunCode step each) in a new run or the run named `resume`; (engine, finished, events)."""
     events: list[ev.Event] = []
-    settings = resolve(None, dict(steps=steps or len(codes), num_drafts=1, timeout=30, coder="offline", workers=1))
+    # holdout=0: these tests count journal lines and commits; holdout re-runs add their own (tests/test_evaluation.py)
+    settings = resolve(None, dict(steps=steps or len(codes), num_drafts=1, timeout=30, coder="offline", workers=1, holdout=0))
     engine = build_engine(project, settings, resume=resume is not None, listener=events.append, run_name=resume)
     for code in codes:
         engine.submit(ev.RunCode(None, code))

@@ -81,20 +81,23 @@ def test_full_search_builds_branches_commits_and_leaves_user_state_alone(tmp_pat
     root = git(project, "rev-parse", f"aide/{run}/root").strip()
     assert git(project, "log", "-1", "--format=%P", root).split() == []
     assert git(project, "log", "-1", "--format=%(trailers:key=Aide-Base,valueonly)", root).strip() == user_head
+    commits = {e.node.id: e.commit for e in rec.of(ev.NodeFinished)}
     for n in nodes:
         branch = f"aide/{run}/{n.id:04d}-{n.operation}"
         assert branch in refs
-        parents = git(project, "log", "-1", "--format=%P", branch).split()
+        commit = commits[n.id]  # the branch's tip, or under the commit that added its holdout score
+        assert commit in git(project, "rev-list", branch).split()
+        parents = git(project, "log", "-1", "--format=%P", commit).split()
         if n.parent_id is None:
             assert parents == [root]
         else:
             parent = next(p for p in nodes if p.id == n.parent_id)
-            assert parents == [git(project, "rev-parse", f"aide/{run}/{parent.id:04d}-{parent.operation}").strip()]
-        meta = json.loads(git(project, "show", f"{branch}:node.json"))
+            assert len(parents) == 1 and parents[0] in git(project, "rev-list", f"aide/{run}/{parent.id:04d}-{parent.operation}").split()
+        meta = json.loads(git(project, "show", f"{commit}:node.json"))
         assert meta["id"] == n.id and meta["operation"] == n.operation and meta["status"] == n.status
         assert meta["metric"] == n.metric and meta["direction"] == "minimize"
-        assert git(project, "show", f"{branch}:solution.py") == n.code
-        trailers = git(project, "log", "-1", "--format=%(trailers:key=Aide-Status,valueonly)", branch).strip()
+        assert git(project, "show", f"{commit}:solution.py") == n.code
+        trailers = git(project, "log", "-1", "--format=%(trailers:key=Aide-Status,valueonly)", commit).strip()
         assert trailers == n.status
     best_branch = f"aide/{run}/{best.id:04d}-{best.operation}"
     assert "id,prediction" in git(project, "show", f"{best_branch}:outputs/submission.csv")
@@ -108,7 +111,7 @@ def test_full_search_builds_branches_commits_and_leaves_user_state_alone(tmp_pat
     assert total.cost > 0
     # the LLM's reply streamed as deltas, the script's output as lines
     assert len(rec.of(ev.LlmDelta)) > 20
-    assert any("loaded 40 training rows" in e.line for e in rec.of(ev.OutputLine))
+    assert any("loaded 36 training rows" in e.line for e in rec.of(ev.OutputLine))  # 40 less the hidden holdout
     # journal holds each node exactly once
     journal_path = project / ".aide" / "runs" / run / "journal.jsonl"
     assert [n["id"] for n in journal_nodes(journal_path)] == list(range(1, 10))
@@ -283,7 +286,8 @@ def test_a_script_that_overwrites_its_inputs_cannot_hurt_the_next_node(tmp_path,
     nodes = [e.node for e in rec.of(ev.NodeFinished)]
     assert nodes[0].operation == "manual"
     assert all(n.status == "ok" for n in nodes[1:])  # later drafts read intact data
-    assert any("loaded 40 training rows" in e.line for e in rec.of(ev.OutputLine) if e.node_id == 2)
+    rows = engine.evaluation.evaluation.rows  # the training rows left after the hidden holdout
+    assert any(f"loaded {rows} training rows" in e.line for e in rec.of(ev.OutputLine) if e.node_id == 2)
     assert (project / "data" / "train.csv").read_bytes() == original
     assert (project / "data" / "test.csv").exists()
     assert isinstance(engine, Engine) and engine.inputs.mode == ("link" if copy_limit == 0 else "copy")

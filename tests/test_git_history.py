@@ -61,7 +61,7 @@ def test_subjects_start_with_what_a_reader_scans(tmp_path):
     from aide_tui.engine import build_engine
     from aide_tui.settings import resolve
 
-    settings = resolve(None, dict(steps=4, timeout=30, coder="offline", workers=1))
+    settings = resolve(None, dict(steps=4, timeout=30, coder="offline", workers=1, holdout=0))
     commands = [ev.RunCode(1, GOOD.format(m=18210.2), "Target encoding of the neighbourhood\n\nMore detail."),
                 ev.RunCode(2, CRASH, "Add a price feature"),
                 ev.RunCode(3, GOOD.format(m=19000), "Use the right column")]

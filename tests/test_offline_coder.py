@@ -87,7 +87,8 @@ def test_reads_both_example_tasks(projects):
         ("Scored by mean absolute error.", "mae", "minimize"),
         ("We use log loss on the predicted probabilities.", "log_loss", "minimize"),
         ("Root mean squared log error is the metric.", "rmsle", "minimize"),
-        ("Macro F1 score, please.", "f1", "maximize"),
+        ("Macro F1 score, please.", "macro_f1", "maximize"),
+        ("F1 score, please.", "f1", "maximize"),
         ("Report the R-squared.", "r2", "maximize"),
     ],
 )
@@ -423,7 +424,7 @@ def test_id_from_a_sample_submission_and_uniqueness_not_the_name(tmp_path):
     (tmp_path / "data/sample_submission.csv").write_text("ticket,cabin_class\nT-0150,first\n")
     files = ["data/sample_submission.csv", "data/test.csv", "data/train.csv"]
     card = derive_task_card(tmp_path, files, task)
-    assert (card.target, card.id_columns, card.metric) == ("cabin_class", ["ticket"], "f1")
+    assert (card.target, card.id_columns, card.metric) == ("cabin_class", ["ticket"], "macro_f1")
 
     (tmp_path / "data/sample_submission.csv").unlink()
     files.remove("data/sample_submission.csv")

@@ -19,6 +19,10 @@ affects that workspace; writing *into* one would change the snapshot.
 
 The originals themselves are never linked, so no script can reach them
 through its input paths.
+
+`sources` puts other files in some places of ``./input``: the run's fold
+file, and the training file without its withheld holdout rows
+(evaluation/staging.py).
 """
 
 from __future__ import annotations
@@ -36,16 +40,20 @@ DEFAULT_COPY_LIMIT = 256 * 1024 * 1024
 
 class InputData:
     def __init__(self, project_dir: Path, data_files: list[str], run_dir: Path, copy_limit: int = DEFAULT_COPY_LIMIT,
-                 read_only_mount: bool = False):
+                 read_only_mount: bool = False, sources: dict[str, Path] | None = None):
         self.project_dir = Path(project_dir)
         self.read_only_mount = read_only_mount  # nodes see input/ through a read-only mount
-        self.data_files = list(data_files)
+        self.sources = dict(sources or {})  # input path -> the file it holds instead of the project's
+        self.data_files = list(data_files) + sorted(rel for rel in self.sources if rel not in data_files)
         self.snapshot_dir = Path(run_dir) / "input-snapshot"
-        total = sum((self.project_dir / rel).stat().st_size for rel in self.data_files)
+        total = sum(self._source(rel).stat().st_size for rel in self.data_files)
         self.mode = "copy" if total <= copy_limit else "link"
         self._stamps: dict[str, tuple[int, int, int]] = {}
         if self.mode == "link":
             self._build_snapshot()
+
+    def _source(self, rel: str) -> Path:
+        return self.sources.get(rel) or self.project_dir.joinpath(*_safe_relative(rel).parts)
 
     def _stamp(self, path: Path) -> tuple[int, int, int]:
         info = path.stat()
@@ -57,14 +65,14 @@ class InputData:
         if target.exists():
             os.chmod(target, stat.S_IRUSR | stat.S_IWUSR)
             target.unlink()
-        shutil.copyfile(self.project_dir / rel, target)
+        shutil.copyfile(self._source(rel), target)
         os.chmod(target, READ_ONLY_FILE)
         self._stamps[rel] = self._stamp(target)
 
     def _build_snapshot(self) -> None:
         for rel in self.data_files:
             target = self.snapshot_dir / rel
-            source = self.project_dir / rel
+            source = self._source(rel)
             if target.exists() and _same_content(target, source):
                 self._stamps[rel] = self._stamp(target)  # resumed run: the snapshot is still the data
             else:
@@ -77,7 +85,7 @@ class InputData:
             target = input_dir.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             if self.mode == "copy":
-                shutil.copyfile(self.project_dir.joinpath(*parts), target)
+                shutil.copyfile(self._source(rel), target)
                 os.chmod(target, READ_ONLY_FILE)
             else:
                 os.link(self.snapshot_dir.joinpath(*parts), target)

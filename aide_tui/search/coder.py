@@ -31,6 +31,8 @@ class TaskContext:
     gpus: float = 0.0  # GPUs the script may use
     packages: str = ""  # the solution interpreter's ML packages with versions ('' if unknown)
     siblings: list[str] = field(default_factory=list)  # plans of other nodes improving the same parent right now
+    folds_file: str = ""  # ./input/folds.csv when the run fixes the folds every script scores on (evaluation/)
+    folds_train: str = ""  # the training file those folds number the rows of
 
 
 @dataclass

@@ -43,6 +43,17 @@ def parse_line(raw: bytes) -> Node | None:
         raise ValueError(f"not a node record: {exc}") from None
 
 
+def holdout_line(node_id: int, metric: float | None, note: str) -> bytes:
+    """A finished node's holdout score, known later than the node itself (a node record is written once)."""
+    record = {"type": "holdout", "id": node_id, "metric": metric, "note": note}
+    return json.dumps(record, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def _holdout_record(raw: bytes) -> dict | None:
+    record = json.loads(raw)
+    return record if isinstance(record, dict) and record.get("type") == "holdout" else None
+
+
 def start_line(node_id: int) -> bytes:
     return json.dumps({"type": "start", "id": node_id}, separators=(",", ":")).encode("utf-8") + b"\n"
 
@@ -89,6 +100,11 @@ class Journal:
                 start = started_id(raw)
                 if start is not None:
                     self.started.add(start)
+                holdout = _holdout_record(raw)
+                if holdout is not None:
+                    scored = next((n for n in nodes if n.id == holdout.get("id")), None)
+                    if scored is not None:
+                        scored.holdout_metric, scored.holdout_note = holdout.get("metric"), holdout.get("note") or ""
             else:
                 if node.id in seen:
                     raise JournalDamaged(self.path, number, f"node #{node.id} appears a second time")
@@ -102,6 +118,9 @@ class Journal:
 
     def append(self, node: Node) -> None:
         self._write(node_line(node))
+
+    def record_holdout(self, node: Node) -> None:
+        self._write(holdout_line(node.id, node.holdout_metric, node.holdout_note))
 
     def record_start(self, node_id: int) -> None:
         """A node got its id: after a crash its id is not given again, and resume knows it was lost."""

@@ -88,6 +88,8 @@ class Node:
     skipped_files: list[str] = field(default_factory=list)  # files it wrote whose names git cannot hold
     created_at: float = 0.0
     finished_at: float = 0.0
+    holdout_metric: float | None = None  # the card's metric on the hidden holdout (evaluation/holdout.py)
+    holdout_note: str = ""  # why a holdout re-run gave no score
 
     @property
     def is_buggy(self) -> bool:

@@ -254,6 +254,8 @@ class LlmCoder:
             "data_preview": ctx.data_preview.strip() or "(no data files were listed)",
             **machine_values(ctx),
             "n_jobs": ctx.cpus,
+            "folds_file": ctx.folds_file,
+            "folds_train": ctx.folds_train,
         })
 
     @staticmethod

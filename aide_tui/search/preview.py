@@ -321,15 +321,17 @@ def _directory(path: Path, label: str) -> list[tuple[str, str]]:
     return [(text, f"{label}/ (directory, {count}): {kinds}")]
 
 
-def build_preview(project_dir: Path, data_files: list[str], budget_chars: int) -> str:
+def build_preview(project_dir: Path, data_files: list[str], budget_chars: int,
+                  sources: dict[str, Path] | None = None) -> str:
     """Describe `data_files` (paths relative to `project_dir`) in at most `budget_chars`.
 
-    Files are named as the scripts see them, under `./input/`.
+    Files are named as the scripts see them, under `./input/`; `sources` are the
+    files the scripts see instead (the training file without the holdout rows).
     """
     project_dir = Path(project_dir)
     sections: list[tuple[str, str]] = []
     for rel in data_files:
-        path = project_dir / rel
+        path = (sources or {}).get(rel) or project_dir / rel
         label = "./input/" + printable_path(Path(rel).as_posix().strip("/"))
         if path.is_dir():
             sections += _directory(path, label)

@@ -23,12 +23,13 @@ METRICS: list[tuple[str, tuple[str, ...], Direction, str]] = [
     ("r2", (r"\br2\b", r"\br²", r"r-squared", r"r squared", r"coefficient of determination"), "maximize", "regression"),
     ("roc_auc", (r"roc[ _-]?auc", r"\bauc\b", r"area under the (roc )?curve"), "maximize", "classification"),
     ("log_loss", (r"log[ _-]?loss", r"cross[- ]entropy", r"logarithmic loss"), "minimize", "classification"),
+    ("macro_f1", (r"macro[- _]?(averaged? )?f1", r"\bmacro_f1\b"), "maximize", "classification"),
     ("f1", (r"\bf1\b", r"f-score", r"f1[- ]score"), "maximize", "classification"),
     ("accuracy", (r"\baccuracy\b",), "maximize", "classification"),
 ]
 METRIC_NAMES = {
     "rmsle": "RMSLE", "rmse": "RMSE", "mse": "MSE", "mae": "MAE", "r2": "R²",
-    "roc_auc": "ROC AUC", "log_loss": "log loss", "f1": "F1", "accuracy": "accuracy",
+    "roc_auc": "ROC AUC", "log_loss": "log loss", "f1": "F1", "macro_f1": "macro F1", "accuracy": "accuracy",
 }
 PROBA_METRICS = {"roc_auc", "log_loss"}
 METRIC_KINDS = {key: (direction, kind) for key, _, direction, kind in METRICS}

@@ -331,6 +331,24 @@ class GitStore:
                 raise GitStoreError(f"git update-ref {ref} failed: {proc.stderr.strip()}")
             return sha
 
+    def advance_branch(self, branch: str, files: dict[str, bytes], message: str) -> str:
+        """A new commit on top of ``branch`` with ``files`` laid over its tree (e.g. a node's
+        node.json after a later fact, its holdout score); commits already made on top of the
+        old tip keep it as their parent.  Returns the sha."""
+        validate_branch(branch)
+        with self._lock:
+            self._check_open()
+            tip = self._branch_sha(branch)
+            if tip is None:
+                raise GitStoreError(f"no branch {branch} to add a commit to")
+            tree = self._write_tree(self._nest(files), self._repo.commit(tip).tree)
+            sha = self._write_commit(tree, tip, message)
+            ref = "refs/heads/" + branch
+            proc = self._popen_run("update-ref", "-m", "aide-tui: node update", ref, sha, tip)
+            if proc.returncode != 0:
+                raise GitStoreError(f"git update-ref {ref} failed: {proc.stderr.strip()}")
+            return sha
+
     def read_files(self, commit: str, names: tuple[str, ...]) -> dict[str, bytes]:
         """The top-level files ``names`` of ``commit`` that exist, as bytes."""
         with self._lock:

@@ -78,7 +78,11 @@ def overview_text(view: NodeView, model: RunModel, palette: Palette) -> Text:
         row("phase", view.phase or "starting")
     node = view.node
     if node is not None:
-        row("metric", format_metric(node.metric) or "—")
+        row("metric", (format_metric(node.metric) or "—") + " (validation, as the script reported it)")
+        if node.holdout_metric is not None:
+            row("holdout", f"{format_metric(node.holdout_metric)} (re-run on the hidden holdout rows)")
+        elif node.holdout_note:
+            row("holdout", f"not scored: {node.holdout_note}", palette.muted)
         ex = node.exec
         row("exec time", f"{ex.wall_time:.1f} s")
         row("peak memory", f"{ex.peak_memory_mb:.0f} MiB")

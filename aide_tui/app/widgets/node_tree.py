@@ -77,6 +77,8 @@ def node_label(view: NodeView, best_id: int | None, palette: Palette, marked: bo
         text.append(f" {word}", style=colour)
     if view.metric is not None:
         text.append(f" {format_metric(view.metric)}", style="bold" if view.id == best_id else "")
+    if view.holdout is not None:  # the hidden holdout's score, next to the script's own validation number
+        text.append(f" · holdout {format_metric(view.holdout)}", style=palette.accent)
     if view.id == best_id:
         text.append(" ★", style=f"bold {palette.warning}")
     if view.hint:

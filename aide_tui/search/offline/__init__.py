@@ -20,7 +20,7 @@ from .improvements import choose, family_in_hint
 from .recipe import MODELS, Recipe, parse_recipe, recipe_changes
 from .review import last_metric, review_node
 from .task_reader import TaskCard, TaskReadError, TaskSpec, derive_task_card, read_task
-from .templates import describe, render
+from .templates import describe, render, validation_words
 
 __all__ = ["OfflineCoder", "Recipe", "TaskCard", "TaskSpec", "derive_task_card", "parse_recipe", "recipe_changes",
            "read_task", "last_metric"]
@@ -59,7 +59,7 @@ class OfflineCoder:
         recipe, why = self._next_draft(ctx)
         plan = (
             f"Draft: {describe(recipe)}, validated with "
-            f"{'5-fold cross-validation' if recipe.validation == 'cv' else 'a 20% hold-out split'} "
+            f"{validation_words(recipe, spec)} "
             f"on {spec.metric_name} ({'higher' if spec.direction == 'maximize' else 'lower'} is better). "
             f"{why}"
         )
@@ -142,6 +142,7 @@ class OfflineCoder:
                 self._spec = (ctx.task, read_task(self.project_dir, self.data_files, ctx.task, self.card))
             except (TaskReadError, OSError, ValueError) as exc:
                 raise FatalRunError(f"offline coder: {exc}") from exc
+        self._spec[1].folds_path = ctx.folds_file or None  # the run's fixed folds, when it has them
         return self._spec[1]
 
     def _next_draft(self, ctx: TaskContext) -> tuple[Recipe, str]:

@@ -48,6 +48,7 @@ class TaskSpec:
     target_positive: bool = False  # regression target > 0 everywhere (a log transform is safe)
     n_rows: int = 0
     title: str = "Tabular task"
+    folds_path: str | None = None  # ./input/folds.csv when the run fixes the folds (the scripts validate on them)
 
     @property
     def metric_name(self) -> str:

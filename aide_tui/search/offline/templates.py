@@ -26,6 +26,7 @@ _METRIC_CODE = {
     "accuracy": ("accuracy_score", "return float(accuracy_score(y_true, y_pred))"),
     "roc_auc": ("roc_auc_score", 'return float(roc_auc_score(y_true, y_pred, multi_class="ovr"))'),
     "log_loss": ("log_loss", "return float(log_loss(y_true, y_pred))"),
+    "macro_f1": ("f1_score", 'return float(f1_score(y_true, y_pred, average="macro"))'),
     "f1": (
         "f1_score",
         "labels = sorted(pd.unique(y_true))\n"
@@ -77,9 +78,7 @@ def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
     tt = spec.task_type
     classification = tt == "classification"
     models = [recipe.model] + ([recipe.blend_with] if recipe.blend_with else [])
-    validation = (
-        "5-fold cross-validation" if recipe.validation == "cv" else "a 20% hold-out split"
-    )
+    validation = validation_words(recipe, spec)
     direction = "higher is better" if spec.direction == "maximize" else "lower is better"
 
     imports: dict[str, set[str]] = {
@@ -92,7 +91,9 @@ def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
     }
     if recipe.scaler:
         imports["sklearn.preprocessing"].add("StandardScaler" if recipe.scaler == "standard" else "RobustScaler")
-    if recipe.validation == "cv":
+    if spec.folds_path:
+        pass  # the run's folds.csv: no splitter needed
+    elif recipe.validation == "cv":
         imports["sklearn.model_selection"] = {"StratifiedKFold" if classification else "KFold"}
     else:
         imports["sklearn.model_selection"] = {"train_test_split"}
@@ -128,6 +129,8 @@ def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
     out.append(f"TEST_PATH = {_lit(spec.test_path)}")
     out.append(f"TARGET = {_lit(spec.target)}")
     out.append(f"ID_COLUMNS = {_lit(spec.id_columns)}")
+    if spec.folds_path:
+        out.append(f"FOLDS_PATH = {_lit(spec.folds_path)}  # the run's fixed folds: every solution scores on them")
     out.append(f"SEED = {seed}")
     out.append("")
     out.append("")
@@ -142,7 +145,7 @@ def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
         f"    {_METRIC_CODE[spec.metric][1]}\n\n"
     )
     out.append(_PREDICT_PROBA if spec.uses_proba else _PREDICT)
-    out.append(_validate(recipe, classification))
+    out.append(_validate_on_folds(recipe) if spec.folds_path else _validate(recipe, classification))
     if spec.test_path:
         out.append(_SUBMISSION)
     out.append(_main(recipe, bool(spec.test_path)))
@@ -242,6 +245,34 @@ _PREDICT_PROBA = '''def predict(model, features):
     """Class probabilities: the positive class's for two classes, all columns otherwise."""
     proba = model.predict_proba(features)
     return proba[:, 1] if proba.shape[1] == 2 else proba
+
+'''
+
+
+def validation_words(recipe: Recipe, spec: TaskSpec) -> str:
+    """How the script validates, as its docstring and the plan say it."""
+    if spec.folds_path:
+        return "the run's 5 fixed folds" if recipe.validation == "cv" else "fold 0 of the run's fixed folds"
+    return "5-fold cross-validation" if recipe.validation == "cv" else "a 20% hold-out split"
+
+
+def _validate_on_folds(recipe: Recipe) -> str:
+    """Validation on ./input/folds.csv: rows keep their file position as index, so dropped rows do not shift it."""
+    if recipe.validation == "cv":
+        which, doc = "sorted(np.unique(fold_of))", "Mean score over the run's 5 fixed folds: comparable with every other solution."
+    else:
+        which, doc = "[0]", "Score on fold 0 of the run's fixed folds: comparable with every other solution."
+    return f'''def validate(pipeline, features, target):
+    """{doc}"""
+    fold_of = pd.read_csv(FOLDS_PATH).set_index("row")["fold"].loc[features.index].to_numpy()
+    scores = []
+    for fold in {which}:
+        valid = fold_of == fold
+        model = clone(pipeline).fit(features[~valid], target[~valid])
+        fold_score = score(target[valid], predict(model, features[valid]))
+        print(f"fold {{fold}}: {{fold_score:.6f}}")
+        scores.append(fold_score)
+    return float(np.mean(scores))
 
 '''
 

@@ -1,0 +1,106 @@
+"""Re-run a node's script on the withheld rows and score what it predicts.
+
+The node's own script runs again, in its own workspace under the run
+directory, with the same sandbox and limits (the engine hands in how to run a
+request); its ./input is the node's, except that the test file is the
+holdout's features.  Its submission is checked like any other, then scored
+against the withheld labels by `scoring` in aide-tui's process.  The labels
+never enter the workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from ..run.executor import ExecRequest, ExecResult
+from ..run.workspace import INPUT_DIR, prepare_workspace
+from ..search.node import Node, better
+from ..search.task_card import TaskCard
+from .scoring import ScoreError, score_submission
+from .staging import Evaluation
+from .submission_check import SUBMISSION, check_submission
+
+RunRequest = Callable[[ExecRequest], ExecResult]
+
+
+@dataclass(frozen=True)
+class HoldoutOutcome:
+    metric: float | None
+    note: str  # why there is no metric ("" when there is one)
+
+
+class HoldoutScorer:
+    def __init__(self, evaluation: Evaluation, card: TaskCard, run_root: Path, inputs,
+                 request_for: Callable[[Path], ExecRequest]):
+        self.evaluation = evaluation
+        self.card = card
+        self.root = Path(run_root) / "holdout-runs"
+        self.inputs = inputs  # the run's InputData: the node's ./input
+        self.request_for = request_for
+
+    def workspace(self, node_id: int) -> Path:
+        return self.root / f"{node_id:04d}"
+
+    def score(self, node: Node, run: RunRequest) -> HoldoutOutcome:
+        workspace = self.workspace(node.id)
+        try:
+            if workspace.exists():
+                shutil.rmtree(workspace)
+            prepare_workspace(workspace, self.root, [], node.code, inputs=self.inputs)
+            _replace_input(workspace / INPUT_DIR, self.evaluation.test_file, self.evaluation.holdout_features)
+            result = run(self.request_for(workspace))
+            return self._judge(workspace, result)
+        finally:
+            shutil.rmtree(workspace, ignore_errors=True)
+
+    def _judge(self, workspace: Path, result: ExecResult) -> HoldoutOutcome:
+        if result.killed_reason:
+            return HoldoutOutcome(None, f"the holdout re-run was stopped ({result.killed_reason})")
+        if result.exit_code != 0:
+            return HoldoutOutcome(None, f"the holdout re-run crashed ({result.exc_type or f'exit code {result.exit_code}'})")
+        submission = workspace / SUBMISSION
+        if not submission.is_file():
+            return HoldoutOutcome(None, f"the holdout re-run wrote no {SUBMISSION}")
+        problem = check_submission(submission, self.evaluation.holdout_features, self.card.id_columns,
+                                   test_label="the holdout")
+        if problem:
+            return HoldoutOutcome(None, problem)
+        try:
+            return HoldoutOutcome(score_submission(submission, self.evaluation.holdout_labels, self.card), "")
+        except ScoreError as exc:
+            return HoldoutOutcome(None, str(exc))
+
+
+def _replace_input(input_dir: Path, rel: str | None, source: Path) -> None:
+    """Put `source` where the node's script reads `rel` (a fresh read-only copy, never a link)."""
+    assert rel is not None
+    target = input_dir.joinpath(*PurePosixPath(rel).parts)
+    if target.exists() or target.is_symlink():
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    os.chmod(target, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+
+
+def holdout_candidates(nodes: list[Node], direction: str, count: int = 3) -> list[Node]:
+    """The `count` best working nodes by validation metric: the final re-runs' candidates."""
+    ok = [n for n in nodes if n.status == "ok" and n.metric is not None]
+    ok.sort(key=lambda n: (n.metric if direction == "minimize" else -n.metric, n.id))  # type: ignore[operator]
+    return ok[:count]
+
+
+def final_pick(nodes: list[Node], direction: str | None, validation_best: Node | None) -> Node | None:
+    """The run's answer: the best holdout score where nodes have one, else the best validation metric."""
+    scored = [n for n in nodes if n.status == "ok" and n.holdout_metric is not None]
+    if not scored or direction is None:
+        return validation_best
+    pick = scored[0]
+    for node in scored[1:]:
+        if better(node.holdout_metric, pick.holdout_metric, direction):  # type: ignore[arg-type]
+            pick = node
+    return pick
