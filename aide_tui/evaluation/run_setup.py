@@ -50,7 +50,7 @@ class RunEvaluation:
             return None  # no submission to check (a holdout re-run of it says so)
         sample = self.project_root / self.sample if self.sample else None
         return check_submission(submission, self.project_root / self.card.test_file, self.card.id_columns, sample,
-                                test_label=f"the test file")
+                                test_label="the test file")
 
 
 def setup_evaluation(card: TaskCard | None, run_dir: Path, project_root: Path, data_files: list[str], seed: int,
