@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -41,6 +42,7 @@ from .search.coder import Coder, CoderError, Proposal, Review, TaskContext
 from .search.memory import summarize
 from .search.node import ExecInfo, Node, Usage
 from .search.policy import AidePolicy, Decision, Policy
+from .search.offline.task_reader import card_problem
 from .search.task_card import TaskCard, card_to_dict
 from .search.tree import SearchTree
 from .search.verdict import decide, fix_direction
@@ -101,6 +103,7 @@ class Engine:
     lock: object | None = None  # the project's InstanceLock, released when run() ends
     card: TaskCard | None = None  # the task card (None: the data is not a table the card can describe)
     card_source: str = "derived"
+    confirm_card: bool = False  # a new run's card waits for ConfirmTaskCard (the TUI's form) before node 1
 
     def __post_init__(self) -> None:
         self.records = RunRecords(self.project, self.run_name, self.store, self._emit)
@@ -233,12 +236,22 @@ class Engine:
         self._emit(ev.RunStateChanged("running"))
 
     def _settle_card(self) -> None:
-        """Saved with the run, so a resumed run keeps the card it started with."""
+        """Saved with the run (once confirmed, when asked), so a resumed run keeps the card it started with."""
         if self.card is None:
             return
+        confirm = self.confirm_card and self.card_source != "saved"
+        self._emit(ev.TaskCardReady(self.card, self.card_source, confirm=confirm))
+        if confirm:
+            self.control.card_check = partial(card_problem, self.project.root, self.data_files)
+            card = self.control.await_card()
+            if card is None:  # stopped or cancelled in the form: no node runs, nothing is saved
+                return
+            self.card, self.card_source = card, "confirmed"
+            if hasattr(self.coder, "card"):  # the offline coder builds its scripts from the card
+                self.coder.card = card  # type: ignore[attr-defined]
+            self._emit(ev.TaskCardReady(card, "confirmed"))
         if not self.paths.task_card.exists():
             write_atomic(self.paths.task_card, json.dumps(card_to_dict(self.card), indent=2) + "\n")
-        self._emit(ev.TaskCardReady(self.card, self.card_source))
 
     def _replayed(self, nodes: list[Node]) -> tuple[ev.NodeFinished, ...]:
         """A resumed run's nodes as their NodeFinished said: with branch, commit and the best so far."""
@@ -446,6 +459,7 @@ class Engine:
             timeout=self.settings.timeout,
             network=self.isolation is None or self.isolation.network,
             cpus=self._node_cpus(),
+            card=self.card,
         )
 
     def _node_cpus(self) -> int:
@@ -763,6 +777,7 @@ def build_engine(
     resume: bool,
     listener: Listener,
     run_name: str | None = None,
+    confirm_card: bool = False,
 ) -> Engine:
     """Wire a ready-to-run engine: project, lock, run directory, coder, runner, git.
 
@@ -812,12 +827,19 @@ def build_engine(
         isolation, sandbox_notice = choose_isolation(settings.sandbox, project.root, Path.home(),
                                                      settings.sandbox_read, settings.network)
         executor = build_executor(settings)  # a cluster that cannot be reached fails here, before the root commit
+        preview_path = project.run_dir(run_name) / "preview.md" if resume else None
+        preview = "" if preview_path and preview_path.exists() else build_preview(project.root, data_files, settings.preview_chars)
+        ask_llm = None
+        if coder_name == "llm" and not resume:
+            from .search.card_llm import llm_task_card
+
+            ask_llm = partial(llm_task_card, client, settings.feedback_model, project.root, data_files,
+                              project.task_text(), preview)
+        card = resolve_card(project, data_files, settings, project.run_dir(run_name) if resume else None, ask_llm)
         if not resume:  # last, so a refusal above leaves no root commit behind
             prompts = {name: load_prompt(name, project.root) for name in PROMPT_NAMES} if coder_name == "llm" else {}
-            run_name = claim_run(project, store, data_files, prompts)
-        card, card_source = resolve_card(project, data_files, settings, project.run_dir(run_name))
-        preview_path = project.run_dir(run_name) / "preview.md"
-        preview = "" if preview_path.exists() else build_preview(project.root, data_files, settings.preview_chars)
+            # A card still to be confirmed is recorded in the run directory only, once confirmed.
+            run_name = claim_run(project, store, data_files, prompts, None if confirm_card else card.card)
         engine = Engine(
             project=project,
             settings=settings,
@@ -831,11 +853,13 @@ def build_engine(
             data_preview=preview,
             cancel=cancel,
             isolation=isolation,
-            card=card,
-            card_source=card_source,
+            card=card.card,
+            card_source=card.source,
+            confirm_card=confirm_card,
         )
-        if card is not None and coder_name == "offline":
-            coder.card = card
+        engine._usage = card.usage  # the LLM's card call counts toward the run's cost
+        if card.card is not None and coder_name == "offline":
+            coder.card = card.card
         if resume:
             engine.records.load()  # a damaged journal stops here, before anything runs (exit 2)
     except BaseException:
@@ -846,6 +870,8 @@ def build_engine(
     engine.lock = lock
     if sandbox_notice:
         listener(ev.Notice(sandbox_notice, "warning"))
+    if card.notice:
+        listener(ev.Notice(card.notice, "warning"))
     if coder_name == "offline":
         # `auto` picks Claude by itself once the key is set; only an explicit `offline` needs changing.
         fix = ("Set ANTHROPIC_API_KEY to let Claude write the code." if settings.coder == "auto"

@@ -36,6 +36,7 @@ from ..events import (
     Command,
     CommandAccepted,
     CommandRejected,
+    ConfirmTaskCard,
     DebugNode,
     DirectionFixed,
     DraftNext,
@@ -55,6 +56,7 @@ from ..events import (
     RunStarted,
     RunStateChanged,
     StopAfterStep,
+    TaskCardReady,
 )
 from ..settings import Settings
 from ..state import Change, RunModel
@@ -63,6 +65,7 @@ from .screens.compare import CompareScreen
 from .screens.lineage import LineageScreen
 from .screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, NoKeyModal, ResumeModal
 from .screens.node_detail import NodeDetailScreen
+from .screens.task_card import TaskCardScreen
 from .screens.worktree import WorktreeModal
 from .widgets.live_log import LiveLog
 from .widgets.metric_pane import BestSparkline, MetricPane
@@ -380,6 +383,21 @@ class AideApp(App[int]):
         what = "Resumed" if event.resumed else "Started"
         self.log_pane.append_lines([f"== {what} run {event.run}: {event.steps} steps, {len(event.nodes)} nodes so far"])
 
+    def _show_task_card_ready(self, event: TaskCardReady, change: Change) -> None:
+        card = event.card
+        self.log_pane.append_lines([f"== task card ({event.source}): target {card.target}, "
+                                    f"id columns {', '.join(card.id_columns) or '(none)'}, metric {card.metric} ({card.direction})"])
+        if not event.confirm:
+            return
+
+        async def done(confirmed) -> None:
+            if confirmed is None:
+                await self.shutdown_and_exit()  # escape in the form: quit before any node runs
+            else:
+                self.send(ConfirmTaskCard(confirmed))
+
+        self.push_screen(TaskCardScreen.for_project(card, event.source, Path(self.model.project)), done)
+
     def _show_direction_fixed(self, event: DirectionFixed, change: Change) -> None:
         better = "lower" if event.direction == "minimize" else "higher"
         self.log_pane.append_lines([f"== metric direction: {event.direction} ({better} is better)"])
@@ -435,6 +453,7 @@ class AideApp(App[int]):
 
     _SHOW: dict[type[Event], Callable[[AideApp, Any, Change], None]] = {
         RunStarted: _show_run_started,
+        TaskCardReady: _show_task_card_ready,
         DirectionFixed: _show_direction_fixed,
         NodeStarted: _show_node_started,
         PhaseChanged: _show_phase_changed,
@@ -759,7 +778,7 @@ def run_app(project_dir: Path, settings: Settings, resume: bool | None) -> int:
 
     def factory_for(chosen: Settings) -> EngineFactory:
         def factory(listener: Callable[[Event], None], resume_flag: bool) -> EngineLike:
-            return build_engine(project_dir, chosen, resume=resume_flag, listener=listener)
+            return build_engine(project_dir, chosen, resume=resume_flag, listener=listener, confirm_card=True)
 
         return factory
 

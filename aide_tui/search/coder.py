@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from .node import Direction, Node, Usage
+from .task_card import TaskCard
 
 DeltaSink = Callable[[str], None]  # receives streamed reply text as it arrives
 
@@ -28,6 +29,7 @@ class TaskContext:
     network: bool = False  # whether the script can reach the network (the prompt says so)
     cpus: int = 1  # cores the script may use; its thread variables are set to it
     siblings: list[str] = field(default_factory=list)  # plans of other nodes improving the same parent right now
+    card: TaskCard | None = None  # the run's task card, once settled (the prompts state it)
 
 
 @dataclass

@@ -34,6 +34,7 @@ from .coder import CoderError, DeltaSink, Proposal, Review, TaskContext
 from .extract import diagnose, extract_plan_and_code, final_stop
 from .node import ExecInfo, Node, Usage
 from .prompts import CACHE_BREAK, clip, render_prompt, split_at_cache_break
+from .task_card import card_for_prompt
 
 MAX_ATTEMPTS = 3  # one reply plus two corrective follow-ups
 MAX_CONTINUATIONS = 2  # `pause_turn` replies resumed before the reply counts as cut off
@@ -225,6 +226,7 @@ class LlmCoder:
                        if ctx.network else "There is no network access",
             "cpus": f"{ctx.cpus} CPU core" + ("s" if ctx.cpus != 1 else ""),
             "n_jobs": ctx.cpus,
+            "task_card": card_for_prompt(ctx.card) if ctx.card is not None else "",
         })
 
     @staticmethod
