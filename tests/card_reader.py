@@ -2,7 +2,7 @@
 
 A stand-in "model" that reads what a real one would: the data file list, the columns
 the data preview shows, the task's words.  Train/test by file name, the target the
-column the test file lacks, `id` when the test file has one, the metric the task names.
+column the test file lacks, an `id` or `..._id` column of the test file, the metric the task names.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def card_reply(body: dict, **override) -> ToolReply:
     test = next((f for f in files if "test" in f), None)
     lacking = [c for c in columns.get(train, []) if test and c not in columns.get(test, [])]
     target = lacking[0] if lacking else (columns.get(train) or ["y"])[-1]
-    low = text.split("# Data files", 1)[0].lower()
+    low = text.split("\n# Task\n", 1)[-1].split("# Data files", 1)[0].lower()
     metric, direction = next(((k, d) for k, pats, d, _ in METRICS if any(re.search(p, low) for p in pats)), ("rmse", "minimize"))
     card = {"train_file": train, "test_file": test, "target": target,
-            "id_columns": ["id"] if "id" in columns.get(test or train, []) else [], "metric": metric, "direction": direction}
+            "id_columns": [c for c in columns.get(test or train, []) if c == "id" or c.endswith("_id")][:1], "metric": metric, "direction": direction}
     return ToolReply("submit_task_card", {**card, **override})

@@ -104,7 +104,7 @@ async def test_changing_the_train_file_offers_its_columns_as_targets(project):
         form.query_one("#card-train", Select).value = "data/other.csv"
         await pilot.pause(0.1)
         target = form.query_one("#card-target", Select)
-        assert [v for _, v in target._options if v is not Select.BLANK] == ["key", "x", "label"]
+        assert [v for _, v in target._options if v is not Select.NULL] == ["key", "x", "label"]
 
 
 async def test_escape_quits_without_running_a_node(project):

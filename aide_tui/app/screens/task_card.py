@@ -63,22 +63,22 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
             yield Label("Task card — check it before the first node", classes="dialog-title")
             yield Static(Text(f"Proposed: {SOURCES.get(self.source, self.source)}. Correct what is wrong, "
                               "then start the run; the card is saved with it."), classes="dialog-text")
+            yield Static("", id="card-error")  # up here, so a short terminal shows it without scrolling
             with Grid(id="card-grid"):
                 yield Label("Train file")
-                yield Select(files, value=card.train_file, allow_blank=False, id="card-train")
+                yield Select(files, value=card.train_file, allow_blank=False, id="card-train", compact=True)
                 yield Label("Test file")
-                yield Select(files, value=card.test_file or Select.BLANK, prompt="(none)", id="card-test")
+                yield Select(files, value=card.test_file or Select.NULL, prompt="(none)", id="card-test", compact=True)
                 yield Label("Target")
-                yield Select(self._columns(card.train_file), value=card.target, allow_blank=False, id="card-target")
+                yield Select(self._columns(card.train_file), value=card.target, allow_blank=False, id="card-target", compact=True)
                 yield Label("Id columns")
                 yield SelectionList[str](*self._id_choices(card.test_file, card.train_file, card.target, card.id_columns),
-                                         id="card-ids")
+                                         id="card-ids", compact=True)
                 yield Label("Metric")
                 yield Select([(f"{METRIC_NAMES.get(k, k)} ({k})", k) for k in METRIC_KINDS], value=card.metric,
-                             allow_blank=False, id="card-metric")
+                             allow_blank=False, id="card-metric", compact=True)
                 yield Label("Direction")
-                yield Select(DIRECTIONS, value=card.direction, allow_blank=False, id="card-direction")
-            yield Static("", id="card-error")
+                yield Select(DIRECTIONS, value=card.direction, allow_blank=False, id="card-direction", compact=True)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Start run (ctrl+s)", id="confirm", variant="primary")
                 yield Button("Quit (escape)", id="quit", variant="error")
@@ -98,7 +98,7 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
 
     def _value(self, selector: str) -> str | None:
         value = self.query_one(selector, Select).value
-        return None if value is Select.BLANK else str(value)
+        return None if value is Select.NULL else str(value)
 
     def _refresh_ids(self) -> None:
         ids = self.query_one("#card-ids", SelectionList)
@@ -145,7 +145,9 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
         problem = "choose a train file, a target, a metric and a direction" if card is None else self.check(card)
         if problem:
             self.query_one("#card-error", Static).update(Text(problem))
-            self.query_one("#card-error").add_class("-shown")
+            error = self.query_one("#card-error")
+            error.add_class("-shown")
+            error.scroll_visible()
             return
         self.dismiss(card)
 
