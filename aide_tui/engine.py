@@ -230,9 +230,9 @@ class Engine:
                 coder=self.coder.name,
             )
         )
-        self._settle_card()
-        if nodes:
+        if nodes or self._usage.calls:  # a resumed run's spend, or the LLM's task card call
             self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
+        self._settle_card()
         self._emit(ev.RunStateChanged("running"))
 
     def _settle_card(self) -> None:

@@ -60,6 +60,8 @@ def test_the_llm_reads_the_id_column_from_the_task_words(tmp_path, llm_env):
     root = json.loads(git(project, "show", f"aide/{engine.run_name}/root:task_card.json"))
     assert root["id_columns"] == ["date"]  # settled before the run started: in the root commit too
     assert not recorder.of(ev.Notice) or all("task card" not in n.message for n in recorder.of(ev.Notice))
+    (usage,) = recorder.of(ev.UsageUpdated)  # the card call is the run's first spend
+    assert usage.total.calls == 1 and usage.total.cost > 0
 
 
 @pytest.mark.parametrize("answer, why", [

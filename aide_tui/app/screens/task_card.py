@@ -22,6 +22,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
+from ...control import COMMAND_INFO
+from ...events import ConfirmTaskCard
 from ...run.workspace import list_data_files
 from ...search.offline.task_reader import card_problem, csv_headers
 from ...search.task_card import METRIC_KINDS, METRIC_NAMES, TaskCard
@@ -38,7 +40,7 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
     """Train/test file, target, id columns, metric and direction; ctrl+s starts the run."""
 
     BINDINGS = [
-        Binding("ctrl+s", "confirm", "Start run", tooltip="Start the run with this task card", id="card.confirm"),
+        Binding("ctrl+s", "confirm", "Start run", tooltip=COMMAND_INFO[ConfirmTaskCard].does, id="card.confirm"),
         Binding("escape", "quit", "Quit", tooltip="Quit without running a node", id="card.quit"),
     ]
 
