@@ -107,6 +107,19 @@ async def test_changing_the_train_file_offers_its_columns_as_targets(project):
         assert [v for _, v in target._options if v is not Select.NULL] == ["key", "x", "label"]
 
 
+async def test_without_a_test_file_the_id_columns_come_from_the_train_file(project):
+    app = fake_app(project)
+    async with app.run_test(size=SIZE) as pilot:
+        form = await card_form(pilot, app)
+        form.query_one("#card-test", Select).clear()
+        await pilot.pause(0.1)
+        ids = form.query_one("#card-ids", SelectionList)
+        assert [ids.get_option_at_index(i).value for i in range(ids.option_count)] == ["id", "area", "neighborhood"]
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.engine.confirmed is not None)
+        assert app.engine.confirmed.test_file is None and app.engine.confirmed.id_columns == ["id"]
+
+
 async def test_escape_quits_without_running_a_node(project):
     app = fake_app(project)
     async with app.run_test(size=SIZE) as pilot:

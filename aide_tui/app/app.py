@@ -222,22 +222,26 @@ class AideApp(App[int]):
 
     # ------------------------------------------------------------ engine
     def start_engine(self, resume: bool) -> None:
-        try:
-            self.engine = self.engine_factory(self._listener, resume)
-        except UserError as exc:
-            self.exit(2, return_code=2, message=str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - never die with a traceback
-            self.exit(1, return_code=1, message=f"cannot start the run: {type(exc).__name__}: {exc}")
-            return
+        """Build and run the engine in a thread: building may ask the LLM for the task card,
+        and the screen must stay live (and quittable) meanwhile."""
         self.engine_worker = self.run_worker(
-            self._run_engine, thread=True, name="engine", group="engine", exit_on_error=False
+            partial(self._run_engine, resume), thread=True, name="engine", group="engine", exit_on_error=False
         )
 
-    def _run_engine(self) -> None:
-        assert self.engine is not None
+    def _run_engine(self, resume: bool) -> None:
         try:
-            self.engine.run()
+            engine = self.engine_factory(self._listener, resume)
+        except UserError as exc:
+            self.call_from_thread(self.exit, 2, return_code=2, message=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - never die with a traceback
+            self.call_from_thread(self.exit, 1, return_code=1, message=f"cannot start the run: {type(exc).__name__}: {exc}")
+            return
+        self.engine = engine
+        if self._quitting or self._closed_ui:
+            engine.shutdown()  # quit while it was being built: it starts, sees the cancel, and cleans up
+        try:
+            engine.run()
         finally:
             self._engine_done = True
 
