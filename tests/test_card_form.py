@@ -178,3 +178,17 @@ async def test_the_engine_rejects_a_card_that_does_not_fit(project):
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.model.state in ("finished", "stopping") or not app.is_running)
     assert not (run_dir(project) / "journal.jsonl").exists() or journal_nodes(run_dir(project) / "journal.jsonl") == []
+
+
+async def test_a_card_naming_a_column_the_data_lacks_opens_with_that_field_blank(project):
+    app = fake_app(project, card=TaskCard("data/train.csv", "data/test.csv", "price", ["id"], "rmse", "minimize"))
+    async with app.run_test(size=SIZE) as pilot:
+        form = await card_form(pilot, app)
+        assert form.query_one("#card-target", Select).value is Select.NULL
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.1)
+        assert "choose a train file, a target" in str(form.query_one("#card-error").render())
+        form.query_one("#card-target", Select).value = "sale_price"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.engine.confirmed is not None)
+        assert app.engine.confirmed.target == "sale_price"

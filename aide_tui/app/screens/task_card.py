@@ -36,6 +36,11 @@ SOURCES = {
 DIRECTIONS = [("higher is better (maximize)", "maximize"), ("lower is better (minimize)", "minimize")]
 
 
+def _pick(options: list[tuple[str, str]], value: str | None) -> str:
+    """`value` when it is among the options; else blank (aide.toml may name what the data lacks)."""
+    return value if value is not None and value in {v for _, v in options} else Select.NULL  # type: ignore[return-value]
+
+
 class TaskCardScreen(ModalScreen[TaskCard | None]):
     """Train/test file, target, id columns, metric and direction; ctrl+s starts the run."""
 
@@ -68,11 +73,12 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
             yield Static("", id="card-error")  # up here, so a short terminal shows it without scrolling
             with Grid(id="card-grid"):
                 yield Label("Train file")
-                yield Select(files, value=card.train_file, allow_blank=False, id="card-train", compact=True)
+                yield Select(files, value=_pick(files, card.train_file), prompt="(choose)", id="card-train", compact=True)
                 yield Label("Test file")
-                yield Select(files, value=card.test_file or Select.NULL, prompt="(none)", id="card-test", compact=True)
+                yield Select(files, value=_pick(files, card.test_file), prompt="(none)", id="card-test", compact=True)
                 yield Label("Target")
-                yield Select(self._columns(card.train_file), value=card.target, allow_blank=False, id="card-target", compact=True)
+                columns = self._columns(card.train_file)
+                yield Select(columns, value=_pick(columns, card.target), prompt="(choose)", id="card-target", compact=True)
                 yield Label("Id columns")
                 yield SelectionList[str](*self._id_choices(card.test_file, card.train_file, card.target, card.id_columns),
                                          id="card-ids", compact=True)
