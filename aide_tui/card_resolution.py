@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import FatalRunError, UserError
+from .errors import UserError
 from .project import Project
 from .search.node import Usage
 from .search.offline.task_reader import TaskReadError, derive_task_card
@@ -64,9 +64,7 @@ def _from_llm(ask_llm: AskLlm, offline: TaskCard | None) -> ResolvedCard:
     """The LLM's card; on any failure the offline reader's, with a notice saying why."""
     try:
         card, usage = ask_llm()
-    except FatalRunError as exc:  # the key was refused: nothing later would work either
-        raise UserError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - a card is never worth failing the run for
+    except Exception as exc:  # noqa: BLE001 - a card is never worth failing the run for (a refused key stops node 1)
         fallback = "the offline reader's card is used" if offline is not None else "no card is used"
         return ResolvedCard(offline, "derived", f"The LLM could not state the task card ({exc}); {fallback}.")
     return ResolvedCard(card, "llm", usage=usage)
