@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import UserError
+from .errors import FatalRunError, UserError
 from .project import Project
 from .search.node import Usage
 from .search.offline.task_reader import TaskReadError, derive_task_card
@@ -29,6 +29,7 @@ class ResolvedCard:
     source: str  # "saved", "llm", "derived" or "aide.toml" (see events.TaskCardReady)
     notice: str = ""  # why the LLM's card was not used, for the user
     usage: Usage = field(default_factory=Usage)  # the LLM call's tokens and cost
+    fatal: FatalRunError | None = None  # the key was refused: the run stops at its start, as it would at node 1
 
 
 def resolve_card(project: Project, data_files: list[str], settings: Settings, run_dir: Path | None,
@@ -57,14 +58,16 @@ def resolve_card(project: Project, data_files: list[str], settings: Settings, ru
     for name in (card.train_file, card.test_file):
         if name is not None and name not in data_files:
             raise UserError(f"{where}: {name!r} is not a data file of the project; use a path like {data_files[0]!r}")
-    return ResolvedCard(card, "aide.toml", resolved.notice, resolved.usage)
+    return ResolvedCard(card, "aide.toml", resolved.notice, resolved.usage, resolved.fatal)
 
 
 def _from_llm(ask_llm: AskLlm, offline: TaskCard | None) -> ResolvedCard:
     """The LLM's card; on any failure the offline reader's, with a notice saying why."""
     try:
         card, usage = ask_llm()
-    except Exception as exc:  # noqa: BLE001 - a card is never worth failing the run for (a refused key stops node 1)
+    except FatalRunError as exc:
+        return ResolvedCard(offline, "derived", fatal=exc)
+    except Exception as exc:  # noqa: BLE001 - a card is never worth failing the run for
         fallback = "the offline reader's card is used" if offline is not None else "no card is used"
         return ResolvedCard(offline, "derived", f"The LLM could not state the task card ({exc}); {fallback}.")
     return ResolvedCard(card, "llm", usage=usage)

@@ -104,6 +104,7 @@ class Engine:
     card: TaskCard | None = None  # the task card (None: the data is not a table the card can describe)
     card_source: str = "derived"
     confirm_card: bool = False  # a new run's card waits for ConfirmTaskCard (the TUI's form) before node 1
+    card_error: FatalRunError | None = None  # the LLM refused the key when asked for the card: stop at the start
 
     def __post_init__(self) -> None:
         self.records = RunRecords(self.project, self.run_name, self.store, self._emit)
@@ -237,6 +238,8 @@ class Engine:
 
     def _settle_card(self) -> None:
         """Saved with the run (once confirmed, when asked), so a resumed run keeps the card it started with."""
+        if self.card_error is not None:
+            raise self.card_error
         if self.card is None:
             return
         confirm = self.confirm_card and self.card_source != "saved"
@@ -856,6 +859,7 @@ def build_engine(
             card=card.card,
             card_source=card.source,
             confirm_card=confirm_card,
+            card_error=card.fatal,
         )
         engine._usage = card.usage  # the LLM's card call counts toward the run's cost
         if card.card is not None and coder_name == "offline":
