@@ -17,6 +17,7 @@ from typing import Any
 
 from . import events as ev
 from .search.node import Node, Operation
+from .search.task_card import TaskCard
 
 
 @dataclass
@@ -71,6 +72,8 @@ COMMAND_INFO: dict[type[ev.Command], CommandInfo] = {
                            lambda c, s: "resuming" if s.holding else "the pending pause is cancelled"),
     ev.StopAfterStep: CommandInfo("Stop cleanly after the current step (resumable)",
                                   lambda c, s: "stopping after the current step"),
+    ev.ConfirmTaskCard: CommandInfo("Start the run with this task card",
+                                    lambda c, s: "the run starts with the confirmed task card"),
     ev.CancelNow: CommandInfo("Stop now: the running step is discarded (resumable)",
                               lambda c, s: "cancelling now"),
 }
@@ -111,6 +114,9 @@ class RunControl:
         self._paused = False  # asked to pause (pending until the loop holds)
         self._holding = False  # the loop is waiting in hold_if_paused
         self._stop = False
+        self._awaiting_card = False  # the loop waits in await_card for ConfirmTaskCard
+        self._card: TaskCard | None = None
+        self.card_check: Callable[[TaskCard], str | None] | None = None  # why a card does not fit the data
 
     # ------------------------------------------------------------ front end side
 
@@ -163,6 +169,11 @@ class RunControl:
             case ev.StopAfterStep():
                 if self._stop:
                     return "already stopping after this step"
+            case ev.ConfirmTaskCard(card=card):
+                if not self._awaiting_card:
+                    return "the run is not waiting for a task card"
+                if self.card_check is not None:
+                    return self.card_check(card)
             case ev.DraftNext() | ev.CancelNow():
                 pass
             case _:
@@ -193,6 +204,8 @@ class RunControl:
                 self._stop = True
                 self.cancel.set()
                 return [ev.RunStateChanged("stopping", "cancelling")]
+            case ev.ConfirmTaskCard(card=card):
+                self._card, self._awaiting_card = card, False
         return []
 
     def snapshot(self) -> ev.QueueChanged:
@@ -235,6 +248,15 @@ class RunControl:
         if resumed:
             self._emit(ev.RunStateChanged("running"))
         return resumed and not self.cancel.is_set() and not self._stop
+
+    def await_card(self, poll: float = 0.5) -> TaskCard | None:
+        """Block until ConfirmTaskCard brings the card; None when stopped or cancelled first."""
+        with self._lock:
+            self._card, self._awaiting_card = None, True
+            while self._card is None and not self.cancel.is_set() and not self._stop:
+                self._wake.wait(timeout=poll)
+            self._awaiting_card = False
+            return self._card
 
     def peek(self) -> Plan | None:
         with self._lock:

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -44,6 +45,7 @@ from .search.coder import Coder, CoderError, Proposal, Review, TaskContext
 from .search.memory import summarize
 from .search.node import ExecInfo, Node, Usage
 from .search.policy import AidePolicy, Decision, Policy
+from .search.offline.task_reader import card_problem
 from .search.task_card import TaskCard, card_to_dict
 from .search.tree import SearchTree
 from .search.verdict import decide, fix_direction
@@ -108,6 +110,8 @@ class Engine:
     card: TaskCard | None = None  # the task card (None: the data is not a table the card can describe)
     card_source: str = "derived"
     evaluation: RunEvaluation | None = None  # folds, holdout, submission checks (set up at start from the card)
+    confirm_card: bool = False  # a new run's card waits for ConfirmTaskCard (the TUI's form) before node 1
+    card_error: FatalRunError | None = None  # the LLM refused the key when asked for the card: stop at the start
 
     def __post_init__(self) -> None:
         self.records = RunRecords(self.project, self.run_name, self.store, self._emit, self.card)
@@ -218,7 +222,49 @@ class Engine:
             restore(nodes)
         self.records.reconcile(self.tree)
         self._clear_stale_workspaces()
-        self.evaluation, evaluation_notices = setup_evaluation(
+        self._write_info(status="running")
+        self.machine = probe_machine(self.settings, self.paths.root) if self.coder.name == "llm" else None
+        self._emit(
+            ev.RunStarted(
+                run=self.run_name,
+                project=str(self.project.root),
+                resumed=self.resume,
+                steps=self.settings.steps,
+                nodes=self._replayed(nodes),
+                direction=self.tree.direction,
+                coder=self.coder.name,
+            )
+        )
+        if nodes or self._usage.calls:  # a resumed run's spend, or the LLM's task card call
+            self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
+        self._settle_card()  # first: the folds, the holdout and the checks are built on the confirmed card
+        self._prepare_inputs()
+        self._emit(ev.RunStateChanged("running"))
+
+    def _settle_card(self) -> None:
+        """Saved with the run (once confirmed, when asked), so a resumed run keeps the card it started with."""
+        if self.card_error is not None:
+            raise self.card_error
+        if self.card is None:
+            return
+        confirm = self.confirm_card and self.card_source != "saved"
+        self._emit(ev.TaskCardReady(self.card, self.card_source, confirm=confirm))
+        if confirm:
+            self.control.card_check = partial(card_problem, self.project.root, self.data_files)
+            card = self.control.await_card()
+            if card is None:  # stopped or cancelled in the form: no node runs, nothing is saved
+                return
+            self.card, self.card_source = card, "confirmed"
+            self.records.use_card(card)
+            if hasattr(self.coder, "card"):  # the offline coder builds its scripts from the card
+                self.coder.card = card  # type: ignore[attr-defined]
+            self._emit(ev.TaskCardReady(card, "confirmed"))
+        if not self.paths.task_card.exists():
+            write_atomic(self.paths.task_card, json.dumps(card_to_dict(self.card), indent=2) + "\n")
+
+    def _prepare_inputs(self) -> None:
+        """What every node's ./input holds (the folds; the training rows less the holdout) and the preview of it."""
+        self.evaluation, notices = setup_evaluation(
             self.card, self.paths.root, self.project.root, self.data_files, self.settings.seed, self.settings.holdout)
         sources = self.evaluation.input_sources if self.evaluation else None
         self.inputs = InputData(self.project.root, self.data_files, self.paths.root, self.input_copy_limit,
@@ -233,33 +279,8 @@ class Engine:
 
                 self.data_preview = build_preview(self.project.root, self.data_files, self.settings.preview_chars, sources)
             write_atomic(self.paths.preview, self.data_preview)
-        self._write_info(status="running")
-        self.machine = probe_machine(self.settings, self.paths.root) if self.coder.name == "llm" else None
-        self._emit(
-            ev.RunStarted(
-                run=self.run_name,
-                project=str(self.project.root),
-                resumed=self.resume,
-                steps=self.settings.steps,
-                nodes=self._replayed(nodes),
-                direction=self.tree.direction,
-                coder=self.coder.name,
-            )
-        )
-        self._settle_card()
-        for notice in evaluation_notices:
+        for notice in notices:
             self._emit(ev.Notice(notice))
-        if nodes:
-            self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
-        self._emit(ev.RunStateChanged("running"))
-
-    def _settle_card(self) -> None:
-        """Saved with the run, so a resumed run keeps the card it started with."""
-        if self.card is None:
-            return
-        if not self.paths.task_card.exists():
-            write_atomic(self.paths.task_card, json.dumps(card_to_dict(self.card), indent=2) + "\n")
-        self._emit(ev.TaskCardReady(self.card, self.card_source))
 
     def _replayed(self, nodes: list[Node]) -> tuple[ev.NodeFinished, ...]:
         """A resumed run's nodes as their NodeFinished said: with branch, commit and the best so far."""
@@ -473,6 +494,7 @@ class Engine:
             memory_mb=self.settings.memory_limit_mb,
             gpus=self.machine.gpus if self.machine else 0.0,
             packages=self.machine.packages.describe() if self.machine else "",
+            card=self.card,
             **(self.evaluation.prompt_values() if self.evaluation else {}),
         )
 
@@ -885,6 +907,7 @@ def build_engine(
     resume: bool,
     listener: Listener,
     run_name: str | None = None,
+    confirm_card: bool = False,
 ) -> Engine:
     """Wire a ready-to-run engine: project, lock, run directory, coder, runner, git.
 
@@ -934,12 +957,19 @@ def build_engine(
         isolation, sandbox_notice = choose_isolation(settings.sandbox, project.root, Path.home(),
                                                      settings.sandbox_read, settings.network)
         executor = build_executor(settings)  # a cluster that cannot be reached fails here, before the root commit
+        preview_path = project.run_dir(run_name) / "preview.md" if resume else None
+        preview = "" if preview_path and preview_path.exists() else build_preview(project.root, data_files, settings.preview_chars)
+        ask_llm = None
+        if coder_name == "llm" and not resume:
+            from .search.card_llm import llm_task_card
+
+            ask_llm = partial(llm_task_card, client, settings.feedback_model, project.root, data_files,
+                              project.task_text(), preview)
+        card = resolve_card(project, data_files, settings, project.run_dir(run_name) if resume else None, ask_llm)
         if not resume:  # last, so a refusal above leaves no root commit behind
             prompts = {name: load_prompt(name, project.root) for name in PROMPT_NAMES} if coder_name == "llm" else {}
-            run_name = claim_run(project, store, data_files, prompts)
-        card, card_source = resolve_card(project, data_files, settings, project.run_dir(run_name))
-        preview_path = project.run_dir(run_name) / "preview.md"
-        preview = "" if preview_path.exists() else build_preview(project.root, data_files, settings.preview_chars)
+            # A card still to be confirmed is recorded in the run directory only, once confirmed.
+            run_name = claim_run(project, store, data_files, prompts, None if confirm_card else card.card)
         engine = Engine(
             project=project,
             settings=settings,
@@ -953,11 +983,14 @@ def build_engine(
             data_preview=preview,
             cancel=cancel,
             isolation=isolation,
-            card=card,
-            card_source=card_source,
+            card=card.card,
+            card_source=card.source,
+            confirm_card=confirm_card,
+            card_error=card.fatal,
         )
-        if card is not None and coder_name == "offline":
-            coder.card = card
+        engine._usage = card.usage  # the LLM's card call counts toward the run's cost
+        if card.card is not None and coder_name == "offline":
+            coder.card = card.card
         if resume:
             engine.records.load()  # a damaged journal stops here, before anything runs (exit 2)
     except BaseException:
@@ -968,6 +1001,8 @@ def build_engine(
     engine.lock = lock
     if sandbox_notice:
         listener(ev.Notice(sandbox_notice, "warning"))
+    if card.notice:
+        listener(ev.Notice(card.notice, "warning"))
     if coder_name == "offline":
         # `auto` picks Claude by itself once the key is set; only an explicit `offline` needs changing.
         fix = ("Set ANTHROPIC_API_KEY to let Claude write the code." if settings.coder == "auto"

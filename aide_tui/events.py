@@ -63,12 +63,15 @@ class RunStarted(Event):
 class TaskCardReady(Event):
     """The task card the run evaluates against (after RunStarted, before the first node).
 
-    `source` says where it came from: "derived" (task.md and the data), "aide.toml"
-    (the `[task]` table, over what was derived), or "saved" (a resumed run keeps its card).
+    `source` says where it came from: "derived" (task.md and the data, by the offline
+    reader), "llm" (the LLM read task.md and the data), "aide.toml" (the `[task]` table,
+    over what was derived), "confirmed" (the user confirmed or corrected it in the TUI),
+    or "saved" (a resumed run keeps its card).
     """
 
     card: TaskCard
     source: str
+    confirm: bool = False  # the engine waits for ConfirmTaskCard (or a stop) before the first node
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,13 @@ class Resume(Command):
 @dataclass(frozen=True)
 class StopAfterStep(Command):
     pass
+
+
+@dataclass(frozen=True)
+class ConfirmTaskCard(Command):
+    """The task card the user confirmed (maybe corrected) when TaskCardReady asked for it."""
+
+    card: TaskCard
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ class HeadlessPrinter:
         self._say(f"run {e.run} ({how}) in {e.project}: {e.steps} steps, {e.coder} coder")
 
     def _task_card_ready(self, e: ev.TaskCardReady) -> None:
-        where = {"saved": "kept from the run's start", "aide.toml": "derived, corrected by aide.toml [task]"}
+        where = {"saved": "kept from the run's start", "aide.toml": "derived, corrected by aide.toml [task]",
+                 "llm": "read by the LLM from task.md and the data; correct it in aide.toml [task]"}
         self._say(f"task card ({where.get(e.source, 'derived from task.md and the data; correct it in aide.toml [task]')}):")
         self._say("\n".join(f"  {line}" for line in e.card.describe().splitlines()))
 

@@ -15,7 +15,7 @@ the same nodes and must agree with it.  This module keeps the two together:
   its root commit `aide/<run>/root` atomically.
 
 Git layout (see README "Browsing solutions with git"): the root commit holds
-task.md, aide.toml, data-manifest.json and the prompts used; it has no parent
+task.md, aide.toml, task_card.json (when settled before the run starts), data-manifest.json and the prompts used; it has no parent
 (the user's HEAD at the start is its Aide-Base trailer), so a run is a tree of its own.  A node's tree is the root's files plus the node's own
 (solution.py, node.json, output.txt, outputs/), and its parent is its parent
 node's commit (the root for drafts), so `git show` of a node is exactly what
@@ -42,7 +42,7 @@ from .project import Project, printable_path, write_atomic
 from .run.workspace import collect_outputs
 from .search.journal import Journal, JournalDamaged, node_line, parse_line, start_line, started_id
 from .search.node import Node
-from .search.task_card import METRIC_NAMES, TaskCard
+from .search.task_card import METRIC_NAMES, TaskCard, card_to_dict
 from .search.tree import SearchTree
 from .store.git import SUBJECT_MAX, BranchConflict, GitStore, commit_message, split_committable
 
@@ -135,8 +135,10 @@ def subject_metric(card: TaskCard | None, task_text: str) -> str:
 # ------------------------------------------------------------------ new runs
 
 
-def claim_run(project: Project, store: GitStore, data_files: list[str], prompts: dict[str, str]) -> str:
-    """Pick a run name no run in this project or repository has, and make its root commit.
+def claim_run(project: Project, store: GitStore, data_files: list[str], prompts: dict[str, str],
+              card: TaskCard | None = None) -> str:
+    """Pick a run name no run in this project or repository has, and make its root commit
+    (with the task card when it is settled before the run starts).
 
     The root branch is created with an atomic create-only ref update, so two
     projects of one repository started in the same second cannot both win a name.
@@ -148,7 +150,7 @@ def claim_run(project: Project, store: GitStore, data_files: list[str], prompts:
         except FileExistsError:
             continue
         try:
-            store.commit_node(root_branch(name), None, _root_files(project, data_files, prompts),
+            store.commit_node(root_branch(name), None, _root_files(project, data_files, prompts, card),
                               _root_message(project, name, store.head_commit()), exclusive=True)
         except BranchConflict:
             project.run_dir(name).rmdir()
@@ -157,8 +159,10 @@ def claim_run(project: Project, store: GitStore, data_files: list[str], prompts:
     raise FatalRunError(f"{project.root}: could not find a free run name")
 
 
-def _root_files(project: Project, data_files: list[str], prompts: dict[str, str]) -> dict[str, bytes]:
+def _root_files(project: Project, data_files: list[str], prompts: dict[str, str], card: TaskCard | None) -> dict[str, bytes]:
     files = {"task.md": project.task_file.read_bytes()}
+    if card is not None:
+        files["task_card.json"] = json.dumps(card_to_dict(card), indent=2).encode("utf-8") + b"\n"
     if project.settings_file.is_file():
         files["aide.toml"] = project.settings_file.read_bytes()
     manifest = [_manifest_entry(project.root, rel) for rel in data_files]
@@ -183,7 +187,8 @@ def _root_message(project: Project, run: str, base: str | None) -> str:
     the user's HEAD when the run started is kept as the Aide-Base trailer."""
     title = next((line.strip("# ").strip() for line in project.task_text().splitlines() if line.strip()), "")
     subject = _fit(f"run {run}: {title}" if title else f"run {run}", SUBJECT_MAX)
-    body = ("The run's inputs: task.md, aide.toml (when present), data-manifest.json (each data file's size "
+    body = ("The run's inputs: task.md, aide.toml (when present), task_card.json (when settled at the start; "
+            "a card confirmed in the TUI is in the run directory), data-manifest.json (each data file's size "
             "and sha256) and the prompts used. Its drafts are children of this commit.")
     trailers = {"Aide-Run": run, "Aide-Node": "root", "Aide-Base": base or "none"}
     return commit_message(f"{subject}\n\n{body}", trailers)
@@ -205,8 +210,12 @@ class RunRecords:
         self._loaded: list[Node] | None = None
         self._draft_parent: object = _UNKNOWN
         self._root: str | None = None
+        self.use_card(card)
+
+    def use_card(self, card: TaskCard | None) -> None:
+        """Commit subjects name the metric of the card the run evaluates with (the confirmed one)."""
         try:
-            self._metric = subject_metric(card, project.task_text())
+            self._metric = subject_metric(card, self.project.task_text())
         except OSError:
             self._metric = subject_metric(card, "")
 

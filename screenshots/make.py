@@ -31,6 +31,7 @@ from aide_tui.app.app import AideApp  # noqa: E402
 from aide_tui.app.screens.compare import CompareScreen  # noqa: E402
 from aide_tui.app.screens.lineage import LineageScreen, lineage  # noqa: E402
 from aide_tui.app.screens.node_detail import NodeDetailScreen  # noqa: E402
+from aide_tui.app.screens.task_card import TaskCardScreen  # noqa: E402
 from aide_tui.engine import build_engine  # noqa: E402
 from aide_tui.settings import resolve  # noqa: E402
 from fake_api import FakeMessagesAPI  # noqa: E402
@@ -76,9 +77,16 @@ async def main() -> None:
     os.environ["ANTHROPIC_API_KEY"] = "sk-screenshots-not-a-real-key"
     settings = resolve(None, dict(steps=14, num_drafts=3, debug_prob=1.0, timeout=120, budget=2.0, coder="llm", seed=0, workers=1))
     clock = FrozenClock()
-    app = AideApp(lambda listener, resume: build_engine(project, settings, resume=resume, listener=listener), clock=clock, tick_interval=3600)
+    app = AideApp(lambda listener, resume: build_engine(project, settings, resume=resume, listener=listener, confirm_card=True),
+                  clock=clock, tick_interval=3600)
     try:
         async with app.run_test(size=(120, 36), notifications=True) as pilot:
+            # the task card, as the LLM read it, waiting for confirmation before the first node
+            await wait_for(pilot, lambda: isinstance(app.screen, TaskCardScreen), 60)
+            await pilot.pause(0.3)
+            app.clear_notifications()
+            shoot(app, "task-card")
+            await pilot.press("ctrl+s")
             # mid-run: nine nodes done, the tenth being written by the "LLM"
             await wait_for(pilot, lambda: app.model.done >= 9 and app.model.running_id == 10)
             await wait_for(pilot, lambda: app.model.phase == "llm")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import threading
 
+from card_reader import card_reply, is_card_call
 from fake_api import TextReply, ToolReply, last_user_text
 
 WORKING = '''"""{title}"""
@@ -70,6 +71,8 @@ class ScriptedAide:
         self.prompts: list[tuple[str, str]] = []  # (operation, user text)
 
     def __call__(self, body: dict):
+        if is_card_call(body):
+            return card_reply(body)
         text = last_user_text(body)
         if body.get("tools"):
             return self._review(text)

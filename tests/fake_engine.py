@@ -34,9 +34,11 @@ from aide_tui.events import (
     RunFinished,
     RunStarted,
     RunStateChanged,
+    TaskCardReady,
     UsageUpdated,
 )
 from aide_tui.search.node import ExecInfo, Node, Usage
+from aide_tui.search.task_card import TaskCard
 from aide_tui.settings import Settings
 
 
@@ -113,6 +115,9 @@ class FakeEngine:
         error: RunError | None = None,
         crash: bool = False,
         project: str = "/tmp/titanic",
+        card: TaskCard | None = None,
+        card_source: str = "derived",
+        confirm_card: bool = False,
     ) -> None:
         self._listener = listener
         self._settings = settings or Settings(steps=steps or 12, budget=budget)
@@ -130,6 +135,8 @@ class FakeEngine:
         self.error = error
         self.crash = crash
         self.project = project
+        self.card, self.card_source, self.confirm_card = card, card_source, confirm_card
+        self.confirmed: TaskCard | None = None  # what ConfirmTaskCard brought
         self.commands: list[Command] = []
         self.nodes: dict[int, Node] = {}
         self.best_id: int | None = None
@@ -213,6 +220,10 @@ class FakeEngine:
         self._direction_known = bool(replayed)  # a new run learns it from its first working node
         direction = self.direction if self._direction_known else None
         self.emit(RunStarted(self.run_name, self.project, self.resume, self.steps, tuple(replayed), direction, self.coder))
+        if self.card is not None and not self._settle_card():
+            self.emit(RunStateChanged("finished", "cancelled"))
+            self.emit(RunFinished("cancelled", 0))
+            return
         if self.coder == "offline":
             self.emit(Notice("offline baseline coder, not an LLM — set ANTHROPIC_API_KEY to use Claude", "warning"))
         self.emit(RunStateChanged("running"))
@@ -241,6 +252,18 @@ class FakeEngine:
         best = self.nodes.get(self.best_id) if self.best_id is not None else None
         self.emit(RunFinished(reason, len(self.nodes), self.best_id, best.metric if best else None,  # type: ignore[arg-type]
                               self._branch(best) if best else None))
+
+    def _settle_card(self) -> bool:
+        """As the real engine: announce the card and, when asked, wait for ConfirmTaskCard; False if stopped first."""
+        confirm = self.confirm_card and self.card_source != "saved"
+        self.emit(TaskCardReady(self.card, self.card_source, confirm=confirm))
+        if not confirm:
+            return True
+        self.confirmed = self.control.await_card(poll=0.01)
+        if self.confirmed is None:
+            return False
+        self.emit(TaskCardReady(self.confirmed, "confirmed"))
+        return True
 
     def _branch(self, node: Node) -> str:
         return f"aide/{self.run_name}/{node.id:04d}-{node.operation}"

@@ -14,6 +14,7 @@ import re
 import threading
 from pathlib import Path
 
+from card_reader import card_reply, is_card_call
 from fake_api import TextReply, ToolReply, last_user_text
 from aide_tui.run.workspace import list_data_files
 from aide_tui.search.coder import TaskContext
@@ -44,6 +45,8 @@ class SklearnClaude:
         self.lock = threading.Lock()
 
     def __call__(self, body: dict):
+        if is_card_call(body):
+            return card_reply(body)
         text = last_user_text(body)
         ctx = TaskContext(task=self.task, data_preview="", memory="")
         with self.lock:

@@ -165,3 +165,57 @@ def test_marked_node_in_the_tree(snap_compare):
     finally:
         if app.engine is not None:
             app.engine.shutdown()
+
+
+def card_form_app(tmp_path, **kwargs) -> AideApp:
+    from aide_tui.search.task_card import TaskCard
+    from helpers import make_project
+
+    project = make_project(tmp_path / "proj", with_git=False)
+    card = TaskCard("data/train.csv", "data/test.csv", "sale_price", ["id"], "rmse", "minimize")
+    return AideApp(factory(project=str(project), card=card, confirm_card=True, **kwargs), clock=FrozenClock(), tick_interval=3600)
+
+
+def card_form_waiter(app: AideApp, then=None):
+    from aide_tui.app.screens.task_card import TaskCardScreen
+
+    async def run_before(pilot) -> None:
+        end = time.monotonic() + 10
+        while not isinstance(app.screen, TaskCardScreen):
+            assert time.monotonic() < end, "the task card form did not open"
+            await pilot.pause(0.02)
+        await pilot.pause(0.1)
+        app.clear_notifications()
+        if then is not None:
+            await then(pilot)
+        await pilot.pause(0.1)
+
+    return run_before
+
+
+def test_task_card_form(snap_compare, tmp_path):
+    app = card_form_app(tmp_path)
+    try:
+        assert snap_compare(app, terminal_size=(120, 36), run_before=card_form_waiter(app))
+    finally:
+        if app.engine is not None:
+            app.engine.shutdown()
+
+
+def test_task_card_form_with_an_error_80x24(snap_compare, tmp_path):
+    app = card_form_app(tmp_path)
+
+    async def bad_id(pilot) -> None:
+        from textual.widgets import SelectionList
+
+        ids = app.screen.query_one("#card-ids", SelectionList)
+        ids.deselect("id")
+        ids.select("neighborhood")  # one value in every test row: it cannot identify them
+        await pilot.pause(0.05)
+        await pilot.press("ctrl+s")
+
+    try:
+        assert snap_compare(app, terminal_size=(80, 24), run_before=card_form_waiter(app, bad_id))
+    finally:
+        if app.engine is not None:
+            app.engine.shutdown()

@@ -113,3 +113,34 @@ def test_what_is_left_in_the_queue_is_dropped_and_announced_when_the_run_ends():
     c.submit(ev.DraftNext())
     c.drop_queue()
     assert seen[-1] == ev.QueueChanged((), ())
+
+
+def test_a_task_card_is_taken_only_while_the_run_waits_for_one_and_only_if_it_fits():
+    from aide_tui.search.task_card import TaskCard
+
+    card = TaskCard("train.csv", None, "y", [], "rmse", "minimize")
+    c, seen = control()
+    c.submit(ev.ConfirmTaskCard(card))
+    c.card_check = lambda k: None if k.target == "y" else f"task card: target {k.target!r} is not a column"
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(c.await_card(poll=0.01)))
+    waiter.start()
+    while not c._awaiting_card:
+        threading.Event().wait(0.01)
+    c.submit(ev.ConfirmTaskCard(TaskCard("train.csv", None, "nope", [], "rmse", "minimize")))
+    c.submit(ev.ConfirmTaskCard(card))
+    waiter.join(5)
+    assert got == [card]
+    assert answers(seen) == ["rejected: the run is not waiting for a task card",
+                             "rejected: task card: target 'nope' is not a column",
+                             "the run starts with the confirmed task card"]
+
+
+def test_a_stop_ends_the_wait_for_a_task_card_without_one():
+    c, _ = control()
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(c.await_card(poll=0.01)))
+    waiter.start()
+    c.submit(ev.CancelNow())
+    waiter.join(5)
+    assert got == [None]

@@ -203,6 +203,11 @@ def test_second_instance_is_refused_while_the_first_holds_the_lock(tmp_path, scr
 
 
 def test_budget_stops_the_run_cleanly(tmp_path, scripted, llm_env):
+    from card_reader import is_card_call
+    from fake_api import ErrorReply
+
+    aide = llm_env.responder  # the task card call fails (costing nothing), so the budget is spent by node 1
+    llm_env.responder = lambda body: ErrorReply(400) if is_card_call(body) else aide(body)
     project = make_project(tmp_path / "proj", dirty=False)
     rec = Recorder()
     engine = build_engine(project, settings(steps=6, budget=0.0001), resume=False, listener=rec)

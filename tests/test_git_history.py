@@ -35,8 +35,9 @@ def test_a_run_is_one_tree_under_its_root_and_each_show_is_the_nodes_change(tmp_
     assert git(project, "log", "-1", "--format=%P", root).split() == []  # a tree of its own ...
     assert git(project, "log", "-1", "--format=%(trailers:key=Aide-Base,valueonly)", root).strip() == head  # ... started from HEAD
     added = git(project, "show", "--format=", "--name-status", root).split()
-    assert added == ["A", "aide.toml", "A", "data-manifest.json", "A", "task.md"]  # git show lists only the run's inputs
-    assert git(project, "ls-tree", "-r", "--name-only", root).split() == ["aide.toml", "data-manifest.json", "task.md"]
+    assert added == ["A", "aide.toml", "A", "data-manifest.json", "A", "task.md", "A", "task_card.json"]  # only the run's inputs
+    assert git(project, "ls-tree", "-r", "--name-only", root).split() == ["aide.toml", "data-manifest.json", "task.md", "task_card.json"]
+    assert json.loads(git(project, "show", f"{root}:task_card.json"))["target"] == "sale_price"  # settled at the start
     assert git(project, "show", f"{root}:task.md") == (project / "task.md").read_text()
     manifest = json.loads(git(project, "show", f"{root}:data-manifest.json"))["files"]
     train = (project / "data" / "train.csv").read_bytes()

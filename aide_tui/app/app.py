@@ -39,6 +39,7 @@ from ..events import (
     Command,
     CommandAccepted,
     CommandRejected,
+    ConfirmTaskCard,
     DebugNode,
     DirectionFixed,
     DraftNext,
@@ -58,6 +59,7 @@ from ..events import (
     RunStarted,
     RunStateChanged,
     StopAfterStep,
+    TaskCardReady,
 )
 from ..settings import Settings
 from ..state import Change, RunModel
@@ -67,6 +69,7 @@ from .screens.compare import CompareScreen
 from .screens.lineage import LineageScreen
 from .screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, NoKeyModal, ResumeModal
 from .screens.node_detail import NodeDetailScreen
+from .screens.task_card import TaskCardScreen
 from .screens.worktree import WorktreeModal
 from .widgets.live_log import LiveLog
 from .widgets.metric_pane import BestSparkline, MetricPane
@@ -225,22 +228,26 @@ class AideApp(App[int]):
 
     # ------------------------------------------------------------ engine
     def start_engine(self, resume: bool) -> None:
-        try:
-            self.engine = self.engine_factory(self._listener, resume)
-        except UserError as exc:
-            self.exit(2, return_code=2, message=str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - never die with a traceback
-            self.exit(1, return_code=1, message=f"cannot start the run: {type(exc).__name__}: {exc}")
-            return
+        """Build and run the engine in a thread: building may ask the LLM for the task card,
+        and the screen must stay live (and quittable) meanwhile."""
         self.engine_worker = self.run_worker(
-            self._run_engine, thread=True, name="engine", group="engine", exit_on_error=False
+            partial(self._run_engine, resume), thread=True, name="engine", group="engine", exit_on_error=False
         )
 
-    def _run_engine(self) -> None:
-        assert self.engine is not None
+    def _run_engine(self, resume: bool) -> None:
         try:
-            self.engine.run()
+            engine = self.engine_factory(self._listener, resume)
+        except UserError as exc:
+            self.call_from_thread(self.exit, 2, return_code=2, message=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - never die with a traceback
+            self.call_from_thread(self.exit, 1, return_code=1, message=f"cannot start the run: {type(exc).__name__}: {exc}")
+            return
+        self.engine = engine
+        if self._quitting or self._closed_ui:
+            engine.shutdown()  # quit while it was being built: it starts, sees the cancel, and cleans up
+        try:
+            engine.run()
         finally:
             self._engine_done = True
 
@@ -419,6 +426,21 @@ class AideApp(App[int]):
         what = "Resumed" if event.resumed else "Started"
         self.log_pane.append_lines([f"== {what} run {event.run}: {event.steps} steps, {len(event.nodes)} nodes so far"])
 
+    def _show_task_card_ready(self, event: TaskCardReady, change: Change) -> None:
+        card = event.card
+        self.log_pane.append_lines([f"== task card ({event.source}): target {card.target}, "
+                                    f"id columns {', '.join(card.id_columns) or '(none)'}, metric {card.metric} ({card.direction})"])
+        if not event.confirm:
+            return
+
+        async def done(confirmed) -> None:
+            if confirmed is None:
+                await self.shutdown_and_exit()  # escape in the form: quit before any node runs
+            else:
+                self.send(ConfirmTaskCard(confirmed))
+
+        self.push_screen(TaskCardScreen.for_project(card, event.source, Path(self.model.project)), done)
+
     def _show_direction_fixed(self, event: DirectionFixed, change: Change) -> None:
         better = "lower" if event.direction == "minimize" else "higher"
         self.log_pane.append_lines([f"== metric direction: {event.direction} ({better} is better)"])
@@ -476,6 +498,7 @@ class AideApp(App[int]):
 
     _SHOW: dict[type[Event], Callable[[AideApp, Any, Change], None]] = {
         RunStarted: _show_run_started,
+        TaskCardReady: _show_task_card_ready,
         DirectionFixed: _show_direction_fixed,
         NodeStarted: _show_node_started,
         PhaseChanged: _show_phase_changed,
@@ -803,7 +826,7 @@ def run_app(project_dir: Path, settings: Settings, resume: bool | None) -> int:
 
     def factory_for(chosen: Settings) -> EngineFactory:
         def factory(listener: Callable[[Event], None], resume_flag: bool) -> EngineLike:
-            return build_engine(project_dir, chosen, resume=resume_flag, listener=listener)
+            return build_engine(project_dir, chosen, resume=resume_flag, listener=listener, confirm_card=True)
 
         return factory
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from .node import Direction, Node, Usage
+from .task_card import TaskCard
 
 DeltaSink = Callable[[str], None]  # receives streamed reply text as it arrives
 
@@ -33,6 +34,7 @@ class TaskContext:
     siblings: list[str] = field(default_factory=list)  # plans of other nodes improving the same parent right now
     folds_file: str = ""  # ./input/folds.csv when the run fixes the folds every script scores on (evaluation/)
     folds_train: str = ""  # the training file those folds number the rows of
+    card: TaskCard | None = None  # the run's task card, once settled (the prompts state it)
 
 
 @dataclass

@@ -36,6 +36,7 @@ from .coder import CoderError, DeltaSink, Proposal, Review, TaskContext
 from .extract import diagnose, extract_plan_and_code, final_stop
 from .node import ExecInfo, Node, Usage
 from .prompts import CACHE_BREAK, clip, render_prompt, split_at_cache_break
+from .task_card import card_for_prompt
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +257,7 @@ class LlmCoder:
             "n_jobs": ctx.cpus,
             "folds_file": ctx.folds_file,
             "folds_train": ctx.folds_train,
+            "task_card": card_for_prompt(ctx.card) if ctx.card is not None else "",
         })
 
     @staticmethod

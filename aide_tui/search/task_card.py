@@ -9,6 +9,7 @@ and is what the evaluation (folds, holdout, submission checks) is built on.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import PurePosixPath
 from typing import Any
 
 from .node import Direction
@@ -104,3 +105,26 @@ def card_from_table(table: dict[str, Any], base: TaskCard | None, where: str) ->
     if values["direction"] not in ("maximize", "minimize"):
         raise TaskCardError(f"{where}: direction must be maximize or minimize")
     return TaskCard(**values)
+
+
+def input_path(relative: str) -> str:
+    """Where the runner puts a project file in the node's workspace."""
+    return "./input/" + PurePosixPath(relative.replace("\\", "/")).as_posix().lstrip("./")
+
+
+def card_for_prompt(card: TaskCard) -> str:
+    """The card as the coder's prompt states it: paths as the script sees them, and the submission header."""
+    better = "higher" if card.direction == "maximize" else "lower"
+    submission = [*card.id_columns, card.target]
+    lines = [
+        f"- Train on `{input_path(card.train_file)}`; the target column is `{card.target}`.",
+        f"- Metric: {METRIC_NAMES.get(card.metric, card.metric)} ({card.metric}); {better} is better. "
+        "Report this metric on the `Validation metric:` line.",
+    ]
+    if card.id_columns:
+        lines.append(f"- Id column(s): {', '.join(f'`{c}`' for c in card.id_columns)}: they identify rows, "
+                     "they are not features; copy them unchanged into the submission.")
+    if card.test_file:
+        lines.append(f"- Predict for `{input_path(card.test_file)}`; `./submission.csv` has one row per test row "
+                     f"and the columns `{','.join(submission)}`.")
+    return "\n".join(lines)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..node import Direction
-from ..task_card import METRIC_KINDS, METRIC_NAMES, METRICS, PROBA_METRICS, TaskCard
+from ..task_card import METRIC_KINDS, METRIC_NAMES, METRICS, PROBA_METRICS, TaskCard, input_path
 
 SAMPLE_ROWS = 5000  # rows read to guess column types; the scripts read everything
 
@@ -61,11 +61,6 @@ class TaskSpec:
 
 class TaskReadError(Exception):
     """The task cannot be handled offline (e.g. no CSV training data, or a card naming a missing column)."""
-
-
-def input_path(relative: str) -> str:
-    """Where the runner puts a project file in the node's workspace."""
-    return "./input/" + PurePosixPath(relative.replace("\\", "/")).as_posix().lstrip("./")
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -242,6 +237,51 @@ def _check_card(card: TaskCard, header: list[str], test_cols: list[str] | None) 
         raise TaskReadError(f"task card: id column {missing[0]!r} is not a column of {card.test_file or card.train_file}")
     if card.metric not in METRIC_KINDS:
         raise TaskReadError(f"task card: unknown metric {card.metric!r}; use one of {', '.join(METRIC_KINDS)}")
+
+
+def csv_headers(project_dir: Path, data_files: list[str]) -> dict[str, list[str]]:
+    """{CSV data file: its header}: the choices a form offers for files and columns."""
+    headers = {}
+    for rel in data_files:
+        if rel.lower().endswith(".csv") and (Path(project_dir) / rel).is_file():
+            with (Path(project_dir) / rel).open(newline="", encoding="utf-8", errors="replace") as fh:
+                headers[rel] = [h.strip() for h in next(csv.reader(fh), [])]
+    return headers
+
+
+def check_card(project_dir: Path, data_files: list[str], card: TaskCard) -> None:
+    """A card from the user or the LLM must fit the data: CSV files of the project, columns
+    that exist, a target that is not an id, and id columns unique per test row (the key a
+    submission is matched on).  TaskReadError says what is wrong."""
+    for role, name in (("train file", card.train_file), ("test file", card.test_file)):
+        if name is not None and name not in data_files:
+            raise TaskReadError(f"task card: {role} {name!r} is not a data file of the project")
+        if name is not None and not name.lower().endswith(".csv"):
+            raise TaskReadError(f"task card: {role} {name!r} is not a .csv file")
+    if card.test_file == card.train_file:
+        raise TaskReadError("task card: the test file must differ from the train file (or be none)")
+    header, rows = _read_csv(Path(project_dir) / card.train_file)
+    test = _read_csv(Path(project_dir) / card.test_file) if card.test_file else None
+    _check_card(card, header, test[0] if test else None)
+    if card.target in card.id_columns:
+        raise TaskReadError(f"task card: the target {card.target!r} cannot also be an id column")
+    if card.direction not in ("maximize", "minimize"):
+        raise TaskReadError(f"task card: direction must be maximize or minimize, not {card.direction!r}")
+    key_header, key_rows = test if test is not None else (header, rows)
+    if card.id_columns and not _unique_per_row(key_header, key_rows, card.id_columns):
+        raise TaskReadError(f"task card: id column(s) {', '.join(card.id_columns)} are not unique per row of "
+                            f"{card.test_file or card.train_file}, so they cannot identify a prediction")
+
+
+def card_problem(project_dir: Path, data_files: list[str], card: TaskCard) -> str | None:
+    """What `check_card` finds wrong with `card`, or None when it fits the data."""
+    try:
+        check_card(project_dir, data_files, card)
+    except TaskReadError as exc:
+        return str(exc)
+    except (OSError, ValueError) as exc:
+        return f"task card: cannot read the data ({exc})"
+    return None
 
 
 def read_task(project_dir: Path, data_files: list[str], task: str, card: TaskCard | None = None) -> TaskSpec:

@@ -1,0 +1,73 @@
+"""The task card read by the LLM: forced tool use over task.md, the data files and their first rows.
+
+The offline reader guesses the card from conventions; a model reads the task's
+own words ("the `date` column identifies the day").  Its answer is still only a
+proposal: it must name real files and columns, and the id columns must be
+unique per test row (`check_card`), or the offline reader's card is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from .node import Usage
+from .offline.task_reader import TaskReadError, check_card
+from .prompts import render_prompt
+from .task_card import METRIC_KINDS, TaskCard, TaskCardError, card_from_table
+
+CARD_MAX_TOKENS = 1024
+
+CARD_TOOL: dict[str, Any] = {
+    "name": "submit_task_card",
+    "description": "State the task card: train and test files, target, id columns, metric and direction.",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "train_file": {"type": "string", "description": "The data file to train on, as listed."},
+            "test_file": {"type": ["string", "null"], "description": "The data file to predict for, as listed; null if none."},
+            "target": {"type": "string", "description": "The column to predict (a column of the train file)."},
+            "id_columns": {
+                "type": "array", "items": {"type": "string"},
+                "description": "Columns that identify a test row in the submission, from the task's words and unique per "
+                               "test row; never chosen by the name alone; empty if none.",
+            },
+            "metric": {"type": "string", "enum": list(METRIC_KINDS), "description": "The evaluation metric."},
+            "direction": {"type": "string", "enum": ["maximize", "minimize"], "description": "Which way the metric improves."},
+        },
+        "required": ["train_file", "test_file", "target", "id_columns", "metric", "direction"],
+    },
+}
+
+
+class ToolClient(Protocol):
+    def call_tool(self, *, model: str, system: str, messages: list[dict], tool: dict,
+                  max_tokens: int = 1024, cache_ttl: str = "5m") -> tuple[dict, Usage]: ...
+
+
+class CardRejected(Exception):
+    """The LLM's card does not fit the data (or the call failed); the message says why."""
+
+
+def card_prompt(task: str, data_files: list[str], data_preview: str, project_dir: Path | None) -> str:
+    return render_prompt("task_card", {
+        "task": task.strip(),
+        "data_files": "\n".join(f"- {name}" for name in data_files) or "(none)",
+        "data_preview": data_preview.strip() or "(no preview)",
+    }, project_dir)
+
+
+def llm_task_card(client: ToolClient, model: str, project_dir: Path, data_files: list[str], task: str,
+                  data_preview: str) -> tuple[TaskCard, Usage]:
+    """The card the LLM states, checked against the data; CardRejected when it does not fit."""
+    prompt = card_prompt(task, data_files, data_preview, project_dir)
+    data, usage = client.call_tool(model=model, system="You state machine-learning tasks precisely.",
+                                   messages=[{"role": "user", "content": prompt}], tool=CARD_TOOL,
+                                   max_tokens=CARD_MAX_TOKENS)
+    try:
+        card = card_from_table({k: v for k, v in data.items() if k in CARD_TOOL["input_schema"]["properties"]},
+                               None, "the LLM's task card")
+        check_card(project_dir, data_files, card)
+    except (TaskCardError, TaskReadError) as exc:
+        raise CardRejected(str(exc)) from None
+    return card, usage
