@@ -28,6 +28,7 @@ from aide_tui.project import Project
 from aide_tui.run.executor import ExecResult
 from aide_tui.run.workspace import list_data_files
 from aide_tui.search.coder import Proposal, Review
+from aide_tui.search.memory import summarize
 from aide_tui.settings import resolve
 from aide_tui.store.git import GitStore
 
@@ -121,6 +122,13 @@ def main() -> int:
         ok_budget = all(ms <= 15 for ms in figures.values())
         ok_flat = last <= 1.5 * first
         print(f"  budget <= 15 ms: {'PASS' if ok_budget else 'FAIL'}; flat (last <= 1.5x first: {last:.2f} vs {first:.2f}): {'PASS' if ok_flat else 'FAIL'}")
+
+        nodes = list(engine.tree.nodes.values())
+        t0 = time.perf_counter()
+        for _ in range(20):
+            summarize(nodes, "maximize", 6000)
+        memory_ms = (time.perf_counter() - t0) / 20 * 1000
+        print(f"'what was tried' summary of {n} nodes: {memory_ms:.2f} ms per prompt (target well under 2 ms)")
 
         run_name = engine.run_name
         times = []

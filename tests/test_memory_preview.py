@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,11 @@ def make_nodes(n: int, seed: int = 0) -> list[Node]:
     return nodes
 
 
-def test_memory_is_bounded_and_cheap_at_1000_nodes():
+def test_memory_is_bounded_at_1000_nodes():
+    """Its cost per call is a figure of bench/bench_engine.py, not a timing assert here."""
     nodes = make_nodes(1000)
     for budget in (200, 2000, 6000):
         assert len(summarize(nodes, "maximize", budget)) <= budget
-    start = time.perf_counter()
-    for _ in range(20):
-        summarize(nodes, "maximize", 6000)
-    per_call = (time.perf_counter() - start) / 20
-    assert per_call < 0.005, per_call  # target well under 2 ms; generous for slow CI
 
 
 def test_memory_best_first_respects_direction():
