@@ -36,6 +36,7 @@ from .project import Project, write_atomic
 from .run.executor import ExecRequest, ExecResult, Executor, Isolation
 from .run.inputs import DEFAULT_COPY_LIMIT, InputData
 from .run.launch import choose_preload
+from .run.machine import Machine, probe_machine
 from .run.local import kill_leftovers
 from .run.sandbox import available_cpus
 from .run.workspace import collect_outputs, prepare_workspace, write_script
@@ -56,6 +57,9 @@ log = logging.getLogger("aide_tui.engine")
 Listener = Callable[[ev.Event], None]
 
 MAX_CONSECUTIVE_LLM_FAILURES = 3
+
+
+WARM_AHEAD = 4  # warm interpreters waiting for code at most (each holds its imports' memory)
 
 
 class _Cancelled(Exception):
@@ -126,6 +130,7 @@ class Engine:
         self._llm_failures = 0
         self._preload: tuple[str, ...] | None = None  # chosen at the first step (probes the interpreter)
         self._warm: dict[int, object] = {}  # node id -> the executor's warm start for it
+        self.machine: Machine | None = None  # probed at start for the LLM coder's prompts
 
     # ------------------------------------------------------------ commands
 
@@ -228,6 +233,7 @@ class Engine:
                 self.data_preview = build_preview(self.project.root, self.data_files, self.settings.preview_chars, sources)
             write_atomic(self.paths.preview, self.data_preview)
         self._write_info(status="running")
+        self.machine = probe_machine(self.settings, self.paths.root) if self.coder.name == "llm" else None
         self._emit(
             ev.RunStarted(
                 run=self.run_name,
@@ -463,6 +469,9 @@ class Engine:
             timeout=self.settings.timeout,
             network=self.isolation is None or self.isolation.network,
             cpus=self._node_cpus(),
+            memory_mb=self.settings.memory_limit_mb,
+            gpus=self.machine.gpus if self.machine else 0.0,
+            packages=self.machine.packages.describe() if self.machine else "",
             **(self.evaluation.prompt_values() if self.evaluation else {}),
         )
 
@@ -547,7 +556,7 @@ class Engine:
             job = flight.job = self.executor.submit(request, on_line, warm=warm)
         else:
             job = flight.job = self.executor.submit(request, on_line)
-        self._warm_successor()
+        self._warm_successors()
         if self._cancel.is_set():
             job.cancel()
         result = job.wait()
@@ -580,13 +589,19 @@ class Engine:
             request.python = self.settings.python
         return request
 
-    def _warm_successor(self) -> None:
-        """Warm the node that starts next, so its imports overlap this script's run."""
+    def _warm_successors(self) -> None:
+        """Warm the nodes that start next, as many as there are cores (at most WARM_AHEAD), so their
+        imports overlap this script's run and each other instead of waiting in line: when code comes
+        faster than a cold interpreter imports pandas, one successor alone leaves a core idle."""
         with self._lock:
-            if self._started() >= self.settings.steps or self.control.paused or self.control.stop_requested:
+            left = self.settings.steps - self._started()
+            if left <= 0 or self.control.paused or self.control.stop_requested:
                 return
-            successor = self._spare_ids[0] if self._spare_ids else self.tree.next_id
-        self._start_warming(successor)
+            depth = min(left, max(1, min(available_cpus(), WARM_AHEAD)))
+            upcoming = sorted(self._spare_ids) + list(range(self.tree.next_id, self.tree.next_id + depth))
+            successors = [nid for nid in upcoming if nid not in self._in_flight][:depth]
+        for node_id in successors:
+            self._start_warming(node_id)
 
     def _start_warming(self, node_id: int) -> None:
         """Start the node's interpreter now (input in place, heavy modules importing), so that the
@@ -660,7 +675,7 @@ class Engine:
             if self._cancel.is_set():
                 raise _Cancelled() from exc
             node.review_summary = f"The review failed ({type(exc).__name__}: {exc})."
-        status, metric, reason = decide(node.exec, review)
+        status, metric, reason = decide(node.exec, review, node.output)
         if review is not None:
             node.review_summary = review.summary.strip()
             if status == "ok":

@@ -11,6 +11,13 @@ answers with scikit-learn scripts that really run on the house-prices example
 characters per token), the same for cached and uncached text, so the share is
 fair even though the absolute counts are approximate.
 
+The cached share depends on what is stable: the system prompts (tools, then
+the instructions, the machine, the task and the data preview) and, for an
+improve or a debug, the parent block.  The code and output a review reads and
+the memory summary change every call, so they are never read from cache.
+With several workers, nodes that start together each write the same prefix,
+so the figure varies by a point or two from run to run.
+
 Scripts here take seconds; in real runs they take minutes, which is what lets
 a 5-minute cache expire between two calls.  `--script-minutes` advances the
 stand-in's clock by that much after every node to model it.
@@ -82,7 +89,7 @@ def run(steps: int, timeout: float, script_minutes: float, code_model: str, feed
     by_model: dict[str, list[dict]] = defaultdict(list)
     for r in calls:
         by_model[r.body.get("model", "?")].append(r.usage)
-    print(f"run: {finished.reason}, {finished.nodes} nodes, {len(calls)} LLM calls; "
+    print(f"run: {finished.reason}, {finished.nodes} nodes, {len(calls)} LLM calls, {settings.workers} workers; "
           f"script timeout {timeout:g} s (cache TTL {'1h' if timeout > 240 else '5m'}), "
           f"{script_minutes:g} simulated minutes per node")
     paid_all = plain_all = 0.0

@@ -197,6 +197,28 @@ def test_system_prompt_is_stable_across_steps():
     assert client.stream_calls[0]["system"] == client.stream_calls[1]["system"]
 
 
+def test_system_prompts_state_the_machine():
+    machine = dict(packages="numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0", cpus=3, memory_mb=3072, gpus=0,
+                   network=False, timeout=300)
+    coder = LlmCoder(StubClient(), settings())
+    system = coder.system_prompt(ctx(**machine))
+    for fact in ("numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0", "CPU: 3 cores", "n_jobs=3",
+                 "about 3.0 GB (3072 MB) for the script and every process it starts", "GPU: none. Use CPU-only",
+                 "killed after 300 seconds (5 minutes)", "Network: there is no network access",
+                 "`./input/` is read-only"):
+        assert fact in system
+    assert "the usual ones" not in system
+    with_gpu = coder.system_prompt(ctx(**{**machine, "gpus": 2, "network": True}))
+    assert "GPU: 2 NVIDIA GPUs (CUDA) visible to the script. Use the GPU" in with_gpu and "CPU-only" not in with_gpu
+    assert "Network: the network is reachable" in with_gpu
+    unknown = coder.system_prompt(ctx(**{**machine, "packages": ""}))
+    assert "could not be listed" in unknown
+    review_system, _ = coder.review_messages(ctx(**machine), parent())
+    for fact in ("numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0", "CPU: 3 cores", "GPU: none.",
+                 "killed after 300 seconds (5 minutes)"):
+        assert fact in review_system
+
+
 def test_hint_goes_into_the_user_message():
     client = StubClient([Reply(GOOD)])
     LlmCoder(client, settings()).draft(ctx(hint="Try LightGBM with target encoding"), lambda s: None)
@@ -429,3 +451,44 @@ def test_llm_coder_through_the_real_client_and_local_api(fake_api):
 def json_text(message: dict) -> str:
     content = message["content"]
     return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+
+
+def test_a_failed_review_is_asked_once_more_then_the_failure_reaches_the_engine():
+    class Overloaded(Exception):
+        pass
+
+    client = StubClient(raise_exc=Overloaded("529 after retries"))
+    with pytest.raises(Overloaded):
+        LlmCoder(client, settings()).review(ctx(), parent())
+    assert len(client.tool_calls) == 2
+    assert client.tool_calls[0]["system"] == client.tool_calls[1]["system"]
+
+
+def test_credentials_and_cancellation_are_not_retried_by_the_review():
+    client = StubClient(raise_exc=AuthFailed("invalid x-api-key", kind="auth"))
+    with pytest.raises(AuthFailed):
+        LlmCoder(client, settings()).review(ctx(), parent())
+    assert len(client.tool_calls) == 1
+    cancel = threading.Event()
+    cancel.set()
+    client = StubClient(raise_exc=RuntimeError("stream closed"))
+    with pytest.raises(RuntimeError):
+        LlmCoder(client, settings(), cancel=cancel).review(ctx(), parent())
+    assert len(client.tool_calls) == 1
+
+
+def test_the_stable_prefixes_clear_the_default_models_cache_minimums_even_for_an_empty_task():
+    """Tools, then the system prompt, form the cached prefix; below a model's minimum nothing is cached."""
+    import json
+
+    from aide_tui.llm.caching import MIN_CACHE_TOKENS, estimate_tokens, min_cache_tokens
+    from aide_tui.llm.pricing import normalise_model
+    from aide_tui.settings import DEFAULT_CODE_MODEL, DEFAULT_FEEDBACK_MODEL
+
+    assert {normalise_model(DEFAULT_CODE_MODEL), normalise_model(DEFAULT_FEEDBACK_MODEL)} <= set(MIN_CACHE_TOKENS)
+    coder = LlmCoder(StubClient(), Settings())
+    bare = ctx(task="", data_preview="", packages="numpy 2.1.3")
+    assert estimate_tokens(coder.system_prompt(bare)) >= min_cache_tokens(DEFAULT_CODE_MODEL)
+    review_system, _ = coder.review_messages(bare, parent())
+    review_prefix = estimate_tokens(json.dumps([REVIEW_TOOL])) + estimate_tokens(review_system)
+    assert review_prefix >= min_cache_tokens(DEFAULT_FEEDBACK_MODEL)

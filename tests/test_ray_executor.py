@@ -27,7 +27,7 @@ from aide_tui.run.ray_executor import RayExecutor  # noqa: E402
 from aide_tui.run.workspace import prepare_workspace  # noqa: E402
 from helpers import make_project  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one local head for the module, on one worker
 
 
 def _free_port() -> int:
@@ -68,7 +68,7 @@ def ray_head(tmp_path_factory):
         members = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(30)
+            proc.wait(5)  # `ray start --block` takes its time to stop its children; they are killed below
         except subprocess.TimeoutExpired:
             pass
         for p in members:  # raylet/gcs children that outlived the blocking parent

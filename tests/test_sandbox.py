@@ -524,7 +524,7 @@ def test_a_default_run_keeps_secrets_and_home_out_of_journal_and_git(tmp_path, l
     assert "unsandboxed" not in done.stdout  # bwrap starts here, so no fallback notice
     system = llm_env.requests[0].body["system"]
     system = system if isinstance(system, str) else " ".join(b.get("text", "") for b in system)
-    assert "There is no network access" in system and "CPU core" in system
+    assert "Network: there is no network access" in system and "CPU: " in system
     everything = done.stdout + done.stderr
     for path in (box.project / ".aide").rglob("*"):
         if path.is_file():

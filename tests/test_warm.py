@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from aide_tui.run.bwrap import bwrap_problem, isolation_for
 from aide_tui.run.executor import ExecRequest, ExecResult
 from aide_tui.run.launch import STANDARD_PRELOAD, choose_preload
 from aide_tui.run.local import LocalExecutor
+from aide_tui.run.sandbox import available_cpus
 from aide_tui.run.workspace import collect_outputs
 from aide_tui.settings import resolve
 from fake_api import TextReply, default_responder
@@ -241,21 +243,24 @@ def test_a_successor_warmed_while_its_predecessor_ran_is_ended_when_the_run_stop
                                       TextReply(f"Plan.\n\n```python\n{code}```\n"))
     project = make_project(tmp_path / "p", dirty=False)
     engine = None
-    warming_at_finish: list[int] = []
+    warming_at_finish: list[list[int]] = []
+    ahead = min(available_cpus(), 4)  # one successor per core, so imports don't wait in line
 
     def listener(event):
         if isinstance(event, ev.NodeFinished):
             nodes = project / ".aide" / "runs" / engine.run_name / "nodes"
-            warming_at_finish.append(len(_processes_in(nodes / "0002")))
+            warming_at_finish.append([len(_processes_in(nodes / f"{n:04d}")) for n in range(2, 2 + ahead + 1)])
             engine.submit(ev.StopAfterStep())
 
     settings = resolve(None, dict(steps=5, num_drafts=5, timeout=30, coder="llm", preload=["decimal"], workers=1))
     engine = build_engine(project, settings, resume=False, listener=listener)
     assert engine.run().reason == "stopped"
-    assert warming_at_finish and warming_at_finish[0] > 0, "node 2 should be warming as node 1 finishes"
+    first = warming_at_finish[0]
+    assert all(first[:ahead]), f"nodes 2..{1 + ahead} should be warming as node 1 finishes: {first}"
+    assert first[ahead] == 0, "no more than one warm successor per core"
     nodes = project / ".aide" / "runs" / engine.run_name / "nodes"
     assert _processes_in(nodes) == []
-    assert not (nodes / "0002").exists()  # the never-run node leaves no workspace either
+    assert not (nodes / "0002").exists()  # the never-run nodes leave no workspace either
 
 
 DRIVER = """
@@ -293,3 +298,20 @@ def test_a_warm_process_dies_with_a_kill_9_of_aide_tui(node, sandbox):
         driver.kill()
         driver.wait()
         driver.stdout.close()
+
+
+def test_wall_time_is_the_scripts_own_when_the_code_comes_before_the_imports_are_in(node):
+    """Code that arrives while the preloads still import waits for them; the node's wall_time
+    counts from when the script starts, not from the hand-over."""
+    project, workspace = node
+    (workspace / "slow_import.py").write_text("import time\ntime.sleep(2.0)\n")
+    executor = LocalExecutor()
+    request = ExecRequest(workspace=workspace, timeout=60, isolation=_isolation(project), cpus=1)
+    warm = executor.warm_up(request, ("slow_import",))
+    (workspace / "solution.py").write_text("print('started')\n")
+    handed_over = time.monotonic()
+    job = executor.submit(request, lambda s, l: None, warm=warm)  # at once: the import is still sleeping
+    result = job.wait(90)
+    assert job.warm and result.exit_code == 0, result
+    assert time.monotonic() - handed_over >= 2.0  # it did wait for the import
+    assert result.wall_time < 1.5, result.wall_time  # ... which is not the script's time

@@ -19,6 +19,8 @@ MIN_CACHE_TOKENS: dict[str, int] = {
     "claude-opus-5": 512,
     "claude-fable-5": 512,
     "claude-mythos-5": 512,
+    "claude-haiku-5-5": 512,  # the Haiku 5.5 model page: 512 (4,096 on Haiku 4.5)
+    "claude-sonnet-5-5": 1024,
     "claude-sonnet-5": 1024,
     "claude-sonnet-4-5": 1024,
     "claude-opus-4-8": 1024,
@@ -35,7 +37,8 @@ MIN_CACHE_TOKENS: dict[str, int] = {
     "claude-3-5-haiku": 2048,
 }
 # Newer versions of a family (e.g. claude-sonnet-5-5) fall back to the family's newest figure.
-_FAMILY_MIN = [("claude-opus-5", 512), ("claude-fable-", 512), ("claude-mythos-", 512), ("claude-sonnet-5", 1024)]
+_FAMILY_MIN = [("claude-opus-5", 512), ("claude-fable-", 512), ("claude-mythos-", 512), ("claude-sonnet-5", 1024),
+               ("claude-haiku-5", 512)]
 UNKNOWN_MIN = 4096
 
 

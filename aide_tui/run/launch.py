@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -166,28 +167,61 @@ class WarmStart:
             launch.end()
 
 
-_FIND_MODULES = """
-import importlib.util, json, sys
-found = {}
+_PROBE_MODULES = """
+import importlib.metadata as md, importlib.util, json, sys
+owners, found = None, {}
 for name in sys.argv[1:]:
+    top = name.split(".")[0]
     try:
-        found[name] = importlib.util.find_spec(name.split(".")[0]) is not None
+        present = importlib.util.find_spec(top) is not None
     except (ImportError, ValueError):
-        found[name] = False
-print(json.dumps(found))
+        present = False
+    if not present:
+        continue
+    if owners is None:
+        try:
+            owners = md.packages_distributions()
+        except Exception:
+            owners = {}
+    dist = (owners.get(top) or [top])[0]
+    try:
+        version = md.version(dist)
+    except Exception:
+        version = ""
+    found[name] = [dist, version]
+print(json.dumps({"found": found, "path": [p for p in sys.path if p]}))
 """
 
 
+@dataclass(frozen=True)
+class ModuleProbe:
+    """What `python` can import of the names asked about, and where it looks for modules."""
+
+    found: tuple[tuple[str, str, str], ...]  # (module name, distribution, version) of the importable ones
+    path: tuple[str, ...]  # its sys.path: a package installed or removed changes one of these directories
+
+
 @functools.lru_cache(maxsize=8)
+def probe_modules(python: str, names: tuple[str, ...]) -> ModuleProbe | None:
+    """Which of `names` `python` can import (by their top-level package), with the distribution
+    and version that provide each; None if the interpreter cannot be asked."""
+    try:
+        done = subprocess.run([python, "-c", _PROBE_MODULES, *names], cwd="/", stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=PROBE_TIMEOUT, start_new_session=True)
+        answer = json.loads(done.stdout)
+        found = tuple((name, str(dist), str(version)) for name, (dist, version) in answer["found"].items())
+        return ModuleProbe(found, tuple(str(p) for p in answer["path"]))
+    except (OSError, ValueError, TypeError, KeyError, subprocess.TimeoutExpired):
+        return None
+
+
 def installed_modules(python: str, names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Which of `names` `python` can import (by their top-level package), and which not."""
-    try:
-        done = subprocess.run([python, "-c", _FIND_MODULES, *names], cwd="/", stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=PROBE_TIMEOUT, start_new_session=True)
-        found = json.loads(done.stdout)
-    except (OSError, ValueError, subprocess.TimeoutExpired):
+    probe = probe_modules(python, names)
+    if probe is None:
         return (), names
-    return tuple(n for n in names if found.get(n)), tuple(n for n in names if not found.get(n))
+    present = {name for name, _, _ in probe.found}
+    return tuple(n for n in names if n in present), tuple(n for n in names if n not in present)
 
 
 def choose_preload(setting: list[str] | None, python: str) -> tuple[tuple[str, ...], str | None]:

@@ -167,10 +167,12 @@ class LocalJob:
         self._peak_mb = 0.0
         self.wall_time: float | None = None
 
-        # Limits and wall_time count from here: when the script starts, warm or cold.
+        # Limits count from here: when the script is handed over, warm or cold.
         self.started = time.monotonic()
+        self._handed_over = time.time()
         launch = warm.take(request) if warm is not None else None
         self.warm = launch is not None
+        self._ready_file = launch.ready_file if launch is not None else None
         if launch is None:
             launch = LauncherProcess(request, environ)
         self.workspace, self.result_file, self.secrets = launch.workspace, launch.result_file, launch.secrets
@@ -208,8 +210,19 @@ class LocalJob:
         except (AttributeError, ChildProcessError, OSError):
             self.proc.wait()
         if self.wall_time is None:
-            self.wall_time = time.monotonic() - self.started
+            self.wall_time = self._script_time()
         self._exited.set()
+
+    def _script_time(self) -> float:
+        """The script's own run time: a warm interpreter handed its script before its preloads
+        were in (code came faster than the imports) starts the script when they are, which
+        its ready file's time records."""
+        elapsed = time.monotonic() - self.started
+        try:
+            waited = self._ready_file.stat().st_mtime - self._handed_over if self._ready_file else 0.0
+        except OSError:
+            waited = 0.0
+        return elapsed - min(max(waited, 0.0), elapsed)
 
     def _watch(self) -> None:
         try:
@@ -238,7 +251,7 @@ class LocalJob:
             if self._killed_reason is None and not self._exited.is_set():
                 self._killed_reason = reason
         if self.wall_time is None:
-            self.wall_time = time.monotonic() - self.started
+            self.wall_time = self._script_time()
         self.tree.kill_all()
         self._exited.wait(5.0)
 

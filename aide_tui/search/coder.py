@@ -27,6 +27,9 @@ class TaskContext:
     timeout: float = 600.0  # seconds the script may run (the prompt says so)
     network: bool = False  # whether the script can reach the network (the prompt says so)
     cpus: int = 1  # cores the script may use; its thread variables are set to it
+    memory_mb: int = 0  # memory cap of the script's whole process tree (0: not stated)
+    gpus: float = 0.0  # GPUs the script may use
+    packages: str = ""  # the solution interpreter's ML packages with versions ('' if unknown)
     siblings: list[str] = field(default_factory=list)  # plans of other nodes improving the same parent right now
     folds_file: str = ""  # ./input/folds.csv when the run fixes the folds every script scores on (evaluation/)
     folds_train: str = ""  # the training file those folds number the rows of

@@ -24,16 +24,20 @@ cancellation must reach the engine unchanged.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..errors import FatalRunError
 from ..settings import Settings
 from .coder import CoderError, DeltaSink, Proposal, Review, TaskContext
 from .extract import diagnose, extract_plan_and_code, final_stop
 from .node import ExecInfo, Node, Usage
 from .prompts import CACHE_BREAK, clip, render_prompt, split_at_cache_break
+
+log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # one reply plus two corrective follow-ups
 MAX_CONTINUATIONS = 2  # `pause_turn` replies resumed before the reply counts as cut off
@@ -181,6 +185,34 @@ def parse_review(data: dict[str, Any], usage: Usage) -> Review:
     )
 
 
+def machine_values(ctx: TaskContext) -> dict[str, str]:
+    """The machine a script runs on, as the system prompts state it (stable for the run)."""
+    if ctx.memory_mb:
+        memory = (f"about {ctx.memory_mb / 1024:.1f} GB ({ctx.memory_mb} MB) for the script and every process it "
+                  "starts; above that the run is killed")
+    else:
+        memory = "not capped by aide-tui; the machine's memory is shared with other work"
+    if ctx.gpus >= 1:
+        count = int(ctx.gpus)
+        gpu = f"{count} NVIDIA GPU{'s' if count != 1 else ''} (CUDA) visible to the script"
+    elif ctx.gpus > 0:
+        gpu = "a share of one NVIDIA GPU (CUDA)"
+    else:
+        gpu = "none"
+    return {
+        "packages": ctx.packages or "they could not be listed (the interpreter did not answer); numpy, pandas and "
+                                    "scikit-learn are usually there",
+        "cpus": f"{ctx.cpus} core" + ("s" if ctx.cpus != 1 else ""),
+        "memory": memory,
+        "gpu": gpu,
+        "has_gpu": "yes" if ctx.gpus > 0 else "",
+        "no_gpu": "" if ctx.gpus > 0 else "yes",
+        "timeout": format_timeout(ctx.timeout),
+        "network": "the network is reachable, but rely on what is installed and on the data given"
+                   if ctx.network else "there is no network access",
+    }
+
+
 def cache_ttl_for(script_timeout: float) -> str:
     """'1h' when a script may run past the 5-minute cache lifetime, else '5m': the next
     call comes after the script has run, and an expired prefix is paid for again."""
@@ -220,10 +252,7 @@ class LlmCoder:
         return self._render("system", {
             "task": ctx.task.strip(),
             "data_preview": ctx.data_preview.strip() or "(no data files were listed)",
-            "timeout": format_timeout(ctx.timeout),
-            "network": "The network is reachable, but rely on what is installed and on the data given"
-                       if ctx.network else "There is no network access",
-            "cpus": f"{ctx.cpus} CPU core" + ("s" if ctx.cpus != 1 else ""),
+            **machine_values(ctx),
             "n_jobs": ctx.cpus,
             "folds_file": ctx.folds_file,
             "folds_train": ctx.folds_train,
@@ -338,6 +367,7 @@ class LlmCoder:
         system = self._render("review_system", {
             "task": ctx.task.strip(),
             "data_preview": ctx.data_preview.strip() or "(no data files were listed)",
+            **machine_values(ctx),
         })
         user = self._render("review", {
             "code": node.code.rstrip("\n"),
@@ -349,7 +379,21 @@ class LlmCoder:
         return system, user
 
     def review(self, ctx: TaskContext, node: Node) -> Review:
+        """One review, asked again once if the call fails (after the client's own retries) or
+        comes back without the tool call; a second failure reaches the engine, where the
+        printed metric line decides alone.  Credentials and cancellation are never retried."""
         system, user = self.review_messages(ctx, node)
+        try:
+            return self._review_once(ctx, system, user)
+        except FatalRunError:
+            raise
+        except Exception as exc:
+            if self.cancel is not None and self.cancel.is_set():
+                raise
+            log.warning("review of node %d failed (%s); asking once more", node.id, exc)
+        return self._review_once(ctx, system, user)
+
+    def _review_once(self, ctx: TaskContext, system: str, user: str) -> Review:
         data, usage = self.client.call_tool(
             model=self.settings.feedback_model,
             system=system,

@@ -7,23 +7,9 @@ convention is reviewed the same way.
 
 from __future__ import annotations
 
-import math
-import re
-
 from ..coder import Review
+from ..metric_line import last_metric
 from ..node import Direction, Node
-
-_METRIC = re.compile(r"^\s*Validation metric:\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)\s*$",
-                     re.M | re.I)
-
-
-def last_metric(output: str) -> float | None:
-    """The value on the last `Validation metric: X` line, or None (also for nan/inf)."""
-    found = _METRIC.findall(output or "")
-    if not found:
-        return None
-    value = float(found[-1])
-    return value if math.isfinite(value) else None
 
 
 def review_node(node: Node, direction: Direction | None, metric_name: str = "metric",
