@@ -35,7 +35,7 @@ from .evaluation.run_setup import RunEvaluation, setup_evaluation
 from .project import Project, write_atomic
 from .run.executor import ExecRequest, ExecResult, Executor, Isolation
 from .run.inputs import DEFAULT_COPY_LIMIT, InputData
-from .run.launch import choose_preload
+from .run.launch import choose_preload, without_failed
 from .run.machine import Machine, probe_machine
 from .run.local import kill_leftovers
 from .run.sandbox import available_cpus
@@ -110,7 +110,7 @@ class Engine:
     evaluation: RunEvaluation | None = None  # folds, holdout, submission checks (set up at start from the card)
 
     def __post_init__(self) -> None:
-        self.records = RunRecords(self.project, self.run_name, self.store, self._emit)
+        self.records = RunRecords(self.project, self.run_name, self.store, self._emit, self.card)
         self.paths: RunPaths = self.records.paths
         self.tree = SearchTree()
         if self.policy is None:
@@ -130,6 +130,7 @@ class Engine:
         self._llm_failures = 0
         self._preload: tuple[str, ...] | None = None  # chosen at the first step (probes the interpreter)
         self._warm: dict[int, object] = {}  # node id -> the executor's warm start for it
+        self._warming: dict[int, threading.Event] = {}  # node ids whose warm start is being prepared, set when ready
         self.machine: Machine | None = None  # probed at start for the LLM coder's prompts
 
     # ------------------------------------------------------------ commands
@@ -534,6 +535,10 @@ class Engine:
         """Run the node's script; also returns the input files it wrote into (restored since)."""
         workspace = self.paths.workspace(node.id)
         with self._lock:
+            preparing = self._warming.get(node.id)
+        if preparing is not None:
+            preparing.wait()  # another worker is warming this node: take it, never prepare over it
+        with self._lock:
             warm = self._warm.pop(node.id, None)
         if warm is not None:
             write_script(workspace, node.code)  # the warm interpreter waits there, input in place
@@ -561,6 +566,8 @@ class Engine:
             job.cancel()
         result = job.wait()
         timings.execute = time.perf_counter() - t0
+        if warm is not None:
+            self._drop_failed_preloads(warm.failed_preloads())
         if result.killed_reason == "cancelled" or self._cancel.is_set():
             raise _Cancelled()
         shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
@@ -608,14 +615,25 @@ class Engine:
         imports overlap the model writing the code (and, for a successor, the running node);
         `_execute` hands the script to it.  Only the node id matters, not the plan."""
         with self._lock:
-            if node_id in self._warm:
+            if node_id in self._warm or node_id in self._warming:
                 return  # already warming (started while another node ran, or before a retried step)
-        if self._preload is None:
-            self._preload, note = choose_preload(self.settings.preload, self.settings.python or sys.executable)
-            if note:
-                self._emit(ev.Notice(note, "warning"))
-        if not self._preload:
-            return
+            # Reserved: with several workers, two may pick the same successor; the second one
+            # must not delete the workspace the first is preparing (its interpreter would run
+            # the script in a deleted directory).
+            ready = self._warming[node_id] = threading.Event()
+            if self._preload is None:  # once per run, under the lock: the note is given once
+                self._preload, note = choose_preload(self.settings.preload, self.settings.python or sys.executable)
+                if note:
+                    self._emit(ev.Notice(note, "warning"))
+        try:
+            if self._preload:
+                self._prepare_warm(node_id)
+        finally:
+            with self._lock:
+                del self._warming[node_id]
+            ready.set()
+
+    def _prepare_warm(self, node_id: int) -> None:
         workspace = self.paths.workspace(node_id)
         try:
             if workspace.exists():
@@ -628,6 +646,13 @@ class Engine:
         if warm is not None:
             with self._lock:
                 self._warm[node_id] = warm
+
+    def _drop_failed_preloads(self, failed: dict[str, str]) -> None:
+        """A preload that raised on import is noted once and not imported again this run."""
+        with self._lock:
+            self._preload, note = without_failed(self._preload or (), failed)
+        if note:
+            self._emit(ev.Notice(note, "warning"))
 
     def _discard_warm(self, node_id: int) -> None:
         """End a warm interpreter nobody will use: it and all it started, and its workspace."""

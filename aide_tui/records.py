@@ -42,6 +42,7 @@ from .project import Project, printable_path, write_atomic
 from .run.workspace import collect_outputs
 from .search.journal import Journal, JournalDamaged, node_line, parse_line, start_line, started_id
 from .search.node import Node
+from .search.task_card import METRIC_NAMES, TaskCard
 from .search.tree import SearchTree
 from .store.git import SUBJECT_MAX, BranchConflict, GitStore, commit_message, split_committable
 
@@ -123,6 +124,14 @@ def metric_name(task_text: str) -> str:
     return m.group(1).lower() if m else "metric"
 
 
+def subject_metric(card: TaskCard | None, task_text: str) -> str:
+    """The metric as commit subjects name it: the task card's (what the run evaluates),
+    else a `Metric: <name>` line of task.md, else just "metric"."""
+    if card is not None:
+        return METRIC_NAMES.get(card.metric, card.metric)
+    return metric_name(task_text)
+
+
 # ------------------------------------------------------------------ new runs
 
 
@@ -186,7 +195,7 @@ def _root_message(project: Project, run: str, base: str | None) -> str:
 class RunRecords:
     """Journal + git + run.json of one run; the engine's only way to make anything durable."""
 
-    def __init__(self, project: Project, run: str, store: GitStore, emit: Emit):
+    def __init__(self, project: Project, run: str, store: GitStore, emit: Emit, card: TaskCard | None = None):
         self.project = project
         self.run = run
         self.store = store
@@ -197,9 +206,9 @@ class RunRecords:
         self._draft_parent: object = _UNKNOWN
         self._root: str | None = None
         try:
-            self._metric = metric_name(project.task_text())
+            self._metric = subject_metric(card, project.task_text())
         except OSError:
-            self._metric = "metric"
+            self._metric = subject_metric(card, "")
 
     # -- resume --------------------------------------------------------------
 
@@ -394,6 +403,9 @@ def _fit(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:") + "…"
 
 
+_OPERATION_PREFIX = re.compile(r"^(?:draft|improve(?:ment)?|debug|fix|plan)\s*:\s*", re.IGNORECASE)
+
+
 def node_subject(node: Node, parent: Node | None, metric: str = "metric") -> str:
     """What a reader scans first: '#7 improve #3: rmse 18,502 -> 18,210, target encoding'."""
     head = f"#{node.id} {node.operation}" + (f" #{node.parent_id}" if node.parent_id is not None else "")
@@ -410,6 +422,7 @@ def node_subject(node: Node, parent: Node | None, metric: str = "metric") -> str
         outcome = f"buggy ({node.exec.exc_type})" if node.exec.exc_type else "buggy"
     subject = f"{head}: {outcome}"
     plan = next((line.strip() for line in (node.plan or "").splitlines() if line.strip()), "")
+    plan = _OPERATION_PREFIX.sub("", plan)  # "Draft: ..." would repeat the head
     if plan[:1].isupper() and plan[1:2].islower():
         plan = plan[0].lower() + plan[1:]
     room = SUBJECT_MAX - len(subject) - 2

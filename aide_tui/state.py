@@ -9,6 +9,7 @@ what the engine announced.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -20,7 +21,7 @@ from .search.task_card import TaskCard
 RUNNING = "running"
 NodeStatus = Status | Literal["running"]
 LIVE_TEXT_LIMIT = 200_000  # characters of streamed text kept per running node
-LIVE_LINES_LIMIT = 20_000  # output lines kept per running node
+LIVE_LINES_LIMIT = 20_000  # most recent output lines kept per running node
 
 
 @dataclass
@@ -39,7 +40,8 @@ class NodeView:
     plan: str = ""
     code: str = ""
     llm_text: list[str] = field(default_factory=list)
-    output: list[str] = field(default_factory=list)
+    # The running node's recent output, (stream, line): what the live log shows on switching to it.
+    output: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=LIVE_LINES_LIMIT))
     phase: str = ""
 
     @property
@@ -265,8 +267,8 @@ class RunModel:
 
     def _output_line(self, e: ev.OutputLine, ch: Change) -> None:
         view = self.nodes.get(e.node_id)
-        if view is not None and view.node is None and len(view.output) < LIVE_LINES_LIMIT:
-            view.output.append(e.line)
+        if view is not None and view.node is None:
+            view.output.append((e.stream, e.line))
 
     def _code_ready(self, e: ev.CodeReady, ch: Change) -> None:
         view = self.nodes.get(e.node_id)

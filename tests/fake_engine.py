@@ -363,3 +363,87 @@ def factory(**kwargs) -> Callable:
     make.holder = holder  # type: ignore[attr-defined]
     return make
 
+
+
+class OverlappingEngine:
+    """Two nodes in flight at once, the way `--workers 2` streams them.
+
+    The real engine emits every running node's reply and output lines as they come, so they
+    interleave in the one event stream, and a node's start is followed at once by a burst of
+    its reply.  This engine emits such a stream in three stages and holds after each until
+    `release()`: (1) #1 runs, #2 starts, their lines alternate; (2) more alternating lines;
+    (3) #1 finishes, #2 prints on and finishes.  Output lines say whose they are
+    ("#2 line 4"), so a test can tell whose lines the log shows.
+    """
+
+    def __init__(self, listener: Callable[[Event], None], lines_per_stage: int = 4) -> None:
+        self._listener = listener
+        self.lines_per_stage = lines_per_stage
+        self.commands: list[Command] = []
+        self.stage = 0  # the last stage emitted in full
+        self._release = threading.Event()
+        self._shutdown = threading.Event()
+        self._counts = {1: 0, 2: 0}
+        self.settings = Settings(steps=2, workers=2)
+
+    def submit(self, command: Command) -> None:
+        self.commands.append(command)
+
+    def shutdown(self) -> None:
+        self._shutdown.set()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def _hold(self, stage: int) -> bool:
+        self.stage = stage
+        while not self._release.wait(0.01):
+            if self._shutdown.is_set():
+                return False
+        self._release.clear()
+        return True
+
+    def _start(self, node_id: int) -> None:
+        emit = self._listener
+        emit(NodeStarted(node_id, None, "draft", node_id))
+        emit(PhaseChanged(node_id, "llm", "writing a draft"))
+        for piece in (f"Plan of #{node_id}: a baseline.\n\n", "```python\n", f"print('#{node_id}')\n", "```\n"):
+            emit(LlmDelta(node_id, piece))
+        emit(CodeReady(node_id, f"Plan of #{node_id}", f"print('#{node_id}')\n"))
+        emit(PhaseChanged(node_id, "executing", f"running node #{node_id}"))
+
+    def _line(self, node_id: int) -> None:
+        self._counts[node_id] += 1
+        self._listener(OutputLine(node_id, "stdout", f"#{node_id} line {self._counts[node_id]}"))
+
+    def _finish(self, node_id: int) -> None:
+        node = Node(id=node_id, parent_id=None, operation="draft", step=node_id, plan=f"Plan of #{node_id}",  # type: ignore[arg-type]
+                    code=f"print('#{node_id}')\n", status="ok", metric=0.5 + node_id / 10, review_summary="Ran cleanly.",
+                    exec=ExecInfo(exit_code=0, wall_time=1.0))
+        self._listener(NodeFinished(node, node_id, f"{node_id:040x}", f"aide/two/{node_id:04d}-draft", "two", "maximize"))
+
+    def run(self) -> None:
+        emit = self._listener
+        emit(RunStarted("two", "/tmp/two", False, 2, (), "maximize", "llm"))
+        emit(RunStateChanged("running"))
+        self._start(1)
+        self._line(1)
+        self._start(2)
+        for _ in range(self.lines_per_stage):
+            self._line(1)
+            self._line(2)
+        if not self._hold(1):
+            return
+        for _ in range(self.lines_per_stage):
+            self._line(1)
+            self._line(2)
+        if not self._hold(2):
+            return
+        self._finish(1)
+        for _ in range(self.lines_per_stage):
+            self._line(2)
+        if not self._hold(3):
+            return
+        self._finish(2)
+        emit(RunStateChanged("finished", "completed"))
+        emit(RunFinished("completed", 2, 2, 0.7, "aide/two/0002-draft"))

@@ -10,7 +10,8 @@ import json
 import pytest
 
 from aide_tui import events as ev
-from aide_tui.records import metric_name, node_subject
+from aide_tui.records import metric_name, node_subject, subject_metric
+from aide_tui.search.task_card import TaskCard
 from aide_tui.search.node import ExecInfo, Node
 from helpers import git, make_project
 from test_durability import GOOD, branches, journal_ids, run
@@ -74,10 +75,10 @@ def test_subjects_start_with_what_a_reader_scans(tmp_path):
     assert resumed.run().reason == "completed"
     subjects = git(project, "log", "--format=%s", f"aide/{engine.run_name}/0004-manual").splitlines()
     assert subjects[:4] == [
-        "#4 manual #3: rmse 19,000, use the right column",
+        "#4 manual #3: RMSE 19,000, use the right column",
         "#3 manual #2: buggy (KeyError), add a price feature",
-        "#2 manual #1: rmse 20,110 -> 18,210, target encoding of the…",  # cut to 72
-        "#1 manual: rmse 20,110, edited by hand.",
+        "#2 manual #1: RMSE 20,110 -> 18,210, target encoding of the…",  # cut to 72
+        "#1 manual: RMSE 20,110, edited by hand.",
     ]
     body = git(project, "log", "-1", "--format=%B", f"aide/{engine.run_name}/0002-manual")
     assert "More detail." in body and "Aide-Metric: 18210.2" in body
@@ -98,6 +99,12 @@ def test_subject_rules():
     assert metric_name("# T\n\nMetric: RMSE on a split\n") == "rmse"
     assert metric_name("**Metric**: accuracy (higher is better)") == "accuracy"
     assert metric_name("no such line") == "metric"
+    # The offline coder's plans start with the operation; the subject says it once.
+    draft = Node(2, None, "draft", 2, plan="Draft: ridge regression, validated with 5-fold CV.", status="ok", metric=28631.5)
+    assert node_subject(draft, None, "RMSE") == "#2 draft: RMSE 28,632, ridge regression, validated with 5-fold CV."
+    card = TaskCard("data/train.csv", None, "sale_price", [], "rmse", "minimize")
+    assert subject_metric(card, "no Metric line here") == "RMSE"  # the card's name, not "metric"
+    assert subject_metric(None, "Metric: MAE") == "mae" and subject_metric(None, "") == "metric"
 
 
 def test_a_run_from_before_root_commits_still_resumes(tmp_path):

@@ -228,6 +228,82 @@ def test_a_missing_preload_is_noted_once_and_never_fails_a_node(tmp_path, llm_en
     assert all(e.node.status == "ok" for e in events if isinstance(e, ev.NodeFinished))
 
 
+def test_a_preload_that_raises_on_import_is_noted_once_skipped_after_and_never_fails_a_node(tmp_path, llm_env, monkeypatch):
+    """Installed but broken (ImportError from a missing library, any exception at import):
+    the warm process skips it, the run says so once, and later nodes no longer import it."""
+    modules = tmp_path / "site"
+    modules.mkdir()
+    for name, error in (("broken_import_mod", 'ImportError("needs libfoo.so.1")'), ("raising_mod", 'RuntimeError("bad config")')):
+        (modules / f"{name}.py").write_text(f"import builtins\nbuiltins.{name}_tried = True\nraise {error}\n")
+    monkeypatch.setenv("PYTHONPATH", str(modules))  # the solution interpreter finds them (and the probe)
+    code = ("import builtins\nprint('tried:', getattr(builtins, 'broken_import_mod_tried', False))\n"
+            "print('Validation metric: 0.5')\n")
+    llm_env.responder = lambda body: (default_responder(body) if body.get("tool_choice") else
+                                      TextReply(f"Plan.\n\n```python\n{code}```\n"))
+    project = make_project(tmp_path / "p", dirty=False)
+    events: list = []
+    ahead = min(available_cpus(), 4)  # successors warmed while node 1 runs
+    steps = ahead + 2
+    settings = resolve(None, dict(steps=steps, num_drafts=steps, timeout=30, coder="llm", workers=1,
+                                  sandbox_read=[str(modules)], preload=["decimal", "broken_import_mod", "raising_mod"]))
+    assert build_engine(project, settings, resume=False, listener=events.append).run().reason == "completed"
+    notes = [e.message for e in events if isinstance(e, ev.Notice) and "preload" in e.message]
+    assert len(notes) == 1, notes
+    assert "broken_import_mod (ImportError: needs libfoo.so.1)" in notes[0] and "raising_mod (RuntimeError: bad config)" in notes[0]
+    finished = [e.node for e in events if isinstance(e, ev.NodeFinished)]
+    assert [n.status for n in finished] == ["ok"] * steps
+    # Node 1 and its successors were warming before node 1's report came back; the last node started without it.
+    tried = [e.line for e in events if isinstance(e, ev.OutputLine) and e.line.startswith("tried:")]
+    assert tried == ["tried: True"] * (1 + ahead) + ["tried: False"]
+
+
+class _HeldWarmUp:
+    """The engine's executor, but the first warm_up waits until the test lets it go."""
+
+    def __init__(self, executor):
+        self.executor, self.calls = executor, 0
+        self.inside, self.go = threading.Event(), threading.Event()
+
+    def warm_up(self, request, preload):
+        self.calls += 1
+        if self.calls == 1:
+            self.inside.set()
+            self.go.wait(30)
+        return self.executor.warm_up(request, preload)
+
+    def __getattr__(self, name):
+        return getattr(self.executor, name)
+
+
+def test_two_workers_warming_the_same_successor_prepare_it_once(tmp_path, llm_env):
+    """Seen with --workers 2: both running nodes warmed the next id; the second deleted the
+    workspace the first was preparing, and the node's script ran in a deleted directory
+    (FileNotFoundError for its input)."""
+    project = make_project(tmp_path / "p", dirty=False)
+    settings = resolve(None, dict(steps=4, num_drafts=4, timeout=30, coder="llm", workers=2, preload=["decimal"]))
+    engine = build_engine(project, settings, resume=False, listener=lambda e: None)
+    held = engine.executor = _HeldWarmUp(engine.executor)
+    try:
+        engine._start()
+        first = threading.Thread(target=engine._start_warming, args=(3,))
+        first.start()
+        assert held.inside.wait(30)
+        engine._start_warming(3)  # the other worker, while the first prepares
+        held.go.set()
+        first.join(30)
+        assert held.calls == 1
+        warm = engine._warm.pop(3)
+        assert (engine.paths.workspace(3) / "input").is_dir()
+        warm.discard()
+    finally:
+        held.go.set()
+        held.executor.shutdown()
+        engine.records.close()
+        engine.store.close()
+        if engine.lock is not None:
+            engine.lock.release()
+
+
 def test_preload_setting_from_flags(tmp_path):
     assert resolve(None, {}).preload is None  # the standard list, as installed
     assert resolve(None, {"preload": [""]}).preload == []  # --preload '' turns it off

@@ -3,8 +3,11 @@
 Threading model (Harlequin-style): the engine runs in one thread worker and only talks to
 the app through its listener.  Ordinary events are posted as `EngineEvent` messages
 (`post_message` is thread-safe).  High-rate events (`LlmDelta`, `OutputLine`) go into a
-lock-free deque instead and are drained every 50 ms into one `Log` write; the deque is also
-drained before any other event is handled, so the log keeps the engine's order.
+lock-free deque instead and are drained every 50 ms into one `Log` write.  The engine's
+order is kept: an event's stream items are drained before it is handled, and the timer drains
+only up to the oldest event not handled yet (else a node's lines could be shown, and judged,
+before the app has seen the node start).  With several nodes running, the log shows the
+stream of one of them (log_follow.py).
 Worker failures are handled centrally in `on_worker_state_changed`.
 """
 
@@ -59,6 +62,7 @@ from ..events import (
 from ..settings import Settings
 from ..state import Change, RunModel
 from .commands import AideCommands
+from .log_follow import catch_up, followed_node, output_text
 from .screens.compare import CompareScreen
 from .screens.lineage import LineageScreen
 from .screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, NoKeyModal, ResumeModal
@@ -149,7 +153,9 @@ class AideApp(App[int]):
         self.selected_id: int | None = None
         self.follow = True  # cursor follows new nodes until the user moves it
         self._stream: deque[tuple[int, Event]] = deque()
+        self._unhandled: deque[int] = deque()  # numbers of the events posted and not handled yet, oldest first
         self._seq = itertools.count()
+        self._log_node: int | None = None  # the running node whose stream the log shows
         self._quitting = False
         self._closed_ui = False
         self._engine_done = False
@@ -244,6 +250,7 @@ class AideApp(App[int]):
         if isinstance(event, STREAM_EVENTS):
             self._stream.append((seq, event))
         else:
+            self._unhandled.append(seq)  # before posting: the timer must not drain past it
             self.post_message(EngineEvent(event, seq))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -282,20 +289,25 @@ class AideApp(App[int]):
 
     # ------------------------------------------------------------ events
     def _flush_stream(self, before: int | None = None) -> None:
-        """Drain streamed deltas/lines (all, or those the engine emitted before event
-        number `before`) into the model and one batched log write."""
+        """Drain the streamed deltas/lines the engine emitted before event number `before`
+        (by default, before the oldest event not handled yet) into the model, and those of
+        the node the log follows into one batched log write."""
         buf = self._stream
         if not buf or not self._ui_alive():
             return
+        if before is None and self._unhandled:
+            before = self._unhandled[0]
         items: list[Event] = []
-        if before is None:
-            for _ in range(len(buf)):
-                items.append(buf.popleft()[1])
-        else:
-            while buf and buf[0][0] < before:
-                items.append(buf.popleft()[1])
+        while buf and (before is None or buf[0][0] < before):
+            items.append(buf.popleft()[1])
         if not items:
             return
+        self._follow_log()  # before the items reach the model: a catch-up must not show them twice
+        for item in items:
+            self.model.apply(item)
+        shown = self._log_node
+        if shown is not None:
+            items = [item for item in items if item.node_id == shown]
         outputs = sum(1 for item in items if isinstance(item, OutputLine))
         skip = outputs - FLUSH_LINES if outputs > FLUSH_LINES else 0
         if skip:
@@ -316,7 +328,6 @@ class AideApp(App[int]):
         text: list[str] = []
         lines: list[str] = []
         for item in items:
-            self.model.apply(item)
             if isinstance(item, LlmDelta):
                 if lines:
                     log.append_lines(lines)
@@ -327,13 +338,40 @@ class AideApp(App[int]):
                     log.append_text("".join(text))
                     text = []
                 assert isinstance(item, OutputLine)
-                lines.append(item.line if item.stream == "stdout" else f"! {item.line}")
+                lines.append(output_text(item.stream, item.line))
         if text:
             log.append_text("".join(text))
         if lines:
             log.append_lines(lines)
 
+    def _follow_log(self) -> None:
+        """Point the log at the running node it should follow now; on switching to a node
+        that has already streamed, show its recent stream first."""
+        if not self._ui_alive():
+            return
+        node = followed_node(self.model, self.selected_id, self.follow)
+        running = len(self.model.running)
+        title = f"Live · #{node} of {running} running" if running > 1 else "Live"
+        if self.log_pane.border_title != title:
+            self.log_pane.border_title = title
+        if node == self._log_node:
+            return
+        self._log_node = node
+        view = self.model.nodes.get(node) if node is not None else None
+        if view is not None and (view.llm_text or view.output):
+            lines, text, after = catch_up(view)
+            self.log_pane.append_lines(lines)
+            self.log_pane.append_text(text)
+            self.log_pane.append_lines(after)
+
+    def _log_shows(self, node_id: int | None) -> bool:
+        """Whether the log shows this node's headers now: it is the node followed, or none runs."""
+        node = followed_node(self.model, self.selected_id, self.follow)
+        return node is None or node_id == node
+
     def on_engine_event(self, message: EngineEvent) -> None:
+        while self._unhandled and self._unhandled[0] <= message.seq:
+            self._unhandled.popleft()
         if not self._ui_alive():
             return
         try:
@@ -351,6 +389,7 @@ class AideApp(App[int]):
         if show is not None:
             show(self, event, change)
         self._refresh_panes(change)
+        self._follow_log()  # a node started or finished: the log may follow another one now
         if change.tree_added or change.tree_updated or isinstance(event, (RunStateChanged, RunFinished, RunStarted)):
             self.refresh_bindings()
 
@@ -385,12 +424,14 @@ class AideApp(App[int]):
         self.log_pane.append_lines([f"== metric direction: {event.direction} ({better} is better)"])
 
     def _show_node_started(self, event: NodeStarted, change: Change) -> None:
+        if not self._log_shows(event.node_id):
+            return  # another node is followed; this one's stream is kept for when it is
         parent = f" of #{event.parent_id}" if event.parent_id is not None else ""
         hint = f" (hint: {event.hint})" if event.hint else ""
         self.log_pane.append_lines([" ", f"── #{event.node_id} {event.operation}{parent}{hint} ──"])
 
     def _show_phase_changed(self, event: PhaseChanged, change: Change) -> None:
-        if event.phase == "executing" and event.node_id is not None:
+        if event.phase == "executing" and event.node_id is not None and self._log_shows(event.node_id):
             self.log_pane.append_lines([f"── running node #{event.node_id} ──"])
 
     def _show_code_ready(self, event: CodeReady, change: Change) -> None:
@@ -480,10 +521,12 @@ class AideApp(App[int]):
         self.selected_id = event.node.data
         if self._ui_alive():  # a highlight queued while the app closes finds no screen to refresh
             self.refresh_bindings()
+            self._follow_log()
 
     @on(NodeTree.UserMoved)
     def _on_user_moved(self) -> None:
         self.follow = False
+        self._follow_log()
 
     @on(Tree.NodeSelected, "#tree")
     def _on_select(self, event: Tree.NodeSelected) -> None:
@@ -494,6 +537,7 @@ class AideApp(App[int]):
         # the tree lays out new nodes on its next render; move the cursor after it
         self.tree_pane.call_after_refresh(self.tree_pane.select_id, node_id)
         self.selected_id = node_id
+        self._follow_log()
 
     def goto_node(self, node_id: int) -> None:
         self.follow = False

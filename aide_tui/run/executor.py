@@ -9,9 +9,10 @@ global "current node".
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Protocol
+from typing import Callable, Generic, Literal, Protocol, TypeVar
 
 LineSink = Callable[[Literal["stdout", "stderr"], str], None]
 
@@ -76,6 +77,33 @@ class Job(Protocol):
 
     @property
     def done(self) -> bool: ...
+
+
+J = TypeVar("J", bound=Job)
+
+
+class RunningJobs(Generic[J]):
+    """The jobs an executor has started and not yet seen finish, so that its `shutdown`
+    can end every one of them (several nodes run at once)."""
+
+    def __init__(self) -> None:
+        self._jobs: list[J] = []
+        self._lock = threading.Lock()
+
+    def add(self, job: J) -> J:
+        with self._lock:
+            self._jobs = [j for j in self._jobs if not j.done]
+            self._jobs.append(job)
+        return job
+
+    def end_all(self, timeout: float) -> None:
+        """Cancel them all at once, then wait for each (up to `timeout` apiece)."""
+        with self._lock:
+            jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            job.wait(timeout)
 
 
 class Executor(Protocol):

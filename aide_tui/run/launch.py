@@ -123,6 +123,7 @@ class WarmStart:
     def __init__(self, request: ExecRequest, environ: Mapping[str, str], preload: tuple[str, ...]):
         self.preload = preload
         self._launch: LauncherProcess | None = LauncherProcess(request, environ, preload)
+        self._ready_file = self._launch.ready_file
         self._lock = threading.Lock()
 
     @property
@@ -135,6 +136,15 @@ class WarmStart:
         """Its preloads are imported (informational: a script handed over earlier just waits for them)."""
         launch = self._launch
         return launch is not None and launch.ready_file.exists()
+
+    def failed_preloads(self) -> dict[str, str]:
+        """The preloads that raised on import, {module: "ExcType: message"}; empty until the
+        launcher has tried them all (read it once its script has run)."""
+        try:
+            data = json.loads(self._ready_file.read_text(encoding="utf-8") or "{}")
+            return {str(name): str(why) for name, why in dict(data.get("failed") or {}).items()}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return {}
 
     @property
     def pid(self) -> int | None:
@@ -222,6 +232,19 @@ def installed_modules(python: str, names: tuple[str, ...]) -> tuple[tuple[str, .
         return (), names
     present = {name for name, _, _ in probe.found}
     return tuple(n for n in names if n in present), tuple(n for n in names if n not in present)
+
+
+MAX_REASON_CHARS = 120
+
+
+def without_failed(preload: tuple[str, ...], failed: dict[str, str]) -> tuple[tuple[str, ...], str | None]:
+    """`preload` less the modules that raised on import, and a one-line note naming those not
+    dropped before (so each failure is noted once, however many warm processes met it)."""
+    dropped = {name: why for name, why in failed.items() if name in preload}
+    if not dropped:
+        return preload, None
+    reasons = ", ".join(f"{name} ({why[:MAX_REASON_CHARS]})" for name, why in dropped.items())
+    return tuple(m for m in preload if m not in dropped), f"preload skipped from now on, it failed to import: {reasons}"
 
 
 def choose_preload(setting: list[str] | None, python: str) -> tuple[tuple[str, ...], str | None]:

@@ -16,8 +16,9 @@ it however fast it escaped.
 Warm start (``python /abs/launcher.py --warm RESULT MODULE,MODULE``): the
 launcher imports the modules first, with its stdout and stderr pointed at
 /dev/null (a module's import chatter is not the script's output; one that
-fails to import is skipped), writes ``warm-ready`` next to RESULT, and then
-waits for one line on stdin naming the script.  Stdin is then /dev/null,
+fails to import, with any exception, is skipped), writes ``warm-ready`` next
+to RESULT (empty, or JSON ``{"failed": {module: "ExcType: message"}}`` for
+aide-tui to note once), and then waits for one line on stdin naming the script.  Stdin is then /dev/null,
 exactly as in a cold start, and the script runs the same way.  EOF instead of
 a line means the warm process was not needed: it exits quietly.
 
@@ -72,7 +73,9 @@ def _die_with_parent():
 
 
 def _preload(modules):
-    """Import `modules` with stdout/stderr at /dev/null; failures are skipped (the script meets them itself)."""
+    """Import `modules` with stdout/stderr at /dev/null; failures are skipped (the script meets
+    them itself) and returned, {module: "ExcType: first line of the message"}."""
+    failed = {}
     saved = os.dup(1), os.dup(2)
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
@@ -81,8 +84,9 @@ def _preload(modules):
         for name in modules:
             try:
                 __import__(name)
-            except BaseException:  # noqa: BLE001 - ImportError, or a module that calls exit() on import
-                pass
+            except BaseException as exc:  # noqa: BLE001 - ImportError, or a module that calls exit() on import
+                message = str(exc).strip().splitlines()
+                failed[name] = type(exc).__name__ + (": " + message[0] if message else "")
         sys.stdout.flush()
         sys.stderr.flush()
     finally:
@@ -90,14 +94,18 @@ def _preload(modules):
         os.dup2(saved[1], 2)
         for fd in (null, *saved):
             os.close(fd)
+    return failed
 
 
 def _wait_for_script(result_file, modules):
     """Warm start: preload, say so, and block until aide-tui names the script (None: not needed)."""
     sys.path[0] = os.getcwd()  # imports resolve as the script's will, not next to this launcher
-    _preload([m for m in modules.split(",") if m])
-    with open(os.path.join(os.path.dirname(result_file), "warm-ready"), "w"):
-        pass
+    failed = _preload([m for m in modules.split(",") if m])
+    with open(os.path.join(os.path.dirname(result_file), "warm-ready"), "w") as ready:
+        if failed:
+            import json
+
+            json.dump({"failed": failed}, ready)
     line = sys.stdin.readline()
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)  # the script's stdin is /dev/null, as in a cold start

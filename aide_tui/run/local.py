@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from .executor import ExecRequest, ExecResult, LineSink
+from .executor import ExecRequest, ExecResult, LineSink, RunningJobs
 from .launch import SESSION_FILE, LauncherProcess, WarmStart
 from .sandbox import ProcessTree, redact
 from .workspace import HIDDEN_DIR  # the launcher's area inside a workspace; not an output
@@ -373,9 +373,9 @@ class LocalExecutor:
     def __init__(self, environ: Mapping[str, str] | None = None):
         # The child's environment starts from ours (allow-listed); run/ is where it is built.
         self.environ = dict(os.environ if environ is None else environ)
-        self._jobs: list[LocalJob] = []
+        self._jobs: RunningJobs[LocalJob] = RunningJobs()
         self._warm: list[WarmStart] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _warm
 
     def warm_up(self, request: ExecRequest, preload: tuple[str, ...]) -> WarmStart | None:
         """Start `request`'s interpreter now, importing `preload`; hand it to `submit` later."""
@@ -388,22 +388,14 @@ class LocalExecutor:
         return warm
 
     def submit(self, request: ExecRequest, on_line: LineSink, warm: WarmStart | None = None) -> LocalJob:
-        job = _SPAWNER.submit(LocalJob, request, on_line, self.environ, warm).result()
-        with self._lock:
-            self._jobs = [j for j in self._jobs if not j.done]
-            self._jobs.append(job)
-        return job
+        return self._jobs.add(_SPAWNER.submit(LocalJob, request, on_line, self.environ, warm).result())
 
     def shutdown(self, timeout: float = 10.0) -> None:
         with self._lock:
-            jobs, self._jobs = self._jobs, []
             warm, self._warm = self._warm, []
         for start in warm:
             start.discard()
-        for job in jobs:
-            job.cancel()
-        for job in jobs:
-            job.wait(timeout)
+        self._jobs.end_all(timeout)
 
 
 __all__ = ["LocalExecutor", "LocalJob", "OutputCapture", "HIDDEN_DIR", "MAX_LINE_CHARS"]

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .executor import ExecRequest, ExecResult, ExecutorUnavailable, LineSink
+from .executor import ExecRequest, ExecResult, ExecutorUnavailable, LineSink, RunningJobs
 from .workspace import HIDDEN_DIR, INPUT_DIR
 
 LINE_BATCH_SECONDS = 0.1  # lines are sent in batches: one Ray object per line would be slow
@@ -228,8 +228,8 @@ class RayExecutor:
             raise ExecutorUnavailable(f"cannot connect to the Ray cluster at {where} ({exc})") from None
         self.remote_task = ray.remote(num_returns="streaming", num_cpus=node_cpus, num_gpus=node_gpus, max_retries=0)(run_on_worker)
         self._inputs: dict[tuple, Any] = {}
-        self._jobs: list[RayJob] = []
-        self._lock = threading.Lock()
+        self._jobs: RunningJobs[RayJob] = RunningJobs()
+        self._lock = threading.Lock()  # guards _inputs
 
     def input_ref(self, input_dir: Path):
         """The run's input data as one object in the cluster's store, uploaded once."""
@@ -248,21 +248,12 @@ class RayExecutor:
         return None
 
     def submit(self, request: ExecRequest, on_line: LineSink, warm: object | None = None) -> RayJob:
-        job = RayJob(self, request, on_line)
-        with self._lock:
-            self._jobs = [j for j in self._jobs if not j.done]
-            self._jobs.append(job)
-        return job
+        return self._jobs.add(RayJob(self, request, on_line))
 
     def shutdown(self, timeout: float = 10.0) -> None:
         import ray
 
-        with self._lock:
-            jobs, self._jobs = self._jobs, []
-        for job in jobs:
-            job.cancel()
-        for job in jobs:
-            job.wait(timeout)
+        self._jobs.end_all(timeout)
         ray.shutdown()
 
 
