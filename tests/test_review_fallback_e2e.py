@@ -26,7 +26,7 @@ class ReviewTrouble(ScriptedAide):
         self.review_calls = 0
 
     def __call__(self, body: dict):
-        if body.get("tools"):
+        if any(t.get("name") == "submit_review" for t in body.get("tools") or []):  # not the task card's call
             with self.lock:
                 self.review_calls += 1
                 special = self.plan.get(self.review_calls)
@@ -76,6 +76,8 @@ def test_printed_metric_decides_against_a_disagreeing_or_failed_review(tmp_path,
 
     # every prompt names this interpreter's packages, probed once and kept with the run
     numpy = f"numpy {importlib.metadata.version('numpy')}"
-    systems = {system_text(r.body) for r in llm_env.requests}
+    card_call = [r for r in llm_env.requests if (r.body.get("tool_choice") or {}).get("name") == "submit_task_card"]
+    assert len(card_call) == 1  # the task card, read once at the start: its prompt is not a coder's or a reviewer's
+    systems = {system_text(r.body) for r in llm_env.requests if r not in card_call}
     assert len(systems) == 2 and all(numpy in text and "CPU: " in text for text in systems)
     assert len(list((project / ".aide" / "runs").glob("*/machine.json"))) == 1

@@ -522,7 +522,7 @@ def test_a_default_run_keeps_secrets_and_home_out_of_journal_and_git(tmp_path, l
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "unsandboxed" not in done.stdout  # bwrap starts here, so no fallback notice
-    system = llm_env.requests[0].body["system"]
+    system = next(r.body["system"] for r in llm_env.requests if not r.body.get("tools"))  # the coder's, not the card's
     system = system if isinstance(system, str) else " ".join(b.get("text", "") for b in system)
     assert "Network: there is no network access" in system and "CPU: " in system
     everything = done.stdout + done.stderr
