@@ -134,6 +134,8 @@ class Engine:
         self._llm_failures = 0
         self._preload: tuple[str, ...] | None = None  # chosen at the first step (probes the interpreter)
         self._warm: dict[int, object] = {}  # node id -> the executor's warm start for it
+        self._holdout_next: Node | None = None  # the newest best waiting for its holdout re-run
+        self._holdout_thread: threading.Thread | None = None  # the background scorer, while it runs
         self._warming: dict[int, threading.Event] = {}  # node ids whose warm start is being prepared, set when ready
         self.machine: Machine | None = None  # probed at start for the LLM coder's prompts
 
@@ -327,7 +329,7 @@ class Engine:
 
     def _started(self) -> int:
         """Nodes finished or in flight: what counts toward `steps`."""
-        return len(self.tree) + sum(1 for node_id in self._in_flight if node_id not in self.tree)  # a holdout re-run is both
+        return len(self.tree) + sum(1 for node_id in self._in_flight if node_id not in self.tree)  # finished but still committing: both
 
     def _end(self) -> ev.RunFinished:
         if len(self.tree) >= self.settings.steps:
@@ -411,7 +413,8 @@ class Engine:
         """Before the journal and git close: cancel what still runs and wait for its thread."""
         with self._lock:
             flights = list(self._in_flight.values())
-        if not flights:
+            scoring = self._holdout_thread is not None
+        if not flights and not scoring:
             return
         self._cancel.set()
         self._cancel_running()
@@ -419,6 +422,7 @@ class Engine:
         for flight in flights:
             if flight.thread is not None:
                 flight.thread.join(max(deadline - time.monotonic(), 0.1))
+        self._wait_for_holdout(max(deadline - time.monotonic(), 0.1))
 
     def _over_budget(self) -> bool:
         budget = self.settings.budget
@@ -462,7 +466,7 @@ class Engine:
                 self._check_submission(node)
             self._finish_node(node, outputs)
             if self.tree.best_id == node.id:
-                self._score_holdout(node)
+                self._queue_holdout(node)
         except _Cancelled:
             shutil.rmtree(self.paths.workspace(node_id), ignore_errors=True)
             self._emit(ev.PhaseChanged(None, "idle", "cancelled"))
@@ -751,6 +755,45 @@ class Engine:
             node.status, node.metric = "buggy", None
             node.review_summary = f"{node.review_summary} [{problem}]".strip()
 
+    def _queue_holdout(self, node: Node) -> None:
+        """Score a new best on the holdout in the background: the re-run takes as long as the script,
+        and holding the node's worker for it would stall the search (with one worker, every new best
+        would run twice in a row).  A best superseded before its turn is not re-run; the final top 3
+        are scored at the end anyway."""
+        if self.evaluation is None or self.evaluation.scorer is None:
+            return
+        with self._lock:
+            self._holdout_next = node
+            if self._holdout_thread is not None:
+                return  # the running scorer takes it next
+            self._holdout_thread = threading.Thread(target=self._holdout_worker, name="aide-holdout", daemon=True)
+            self._holdout_thread.start()
+
+    def _holdout_worker(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    node, self._holdout_next = self._holdout_next, None
+                    if node is None or self._cancel.is_set():
+                        self._holdout_thread = None
+                        return
+                    current = self.tree.best_id == node.id
+                if current:
+                    self._score_holdout(node)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which ends the run
+            log.exception("holdout scoring failed inside the engine")
+            with self._lock:
+                self._worker_errors.append(exc)
+                self._holdout_thread = None
+            self.control.notify()
+
+    def _wait_for_holdout(self, timeout: float | None = None) -> None:
+        """Let the background scorer finish (at the end of a run, or before the journal closes)."""
+        with self._lock:
+            thread = self._holdout_thread
+        if thread is not None:
+            thread.join(timeout)
+
     def _score_holdout(self, node: Node) -> None:
         """Re-run the node on the hidden holdout (same sandbox and limits), score it, make it durable."""
         scorer = self.evaluation.scorer if self.evaluation is not None else None
@@ -846,6 +889,7 @@ class Engine:
             pass
         self.control.drop_queue()
         if reason in ("completed", "stopped", "budget"):
+            self._wait_for_holdout()
             self._score_final_candidates()
         state = "failed" if status == "failed" else "finished"
         self._emit(ev.RunStateChanged(state, detail or reason))  # type: ignore[arg-type]
