@@ -12,6 +12,10 @@ real git) in a scratch project:
   the idle second core and two workers take from the scripts.  The figure with
   the default preload is printed too.
 
+Both run with `holdout = 0`: these scripts print a constant metric and write no
+submission, so re-running new bests on the hidden holdout would only add work that
+says nothing about how nodes are scheduled.
+
 Run: .venv/bin/python bench/bench_parallel.py   (a quiet machine gives honest figures)
 """
 
@@ -55,7 +59,7 @@ def nodes_per_minute(workers: int, steps: int, script: str, llm_seconds: float, 
             os.environ["ANTHROPIC_BASE_URL"] = api.url
             os.environ["ANTHROPIC_API_KEY"] = "sk-bench"
             settings = resolve(None, dict(steps=steps, num_drafts=steps, timeout=120, coder="llm", workers=workers, memory_limit="1G",
-                                          preload=preload))
+                                          preload=preload, holdout=0.0))
             engine = build_engine(project, settings, resume=False, listener=lambda e: None)
             t0 = time.perf_counter()
             finished = engine.run()
