@@ -92,3 +92,14 @@ def wait_until(cond, timeout: float = 30.0, what: str = "condition") -> None:
         if time.monotonic() > end:
             raise AssertionError(f"{what} not reached within {timeout:.0f}s")
         time.sleep(0.01)
+
+
+async def pilot_wait_until(pilot, cond, timeout: float = 60.0) -> None:
+    """`wait_until` for App.run_test: let the app run until `cond` holds, then one more
+    pause so the screen has caught up.  The timeout is a hang guard, not a speed claim."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not reached within {timeout:.0f}s")
+        await pilot.pause(0.02)
+    await pilot.pause()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
+
+from helpers import pilot_wait_until as wait_for
 
 from aide_tui.app.app import AideApp
 from aide_tui.app.screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, NoKeyModal
@@ -55,13 +56,6 @@ def answers(app: AideApp) -> list[str]:
     return [e.detail for e in app.received if isinstance(e, CommandAccepted)]
 
 
-async def wait_for(pilot, cond, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
-    await pilot.pause()
 
 
 async def held_app(pilot, app: AideApp, node: int) -> FakeEngine:

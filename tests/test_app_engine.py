@@ -6,7 +6,6 @@ what the screen shows."""
 from __future__ import annotations
 
 import json
-import time
 
 import psutil
 import pytest
@@ -17,7 +16,7 @@ from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 from aide_script import ScriptedAide
 from fake_api import TextReply
-from helpers import git, make_project, journal_nodes
+from helpers import git, make_project, journal_nodes, pilot_wait_until as wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 SIZE = (120, 36)
@@ -43,11 +42,6 @@ def make_app(project, **over):
     return AideApp(lambda listener, resume: build_engine(project, settings, resume=resume, listener=listener))
 
 
-async def wait_for(pilot, cond, timeout=60.0):
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached in time"
-        await pilot.pause(0.05)
 
 
 async def cursor_on(pilot, app, node_id):

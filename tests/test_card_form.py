@@ -6,7 +6,6 @@ RunControl) and against the real engine (offline coder, real git), checked by wh
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from textual.widgets import Select, SelectionList
@@ -18,7 +17,7 @@ from aide_tui.events import CommandRejected, ConfirmTaskCard, TaskCardReady
 from aide_tui.search.task_card import TaskCard
 from aide_tui.settings import resolve
 from fake_engine import factory
-from helpers import git, journal_nodes
+from helpers import git, journal_nodes, pilot_wait_until as wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 SIZE = (120, 36)
@@ -30,12 +29,6 @@ def anyio_backend():
     return "asyncio"
 
 
-async def wait_for(pilot, cond, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached in time"
-        await pilot.pause(0.02)
-    await pilot.pause()
 
 
 def fake_app(project, **kwargs) -> AideApp:

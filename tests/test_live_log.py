@@ -7,9 +7,10 @@ Driven by tests/fake_engine.py's OverlappingEngine, whose two nodes stream at on
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
+
+from helpers import pilot_wait_until as wait_for
 
 from aide_tui.app.app import AideApp
 from aide_tui.app.log_follow import catch_up
@@ -31,13 +32,6 @@ def make_app() -> AideApp:
     return AideApp(lambda listener, resume: OverlappingEngine(listener), clock=lambda: 1000.0)
 
 
-async def wait_for(pilot, cond, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.02)
-    await pilot.pause()
 
 
 async def at_stage(pilot, app: AideApp, stage: int, lines: dict[int, int]) -> list[str]:
