@@ -26,6 +26,7 @@ from aide_tui.cli import main as cli_main
 from aide_tui.run.bwrap import bwrap_problem, choose_isolation, isolation_for
 from aide_tui.run.executor import ExecRequest, ExecResult
 from aide_tui.run.inputs import InputData
+from aide_tui.run.forkserver import fork_server_supported
 from aide_tui.run.local import LocalExecutor
 from aide_tui.run.workspace import HIDDEN_DIR, collect_outputs, list_data_files, prepare_workspace
 from aide_tui.settings import resolve
@@ -42,7 +43,9 @@ CANARY = "canary-" + uuid.uuid4().hex
 class Box:
     """A project in a git repository, a HOME with a canary file, and one node's workspace."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, start: str = "cold"):
+        self.start = start  # "cold": a launcher in a bwrap of its own; "forked": a child of the run's zygote
+        self.executors: list[LocalExecutor] = []
         self.home = root / "home"
         self.home.mkdir()
         (self.home / "canary.txt").write_text(CANARY)
@@ -68,14 +71,24 @@ class Box:
         request_args.setdefault("timeout", 60)
         request = ExecRequest(workspace=self.workspace, isolation=isolation, **request_args)
         executor = LocalExecutor(environ=environ if environ is not None else dict(os.environ))
-        return executor.submit(request, on_line or (lambda s, l: None))
+        self.executors.append(executor)
+        warm = executor.warm_up(request, ("decimal",)) if self.start == "forked" else None
+        forkable = fork_server_supported(request)  # not with sandbox_read under the home: a warm launcher then
+        if warm is not None:
+            assert (type(warm).__name__ == "ForkedWarmStart") == forkable, "the forked start must be the one tried"
+        job = executor.submit(request, on_line or (lambda s, l: None), warm=warm)
+        assert job.warm == (self.start == "forked"), "a forked start fell back to a cold one"
+        return job
 
 
-@pytest.fixture
-def box(tmp_path, monkeypatch):
-    box = Box(tmp_path)
+@pytest.fixture(params=["cold", "forked"])
+def box(tmp_path, monkeypatch, request):
+    """Every escape is tried against both ways a node starts: cold, and forked from the zygote."""
+    box = Box(tmp_path, request.param)
     monkeypatch.setenv("HOME", str(box.home))
-    return box
+    yield box
+    for executor in box.executors:
+        executor.shutdown()
 
 
 def tree_hash(root: Path) -> dict[str, str]:
@@ -551,3 +564,82 @@ def test_a_reused_big_data_snapshot_is_checked_by_content_once_per_run(tmp_path)
     os.utime(snap, ns=(st.st_atime_ns, st.st_mtime_ns))
     InputData(project, data, run_dir, copy_limit=1, read_only_mount=True)  # the resumed run
     assert snap.read_bytes() == original == (project / "data" / "train.csv").read_bytes()
+
+
+# -- forked nodes (the run's zygote): siblings share nothing, no way back to privileges ------------
+
+
+ESCALATE = r'''
+import ctypes, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+status = open("/proc/self/status").read()
+print("caps", [line.split()[1] for line in status.splitlines() if line.startswith(("CapEff", "CapPrm", "CapBnd", "CapAmb"))])
+nodes = os.path.dirname(os.getcwd())
+print("siblings", sorted(os.listdir(nodes)))
+print("zygote tmp", os.listdir("/tmp"))  # the sibling's file must not be there
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1] if len(sys.argv) > 1 else PORT)), timeout=2)
+    print("CONNECTED to the sibling")
+except OSError as exc:
+    print("sibling port refused", exc.errno)
+# A user namespace of its own gives capabilities again, but over copies of locked mounts only.
+CLONE_NEWUSER, CLONE_NEWNS = 0x10000000, 0x00020000
+if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0:
+    print("umount cover", libc.umount2(nodes.encode(), 2), ctypes.get_errno())
+    print("remount rw", libc.mount(None, b"/", None, 32 | 4096, None), ctypes.get_errno())
+    print("siblings after", sorted(os.listdir(nodes)))
+try:
+    open(os.path.join(nodes, "0001", "planted.txt"), "w").write("x")
+    print("PLANTED in the sibling")
+except OSError as exc:
+    print("sibling write refused", exc.errno)
+'''
+
+
+@needs_bwrap
+def test_forked_siblings_share_nothing_and_cannot_regain_privileges(tmp_path):
+    project = make_project(tmp_path / "proj", dirty=False)
+    nodes = project / ".aide" / "runs" / "r1" / "nodes"
+    isolation = isolation_for(project, None, [], False)
+    executor = LocalExecutor()
+    try:
+        requests = []
+        for n in (1, 2):
+            (nodes / f"{n:04d}" / "input").mkdir(parents=True)
+            requests.append(ExecRequest(workspace=nodes / f"{n:04d}", timeout=60, isolation=isolation))
+        warm = [executor.warm_up(r, ("decimal",)) for r in requests]
+        (nodes / "0001" / "solution.py").write_text(textwrap.dedent("""
+            import os, socket, time
+            open("/tmp/secret-of-node-1", "w").write("mine")
+            server = socket.socket()
+            server.bind(("127.0.0.1", 0))
+            server.listen()
+            print("listening", server.getsockname()[1], flush=True)
+            while not os.path.exists("go"):
+                time.sleep(0.02)
+        """))
+        port: list[int] = []
+        listening = threading.Event()
+
+        def first_line(_stream, line):
+            if line.startswith("listening"):
+                port.append(int(line.split()[1]))
+                listening.set()
+
+        first = executor.submit(requests[0], first_line, warm=warm[0])
+        assert listening.wait(60) and first.warm
+        (nodes / "0002" / "solution.py").write_text(ESCALATE.replace("PORT", str(port[0])))
+        second = executor.submit(requests[1], lambda s, l: None, warm=warm[1])
+        result = second.wait(60)
+        (nodes / "0001" / "go").write_text("")
+        assert first.wait(60).succeeded
+    finally:
+        executor.shutdown()
+    out = result.output
+    assert second.warm and result.succeeded, out
+    assert "caps ['0000000000000000', '0000000000000000', '0000000000000000', '0000000000000000']" in out, out
+    assert "siblings ['0002']" in out and "zygote tmp" in out and "secret-of-node-1" not in out, out
+    assert "sibling port refused" in out and "CONNECTED" not in out, out
+    assert "siblings after ['0002']" in out or "umount cover" not in out, out
+    assert "sibling write refused" in out and not (nodes / "0001" / "planted.txt").exists(), out
+    assert "remount rw 0" not in out and "umount cover 0" not in out, out

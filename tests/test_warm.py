@@ -134,10 +134,13 @@ def test_a_preload_that_does_not_exist_is_skipped(node):
 
 
 def _processes_in(workspace: Path) -> list[psutil.Process]:
+    """Started for `workspace`: by command line (a launcher) or working directory (a forked child)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
         try:
-            if any(str(workspace) in arg for arg in proc.info["cmdline"] or []) and proc.status() != psutil.STATUS_ZOMBIE:
+            named = any(str(workspace) in arg for arg in proc.info["cmdline"] or [])
+            inside = (proc.info["cwd"] or "").startswith(str(workspace))
+            if (named or inside) and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except psutil.Error:
             pass
@@ -149,6 +152,8 @@ def test_a_discarded_warm_process_leaves_nothing_behind(node):
     executor = LocalExecutor()
     request = ExecRequest(workspace=workspace, timeout=60, isolation=_isolation(project))
     warm = executor.warm_up(request, PRELOAD)
+    while not warm.ready:  # a forked one appears once the run's zygote has imported the preloads
+        time.sleep(0.01)
     assert _processes_in(workspace), "the warm process should be running"
     warm.discard()
     assert _processes_in(workspace) == []
@@ -380,9 +385,13 @@ def test_wall_time_is_the_scripts_own_when_the_code_comes_before_the_imports_are
     """Code that arrives while the preloads still import waits for them; the node's wall_time
     counts from when the script starts, not from the hand-over."""
     project, workspace = node
-    (workspace / "slow_import.py").write_text("import time\ntime.sleep(2.0)\n")
+    modules = project.parent / "modules"  # an installed package, as preloads are: on the interpreter's path
+    modules.mkdir()
+    (modules / "slow_import.py").write_text("import time\ntime.sleep(2.0)\n")
+    isolation = isolation_for(project, None, [str(modules)], False) if bwrap_problem() is None else None
     executor = LocalExecutor()
-    request = ExecRequest(workspace=workspace, timeout=60, isolation=_isolation(project), cpus=1)
+    request = ExecRequest(workspace=workspace, timeout=60, isolation=isolation, cpus=1,
+                          extra_env={"PYTHONPATH": str(modules)})
     warm = executor.warm_up(request, ("slow_import",))
     (workspace / "solution.py").write_text("print('started')\n")
     handed_over = time.monotonic()

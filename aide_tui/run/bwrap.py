@@ -194,6 +194,34 @@ def bwrap_command(
     return args
 
 
+MOUNT_OPTIONS = {"--tmpfs": 1, "--remount-ro": 1, "--ro-bind": 2, "--bind": 2, "--dev-bind": 2}
+
+
+def mounts_under(command: list[str], places: list[str], workspace: str) -> list[list[str]]:
+    """The mounts of a bwrap command line that land inside `places`, in order, as
+    ``[kind, target]``; the bind of `workspace` itself is ``["workspace", workspace]``.
+
+    A forked node mounts fresh private temp directories over the zygote's, which
+    hides whatever bwrap had put inside them (a project under /tmp, its hidden
+    stand-ins, an interpreter's prefix); the node replays these to see exactly
+    what a cold node sees.
+    """
+    ops: list[list[str]] = []
+    at = 1
+    while at < len(command) and command[at] != "--":
+        option = command[at]
+        count = MOUNT_OPTIONS.get(option)
+        if count is None:
+            at += 1
+            continue
+        target = command[at + count]
+        at += 1 + count
+        if any(_is_within(target, place) and target != place for place in places):
+            kind = "workspace" if option == "--bind" and target == workspace else option.lstrip("-")
+            ops.append([kind, target])
+    return ops
+
+
 def isolation_for(project_root: Path, home: Path | None, read_only: list[str], network: bool) -> Isolation:
     """What a run hides: the project, the git repository around it (and its git dir), the home."""
     root = Path(project_root).resolve()

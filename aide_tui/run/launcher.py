@@ -113,17 +113,9 @@ def _wait_for_script(result_file, modules):
     return line.strip() or None
 
 
-def main():
-    warm = sys.argv[1] == "--warm"
-    _die_with_parent()
-    _become_subreaper()
-    if warm:
-        result_file, extra = sys.argv[2], []
-        script = _wait_for_script(result_file, sys.argv[3] if len(sys.argv) > 3 else "")
-        if script is None:
-            os._exit(0)
-    else:
-        script, result_file, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+def run_script(script, result_file, extra):
+    """Run `script` as ``__main__`` the way ``python script`` would; record an uncaught
+    exception in `result_file`.  Shared by the cold and warm starts and the fork server."""
     script_path = os.path.abspath(script)
     sys.argv = [script] + extra
     sys.path[0] = os.path.dirname(script_path)  # as `python solution.py` would set it
@@ -148,6 +140,20 @@ def main():
         sys.stderr.write(text)
         sys.stderr.flush()
         sys.exit(1)
+
+
+def main():
+    warm = sys.argv[1] == "--warm"
+    _die_with_parent()
+    _become_subreaper()
+    if warm:
+        result_file, extra = sys.argv[2], []
+        script = _wait_for_script(result_file, sys.argv[3] if len(sys.argv) > 3 else "")
+        if script is None:
+            os._exit(0)
+    else:
+        script, result_file, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+    run_script(script, result_file, extra)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import codecs
 import concurrent.futures
 import json
+import logging
 import os
 import re
 import select
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .executor import ExecRequest, ExecResult, LineSink, RunningJobs
+from .forkserver import ForkedWarmStart, ForkServer, ForkServerDead, fork_server_supported, server_key
 from .launch import SESSION_FILE, LauncherProcess, WarmStart
 from .sandbox import ProcessTree, redact
 from .workspace import HIDDEN_DIR  # the launcher's area inside a workspace; not an output
@@ -39,6 +41,8 @@ SAMPLE_INTERVAL = 0.1
 MAX_LINE_CHARS = 10_000  # longest line handed to on_line / kept in the capture
 READ_CHUNK = 64 * 1024
 PIPE_GRACE = 0.5  # after the tree is dead, how long to wait for pipes to reach EOF
+
+log = logging.getLogger(__name__)
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -177,7 +181,7 @@ class LocalJob:
             launch = LauncherProcess(request, environ)
         self.workspace, self.result_file, self.secrets = launch.workspace, launch.result_file, launch.secrets
         self.proc = launch.proc
-        self.tree = ProcessTree(self.proc.pid)
+        self.tree = ProcessTree(self.proc.pid, count_root=getattr(launch, "root_rss", True))
         self._reader_stop = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"aide-exec-read-{self.proc.pid}", daemon=True)
         self._waiter = threading.Thread(target=self._wait_exit, name=f"aide-exec-wait-{self.proc.pid}", daemon=True)
@@ -277,6 +281,8 @@ class LocalJob:
                     pipe.close()
                 except (OSError, AttributeError):
                     pass
+            if hasattr(self.proc, "close"):  # a forked child's job socket
+                self.proc.close()
             self._done.set()
 
     def _build_result(self) -> ExecResult:
@@ -374,18 +380,44 @@ class LocalExecutor:
         # The child's environment starts from ours (allow-listed); run/ is where it is built.
         self.environ = dict(os.environ if environ is None else environ)
         self._jobs: RunningJobs[LocalJob] = RunningJobs()
-        self._warm: list[WarmStart] = []
-        self._lock = threading.Lock()  # guards _warm
+        self._warm: list[WarmStart | ForkedWarmStart] = []
+        self._servers: dict[tuple, ForkServer] = {}
+        self._lock = threading.Lock()  # guards _warm and _servers
+        self.fork = True  # serve warm starts from a fork server where possible (see forkserver.py)
 
-    def warm_up(self, request: ExecRequest, preload: tuple[str, ...]) -> WarmStart | None:
-        """Start `request`'s interpreter now, importing `preload`; hand it to `submit` later."""
+    def warm_up(self, request: ExecRequest, preload: tuple[str, ...]) -> WarmStart | ForkedWarmStart | None:
+        """Start `request`'s interpreter now, importing `preload`; hand it to `submit` later.
+
+        A fork of the run's zygote when one can serve it (the imports happen once per run),
+        else a fresh interpreter of its own that imports them."""
         if not preload:
             return None
-        warm = _SPAWNER.submit(WarmStart, request, self.environ, preload).result()
+        warm: WarmStart | ForkedWarmStart | None = self._forked(request, preload)
+        if warm is None:
+            warm = _SPAWNER.submit(WarmStart, request, self.environ, preload).result()
         with self._lock:
             self._warm = [w for w in self._warm if w.pending]
             self._warm.append(warm)
         return warm
+
+    def _forked(self, request: ExecRequest, preload: tuple[str, ...]) -> ForkedWarmStart | None:
+        if not self.fork or not fork_server_supported(request):
+            return None
+        key = server_key(request, preload)
+        try:
+            with self._lock:
+                server = self._servers.get(key)
+                if server is None:  # started from the spawner thread: it dies with aide-tui, not a node's thread
+                    server = self._servers[key] = _SPAWNER.submit(ForkServer, request, self.environ, preload).result()
+            launch = server.fork(request, self.environ)
+            if server.ready:  # a fork takes milliseconds: wait for it, so a failure shows now, not at submit
+                launch.started(timeout=10)
+            return ForkedWarmStart(launch)
+        except ForkServerDead:
+            return None
+        except OSError:
+            log.exception("could not fork a warm interpreter")
+            return None
 
     def submit(self, request: ExecRequest, on_line: LineSink, warm: WarmStart | None = None) -> LocalJob:
         return self._jobs.add(_SPAWNER.submit(LocalJob, request, on_line, self.environ, warm).result())
@@ -396,6 +428,10 @@ class LocalExecutor:
         for start in warm:
             start.discard()
         self._jobs.end_all(timeout)
+        with self._lock:
+            servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            server.close()
 
 
 __all__ = ["LocalExecutor", "LocalJob", "OutputCapture", "HIDDEN_DIR", "MAX_LINE_CHARS"]

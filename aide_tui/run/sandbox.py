@@ -157,9 +157,10 @@ class ProcessTree:
     nor its process-group id can be reused meanwhile.
     """
 
-    def __init__(self, root_pid: int):
+    def __init__(self, root_pid: int, count_root: bool = True):
         self.root_pid = root_pid
         self.root = psutil.Process(root_pid)
+        self.count_root = count_root  # False: the root's pages are its children's too (a forked init)
         self.known: dict[int, psutil.Process] = {}  # descendants ever seen, by pid
 
     def sample_rss_mb(self) -> float:
@@ -171,7 +172,7 @@ class ProcessTree:
             children = []
         for child in children:
             self.known.setdefault(child.pid, child)
-        for proc in [self.root, *self.known.values()]:
+        for proc in [self.root, *self.known.values()] if self.count_root else list(self.known.values()):
             try:
                 total += proc.memory_info().rss
             except (psutil.Error, OSError):
