@@ -802,7 +802,11 @@ class Engine:
         self._emit(ev.PhaseChanged(None, "executing", f"re-running node #{node.id} on the hidden holdout"))
 
         def run(request: ExecRequest) -> ExecResult:
-            job = self.executor.submit(request, lambda _stream, _line: None)
+            # Forked from the run's zygote where there is one: a re-run then starts in milliseconds.
+            with self._lock:
+                preload = self._preload or ()
+            warm = self.executor.warm_up(request, preload) if preload else None
+            job = self.executor.submit(request, lambda _stream, _line: None, warm=warm)
             result = None
             while result is None:  # CancelNow (the user's quit) kills it like a node's own run
                 if self._cancel.is_set():

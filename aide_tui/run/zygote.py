@@ -37,6 +37,7 @@ and the processes die with their parents instead.
 """
 
 import ctypes
+import gc
 import importlib.util
 import json
 import os
@@ -299,6 +300,9 @@ def main():
     sys.path[0] = "/nonexistent-aide-zygote"  # preloads resolve as installed packages, not next to this file
     modules = [m for m in (sys.argv[4] if len(sys.argv) > 4 else "").split(",") if m]
     failed = launcher._preload(modules)
+    # What the imports made is never garbage: frozen, no child's collections walk it again. They
+    # would touch every page (copying it) and make a child's exit about 3x slower (280 -> 80 ms).
+    gc.freeze()
     control.send(b"ready " + json.dumps({"failed": failed}).encode("utf-8"))
     while _serve_one(control, launcher, sandboxed, network):
         pass
