@@ -60,6 +60,14 @@ _METRIC_RE = re.compile(r"METRIC = ([0-9.]+)")
 _PRINTED_RE = re.compile(r"Validation metric: ([-+0-9.eE]+)")
 
 
+class Gate:
+    """Where one request waits: `reached` once it arrived, it goes on when `opened` is set."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+
+
 class ScriptedAide:
     """Callable responder; `crash_every` makes every n-th draft crash."""
 
@@ -69,6 +77,13 @@ class ScriptedAide:
         self.lock = threading.Lock()
         self.counts = {"draft": 0, "improve": 0, "debug": 0, "review": 0}
         self.prompts: list[tuple[str, str]] = []  # (operation, user text)
+        self.gates: dict[int, Gate] = {}  # n-th code request -> the gate it waits at
+
+    def hold(self, request_number: int) -> "Gate":
+        """Make the n-th code request (node n with one worker) wait until the gate opens, so a
+        test can act while that node is surely in flight, however fast scripts run."""
+        gate = self.gates[request_number] = Gate()
+        return gate
 
     def __call__(self, body: dict):
         if is_card_call(body):
@@ -81,6 +96,10 @@ class ScriptedAide:
             self.counts[op] = self.counts.get(op, 0) + 1
             n = self.counts[op]
             self.prompts.append((op, text))
+            gate = self.gates.get(len(self.prompts))
+        if gate is not None:
+            gate.reached.set()
+            gate.opened.wait(60)
         if op == "draft":
             metric = self.draft_metric_start + 10 * n
             if self.crash_every and n % self.crash_every == 0:

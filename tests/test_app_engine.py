@@ -49,14 +49,17 @@ async def cursor_on(pilot, app, node_id):
     await wait_for(pilot, lambda: app.tree_pane.cursor_node is not None and app.tree_pane.cursor_node.data == node_id)
 
 
-async def pause_after(pilot, app, node_id):
+async def pause_after(pilot, app, aide, node_id):
     """Press space while `node_id` runs; the engine holds once it has finished.
 
-    Steering from a paused run is how a person does it, and it keeps these tests
-    independent of how long Pilot takes to return from a key press while the
-    log streams (it waits for the app to go idle)."""
-    await wait_for(pilot, lambda: app.model.running_id == node_id)
+    Steering from a paused run is how a person does it.  The node's code request
+    is held at a gate (armed before the app starts) until the pause is seen, so
+    the key surely lands while that node is in flight, however fast scripts run."""
+    gate = aide.gates[node_id]
+    await wait_for(pilot, lambda: app.model.running_id == node_id and gate.reached.is_set())
     await pilot.press("space")
+    await wait_for(pilot, lambda: app.model.state in ("pausing", "paused"))
+    gate.opened.set()
     await wait_for(pilot, lambda: app.model.state == "paused")
     assert app.model.done == node_id
 
@@ -72,9 +75,10 @@ def slow_llm(llm_env):
 
 async def test_nodes_appear_and_i_makes_the_next_node_an_improve_of_the_selected_node(tmp_path, slow_llm):
     project = make_project(tmp_path / "p", dirty=False)
+    slow_llm.hold(2)
     app = make_app(project)
     async with app.run_test(size=SIZE) as pilot:
-        await pause_after(pilot, app, 2)
+        await pause_after(pilot, app, slow_llm, 2)
         app.goto_node(1)
         await cursor_on(pilot, app, 1)
         await pilot.press("i")
@@ -95,10 +99,11 @@ async def test_nodes_appear_and_i_makes_the_next_node_an_improve_of_the_selected
 
 async def test_b_debugs_the_selected_buggy_node_and_d_forces_a_draft(tmp_path, slow_llm):
     project = make_project(tmp_path / "p", dirty=False)
+    slow_llm.hold(3)
     app = make_app(project, steps=5, num_drafts=2)
     async with app.run_test(size=SIZE) as pilot:
         # node 2 crashes (every 2nd draft); with debug_prob=0 the policy would never debug it
-        await pause_after(pilot, app, 3)
+        await pause_after(pilot, app, slow_llm, 3)
         app.goto_node(2)
         await cursor_on(pilot, app, 2)
         assert app.model.nodes[2].is_buggy
@@ -114,9 +119,10 @@ async def test_b_debugs_the_selected_buggy_node_and_d_forces_a_draft(tmp_path, s
 
 async def test_b_on_a_working_node_explains_and_sends_nothing(tmp_path, slow_llm):
     project = make_project(tmp_path / "p", dirty=False)
+    slow_llm.hold(2)
     app = make_app(project, steps=3)
     async with app.run_test(size=SIZE) as pilot:
-        await pause_after(pilot, app, 2)
+        await pause_after(pilot, app, slow_llm, 2)
         app.goto_node(1)
         await cursor_on(pilot, app, 1)
         await pilot.press("b")
@@ -128,9 +134,10 @@ async def test_b_on_a_working_node_explains_and_sends_nothing(tmp_path, slow_llm
 
 async def test_h_puts_the_hint_into_the_next_prompt(tmp_path, slow_llm):
     project = make_project(tmp_path / "p", dirty=False)
+    slow_llm.hold(1)
     app = make_app(project, steps=3)
     async with app.run_test(size=SIZE) as pilot:
-        await pause_after(pilot, app, 1)
+        await pause_after(pilot, app, slow_llm, 1)
         await pilot.press("h")
         await wait_for(pilot, lambda: isinstance(app.screen, HintModal), timeout=5)
         await pilot.press(*"use target encoding")
@@ -146,10 +153,13 @@ async def test_h_puts_the_hint_into_the_next_prompt(tmp_path, slow_llm):
 
 async def test_space_pauses_after_the_current_step_and_resumes(tmp_path, slow_llm):
     project = make_project(tmp_path / "p", dirty=False)
+    gate = slow_llm.hold(1)
     app = make_app(project, steps=3)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.model.running_id == 1)
+        await wait_for(pilot, lambda: app.model.running_id == 1 and gate.reached.is_set())
         await pilot.press("space")
+        await wait_for(pilot, lambda: app.model.state in ("pausing", "paused"))
+        gate.opened.set()
         await wait_for(pilot, lambda: app.model.state == "paused")
         held = len(journal(project))
         await pilot.pause(1.5)
