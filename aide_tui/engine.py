@@ -598,7 +598,12 @@ class Engine:
             raise _Cancelled()
         shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
         with self._lock:  # one check at a time; a repair must not race another node's
-            tampered = self.inputs.verify_and_repair()
+            try:
+                tampered = self.inputs.verify_and_repair()
+            except FileNotFoundError:
+                if self.paths.root.exists():
+                    raise
+                tampered = []  # the script deleted the run directory: recording the node says so and stops
         if tampered:
             self._end_warm_starts()  # one prepared meanwhile may link the tampered files
             self._emit(ev.Notice(f"node #{node.id} wrote into its input files ({', '.join(tampered)}); they were restored from the originals", "warning"))

@@ -210,7 +210,19 @@ class RunRecords:
         self._loaded: list[Node] | None = None
         self._draft_parent: object = _UNKNOWN
         self._root: str | None = None
+        self._identity: tuple[int, int] | None = None  # the run directory's (device, inode), once seen
         self.use_card(card)
+
+    def _run_dir_intact(self) -> bool:
+        """The run directory is still the one this run made: a script may delete it and a warm-up
+        may then create a directory of the same name (which usually has another inode)."""
+        try:
+            st = os.stat(self.paths.root)
+        except OSError:
+            return False
+        if self._identity is None:
+            self._identity = (st.st_dev, st.st_ino)
+        return self._identity == (st.st_dev, st.st_ino)
 
     def use_card(self, card: TaskCard | None) -> None:
         """Commit subjects name the metric of the card the run evaluates with (the confirmed one)."""
@@ -360,7 +372,7 @@ class RunRecords:
         return self._draft_parent  # type: ignore[return-value]
 
     def _check_run_dir(self, node: Node, tree: SearchTree) -> None:
-        if self.paths.info.exists() and self.journal.is_intact():
+        if self._run_dir_intact() and self.paths.info.exists() and self.journal.is_intact():
             return
         self._commit_lost(node, tree)
         raise FatalRunError(
@@ -384,7 +396,7 @@ class RunRecords:
             return {}
 
     def write_info(self, **fields: object) -> None:
-        if not self.paths.root.is_dir():
+        if not self.paths.root.is_dir() or not self._run_dir_intact():
             raise FatalRunError(f"{self.paths.root} disappeared (did a script delete it?); the run stops")
         info = self.read_info()
         info.update(run=self.run, updated_at=time.time(), **fields)

@@ -170,7 +170,9 @@ def test_a_script_deleting_the_run_directory_stops_the_run_with_an_error(tmp_pat
     project = make_project(tmp_path / "p", dirty=False)
     code = "import shutil\nshutil.rmtree('../..')\n" + GOOD.format(m=1)
     events: list[ev.Event] = []
-    settings = resolve(None, dict(steps=3, timeout=30, coder="offline", workers=1, **UNSANDBOXED))
+    # No warm starts: a successor's workspace prepared meanwhile would race the rmtree (and make it
+    # fail half-way with "Directory not empty"), which is not what this test is about.
+    settings = resolve(None, dict(steps=3, timeout=30, coder="offline", workers=1, preload=[], **UNSANDBOXED))
     engine = build_engine(project, settings, resume=False, listener=events.append)
     engine.submit(ev.RunCode(None, code))
     finished = engine.run()

@@ -140,10 +140,15 @@ class ForkServer:
                 pass
             self._ready.set()
             return
+        if self._dead.is_set():  # closed before it was ready: nothing went wrong
+            return
         self._dead.set()
-        self._errors.seek(0)
-        log.warning("the fork server did not start; nodes start cold: %s",
-                    self._errors.read().decode("utf-8", "replace").strip()[-2000:])
+        try:
+            self._errors.seek(0)
+            why = self._errors.read().decode("utf-8", "replace").strip()[-2000:]
+        except (OSError, ValueError):
+            why = "(its error output is gone)"
+        log.warning("the fork server did not start; nodes start cold: %s", why)
 
     @property
     def ready(self) -> bool:

@@ -37,7 +37,8 @@ def _script_frames(tb, script_path):
     """Skip the launcher's and runpy's frames so the traceback starts in the script."""
     first = tb
     while tb is not None:
-        if os.path.abspath(tb.tb_frame.f_code.co_filename) == script_path:
+        name = tb.tb_frame.f_code.co_filename  # "<frozen runpy>" is not a path: no getcwd (it may be gone)
+        if os.path.isabs(name) and os.path.normpath(name) == script_path:
             return tb
         tb = tb.tb_next
     return first
