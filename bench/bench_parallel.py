@@ -7,10 +7,10 @@ real git) in a scratch project:
   4 and 8 workers (goal: 4 workers >= 3x one worker);
 * CPU-bound: every script burns 1.5 s of one core, at 1 and 2 workers on a 2-core
   machine (goal: 2 workers >= 1.8x one worker).  These scripts import nothing, so
-  the goal is measured with `preload = []`: warm starts would import pandas and
-  scikit-learn for scripts that never use them, CPU that one worker gets free on
-  the idle second core and two workers take from the scripts.  The figure with
-  the default preload is printed too.
+  the goal is measured with `preload = []`.  The figure with the default preload is
+  printed too: the run's fork server imports pandas and scikit-learn once (a second
+  or two of one core, which one worker gets free on the idle second core and two
+  workers take from the scripts), and every node is then a fork of it.
 
 Both run with `holdout = 0`: these scripts print a constant metric and write no
 submission, so re-running new bests on the hidden holdout would only add work that

@@ -400,3 +400,47 @@ def test_wall_time_is_the_scripts_own_when_the_code_comes_before_the_imports_are
     assert job.warm and result.exit_code == 0, result
     assert time.monotonic() - handed_over >= 2.0  # it did wait for the import
     assert result.wall_time < 1.5, result.wall_time  # ... which is not the script's time
+
+
+# -- the fork server ---------------------------------------------------------------------
+
+
+def test_warm_starts_are_forks_of_the_runs_zygote_and_each_seeds_numpy_afresh(tmp_path):
+    project = tmp_path / "proj"
+    nodes = project / ".aide" / "runs" / "r" / "nodes"
+    executor = LocalExecutor()
+    code = "import numpy, os\nprint('draw', numpy.random.rand(), 'pid', os.getpid())\n"
+    outputs = []
+    try:
+        for n in (1, 2):
+            (nodes / f"{n:04d}" / "input").mkdir(parents=True)
+            request = ExecRequest(workspace=nodes / f"{n:04d}", timeout=60, isolation=_isolation(project), cpus=1)
+            warm = executor.warm_up(request, ("numpy", "numpy.random"))  # as scikit-learn loads it
+            assert type(warm).__name__ == "ForkedWarmStart"
+            (nodes / f"{n:04d}" / "solution.py").write_text(code)
+            job = executor.submit(request, lambda s, l: None, warm=warm)
+            result = job.wait(60)
+            assert job.warm and result.succeeded, result.output
+            outputs.append(result.output.split())
+        assert len(executor._servers) == 1  # both forked from one zygote: the imports happened once
+    finally:
+        executor.shutdown()
+    assert outputs[0][1] != outputs[1][1], "each fork must draw from a freshly seeded generator"
+
+
+def test_a_zygote_that_cannot_start_leaves_nodes_to_start_the_old_way(node, monkeypatch, tmp_path):
+    import aide_tui.run.forkserver as forkserver
+
+    broken = tmp_path / "zygote.py"
+    broken.write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.setattr(forkserver, "ZYGOTE", broken)
+    project, workspace = node
+    executor = LocalExecutor()
+    try:
+        first, _, _ = run(workspace, project, "print('ran')\n", preload=PRELOAD, executor=executor)
+        assert first.succeeded and "ran" in first.output  # the fork never came: it started cold
+        second, _, was_warm = run(workspace, project, "print('ran again')\n", preload=PRELOAD, executor=executor)
+        assert second.succeeded and "ran again" in second.output
+        assert was_warm  # the dead zygote is noticed: a launcher of its own was warmed instead
+    finally:
+        executor.shutdown()
