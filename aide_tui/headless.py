@@ -27,6 +27,7 @@ class HeadlessPrinter:
         self.err = err or sys.stderr
         self._lock = threading.Lock()  # output lines arrive from runner threads
         self.state = RunModel()
+        self._reply: dict[int, str] = {}  # per node, the model's reply not yet ended by a newline
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, (ev.LlmDelta, ev.OutputLine)) and not self.verbose:
@@ -61,14 +62,27 @@ class HeadlessPrinter:
         hint = " (with your hint)" if e.hint else ""
         self._say(f"[{e.step}/{self.state.steps_total}] #{e.node_id} {e.operation}{of}{hint} ...")
 
+    # With several nodes in flight their replies and outputs interleave: every line names its node.
     def _llm_delta(self, e: ev.LlmDelta) -> None:
-        self.out.write(e.text)
+        *lines, rest = (self._reply.get(e.node_id, "") + e.text).split("\n")
+        self._reply[e.node_id] = rest
+        for line in lines:
+            self._say(f"  #{e.node_id} > {line}")
+
+    def _flush_reply(self, node_id: int | None) -> None:
+        rest = self._reply.pop(node_id, "") if node_id is not None else ""
+        if rest:
+            self._say(f"  #{node_id} > {rest}")
+
+    def _code_ready(self, e: ev.CodeReady) -> None:
+        self._flush_reply(e.node_id)
 
     def _output_line(self, e: ev.OutputLine) -> None:
-        self._say(f"    | {e.line}")
+        self._say(f"  #{e.node_id} | {e.line}")
 
     def _node_finished(self, e: ev.NodeFinished) -> None:
         n = e.node
+        self._flush_reply(n.id)
         if n.status == "ok":
             verdict = f"ok, metric {n.metric:.6g}"
         else:
@@ -105,6 +119,7 @@ class HeadlessPrinter:
         ev.DirectionFixed: _direction_fixed,
         ev.NodeStarted: _node_started,
         ev.LlmDelta: _llm_delta,
+        ev.CodeReady: _code_ready,
         ev.OutputLine: _output_line,
         ev.NodeFinished: _node_finished,
         ev.HoldoutScored: _holdout_scored,

@@ -193,3 +193,27 @@ def test_the_readme_documents_every_event_and_its_json_fields():
             fields = [f for f in fields if f not in ("run", "branch", "direction")]
         documented = [name.strip() for name in re.sub(r"\([^)]*\)", "", rows[kind.__name__]).split(",")]
         assert documented == fields, kind.__name__
+
+
+def test_headless_verbose_names_the_node_of_every_reply_and_output_line():
+    """Two nodes in flight: their streamed replies and outputs interleave, so each line says whose."""
+    import io
+
+    from aide_tui.headless import HeadlessPrinter
+
+    out = io.StringIO()
+    printer = HeadlessPrinter(verbose=True, out=out, err=out)
+    for event in (
+        ev.LlmDelta(1, "Plan for one.\n```py"), ev.LlmDelta(2, "Plan for "), ev.LlmDelta(1, "thon\nprint(1)"),
+        ev.OutputLine(2, "stdout", "fold 0: 0.5"), ev.LlmDelta(2, "two.\n"), ev.CodeReady(1, "Plan for one.", "print(1)"),
+        ev.OutputLine(1, "stderr", "warning"),
+    ):
+        printer(event)
+    assert out.getvalue().splitlines() == [
+        "  #1 > Plan for one.",
+        "  #1 > ```python",  # a line is printed once it is whole, from however many pieces
+        "  #2 | fold 0: 0.5",
+        "  #2 > Plan for two.",
+        "  #1 > print(1)",  # the reply's last line, without a newline, once the code is ready
+        "  #1 | warning",
+    ]

@@ -163,7 +163,7 @@ def test_nothing_outlives_a_sigkilled_aide_tui_once_the_run_resumes(tmp_path, ll
                              "--timeout", "300", "--coder", "llm", "--sandbox", "none", "--preload", "", "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     for line in proc.stdout:
-        if "| sleeping" in line:
+        if line.rstrip().endswith("| sleeping"):
             break
 
     running = [p for p in psutil.process_iter(["cmdline", "cwd", "name"])  # git's own helpers are not the script's
