@@ -131,6 +131,7 @@ class Engine:
         self._coder_lock = threading.Lock()  # for coders that keep state and are not thread-safe
         self._store_lock = threading.Lock()  # GitPython is not thread-safe: one writer
         self._usage = Usage()
+        self._abandoned = False  # a new run whose task card form was left: removed when run() ends
         self._llm_failures = 0
         self._preload: tuple[str, ...] | None = None  # chosen at the first step (probes the interpreter)
         self._warm: dict[int, object] = {}  # node id -> the executor's warm start for it
@@ -188,6 +189,8 @@ class Engine:
             self._drain()
             self.records.close()
             self.executor.shutdown()
+            if self._abandoned:  # nothing to resume: the next start must not offer it
+                self.records.discard()
             self.store.close()
             if self.lock is not None:
                 self.lock.release()
@@ -255,6 +258,7 @@ class Engine:
             self.control.card_check = partial(card_problem, self.project.root, self.data_files)
             card = self.control.await_card()
             if card is None:  # stopped or cancelled in the form: no node runs, nothing is saved
+                self._abandoned = not self.resume and len(self.tree) == 0
                 return
             self.card, self.card_source = card, "confirmed"
             self.records.use_card(card)

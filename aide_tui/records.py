@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ from .search.journal import Journal, JournalDamaged, node_line, parse_line, star
 from .search.node import Node
 from .search.task_card import METRIC_NAMES, TaskCard, card_to_dict
 from .search.tree import SearchTree
-from .store.git import SUBJECT_MAX, BranchConflict, GitStore, commit_message, split_committable
+from .store.git import SUBJECT_MAX, BranchConflict, GitStore, GitStoreError, commit_message, split_committable
 
 log = logging.getLogger("aide_tui.records")
 
@@ -386,6 +387,19 @@ class RunRecords:
             self._commit(node, {}, tree)
         except Exception:  # noqa: BLE001 - best effort on the way out
             log.exception("could not commit node #%s after the run directory disappeared", node.id)
+
+    def discard(self) -> None:
+        """Remove a run that never started (its task card form was left): its root branch
+        and its directory.  Nothing else of it exists yet; a failure leaves it resumable."""
+        self.journal.close()
+        sha = self.store.branch_sha(root_branch(self.run))
+        try:
+            if sha is not None:
+                self.store.delete_branch(root_branch(self.run), sha)
+        except GitStoreError:
+            log.exception("could not delete the root branch of the abandoned run %s", self.run)
+            return
+        shutil.rmtree(self.paths.root, ignore_errors=True)
 
     # -- run.json ------------------------------------------------------------
 

@@ -169,8 +169,10 @@ async def test_the_engine_rejects_a_card_that_does_not_fit(project):
         (rejected,) = [e for e in app.received if isinstance(e, CommandRejected)]
         assert "target 'nope' is not a column of data/train.csv" in rejected.reason
         await pilot.press("escape")
-        await wait_for(pilot, lambda: app.model.state in ("finished", "stopping") or not app.is_running)
-    assert not (run_dir(project) / "journal.jsonl").exists() or journal_nodes(run_dir(project) / "journal.jsonl") == []
+        await wait_for(pilot, lambda: app.engine_worker is None or app.engine_worker.is_finished, timeout=30)
+    # Leaving the form leaves nothing: no run to be offered for resuming, no root branch.
+    assert list((project / ".aide" / "runs").iterdir()) == []
+    assert git(project, "branch", "--list", "aide/*").strip() == ""
 
 
 async def test_a_card_naming_a_column_the_data_lacks_opens_with_that_field_blank(project):

@@ -291,6 +291,12 @@ class GitStore:
 
     # -- writing -----------------------------------------------------------
 
+    def delete_branch(self, branch: str, expected: str) -> None:
+        """Delete `branch` if it still points at `expected` (never someone else's newer commit)."""
+        self._check_open()
+        validate_branch(branch)
+        self._run("update-ref", "-d", f"refs/heads/{branch}", expected)
+
     def commit_node(
         self,
         branch: str,
