@@ -31,7 +31,7 @@ from typing import Callable
 from . import events as ev
 from .control import Plan, RunControl
 from .errors import FatalRunError
-from .evaluation.holdout import HoldoutOutcome, final_pick, holdout_candidates
+from .evaluation.holdout import HOLDOUT_RUNS, HoldoutOutcome, final_pick, holdout_candidates
 from .evaluation.run_setup import RunEvaluation, setup_evaluation
 from .project import Project, write_atomic
 from .run.executor import ExecRequest, ExecResult, Executor, Isolation
@@ -626,6 +626,7 @@ class Engine:
             env_pass=tuple(self.settings.env_pass),
             cpus=self._node_cpus(),
             isolation=self.isolation,
+            workspace_roots=(self.paths.root / "nodes", self.paths.root / HOLDOUT_RUNS),  # one zygote for both
         )
         if self.settings.python:
             request.python = self.settings.python

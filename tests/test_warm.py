@@ -444,3 +444,51 @@ def test_a_zygote_that_cannot_start_leaves_nodes_to_start_the_old_way(node, monk
         assert was_warm  # the dead zygote is noticed: a launcher of its own was warmed instead
     finally:
         executor.shutdown()
+
+
+@pytest.fixture(params=["under-tmp", "outside-tmp"])
+def base_dir(request, tmp_path):
+    """Where the project lives: under /tmp, whose private copy a forked child mounts afresh (and
+    replays what bwrap put there), or elsewhere, where the workspace roots are covered in place."""
+    if request.param == "under-tmp":
+        yield tmp_path
+        return
+    base = Path.home() / ".cache" / f"aide-test-{uuid.uuid4().hex[:8]}"
+    base.mkdir(parents=True)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_one_zygote_serves_every_workspace_root_of_a_run(base_dir):
+    """Nodes and holdout re-runs live in two directories of the run: one zygote serves both,
+    and a child in one still sees nothing of the other's workspaces."""
+    project = base_dir / "proj"
+    run = project / ".aide" / "runs" / "r"
+    roots = (run / "nodes", run / "holdout-runs")
+    executor = LocalExecutor()
+    seen = []
+    try:
+        for root in roots:
+            workspace = root / "0001"
+            (workspace / "input").mkdir(parents=True)
+            (workspace / f"mine-{root.name}").write_text("")
+            request = ExecRequest(workspace=workspace, timeout=60, isolation=_isolation(project), cpus=1,
+                                  workspace_roots=roots)
+            warm = executor.warm_up(request, PRELOAD)
+            (workspace / "solution.py").write_text(
+                "import os\nfound = []\n"
+                f"for root in {[str(r) for r in roots]!r}:\n"
+                "    for top, dirs, files in os.walk(root):\n"
+                "        found += [f for f in files if f.startswith('mine-')]\n"
+                "print(sorted(found))\n")
+            job = executor.submit(request, lambda s, l: None, warm=warm)
+            result = job.wait(60)
+            assert job.warm and result.succeeded, result.output
+            seen.append(result.output.strip())
+        assert len(executor._servers) == 1  # the holdout re-run did not need a zygote of its own
+    finally:
+        executor.shutdown()
+    if _isolation(project) is not None:
+        assert seen == ["['mine-nodes']", "['mine-holdout-runs']"]

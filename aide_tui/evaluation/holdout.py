@@ -25,6 +25,8 @@ from .scoring import ScoreError, score_submission
 from .staging import Evaluation
 from .submission_check import SUBMISSION, check_submission
 
+HOLDOUT_RUNS = "holdout-runs"  # under the run directory: the re-runs' workspaces
+
 RunRequest = Callable[[ExecRequest], ExecResult]
 
 
@@ -39,7 +41,7 @@ class HoldoutScorer:
                  request_for: Callable[[Path], ExecRequest]):
         self.evaluation = evaluation
         self.card = card
-        self.root = Path(run_root) / "holdout-runs"
+        self.root = Path(run_root) / HOLDOUT_RUNS
         self.inputs = inputs  # the run's InputData: the node's ./input
         self.request_for = request_for
 

@@ -131,8 +131,12 @@ def bwrap_command(
     isolation: Isolation,
     interpreter: Interpreter,
     extra_files: tuple[Path, ...] = (),
+    also_writable: tuple[Path, ...] = (),
 ) -> list[str]:
     """The bwrap command line that runs `command` in `workspace` walled in by `isolation`.
+
+    `also_writable` are more directories bound writable like the workspace (the fork
+    server's other workspace roots).
 
     `home` is the script's private HOME (inside the workspace); `extra_files`
     are files of aide-tui the command needs (the launcher), shown read-only.
@@ -180,6 +184,8 @@ def bwrap_command(
             bound.append(path)
             args += ["--ro-bind", path, path]
     args += ["--bind", ws, ws]
+    for extra in also_writable:
+        args += ["--bind", _real(extra), _real(extra)]
     input_dir = os.path.join(ws, "input")
     if os.path.isdir(input_dir):
         args += ["--ro-bind", input_dir, input_dir]
@@ -197,9 +203,10 @@ def bwrap_command(
 MOUNT_OPTIONS = {"--tmpfs": 1, "--remount-ro": 1, "--ro-bind": 2, "--bind": 2, "--dev-bind": 2}
 
 
-def mounts_under(command: list[str], places: list[str], workspace: str) -> list[list[str]]:
+def mounts_under(command: list[str], places: list[str], roots: list[str]) -> list[list[str]]:
     """The mounts of a bwrap command line that land inside `places`, in order, as
-    ``[kind, target]``; the bind of `workspace` itself is ``["workspace", workspace]``.
+    ``[kind, target]``; the binds of the workspace `roots` are ``["workspace", root]``
+    (a node binds its own workspace there instead).
 
     A forked node mounts fresh private temp directories over the zygote's, which
     hides whatever bwrap had put inside them (a project under /tmp, its hidden
@@ -217,7 +224,7 @@ def mounts_under(command: list[str], places: list[str], workspace: str) -> list[
         target = command[at + count]
         at += 1 + count
         if any(_is_within(target, place) and target != place for place in places):
-            kind = "workspace" if option == "--bind" and target == workspace else option.lstrip("-")
+            kind = "workspace" if option == "--bind" and target in roots else option.lstrip("-")
             ops.append([kind, target])
     return ops
 

@@ -50,6 +50,9 @@ class ExecRequest:
     env_pass: tuple[str, ...] = ()  # names of the caller's variables the user lets through (env_pass)
     cpus: int | None = None  # the node's share of cores: sets OMP_NUM_THREADS and the like
     isolation: Isolation | None = None  # None: run unsandboxed
+    # Every directory the run makes workspaces in (this one's parent among them): one fork
+    # server can then serve them all.  Empty: just this workspace's parent.
+    workspace_roots: tuple[Path, ...] = ()
 
 
 @dataclass

@@ -73,9 +73,16 @@ def fork_server_supported(request: ExecRequest) -> bool:
     return True
 
 
+def workspace_roots(request: ExecRequest) -> tuple[str, ...]:
+    """The directories a zygote for `request` sees: where the run makes workspaces."""
+    parent = Path(request.workspace).resolve().parent
+    roots = [Path(r).resolve() for r in request.workspace_roots]
+    return tuple(str(r) for r in (roots if parent in roots else [parent, *roots]))
+
+
 def server_key(request: ExecRequest, preload: tuple[str, ...]) -> tuple:
     """Requests with the same key can be forked from the same zygote."""
-    return (str(Path(request.workspace).resolve().parent), request.python, request.isolation,
+    return (workspace_roots(request), request.python, request.isolation,
             tuple(request.env_pass), request.cpus, tuple(sorted(request.extra_env.items())), preload)
 
 
@@ -85,7 +92,9 @@ class ForkServer:
     def __init__(self, request: ExecRequest, environ: Mapping[str, str], preload: tuple[str, ...]):
         self.preload = preload
         self.environ = dict(environ)
-        self.root = str(Path(request.workspace).resolve().parent)
+        self.roots = workspace_roots(request)
+        for root in self.roots:  # bound into the zygote's sandbox, so they must exist
+            Path(root).mkdir(parents=True, exist_ok=True)
         self.sandboxed = request.isolation is not None
         self.failed: dict[str, str] = {}
         self.private_tmp = [p for p in PRIVATE_TMP if os.path.isdir(p) and not os.path.islink(p)]
@@ -116,8 +125,8 @@ class ForkServer:
         env, _ = child_env(self.environ, request.extra_env, env_pass=request.env_pass, cpus=request.cpus,
                            home="/tmp")
         interpreter = describe_interpreter(request.python, tuple(sorted((k, v) for k, v in env.items() if k != "HOME")))
-        command = bwrap_command([interpreter.executable, *args], Path(self.root), Path("/tmp"), iso,
-                                interpreter, (ZYGOTE, LAUNCHER))
+        command = bwrap_command([interpreter.executable, *args], Path(self.roots[0]), Path("/tmp"), iso,
+                                interpreter, (ZYGOTE, LAUNCHER), also_writable=tuple(Path(r) for r in self.roots[1:]))
         # The zygote alone keeps the capabilities to build each child's view, inside a user
         # namespace of its own; the children drop them all before any generated code runs.
         caps = ["--unshare-user", "--uid", str(os.getuid()), "--gid", str(os.getgid())]
@@ -125,7 +134,7 @@ class ForkServer:
             caps += ["--cap-add", cap]
         at = command.index("--cap-drop")
         command = command[:at] + caps + command[at + 2:]
-        self.replay = mounts_under(command, self.private_tmp, self.root)
+        self.replay = mounts_under(command, self.private_tmp, list(self.roots))
         return command, env
 
     def _await_ready(self) -> None:
@@ -288,7 +297,7 @@ class ForkedLaunch:
                                       home=str(home) if home is not None else environ.get("HOME"))
         job = {
             "workspace": str(self.workspace),
-            "roots": [server.root],
+            "roots": list(server.roots),
             "private_tmp": server.private_tmp,
             "replay": server.replay,
             "result_file": str(self.result_file),

@@ -128,9 +128,10 @@ def _mount_node_view(job):
             _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
         elif kind == "ro-bind":
             _bind(shown.pop(target), target, read_only=True)
-        elif kind == "workspace":
-            _bind_workspace(held, workspace)
-            bound = True
+        elif kind == "workspace":  # a workspace root: only the node's own workspace shows in it
+            if not bound and workspace.startswith(target.rstrip("/") + "/"):
+                _bind_workspace(held, workspace)
+                bound = True
         elif kind == "remount-ro":
             _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     if not bound:
