@@ -103,3 +103,8 @@ async def pilot_wait_until(pilot, cond, timeout: float = 60.0) -> None:
             raise AssertionError(f"condition not reached within {timeout:.0f}s")
         await pilot.pause(0.02)
     await pilot.pause()
+
+
+# One line a test script adds to write a submission that fits make_project's test file (ids 0..4):
+# with a test file, a node that writes none is buggy.
+WRITE_SUBMISSION = "open('submission.csv', 'w').write('id,prediction\\n' + ''.join(f'{i},1\\n' for i in range(5)))\n"

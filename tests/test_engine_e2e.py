@@ -12,7 +12,7 @@ from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 from aide_script import ScriptedAide
-from helpers import Recorder, git, journal_nodes, make_project, user_state
+from helpers import WRITE_SUBMISSION, Recorder, git, journal_nodes, make_project, user_state
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -131,7 +131,7 @@ def test_commands_override_the_policy_and_hints_reach_the_prompt(tmp_path, scrip
             engine.submit(ev.ImproveNode(1))
             engine.submit(ev.DebugNode(1))  # works: rejected
             engine.submit(ev.DraftNext())
-            engine.submit(ev.RunCode(1, "print('Validation metric: 1.5')\n"))
+            engine.submit(ev.RunCode(1, WRITE_SUBMISSION + "print('Validation metric: 1.5')\n"))
         if isinstance(event, ev.RunFinished):
             done.set()
 

@@ -22,7 +22,7 @@ from aide_tui.project import Project
 from aide_tui.search.node import Node
 from aide_tui.search.task_card import TaskCard
 from aide_tui.settings import resolve
-from helpers import Recorder, git
+from helpers import WRITE_SUBMISSION, Recorder, git, make_project
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -220,6 +220,23 @@ def test_a_submission_that_does_not_fit_the_test_file_makes_the_node_buggy_with_
     node = [e.node for e in events.events if isinstance(e, ev.NodeFinished)][0]
     assert node.status == "buggy" and node.metric is None
     assert "submission.csv columns date,weather; expected day,weather" in node.review_summary
+
+
+def test_a_node_that_writes_no_submission_when_there_is_a_test_file_is_buggy(tmp_path, llm_env):
+    from aide_script import ScriptedAide
+
+    llm_env.responder = ScriptedAide()  # its review passes any script that prints a metric: the engine must not
+    project = make_project(tmp_path / "p", dirty=False)
+    events = Recorder()
+    engine = build_engine(project, resolve(None, dict(steps=2, coder="llm", workers=1, timeout=60)),
+                          resume=False, listener=events)
+    engine.submit(ev.RunCode(None, "print('Validation metric: 1.5')\n"))
+    engine.submit(ev.RunCode(None, WRITE_SUBMISSION + "print('Validation metric: 1.5')\n"))
+    engine.run()
+    first, second = [e.node for e in events.events if isinstance(e, ev.NodeFinished)]
+    assert first.status == "buggy" and first.metric is None
+    assert "wrote no submission.csv (the task has a test file, data/test.csv)" in first.review_summary
+    assert second.status == "ok" and second.metric == 1.5
 
 
 @pytest.mark.timeout(300)

@@ -31,7 +31,7 @@ from aide_tui.run.sandbox import available_cpus
 from aide_tui.run.workspace import collect_outputs
 from aide_tui.settings import resolve
 from fake_api import TextReply, default_responder
-from helpers import make_project
+from helpers import WRITE_SUBMISSION, make_project
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -222,7 +222,7 @@ def test_a_run_warms_each_node_and_a_failed_coder_leaves_no_warm_process(tmp_pat
 
 def test_a_missing_preload_is_noted_once_and_never_fails_a_node(tmp_path, llm_env):
     llm_env.responder = lambda body: (default_responder(body) if body.get("tool_choice") else
-                                      TextReply("Plan.\n\n```python\nprint('Validation metric: 0.5')\n```\n"))
+                                      TextReply(f"Plan.\n\n```python\n{WRITE_SUBMISSION}print('Validation metric: 0.5')\n```\n"))
     project = make_project(tmp_path / "p", dirty=False)
     events: list = []
     settings = resolve(None, dict(steps=2, num_drafts=2, timeout=30, coder="llm", workers=1,
@@ -242,7 +242,7 @@ def test_a_preload_that_raises_on_import_is_noted_once_skipped_after_and_never_f
         (modules / f"{name}.py").write_text(f"import builtins\nbuiltins.{name}_tried = True\nraise {error}\n")
     monkeypatch.setenv("PYTHONPATH", str(modules))  # the solution interpreter finds them (and the probe)
     code = ("import builtins\nprint('tried:', getattr(builtins, 'broken_import_mod_tried', False))\n"
-            "print('Validation metric: 0.5')\n")
+            "print('Validation metric: 0.5')\n" + WRITE_SUBMISSION)
     llm_env.responder = lambda body: (default_responder(body) if body.get("tool_choice") else
                                       TextReply(f"Plan.\n\n```python\n{code}```\n"))
     project = make_project(tmp_path / "p", dirty=False)

@@ -42,12 +42,12 @@ class RunEvaluation:
             self.scorer = HoldoutScorer(self.evaluation, self.card, run_root, inputs, request_for)
 
     def check_submission(self, workspace: Path) -> str | None:
-        """What is wrong with the node's submission.csv for the test file (None: fine, or none written)."""
+        """What is wrong with the node's submission.csv for the test file (None: fine, or no test file)."""
         if self.card.test_file is None:
             return None
         submission = Path(workspace) / SUBMISSION
-        if not submission.is_file():
-            return None  # no submission to check (a holdout re-run of it says so)
+        if not submission.is_file():  # the prompts require it: a node without one cannot be submitted
+            return f"wrote no {SUBMISSION} (the task has a test file, {self.card.test_file})"
         sample = self.project_root / self.sample if self.sample else None
         return check_submission(submission, self.project_root / self.card.test_file, self.card.id_columns, sample,
                                 test_label="the test file")
