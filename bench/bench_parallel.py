@@ -12,9 +12,9 @@ real git) in a scratch project:
   or two of one core, which one worker gets free on the idle second core and two
   workers take from the scripts), and every node is then a fork of it.
 
-Both run with `holdout = 0`: these scripts print a constant metric and write no
-submission, so re-running new bests on the hidden holdout would only add work that
-says nothing about how nodes are scheduled.
+Both run with `holdout = 0`: these scripts print a constant metric and write a
+constant submission, so re-running new bests on the hidden holdout would only add
+work that says nothing about how nodes are scheduled.
 
 Run: .venv/bin/python bench/bench_parallel.py   (a quiet machine gives honest figures)
 """
@@ -35,10 +35,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from aide_tui.engine import build_engine  # noqa: E402
 from aide_tui.settings import resolve  # noqa: E402
 from fake_api import FakeMessagesAPI, TextReply, ToolReply  # noqa: E402
-from helpers import make_project  # noqa: E402
+from helpers import WRITE_SUBMISSION, make_project  # noqa: E402
 
-SLEEPING = '"""Wait."""\nimport time\ntime.sleep(1.0)\nprint("Validation metric: 1.0")\n'
-BURNING = '"""Burn one core."""\nimport time\nt = time.process_time()\nx = 0\nwhile time.process_time() - t < 1.5:\n    x += 1\nprint("Validation metric: 1.0")\n'
+SLEEPING = '"""Wait."""\nimport time\ntime.sleep(1.0)\nprint("Validation metric: 1.0")\n' + WRITE_SUBMISSION
+BURNING = ('"""Burn one core."""\nimport time\nt = time.process_time()\nx = 0\nwhile time.process_time() - t < 1.5:\n'
+           '    x += 1\nprint("Validation metric: 1.0")\n' + WRITE_SUBMISSION)
 
 
 def responder(script: str, llm_seconds: float):

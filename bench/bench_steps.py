@@ -38,6 +38,10 @@ X = pd.get_dummies(df[["area", "neighborhood"]])
 y = df["sale_price"]
 score = -cross_val_score(Ridge(alpha={alpha}), X, y, cv=3, scoring="neg_root_mean_squared_error").mean()
 print(f"Validation metric: {{score:.4f}}")
+test = pd.read_csv("input/data/test.csv")
+model = Ridge(alpha={alpha}).fit(X, y)
+X_test = pd.get_dummies(test[["area", "neighborhood"]]).reindex(columns=X.columns, fill_value=0)
+pd.DataFrame({{"id": test["id"], "prediction": model.predict(X_test)}}).to_csv("submission.csv", index=False)
 '''
 
 

@@ -41,17 +41,16 @@ from typing import Mapping
 
 from .bwrap import PRIVATE_TMP, bwrap_command, describe_interpreter, mounts_under
 from .executor import ExecRequest
+from .launch import LAUNCHER, PRIVATE_HOME, SESSION_FILE, WarmHandle, launcher_area
 from .sandbox import ProcessTree, child_env
 from .workspace import HIDDEN_DIR
 
 log = logging.getLogger(__name__)
 
 ZYGOTE = Path(__file__).with_name("zygote.py").resolve()
-LAUNCHER = Path(__file__).with_name("launcher.py").resolve()
 START_TIMEOUT = 60.0  # how long a take() waits for a forked child to report (the zygote may still import)
 MAX_MESSAGE = 1 << 16
 ZYGOTE_CAPS = ("CAP_SYS_ADMIN", "CAP_SETPCAP", "CAP_NET_ADMIN")  # mounts and unshare; drop the bounding set; loopback up
-RESULT_FILE, READY_FILE, PRIVATE_HOME, SESSION_FILE = "result.json", "warm-ready", "home", "session"
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -284,12 +283,7 @@ class ForkedLaunch:
         self.server = server
         self.request = request
         self.workspace = Path(request.workspace).resolve()
-        hidden = self.workspace / HIDDEN_DIR
-        hidden.mkdir(parents=True, exist_ok=True)
-        self.result_file = hidden / RESULT_FILE
-        self.result_file.unlink(missing_ok=True)
-        self.ready_file = hidden / READY_FILE
-        self.ready_file.unlink(missing_ok=True)
+        hidden, self.result_file, self.ready_file = launcher_area(self.workspace)
         home = hidden / PRIVATE_HOME if request.isolation is not None else None
         if home is not None:
             home.mkdir(exist_ok=True)
@@ -339,6 +333,11 @@ class ForkedLaunch:
         except OSError:
             return False
 
+    @property
+    def pid(self) -> int | None:
+        """Its init's pid as aide-tui sees it; None until it has reported."""
+        return self.proc._pid
+
     def exited(self) -> bool:
         return self.proc.ended
 
@@ -360,49 +359,15 @@ class ForkedLaunch:
         self.proc.wait()
 
 
-class ForkedWarmStart:
+class ForkedWarmStart(WarmHandle):
     """A warm start served by a fork server: the same handle `LocalExecutor.warm_up` returns."""
 
     def __init__(self, launch: ForkedLaunch):
-        self.preload = launch.server.preload
-        self._launch: ForkedLaunch | None = launch
+        super().__init__(launch, launch.server.preload)
         self._server = launch.server
-        self._lock = threading.Lock()
-
-    @property
-    def pending(self) -> bool:
-        return self._launch is not None
-
-    @property
-    def ready(self) -> bool:
-        launch = self._launch
-        return launch is not None and launch.ready_file.exists()
 
     def failed_preloads(self) -> dict[str, str]:
         return dict(self._server.failed)
 
-    @property
-    def pid(self) -> int | None:
-        launch = self._launch
-        return launch.proc._pid if launch is not None else None
-
-    def take(self, request: ExecRequest) -> ForkedLaunch | None:
-        """Hand the child to the job running `request`; None (and ended) if it cannot be used."""
-        from .launch import _setup  # the same rule as a warm interpreter's
-
-        with self._lock:
-            launch, self._launch = self._launch, None
-        if launch is None:
-            return None
-        if _setup(launch.request) != _setup(request) or not launch.started() or launch.exited() \
-                or not launch.hand_over(request.script):
-            launch.end()
-            return None
-        launch.request = request
-        return launch
-
-    def discard(self) -> None:
-        with self._lock:
-            launch, self._launch = self._launch, None
-        if launch is not None:
-            launch.end()
+    def _hand_over(self, launch: ForkedLaunch, script: str) -> bool:
+        return launch.started() and not launch.exited() and launch.hand_over(script)

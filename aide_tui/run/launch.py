@@ -40,18 +40,24 @@ STANDARD_PRELOAD = (
 )
 
 
+def launcher_area(workspace: Path) -> tuple[Path, Path, Path]:
+    """The workspace's hidden area, with no result or ready file of an earlier run left in it:
+    (the area, where the exception goes, where readiness is marked)."""
+    hidden = workspace / HIDDEN_DIR
+    hidden.mkdir(parents=True, exist_ok=True)
+    result_file, ready_file = hidden / RESULT_FILE, hidden / READY_FILE
+    result_file.unlink(missing_ok=True)
+    ready_file.unlink(missing_ok=True)
+    return hidden, result_file, ready_file
+
+
 class LauncherProcess:
     """The launcher started for `request`: running its script, or (with `preload`) warm and waiting."""
 
     def __init__(self, request: ExecRequest, environ: Mapping[str, str], preload: tuple[str, ...] | None = None):
         self.request = request
         self.workspace = Path(request.workspace).resolve()
-        hidden = self.workspace / HIDDEN_DIR
-        hidden.mkdir(parents=True, exist_ok=True)
-        self.result_file = hidden / RESULT_FILE
-        self.result_file.unlink(missing_ok=True)
-        self.ready_file = hidden / READY_FILE
-        self.ready_file.unlink(missing_ok=True)
+        hidden, self.result_file, self.ready_file = launcher_area(self.workspace)
         if preload is None:
             launch = [str(LAUNCHER), request.script, str(self.result_file)]
         else:
@@ -89,6 +95,10 @@ class LauncherProcess:
         return bwrap_command([interpreter.executable, *launch], self.workspace, home, iso, interpreter,
                              (LAUNCHER,)), env
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
     def exited(self) -> bool:
         """Whether the process has ended, without reaping it (its pid stays ours)."""
         try:
@@ -117,13 +127,14 @@ def _setup(request: ExecRequest) -> tuple:
             request.cpus, tuple(sorted(request.extra_env.items())))
 
 
-class WarmStart:
-    """A node's interpreter, started ahead with its modules imported, waiting for the script."""
+class WarmHandle:
+    """An interpreter started ahead for one node, waiting for its script: what `warm_up` returns.
 
-    def __init__(self, request: ExecRequest, environ: Mapping[str, str], preload: tuple[str, ...]):
+    Subclasses say how the script is handed over (`_hand_over`) and which preloads failed."""
+
+    def __init__(self, launch, preload: tuple[str, ...]):
         self.preload = preload
-        self._launch: LauncherProcess | None = LauncherProcess(request, environ, preload)
-        self._ready_file = self._launch.ready_file
+        self._launch = launch  # a LauncherProcess or a ForkedLaunch: request, ready_file, pid, exited(), end()
         self._lock = threading.Lock()
 
     @property
@@ -137,33 +148,26 @@ class WarmStart:
         launch = self._launch
         return launch is not None and launch.ready_file.exists()
 
-    def failed_preloads(self) -> dict[str, str]:
-        """The preloads that raised on import, {module: "ExcType: message"}; empty until the
-        launcher has tried them all (read it once its script has run)."""
-        try:
-            data = json.loads(self._ready_file.read_text(encoding="utf-8") or "{}")
-            return {str(name): str(why) for name, why in dict(data.get("failed") or {}).items()}
-        except (OSError, ValueError, TypeError, AttributeError):
-            return {}
-
     @property
     def pid(self) -> int | None:
         launch = self._launch
-        return launch.proc.pid if launch is not None else None
+        return launch.pid if launch is not None else None
 
-    def take(self, request: ExecRequest) -> LauncherProcess | None:
-        """Hand the process to the job running `request`, telling it the script; None if unusable."""
+    def failed_preloads(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _hand_over(self, launch, script: str) -> bool:
+        """Tell the waiting process its script; False if it cannot take it (it is gone)."""
+        raise NotImplementedError
+
+    def take(self, request: ExecRequest):
+        """Hand the process to the job running `request`, telling it the script; None (and the
+        process ended) if it was started for another setup or cannot take it."""
         with self._lock:
             launch, self._launch = self._launch, None
         if launch is None:
             return None
-        if _setup(launch.request) != _setup(request) or launch.exited():
-            launch.end()
-            return None
-        try:
-            launch.proc.stdin.write((request.script + "\n").encode("utf-8"))
-            launch.proc.stdin.close()
-        except OSError:  # it died just now
+        if _setup(launch.request) != _setup(request) or not self._hand_over(launch, request.script):
             launch.end()
             return None
         launch.request = request
@@ -175,6 +179,34 @@ class WarmStart:
             launch, self._launch = self._launch, None
         if launch is not None:
             launch.end()
+
+
+class WarmStart(WarmHandle):
+    """A node's own interpreter, started ahead with its modules imported, waiting for the script."""
+
+    def __init__(self, request: ExecRequest, environ: Mapping[str, str], preload: tuple[str, ...]):
+        launch = LauncherProcess(request, environ, preload)
+        super().__init__(launch, preload)
+        self._ready_file = launch.ready_file
+
+    def failed_preloads(self) -> dict[str, str]:
+        """The preloads that raised on import, {module: "ExcType: message"}; empty until the
+        launcher has tried them all (read it once its script has run)."""
+        try:
+            data = json.loads(self._ready_file.read_text(encoding="utf-8") or "{}")
+            return {str(name): str(why) for name, why in dict(data.get("failed") or {}).items()}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return {}
+
+    def _hand_over(self, launch, script: str) -> bool:
+        if launch.exited():
+            return False
+        try:
+            launch.proc.stdin.write((script + "\n").encode("utf-8"))
+            launch.proc.stdin.close()
+        except OSError:  # it died just now
+            return False
+        return True
 
 
 _PROBE_MODULES = """
