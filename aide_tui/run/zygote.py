@@ -74,6 +74,21 @@ def _mount(source, target, fstype, flags, data=None):
     _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), "mount %s" % target)
 
 
+# statvfs flag -> mount flag, for the per-mount flags a remount must keep: in a user namespace
+# the kernel refuses (EPERM) a remount that would drop one the mount had when it was made.
+_KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+               (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
+
+
+def _remount_read_only(target):
+    current = os.statvfs(target).f_flag
+    kept = 0
+    for st_flag, ms_flag in _KEPT_FLAGS:
+        if current & st_flag:
+            kept |= ms_flag
+    _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
+
+
 def _load_launcher():
     """launcher.py, next to this file, as a module (its run_script is the one way scripts run)."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launcher.py")
@@ -133,11 +148,11 @@ def _mount_node_view(job):
                 _bind_workspace(held, workspace)
                 bound = True
         elif kind == "remount-ro":
-            _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            _remount_read_only(target)
     if not bound:
         _bind_workspace(held, workspace)
     for root in covered:
-        _mount(None, root, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        _remount_read_only(root)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     if not job["network"]:
         _loopback_up()
@@ -154,7 +169,7 @@ def _bind(held, target, read_only):
     _mount("/proc/self/fd/%d" % held, target, None, MS_BIND | MS_REC)
     os.close(held)
     if read_only:
-        _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        _remount_read_only(target)
 
 
 def _bind_workspace(held, workspace):
@@ -162,7 +177,7 @@ def _bind_workspace(held, workspace):
     input_dir = os.path.join(workspace, "input")
     if os.path.isdir(input_dir):
         _mount(input_dir, input_dir, None, MS_BIND | MS_REC)
-        _mount(None, input_dir, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        _remount_read_only(input_dir)
 
 
 def _close_other_fds(keep):
