@@ -2,13 +2,16 @@
 
 A warm start exists because most of a typical node's run is a fresh
 interpreter importing numpy, pandas and scikit-learn again (about 2.2 s of a
-2.25 s node on a 2-core machine).  While the model writes the code, the
-node's own interpreter is started in the node's workspace, inside the node's
+2.25 s node on a 2-core machine).  The usual warm start is a fork of the
+run's zygote (forkserver.py), which has imported them once.  Where that
+cannot run, the node's own interpreter is started here ahead of time (while
+the model writes the code) in the node's workspace, inside the node's
 sandbox and environment, and imports those modules; when the code arrives,
 the launcher is told the script's name and runs it as ``__main__`` exactly
-as a cold start would (see launcher.py).  Each node gets its own fresh
-process: nothing is shared between nodes, and a warm process that is not
-used is killed with everything it started.
+as a cold start would (see launcher.py).  Either way each node gets its own
+fresh process: nothing is shared between nodes, and a warm process that is
+not used is killed with everything it started.  `WarmHandle` is what both
+kinds of warm start hand to `LocalJob`.
 """
 
 from __future__ import annotations
