@@ -643,3 +643,39 @@ def test_forked_siblings_share_nothing_and_cannot_regain_privileges(tmp_path):
     assert "siblings after ['0002']" in out or "umount cover" not in out, out
     assert "sibling write refused" in out and not (nodes / "0001" / "planted.txt").exists(), out
     assert "remount rw 0" not in out and "umount cover 0" not in out, out
+
+
+@needs_bwrap
+def test_kernel_knobs_in_proc_are_read_only_and_a_forked_nodes_init_is_out_of_reach(box):
+    """As uid 0 on the host (aide-tui run as root), file permissions are all that guard /proc/sys:
+    a writable kernel.core_pattern runs any program as host root.  A forked node's PID 1 (its
+    init) holds the job socket that reports the exit status: the script must not take it
+    (ptrace, pidfd_getfd, /proc/1/fd), nor stop it with SIGINT.  (A cold node's PID 1 is bwrap's
+    own init, which holds nothing the script lacks.)"""
+    probe_init = box.start == "forked"
+    result = box.run(f"""
+        import ctypes, os, signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        for path in ("/proc/sys/kernel/core_pattern", "/proc/sys/kernel/hostname", "/proc/sys/vm/drop_caches"):
+            try:
+                with open(path, "w") as fh:
+                    fh.write(open(path).read())
+                print("WRITABLE", path)
+            except OSError as exc:
+                print("refused", path, exc.errno)
+        if {probe_init!r}:
+            try:
+                os.open("/proc/1/fd/2", os.O_RDWR)
+                print("OPENED init's fd")
+            except OSError as exc:
+                print("init fd refused", exc.errno)
+            taken = libc.syscall(438, os.pidfd_open(1), 3, 0)  # pidfd_getfd
+            print("pidfd_getfd", "TAKEN" if taken >= 0 else "refused")
+            print("ptrace", "ATTACHED" if libc.ptrace(16, 1, None, None) == 0 else "refused")  # PTRACE_ATTACH
+            os.kill(1, signal.SIGINT)
+        print("done")
+    """)
+    out = result.output
+    assert result.succeeded and "done" in out, out
+    assert "WRITABLE" not in out and out.count("refused /proc/sys") == 3, out
+    assert "OPENED" not in out and "TAKEN" not in out and "ATTACHED" not in out, out

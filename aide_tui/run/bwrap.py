@@ -42,6 +42,10 @@ from .executor import Isolation
 
 PROBE_TIMEOUT = 15.0
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+# Kernel knobs in /proc that only file permissions guard: a script that is uid 0 on the host (aide-tui
+# run as root) could write them without any capability -- kernel.core_pattern runs a program as
+# host root.  Shown read-only in every sandbox, cold or forked.
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
 GPU_DEVICES = ("/dev/nvidia*", "/dev/dri")
 
 # Run with the interpreter that will run the scripts: where it keeps itself and its packages.
@@ -160,6 +164,9 @@ def bwrap_command(
         return any(_is_within(h, path) for h in wanted)
 
     args = [bwrap_binary(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for path in PROC_READ_ONLY:
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
     for pattern in GPU_DEVICES:
         for device in sorted(glob.glob(pattern)):
             args += ["--dev-bind", device, device]

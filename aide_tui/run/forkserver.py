@@ -224,7 +224,10 @@ class ForkedProcess:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and self._pid is None:
                 self._pid = _CRED.unpack(data[:_CRED.size])[0]
         if message.startswith(b"exit "):
-            self.returncode = int(message[5:])
+            try:
+                self.returncode = int(message[5:])
+            except ValueError:
+                self.error = "the node's init reported a malformed exit status"
             self._ended = True
         elif message.startswith(b"error "):
             self.error = message[6:].decode("utf-8", "replace")

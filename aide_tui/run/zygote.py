@@ -52,11 +52,12 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 24, 38, 47
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 4, 24, 38, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 MAX_MESSAGE = 1 << 20
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")  # as bwrap.py: see there
 READY_FILE = "warm-ready"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -154,6 +155,10 @@ def _mount_node_view(job):
     for root in covered:
         _remount_read_only(root)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for path in PROC_READ_ONLY:  # the script may be uid 0 on the host: no kernel knob may be writable
+        if os.path.exists(path):
+            _mount(path, path, None, MS_BIND | MS_REC)
+            _remount_read_only(path)
     if not job["network"]:
         _loopback_up()
 
@@ -196,6 +201,7 @@ def _script_process(job, stdout_fd, stderr_fd, name_fd, launcher):
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     _close_other_fds([name_fd])
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a cold interpreter
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.chdir(job["workspace"])
     os.environ.clear()
@@ -220,6 +226,13 @@ def _node_init(job, fds, sandboxed, launcher):
     job_sock = socket.socket(fileno=job_fd)
     status = None
     try:
+        # Nothing of the zygote's is left open in the node: its stdio (a host temp file) and any
+        # other descriptor would be a channel to siblings through /proc/1/fd.
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        _close_other_fds([stdout_fd, stderr_fd, job_fd])
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # PID 1 gets only the signals it handles
         if sandboxed:
             _mount_node_view(job)
             _drop_capabilities()
@@ -236,6 +249,9 @@ def _node_init(job, fds, sandboxed, launcher):
             # Leave through the interpreter's own exit, as `python solution.py` does: atexit
             # handlers run, non-daemon threads are joined, SystemExit sets the exit code.
             raise SystemExit(0)
+        # The script (same uid) must not ptrace init or take its job socket with pidfd_getfd:
+        # init is non-dumpable from here on; the script process, forked before, is not.
+        _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         os.close(name_read)
         os.close(stdout_fd)
         os.close(stderr_fd)
