@@ -136,11 +136,15 @@ def bwrap_command(
     interpreter: Interpreter,
     extra_files: tuple[Path, ...] = (),
     also_writable: tuple[Path, ...] = (),
+    cover_proc: bool = True,
 ) -> list[str]:
     """The bwrap command line that runs `command` in `workspace` walled in by `isolation`.
 
     `also_writable` are more directories bound writable like the workspace (the fork
-    server's other workspace roots).
+    server's other workspace roots).  `cover_proc` False leaves /proc's kernel knobs
+    as bwrap shows them: only for the zygote, whose children mount a /proc of their own and
+    cover it themselves (a /proc with more covers on it may not be mounted afresh in a user
+    namespace).
 
     `home` is the script's private HOME (inside the workspace); `extra_files`
     are files of aide-tui the command needs (the launcher), shown read-only.
@@ -164,7 +168,7 @@ def bwrap_command(
         return any(_is_within(h, path) for h in wanted)
 
     args = [bwrap_binary(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    for path in PROC_READ_ONLY:
+    for path in PROC_READ_ONLY if cover_proc else ():
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
     for pattern in GPU_DEVICES:

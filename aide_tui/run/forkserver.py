@@ -125,7 +125,8 @@ class ForkServer:
                            home="/tmp")
         interpreter = describe_interpreter(request.python, tuple(sorted((k, v) for k, v in env.items() if k != "HOME")))
         command = bwrap_command([interpreter.executable, *args], Path(self.roots[0]), Path("/tmp"), iso,
-                                interpreter, (ZYGOTE, LAUNCHER), also_writable=tuple(Path(r) for r in self.roots[1:]))
+                                interpreter, (ZYGOTE, LAUNCHER), also_writable=tuple(Path(r) for r in self.roots[1:]),
+                                cover_proc=False)
         # The zygote alone keeps the capabilities to build each child's view, inside a user
         # namespace of its own; the children drop them all before any generated code runs.
         caps = ["--unshare-user", "--uid", str(os.getuid()), "--gid", str(os.getgid())]
