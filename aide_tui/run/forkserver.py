@@ -346,7 +346,13 @@ class ForkedLaunch:
         return self.proc.ended
 
     def end(self) -> None:
-        """Kill the child and everything it started, close its pipes and socket."""
+        """Kill the child and everything it started, close its pipes and socket.
+
+        A child that has not reported yet has run nothing of the script: closing its socket
+        makes it exit.  One that marked itself ready reports a moment later; its pid is
+        taken first, so that it is killed now rather than soon."""
+        if self.proc._pid is None and self.ready_file.exists():
+            self.proc.started(timeout=1.0)
         if self.proc._pid is not None:
             try:
                 ProcessTree(self.proc._pid).kill_all()
