@@ -133,7 +133,18 @@ class HeadlessPrinter:
 def run_headless(engine: Engine) -> int:
     """Run in a worker thread so Ctrl-C / SIGTERM cancel cleanly (resumable)."""
     result: list[ev.RunFinished] = []
-    worker = threading.Thread(target=lambda: result.append(engine.run()), name="aide-engine", daemon=True)
+    # An Event, not Thread.join: a join interrupted by Ctrl-C marks the thread as stopped on
+    # Python < 3.13, so the next join returned at once and the engine died with the process,
+    # mid-step, with no "run stopped" and its run.json still saying "running".
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            result.append(engine.run())
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=work, name="aide-engine", daemon=True)
 
     def on_signal(signum, frame):  # noqa: ARG001
         engine.shutdown()
@@ -141,11 +152,11 @@ def run_headless(engine: Engine) -> int:
     previous = signal.signal(signal.SIGTERM, on_signal)
     worker.start()
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        while not done.wait(0.2):
+            pass
     except KeyboardInterrupt:
         engine.shutdown()
-        worker.join(30)
+        done.wait(30)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if not result:

@@ -182,3 +182,27 @@ def test_nothing_outlives_a_sigkilled_aide_tui_once_the_run_resumes(tmp_path, ll
     assert res.returncode == 0, res.stderr
     gone, alive = psutil.wait_procs(running, timeout=10)
     assert alive == []
+
+
+def test_ctrl_c_in_headless_cancels_cleanly_and_leaves_the_run_resumable(tmp_path):
+    """SIGINT (Ctrl-C) while nodes run: the engine is cancelled, says so, and marks the run stopped.
+
+    It used to die with the process: a Thread.join interrupted by Ctrl-C marks the thread as
+    stopped on Python < 3.13, so the run ended mid-step with run.json still saying "running"."""
+    project = make_project(tmp_path / "p", dirty=False)
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    proc = subprocess.Popen([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--coder", "offline",
+                             "--steps", "500", "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        for line in proc.stdout:
+            if ": ok, metric" in line or ": buggy" in line:  # a node has finished: the run is under way
+                break
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "run cancelled:" in rest, rest
+    run = sorted((project / ".aide" / "runs").iterdir())[-1]
+    assert json.loads((run / "run.json").read_text())["status"] == "stopped"
