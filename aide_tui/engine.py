@@ -626,7 +626,7 @@ class Engine:
             env_pass=tuple(self.settings.env_pass),
             cpus=self._node_cpus(),
             isolation=self.isolation,
-            workspace_roots=(self.paths.root / "nodes", self.paths.root / HOLDOUT_RUNS),  # one zygote for both
+            workspace_roots=(self.paths.nodes, self.paths.root / HOLDOUT_RUNS),  # one zygote for both
         )
         if self.settings.python:
             request.python = self.settings.python
@@ -871,7 +871,7 @@ class Engine:
 
     def _clear_stale_workspaces(self) -> None:
         """Workspaces of nodes that never finished (killed run) are half-built: drop them."""
-        nodes_dir = self.paths.root / "nodes"
+        nodes_dir = self.paths.nodes
         if not nodes_dir.is_dir():
             return
         for ws in nodes_dir.iterdir():

@@ -69,8 +69,8 @@ class HeadlessPrinter:
         for line in lines:
             self._say(f"  #{e.node_id} > {line}")
 
-    def _flush_reply(self, node_id: int | None) -> None:
-        rest = self._reply.pop(node_id, "") if node_id is not None else ""
+    def _flush_reply(self, node_id: int) -> None:
+        rest = self._reply.pop(node_id, "")
         if rest:
             self._say(f"  #{node_id} > {rest}")
 

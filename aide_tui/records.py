@@ -80,8 +80,13 @@ class RunPaths:
     def task_card(self) -> Path:
         return self.root / "task_card.json"
 
+    @property
+    def nodes(self) -> Path:
+        """Where the nodes' workspaces are made."""
+        return self.root / "nodes"
+
     def workspace(self, node_id: int) -> Path:
-        return self.root / "nodes" / f"{node_id:04d}"
+        return self.nodes / f"{node_id:04d}"
 
 
 def committable_outputs(outputs: dict[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
@@ -410,7 +415,7 @@ class RunRecords:
             return {}
 
     def write_info(self, **fields: object) -> None:
-        if not self.paths.root.is_dir() or not self._run_dir_intact():
+        if not self._run_dir_intact():
             raise FatalRunError(f"{self.paths.root} disappeared (did a script delete it?); the run stops")
         info = self.read_info()
         info.update(run=self.run, updated_at=time.time(), **fields)

@@ -39,7 +39,7 @@ import threading
 from pathlib import Path
 from typing import Mapping
 
-from .bwrap import PRIVATE_TMP, bwrap_command, describe_interpreter, mounts_under
+from .bwrap import PRIVATE_TMP, PROC_READ_ONLY, bwrap_command, describe_interpreter, mounts_under
 from .executor import ExecRequest
 from .launch import LAUNCHER, PRIVATE_HOME, SESSION_FILE, WarmHandle, launcher_area
 from .sandbox import ProcessTree, child_env
@@ -251,15 +251,12 @@ class ForkedProcess:
             raise ProcessLookupError("the forked child has not started")
         return self._pid
 
-    def poll(self) -> int | None:
+    @property
+    def ended(self) -> bool:
+        """Whether the child has said its last (exit, error) or is gone; never blocks."""
         with self._lock:
             while not self._ended and self._receive(0):
                 pass
-        return self.returncode if self._ended else None
-
-    @property
-    def ended(self) -> bool:
-        self.poll()
         return self._ended
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -270,6 +267,13 @@ class ForkedProcess:
             if self.returncode is None:
                 self.returncode = -9  # killed: the job socket closed without an exit status
             return self.returncode
+
+    def send(self, data: bytes) -> bool:
+        try:
+            self._job.send(data)
+            return True
+        except OSError:
+            return False
 
     def close(self) -> None:
         try:
@@ -299,6 +303,8 @@ class ForkedLaunch:
             "private_tmp": server.private_tmp,
             "replay": server.replay,
             "result_file": str(self.result_file),
+            "ready_file": str(self.ready_file),
+            "proc_read_only": list(PROC_READ_ONLY),
             "env": env,
         }
         out_r, out_w = os.pipe()
@@ -331,11 +337,7 @@ class ForkedLaunch:
 
     def hand_over(self, script: str) -> bool:
         """Name the script to the waiting child; False if it is gone."""
-        try:
-            self.proc._job.send(script.encode("utf-8"))
-            return True
-        except OSError:
-            return False
+        return self.proc.send(script.encode("utf-8"))
 
     @property
     def pid(self) -> int | None:
@@ -351,11 +353,11 @@ class ForkedLaunch:
         A child that has not reported yet has run nothing of the script: closing its socket
         makes it exit.  One that marked itself ready reports a moment later; its pid is
         taken first, so that it is killed now rather than soon."""
-        if self.proc._pid is None and self.ready_file.exists():
+        if self.pid is None and self.ready_file.exists():
             self.proc.started(timeout=1.0)
-        if self.proc._pid is not None:
+        if self.pid is not None:
             try:
-                ProcessTree(self.proc._pid).kill_all()
+                ProcessTree(self.pid).kill_all()
             except Exception:  # noqa: BLE001 - already gone
                 pass
         self.proc.close()
@@ -364,9 +366,6 @@ class ForkedLaunch:
                 pipe.close()
             except OSError:
                 pass
-
-    def wait_exited(self) -> None:
-        self.proc.wait()
 
 
 class ForkedWarmStart(WarmHandle):

@@ -57,6 +57,8 @@ def launcher_area(workspace: Path) -> tuple[Path, Path, Path]:
 class LauncherProcess:
     """The launcher started for `request`: running its script, or (with `preload`) warm and waiting."""
 
+    root_rss = True  # its tree's root is bwrap or the launcher itself: its memory is the node's
+
     def __init__(self, request: ExecRequest, environ: Mapping[str, str], preload: tuple[str, ...] | None = None):
         self.request = request
         self.workspace = Path(request.workspace).resolve()

@@ -33,7 +33,7 @@ from typing import Mapping
 
 from .executor import ExecRequest, ExecResult, LineSink, RunningJobs
 from .forkserver import ForkedWarmStart, ForkServer, ForkServerDead, fork_server_supported, server_key
-from .launch import SESSION_FILE, LauncherProcess, WarmStart
+from .launch import SESSION_FILE, LauncherProcess, WarmHandle, WarmStart
 from .sandbox import ProcessTree, redact
 from .workspace import HIDDEN_DIR  # the launcher's area inside a workspace; not an output
 
@@ -157,7 +157,7 @@ class LocalJob:
     """One running script; see the module docstring for its threads."""
 
     def __init__(self, request: ExecRequest, on_line: LineSink, environ: Mapping[str, str],
-                 warm: WarmStart | None = None):
+                 warm: WarmHandle | None = None):
         self.request = request
         self.on_line = on_line
         self.capture = OutputCapture(request.output_limit_bytes)
@@ -181,7 +181,7 @@ class LocalJob:
             launch = LauncherProcess(request, environ)
         self.workspace, self.result_file, self.secrets = launch.workspace, launch.result_file, launch.secrets
         self.proc = launch.proc
-        self.tree = ProcessTree(self.proc.pid, count_root=getattr(launch, "root_rss", True))
+        self.tree = ProcessTree(self.proc.pid, count_root=launch.root_rss)
         self._reader_stop = threading.Event()
         self._reader = threading.Thread(target=self._read, name=f"aide-exec-read-{self.proc.pid}", daemon=True)
         self._waiter = threading.Thread(target=self._wait_exit, name=f"aide-exec-wait-{self.proc.pid}", daemon=True)
@@ -380,19 +380,18 @@ class LocalExecutor:
         # The child's environment starts from ours (allow-listed); run/ is where it is built.
         self.environ = dict(os.environ if environ is None else environ)
         self._jobs: RunningJobs[LocalJob] = RunningJobs()
-        self._warm: list[WarmStart | ForkedWarmStart] = []
+        self._warm: list[WarmHandle] = []
         self._servers: dict[tuple, ForkServer] = {}
         self._lock = threading.Lock()  # guards _warm and _servers
-        self.fork = True  # serve warm starts from a fork server where possible (see forkserver.py)
 
-    def warm_up(self, request: ExecRequest, preload: tuple[str, ...]) -> WarmStart | ForkedWarmStart | None:
+    def warm_up(self, request: ExecRequest, preload: tuple[str, ...]) -> WarmHandle | None:
         """Start `request`'s interpreter now, importing `preload`; hand it to `submit` later.
 
         A fork of the run's zygote when one can serve it (the imports happen once per run),
         else a fresh interpreter of its own that imports them."""
         if not preload:
             return None
-        warm: WarmStart | ForkedWarmStart | None = self._forked(request, preload)
+        warm: WarmHandle | None = self._forked(request, preload)
         if warm is None:
             warm = _SPAWNER.submit(WarmStart, request, self.environ, preload).result()
         with self._lock:
@@ -401,7 +400,7 @@ class LocalExecutor:
         return warm
 
     def _forked(self, request: ExecRequest, preload: tuple[str, ...]) -> ForkedWarmStart | None:
-        if not self.fork or not fork_server_supported(request):
+        if not fork_server_supported(request):
             return None
         key = server_key(request, preload)
         try:
@@ -419,7 +418,7 @@ class LocalExecutor:
             log.exception("could not fork a warm interpreter")
             return None
 
-    def submit(self, request: ExecRequest, on_line: LineSink, warm: WarmStart | None = None) -> LocalJob:
+    def submit(self, request: ExecRequest, on_line: LineSink, warm: WarmHandle | None = None) -> LocalJob:
         return self._jobs.add(_SPAWNER.submit(LocalJob, request, on_line, self.environ, warm).result())
 
     def shutdown(self, timeout: float = 10.0) -> None:

@@ -57,8 +57,6 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 MAX_MESSAGE = 1 << 20
-PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")  # as bwrap.py: see there
-READY_FILE = "warm-ready"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _in_script = False  # set in the script's process: its SystemExit must reach the interpreter's own exit
@@ -155,7 +153,7 @@ def _mount_node_view(job):
     for root in covered:
         _remount_read_only(root)
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for path in PROC_READ_ONLY:  # the script may be uid 0 on the host: no kernel knob may be writable
+    for path in job["proc_read_only"]:  # the script may be uid 0 on the host: no kernel knob may be writable
         if os.path.exists(path):
             _mount(path, path, None, MS_BIND | MS_REC)
             _remount_read_only(path)
@@ -255,7 +253,7 @@ def _node_init(job, fds, sandboxed, launcher):
         os.close(name_read)
         os.close(stdout_fd)
         os.close(stderr_fd)
-        with open(os.path.join(os.path.dirname(job["result_file"]), READY_FILE), "w"):
+        with open(job["ready_file"], "w"):
             pass
         job_sock.send(b"started")  # the kernel attaches our pid, as aide-tui sees it
         message = job_sock.recv(MAX_MESSAGE)
