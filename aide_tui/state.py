@@ -114,6 +114,8 @@ class RunModel:
         self.resumed = False
         self.nodes: dict[int, NodeView] = {}
         self.best_id: int | None = None
+        # The node the run answers with when the hidden holdout ranks another above best_id (★).
+        self.pick_id: int | None = None
         self.running: list[int] = []  # nodes in flight, oldest first (several with --workers > 1)
         self.state: ev.RunState = "starting"
         self.state_reason = ""
@@ -298,7 +300,13 @@ class RunModel:
             if view.node is not None:
                 view.node.holdout_metric, view.node.holdout_note = e.metric, e.note
             ch.tree_updated.append(e.node_id)
+        self._set_pick(e.pick_id, ch)
         ch.status = True
+
+    def _set_pick(self, pick_id: int | None, ch: Change) -> None:
+        if pick_id != self.pick_id:
+            ch.tree_updated.extend(i for i in (self.pick_id, pick_id) if i is not None)
+            self.pick_id = pick_id
 
     def _usage_updated(self, e: ev.UsageUpdated, ch: Change) -> None:
         self.usage, self.budget = e.total, e.budget
@@ -316,6 +324,8 @@ class RunModel:
 
     def _run_finished(self, e: ev.RunFinished, ch: Change) -> None:
         self.finished = e
+        if e.best_holdout is not None:  # the final pick went by the holdout
+            self._set_pick(e.best_id, ch)
         if self.state not in ("finished", "failed"):
             self.state = "failed" if e.reason == "error" else "finished"
         if self.finished_at is None:

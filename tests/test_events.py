@@ -217,3 +217,26 @@ def test_headless_verbose_names_the_node_of_every_reply_and_output_line():
         "  #1 > print(1)",  # the reply's last line, without a newline, once the code is ready
         "  #1 | warning",
     ]
+
+
+def test_the_holdout_pick_is_marked_in_the_tree_when_it_is_not_the_best():
+    """★ is the search's best by validation; when the hidden holdout ranks another node above
+    it, the run answers with that one ("best #8" at the end), and the tree must say which."""
+    from aide_tui.app.widgets.node_tree import Palette, node_label
+    from aide_tui.search.node import Node
+    from aide_tui.state import RunModel
+
+    model = RunModel()
+    a = Node(1, None, "draft", 1, status="ok", metric=2.0)
+    b = Node(2, None, "draft", 2, status="ok", metric=1.0)
+    model.apply(ev.NodeFinished(a, 1, "c1", "aide/r/0001-draft", "r", "minimize"))
+    model.apply(ev.NodeFinished(b, 2, "c2", "aide/r/0002-draft", "r", "minimize"))
+    labels = lambda: {i: node_label(model.nodes[i], model.best_id, Palette(), pick_id=model.pick_id).plain for i in (1, 2)}  # noqa: E731
+    assert labels() == {1: "#1 draft ✓ 2.0000", 2: "#2 draft ✓ 1.0000 ★"}
+    change = model.apply(ev.HoldoutScored(2, 9.0, "", 2))
+    assert "pick" not in labels()[1] and "pick" not in labels()[2]  # the best is also the pick
+    change = model.apply(ev.HoldoutScored(1, 4.0, "", 1))
+    assert labels() == {1: "#1 draft ✓ 2.0000 · holdout 4.0000 ⚑ pick", 2: "#2 draft ✓ 1.0000 · holdout 9.0000 ★"}
+    assert set(change.tree_updated) >= {1, 2}  # both labels are redrawn
+    model.apply(ev.RunFinished("completed", 2, best_id=1, best_metric=2.0, best_holdout=4.0))
+    assert model.pick_id == 1

@@ -93,9 +93,9 @@ class CompareScreen(Screen[None]):
             return
         marked = getattr(self.app, "marked_id", None)
         header = Text(" ")
-        header.append_text(node_label(old, model.best_id, palette, marked=old.id == marked))
+        header.append_text(node_label(old, model.best_id, palette, marked=old.id == marked, pick_id=model.pick_id))
         header.append("  →  ", style="bold")
-        header.append_text(node_label(new, model.best_id, palette, marked=new.id == marked))
+        header.append_text(node_label(new, model.best_id, palette, marked=new.id == marked, pick_id=model.pick_id))
         change = metric_change(old.metric, new.metric, model.direction, palette)
         if change.plain:
             header.append("   metric ", style=palette.muted)

@@ -130,7 +130,7 @@ class LineageScreen(Screen[None]):
             return
         node = self.steps[-1]
         header = Text(" Lineage of ")
-        header.append_text(node_label(node, model.best_id, palette))
+        header.append_text(node_label(node, model.best_id, palette, pick_id=model.pick_id))
         first_metric = next((v.metric for v in self.steps if v.metric is not None), None)
         count = len(self.steps) - 1
         if count:

@@ -71,7 +71,7 @@ def overview_text(view: NodeView, model: RunModel, palette: Palette) -> Text:
             t.append(value, style=style)
         t.append("\n")
 
-    row("node", node_label(view, model.best_id, palette))
+    row("node", node_label(view, model.best_id, palette, pick_id=model.pick_id))
     parent = f"#{view.parent_id}" if view.parent_id is not None else "— (new draft)"
     row("parent", parent)
     if view.status == RUNNING:
@@ -169,7 +169,7 @@ class NodeDetailScreen(Screen[None]):
             return
         palette = getattr(self.app, "palette", Palette())
         header = Text(" Node ")
-        header.append_text(node_label(view, model.best_id, palette))
+        header.append_text(node_label(view, model.best_id, palette, pick_id=model.pick_id))
         if view.branch:
             header.append(f"   {view.branch}", style=palette.muted)
         self.query_one("#detail-header", Static).update(header)

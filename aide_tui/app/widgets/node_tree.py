@@ -58,8 +58,10 @@ class Palette:
             return cls()
 
 
-def node_label(view: NodeView, best_id: int | None, palette: Palette, marked: bool = False) -> Text:
+def node_label(view: NodeView, best_id: int | None, palette: Palette, marked: bool = False,
+               pick_id: int | None = None) -> Text:
     """`#7 improve ✓ 0.8112 ★` as a Text (never markup: nothing here is parsed);
+    `⚑ pick` on the node the run answers with when the holdout ranks it above the ★;
     `◆ marked` on the node that `c` compares the selection with."""
     glyph, word = STATUS_GLYPH.get(view.status, ("?", view.status))
     colour = {
@@ -81,6 +83,8 @@ def node_label(view: NodeView, best_id: int | None, palette: Palette, marked: bo
         text.append(f" · holdout {format_metric(view.holdout)}", style=palette.accent)
     if view.id == best_id:
         text.append(" ★", style=f"bold {palette.warning}")
+    elif view.id == pick_id:
+        text.append(" ⚑ pick", style=f"bold {palette.warning}")
     if view.hint:
         text.append(" ✎", style=palette.accent)
     if marked:
@@ -160,7 +164,7 @@ class NodeTree(Tree[int]):
         self.update_views([i for i in (before, node_id) if i is not None], model)
 
     def _label(self, view: NodeView, model: RunModel) -> Text:
-        return node_label(view, model.best_id, self.palette, marked=view.id == self.marked_id)
+        return node_label(view, model.best_id, self.palette, marked=view.id == self.marked_id, pick_id=model.pick_id)
 
     def select_id(self, node_id: int) -> bool:
         tnode = self._by_id.get(node_id)
