@@ -9,9 +9,9 @@ has run yet.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .errors import FatalRunError, UserError
 from .project import Project
@@ -32,13 +32,16 @@ class ResolvedCard:
     fatal: FatalRunError | None = None  # the key was refused: the run stops at its start, as it would at node 1
 
 
-def resolve_card(project: Project, data_files: list[str], settings: Settings, run_dir: Path | None,
-                 ask_llm: AskLlm | None = None) -> ResolvedCard:
+def resolve_card(
+    project: Project, data_files: list[str], settings: Settings, run_dir: Path | None, ask_llm: AskLlm | None = None
+) -> ResolvedCard:
     """The run's card; `run_dir` None for a new run (nothing saved yet)."""
     saved = run_dir / "task_card.json" if run_dir is not None else None
     if saved is not None and saved.exists():
         try:
-            return ResolvedCard(card_from_table(json.loads(saved.read_text(encoding="utf-8")), None, str(saved)), "saved")
+            return ResolvedCard(
+                card_from_table(json.loads(saved.read_text(encoding="utf-8")), None, str(saved)), "saved"
+            )
         except (ValueError, TaskCardError) as exc:
             raise UserError(f"{saved}: damaged ({exc}); delete it to derive the card again") from None
     try:

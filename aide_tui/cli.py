@@ -31,16 +31,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", nargs="?", help="project directory holding task.md and the data files")
     p.add_argument("--version", action="version", version=f"aide-tui {__version__}")
     mode = p.add_argument_group("mode")
-    mode.add_argument("--headless", action="store_true", help="run without the TUI, printing one line per event of note")
+    mode.add_argument(
+        "--headless", action="store_true", help="run without the TUI, printing one line per event of note"
+    )
     mode.add_argument("--json", action="store_true", help="with --headless: print JSON lines (one event per line)")
-    mode.add_argument("--verbose", "-v", action="store_true", help="with --headless: also print the LLM's reply and the scripts' output")
+    mode.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="with --headless: also print the LLM's reply and the scripts' output",
+    )
     mode.add_argument("--resume", action="store_true", help="resume the unfinished run (or the one named by --run)")
     mode.add_argument("--new", action="store_true", help="start a new run even if an unfinished one exists")
-    mode.add_argument("--run", metavar="NAME", help="with --resume, --export, --worktree or --recover-journal: which run (default: the newest)")
-    mode.add_argument("--recover-journal", action="store_true",
-                      help="rebuild a damaged journal.jsonl from its readable lines and the run's git commits, then stop")
-    mode.add_argument("--export", nargs=2, metavar=("NODE", "DIR"), help="write a node's solution and outputs to DIR; NODE is 'best' or a node id")
-    mode.add_argument("--worktree", nargs=2, metavar=("NODE", "DIR"), help="check a node out as a git worktree at DIR on a new branch named after DIR (git worktree add); NODE is 'best' or a node id")
+    mode.add_argument(
+        "--run",
+        metavar="NAME",
+        help="with --resume, --export, --worktree or --recover-journal: which run (default: the newest)",
+    )
+    mode.add_argument(
+        "--recover-journal",
+        action="store_true",
+        help="rebuild a damaged journal.jsonl from its readable lines and the run's git commits, then stop",
+    )
+    mode.add_argument(
+        "--export",
+        nargs=2,
+        metavar=("NODE", "DIR"),
+        help="write a node's solution and outputs to DIR; NODE is 'best' or a node id",
+    )
+    mode.add_argument(
+        "--worktree",
+        nargs=2,
+        metavar=("NODE", "DIR"),
+        help="check a node out as a git worktree at DIR on a new branch named after DIR (git worktree add); NODE is 'best' or a node id",
+    )
     group = p.add_argument_group("settings (same names as in aide.toml)")
     defaults = Settings()
     for f in dataclasses.fields(Settings):
@@ -48,12 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        shown = {"memory_limit": "half of RAM / workers", "python": "this Python", "workers": "cores, at most 4",
-                 "preload": "numpy, pandas, scipy, sklearn... when installed"}.get(f.name, default)
+        shown = {
+            "memory_limit": "half of RAM / workers",
+            "python": "this Python",
+            "workers": "cores, at most 4",
+            "preload": "numpy, pandas, scipy, sklearn... when installed",
+        }.get(f.name, default)
         help_text = f"{f.metadata.get('help', '')} (default: {shown})"
         list_flag = {"action": "append"}
-        kind = {"bool": {"action": argparse.BooleanOptionalAction}, "list[str]": list_flag,
-                "list[str] | None": list_flag}.get(str(f.type), {})
+        kind = {
+            "bool": {"action": argparse.BooleanOptionalAction},
+            "list[str]": list_flag,
+            "list[str] | None": list_flag,
+        }.get(str(f.type), {})
         metavar = {} if str(f.type) == "bool" else {"metavar": f.name.upper()}
         group.add_argument(flag, dest=f.name, default=None, help=help_text.replace("%", "%%"), **kind, **metavar)
     return p
@@ -119,7 +150,9 @@ def _headless(project, settings: Settings, resume: bool | None, args: argparse.N
         else:
             resume = False
     printer = HeadlessPrinter(json_lines=args.json, verbose=args.verbose)
-    engine = build_engine(project.root, settings, resume=resume, listener=printer, run_name=args.run if resume else None)
+    engine = build_engine(
+        project.root, settings, resume=resume, listener=printer, run_name=args.run if resume else None
+    )
     return run_headless(engine)
 
 
@@ -134,7 +167,9 @@ def _check_not_running(project) -> None:
 
 def _ask_resume(project, run: str) -> bool:
     if not sys.stdin.isatty():
-        raise UserError(f"{project.root}: run {run} is unfinished; pass --resume to continue it or --new to start another")
+        raise UserError(
+            f"{project.root}: run {run} is unfinished; pass --resume to continue it or --new to start another"
+        )
     answer = input(f"Run {run} is unfinished. Resume it? [Y/n] ").strip().lower()
     return answer in ("", "y", "yes")
 

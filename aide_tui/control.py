@@ -56,27 +56,34 @@ def _child_of(parent_id: int | None) -> str:
 
 
 COMMAND_INFO: dict[type[ev.Command], CommandInfo] = {
-    ev.DraftNext: CommandInfo("Next step writes a new draft solution",
-                              lambda c, s: f"a new draft runs {_when(s)}"),
-    ev.ImproveNode: CommandInfo("Next step improves the selected node",
-                                lambda c, s: f"improving #{c.node_id} runs {_when(s)}"),
-    ev.DebugNode: CommandInfo("Next step debugs the selected buggy node",
-                              lambda c, s: f"debugging #{c.node_id} runs {_when(s)}"),
-    ev.RunCode: CommandInfo("Edit the selected node's code and run it as a child",
-                            lambda c, s: f"your code runs {_when(s)}, {_child_of(c.parent_id)}"),
-    ev.AddHint: CommandInfo("Add advice to the next prompt",
-                            lambda c, s: "the next prompt includes your hint"),
-    ev.Pause: CommandInfo("Pause after the current step; again resumes, or cancels a pause not yet reached",
-                          lambda c, s: "pausing after the current step"),
-    ev.Resume: CommandInfo("Resume a paused run",
-                           lambda c, s: "resuming" if s.holding else "the pending pause is cancelled"),
-    ev.StopAfterStep: CommandInfo("Stop cleanly after the current step (resumable)",
-                                  lambda c, s: "stopping after the current step"),
-    ev.ConfirmTaskCard: CommandInfo("Start the run with this task card",
-                                    lambda c, s: "the run starts with the confirmed task card"),
-    ev.CancelNow: CommandInfo("Stop now: the running step is discarded (resumable)",
-                              lambda c, s: "cancelling now"),
+    ev.DraftNext: CommandInfo("Next step writes a new draft solution", lambda c, s: f"a new draft runs {_when(s)}"),
+    ev.ImproveNode: CommandInfo(
+        "Next step improves the selected node", lambda c, s: f"improving #{c.node_id} runs {_when(s)}"
+    ),
+    ev.DebugNode: CommandInfo(
+        "Next step debugs the selected buggy node", lambda c, s: f"debugging #{c.node_id} runs {_when(s)}"
+    ),
+    ev.RunCode: CommandInfo(
+        "Edit the selected node's code and run it as a child",
+        lambda c, s: f"your code runs {_when(s)}, {_child_of(c.parent_id)}",
+    ),
+    ev.AddHint: CommandInfo("Add advice to the next prompt", lambda c, s: "the next prompt includes your hint"),
+    ev.Pause: CommandInfo(
+        "Pause after the current step; again resumes, or cancels a pause not yet reached",
+        lambda c, s: "pausing after the current step",
+    ),
+    ev.Resume: CommandInfo(
+        "Resume a paused run", lambda c, s: "resuming" if s.holding else "the pending pause is cancelled"
+    ),
+    ev.StopAfterStep: CommandInfo(
+        "Stop cleanly after the current step (resumable)", lambda c, s: "stopping after the current step"
+    ),
+    ev.ConfirmTaskCard: CommandInfo(
+        "Start the run with this task card", lambda c, s: "the run starts with the confirmed task card"
+    ),
+    ev.CancelNow: CommandInfo("Stop now: the running step is discarded (resumable)", lambda c, s: "cancelling now"),
 }
+
 
 def queued_step_plan(command: ev.Command) -> Plan:
     match command:

@@ -23,10 +23,10 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from . import events as ev
 from .control import Plan, RunControl
@@ -34,24 +34,24 @@ from .errors import FatalRunError
 from .evaluation.holdout import HOLDOUT_RUNS, HoldoutOutcome, final_pick, holdout_candidates
 from .evaluation.run_setup import RunEvaluation, setup_evaluation
 from .project import Project, write_atomic
+from .records import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, RunPaths, RunRecords, committable_outputs
+from .records import branch_name as branch_name  # the front ends import it from here
 from .run.executor import ExecRequest, ExecResult, Executor, Isolation
 from .run.inputs import DEFAULT_COPY_LIMIT, InputData
 from .run.launch import choose_preload, without_failed
-from .run.machine import Machine, probe_machine
 from .run.local import kill_leftovers
+from .run.machine import Machine, probe_machine
 from .run.sandbox import available_cpus
 from .run.workspace import collect_outputs, prepare_workspace, write_script
 from .search.coder import Coder, CoderError, Proposal, Review, TaskContext
 from .search.memory import summarize
 from .search.node import ExecInfo, Node, Usage
-from .search.policy import AidePolicy, Decision, Policy
 from .search.offline.task_reader import card_problem
+from .search.policy import AidePolicy, Decision, Policy
 from .search.task_card import TaskCard, card_to_dict
 from .search.tree import SearchTree
 from .search.verdict import decide, fix_direction
 from .settings import Settings
-from .records import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, RunPaths, RunRecords, committable_outputs
-from .records import branch_name as branch_name  # the front ends import it from here
 from .store.git import GitStore
 
 log = logging.getLogger("aide_tui.engine")
@@ -271,10 +271,17 @@ class Engine:
     def _prepare_inputs(self) -> None:
         """What every node's ./input holds (the folds; the training rows less the holdout) and the preview of it."""
         self.evaluation, notices = setup_evaluation(
-            self.card, self.paths.root, self.project.root, self.data_files, self.settings.seed, self.settings.holdout)
+            self.card, self.paths.root, self.project.root, self.data_files, self.settings.seed, self.settings.holdout
+        )
         sources = self.evaluation.input_sources if self.evaluation else None
-        self.inputs = InputData(self.project.root, self.data_files, self.paths.root, self.input_copy_limit,
-                                read_only_mount=self.isolation is not None, sources=sources)
+        self.inputs = InputData(
+            self.project.root,
+            self.data_files,
+            self.paths.root,
+            self.input_copy_limit,
+            read_only_mount=self.isolation is not None,
+            sources=sources,
+        )
         if self.evaluation is not None:
             self.evaluation.attach_scorer(self.paths.root, self.inputs, self._exec_request_in)
         if self.paths.preview.exists():
@@ -283,7 +290,9 @@ class Engine:
             if self.evaluation is not None and self.evaluation.evaluation.has_holdout:  # the rows the scripts see
                 from .search.preview import build_preview
 
-                self.data_preview = build_preview(self.project.root, self.data_files, self.settings.preview_chars, sources)
+                self.data_preview = build_preview(
+                    self.project.root, self.data_files, self.settings.preview_chars, sources
+                )
             write_atomic(self.paths.preview, self.data_preview)
         for notice in notices:
             self._emit(ev.Notice(notice))
@@ -299,7 +308,9 @@ class Engine:
             so_far.add(node)
             branch = branch_name(self.run_name, node)
             sha = shas.get(branch)  # None: not committed yet (git failed); the reconcile before this commits it
-            replayed.append(ev.NodeFinished(node, so_far.best_id, sha, branch if sha else None, self.run_name, so_far.direction))
+            replayed.append(
+                ev.NodeFinished(node, so_far.best_id, sha, branch if sha else None, self.run_name, so_far.direction)
+            )
         return tuple(replayed)
 
     def _finished_event(self, node: Node, sha: str | None, branch: str | None) -> ev.NodeFinished:
@@ -315,14 +326,21 @@ class Engine:
                 self._raise_worker_error()
                 ending = self._cancel.is_set() or self.control.stop_requested or self._started() >= self.settings.steps
                 busy = len(self._in_flight)
-                full = busy >= self.settings.workers or (busy and (ending or self.control.paused or self._over_budget()))
+                full = busy >= self.settings.workers or (
+                    busy and (ending or self.control.paused or self._over_budget())
+                )
             if full:  # pausing, stopping or out of budget: running nodes finish, none starts
                 self.control.wait(0.5)  # woken when a node ends or a command arrives
                 continue
             if ending:  # events are never emitted under the lock: a listener may call submit()
                 return self._end()
             if self._over_budget():
-                self._emit(ev.RunError("budget", f"budget of ${self.settings.budget:.2f} reached (spent ${self._usage.cost:.2f}); raise --budget to continue"))
+                self._emit(
+                    ev.RunError(
+                        "budget",
+                        f"budget of ${self.settings.budget:.2f} reached (spent ${self._usage.cost:.2f}); raise --budget to continue",
+                    )
+                )
                 return self._finish("budget", "stopped")
             self._announce_next()
             if self.control.paused:
@@ -333,7 +351,9 @@ class Engine:
 
     def _started(self) -> int:
         """Nodes finished or in flight: what counts toward `steps`."""
-        return len(self.tree) + sum(1 for node_id in self._in_flight if node_id not in self.tree)  # finished but still committing: both
+        return len(self.tree) + sum(
+            1 for node_id in self._in_flight if node_id not in self.tree
+        )  # finished but still committing: both
 
     def _end(self) -> ev.RunFinished:
         if len(self.tree) >= self.settings.steps:
@@ -395,7 +415,9 @@ class Engine:
                 self.records.started(node_id)
             flight = _InFlight(node_id, self._started() + 1, plan)
             self._in_flight[node_id] = flight
-        flight.thread = threading.Thread(target=self._run_flight, args=(flight, hint), name=f"aide-node-{node_id}", daemon=True)
+        flight.thread = threading.Thread(
+            target=self._run_flight, args=(flight, hint), name=f"aide-node-{node_id}", daemon=True
+        )
         flight.thread.start()
 
     def _run_flight(self, flight: _InFlight, hint: str | None) -> None:
@@ -485,10 +507,18 @@ class Engine:
         parent_id = flight.plan.parent_id if flight is not None else None
         with self._lock:
             nodes = list(self.tree.nodes.values())
-            siblings = [] if flight is None or flight.plan.operation != "improve" else [
-                f"#{f.node_id}: {f.proposed_plan}" for f in self._in_flight.values()
-                if f is not flight and f.plan.operation == "improve" and f.plan.parent_id == parent_id and f.proposed_plan
-            ]
+            siblings = (
+                []
+                if flight is None or flight.plan.operation != "improve"
+                else [
+                    f"#{f.node_id}: {f.proposed_plan}"
+                    for f in self._in_flight.values()
+                    if f is not flight
+                    and f.plan.operation == "improve"
+                    and f.plan.parent_id == parent_id
+                    and f.proposed_plan
+                ]
+            )
         return TaskContext(
             siblings=siblings,
             task=self.project.task_text(),
@@ -510,7 +540,9 @@ class Engine:
         """Each node's share of the cores (its thread variables are set to it)."""
         return max(1, available_cpus() // self.settings.workers)
 
-    def _write_code(self, node: Node, plan: Plan, parent: Node | None, ctx: TaskContext, timings: StepTimings) -> Proposal | None:
+    def _write_code(
+        self, node: Node, plan: Plan, parent: Node | None, ctx: TaskContext, timings: StepTimings
+    ) -> Proposal | None:
         if plan.operation == "manual":
             return Proposal(plan.plan or "Edited by hand.", plan.code or "")
         self._emit(ev.PhaseChanged(node.id, "llm", f"{self.coder.name} coder writing a {plan.operation}"))
@@ -556,7 +588,9 @@ class Engine:
         self._llm_failures += 1
         message = f"{type(exc).__name__}: {exc}"
         if self._llm_failures >= MAX_CONSECUTIVE_LLM_FAILURES:
-            raise FatalRunError(f"the LLM failed {self._llm_failures} times in a row ({message}); the run is resumable", "llm")
+            raise FatalRunError(
+                f"the LLM failed {self._llm_failures} times in a row ({message}); the run is resumable", "llm"
+            )
         self._emit(ev.Notice(f"LLM call failed, retrying the step: {message}", "warning"))
         self._emit(ev.PhaseChanged(node.id, "idle", "LLM failed"))
         return None
@@ -610,7 +644,12 @@ class Engine:
                 tampered = []  # the script deleted the run directory: recording the node says so and stops
         if tampered:
             self._end_warm_starts()  # one prepared meanwhile may link the tampered files
-            self._emit(ev.Notice(f"node #{node.id} wrote into its input files ({', '.join(tampered)}); they were restored from the originals", "warning"))
+            self._emit(
+                ev.Notice(
+                    f"node #{node.id} wrote into its input files ({', '.join(tampered)}); they were restored from the originals",
+                    "warning",
+                )
+            )
         return result, tampered
 
     def _exec_request(self, node_id: int) -> ExecRequest:
@@ -840,8 +879,11 @@ class Engine:
         self._emit(ev.PhaseChanged(None, "idle"))
 
     def _final_pick(self) -> Node | None:
-        return final_pick(list(self.tree.nodes.values()), self.tree.direction or (self.card.direction if self.card else None),
-                          self.tree.best)
+        return final_pick(
+            list(self.tree.nodes.values()),
+            self.tree.direction or (self.card.direction if self.card else None),
+            self.tree.best,
+        )
 
     def _score_final_candidates(self) -> None:
         """The top 3 by validation metric get a holdout score too, so the final pick compares like with like."""
@@ -972,19 +1014,21 @@ def build_engine(
     Raises UserError (one line, exit code 2) for anything the user can fix.
     The instance lock is held until the process exits or `release_lock()`.
     """
+    from .card_resolution import resolve_card
     from .errors import UserError
     from .project import InstanceLock
+    from .records import check_repository, claim_run
     from .run.bwrap import choose_isolation
     from .run.workspace import list_data_files
-    from .card_resolution import resolve_card
-    from .records import check_repository, claim_run
     from .search.preview import build_preview
     from .search.prompts import PROMPT_NAMES, load_prompt
 
     project = Project.open(project_dir)
     data_files = list_data_files(project.root)
     if not data_files:
-        raise UserError(f"{project.root}: no data files next to task.md; put the data in the project (e.g. data/train.csv)")
+        raise UserError(
+            f"{project.root}: no data files next to task.md; put the data in the project (e.g. data/train.csv)"
+        )
     lock = InstanceLock(project)
     lock.acquire()
     store: GitStore | None = None
@@ -1012,17 +1056,23 @@ def build_engine(
             from .search.offline import OfflineCoder
 
             coder = OfflineCoder(project.root, data_files, settings.seed)  # given the card below
-        isolation, sandbox_notice = choose_isolation(settings.sandbox, project.root, Path.home(),
-                                                     settings.sandbox_read, settings.network)
+        isolation, sandbox_notice = choose_isolation(
+            settings.sandbox, project.root, Path.home(), settings.sandbox_read, settings.network
+        )
         executor = build_executor(settings)  # a cluster that cannot be reached fails here, before the root commit
         preview_path = project.run_dir(run_name) / "preview.md" if resume else None
-        preview = "" if preview_path and preview_path.exists() else build_preview(project.root, data_files, settings.preview_chars)
+        preview = (
+            ""
+            if preview_path and preview_path.exists()
+            else build_preview(project.root, data_files, settings.preview_chars)
+        )
         ask_llm = None
         if coder_name == "llm" and not resume:
             from .search.card_llm import llm_task_card
 
-            ask_llm = partial(llm_task_card, client, settings.feedback_model, project.root, data_files,
-                              project.task_text(), preview)
+            ask_llm = partial(
+                llm_task_card, client, settings.feedback_model, project.root, data_files, project.task_text(), preview
+            )
         card = resolve_card(project, data_files, settings, project.run_dir(run_name) if resume else None, ask_llm)
         if not resume:  # last, so a refusal above leaves no root commit behind
             prompts = {name: load_prompt(name, project.root) for name in PROMPT_NAMES} if coder_name == "llm" else {}
@@ -1063,7 +1113,10 @@ def build_engine(
         listener(ev.Notice(card.notice, "warning"))
     if coder_name == "offline":
         # `auto` picks Claude by itself once the key is set; only an explicit `offline` needs changing.
-        fix = ("Set ANTHROPIC_API_KEY to let Claude write the code." if settings.coder == "auto"
-               else "Set ANTHROPIC_API_KEY and drop --coder offline (or coder in aide.toml) to let Claude write the code.")
+        fix = (
+            "Set ANTHROPIC_API_KEY to let Claude write the code."
+            if settings.coder == "auto"
+            else "Set ANTHROPIC_API_KEY and drop --coder offline (or coder in aide.toml) to let Claude write the code."
+        )
         listener(ev.Notice(f"Offline baseline coder in use: scikit-learn templates, not an LLM. {fix}"))
     return engine

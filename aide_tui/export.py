@@ -61,7 +61,9 @@ def export_node(project: Project, which: str, dest: Path, run: str | None = None
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "solution.py").write_text(node.code, encoding="utf-8")
     (dest / "output.txt").write_text(node.output, encoding="utf-8")
-    (dest / "node.json").write_text(json.dumps({**node.to_dict(), "run": run, "direction": tree.direction}, indent=2, default=str), encoding="utf-8")
+    (dest / "node.json").write_text(
+        json.dumps({**node.to_dict(), "run": run, "direction": tree.direction}, indent=2, default=str), encoding="utf-8"
+    )
     workspace = run_dir / "nodes" / f"{node.id:04d}"
     for name in node.exec.outputs:
         src = workspace / name
@@ -73,6 +75,7 @@ def export_node(project: Project, which: str, dest: Path, run: str | None = None
 
 
 # ------------------------------------------------------------------ worktrees
+
 
 def default_worktree(repo_dir: Path, run: str, node_id: int) -> tuple[str, Path]:
     """A branch name and a directory beside the repository (never inside the user's tree)."""

@@ -20,7 +20,9 @@ from .state import RunModel
 
 
 class HeadlessPrinter:
-    def __init__(self, json_lines: bool = False, verbose: bool = False, out: TextIO | None = None, err: TextIO | None = None):
+    def __init__(
+        self, json_lines: bool = False, verbose: bool = False, out: TextIO | None = None, err: TextIO | None = None
+    ):
         self.json_lines = json_lines
         self.verbose = verbose
         self.out = out or sys.stdout
@@ -49,9 +51,14 @@ class HeadlessPrinter:
         self._say(f"run {e.run} ({how}) in {e.project}: {e.steps} steps, {e.coder} coder")
 
     def _task_card_ready(self, e: ev.TaskCardReady) -> None:
-        where = {"saved": "kept from the run's start", "aide.toml": "derived, corrected by aide.toml [task]",
-                 "llm": "read by the LLM from task.md and the data; correct it in aide.toml [task]"}
-        self._say(f"task card ({where.get(e.source, 'derived from task.md and the data; correct it in aide.toml [task]')}):")
+        where = {
+            "saved": "kept from the run's start",
+            "aide.toml": "derived, corrected by aide.toml [task]",
+            "llm": "read by the LLM from task.md and the data; correct it in aide.toml [task]",
+        }
+        self._say(
+            f"task card ({where.get(e.source, 'derived from task.md and the data; correct it in aide.toml [task]')}):"
+        )
         self._say("\n".join(f"  {line}" for line in e.card.describe().splitlines()))
 
     def _direction_fixed(self, e: ev.DirectionFixed) -> None:
@@ -110,7 +117,9 @@ class HeadlessPrinter:
         best = ""
         if e.best_id is not None and e.best_metric is not None:
             holdout = f", holdout {e.best_holdout:.6g}" if e.best_holdout is not None else ""
-            best = f"; best #{e.best_id} metric {e.best_metric:.6g}{holdout}" + (f" on branch {e.best_branch}" if e.best_branch else "")
+            best = f"; best #{e.best_id} metric {e.best_metric:.6g}{holdout}" + (
+                f" on branch {e.best_branch}" if e.best_branch else ""
+            )
         self._say(f"run {e.reason}: {e.nodes} nodes{best}")
 
     _SAY: dict[type[ev.Event], Callable[[HeadlessPrinter, Any], None]] = {

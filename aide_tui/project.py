@@ -15,9 +15,10 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import UserError
 
@@ -49,7 +50,7 @@ class Project:
     root: Path
 
     @classmethod
-    def open(cls, path: str | Path) -> "Project":
+    def open(cls, path: str | Path) -> Project:
         root = Path(path).expanduser()
         if not root.exists():
             raise UserError(f"{root}: no such directory; give the path of a project holding task.md")
@@ -169,7 +170,7 @@ class InstanceLock:
             self._fh.close()
             self._fh = None
 
-    def __enter__(self) -> "InstanceLock":
+    def __enter__(self) -> InstanceLock:
         self.acquire()
         return self
 

@@ -33,9 +33,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from . import events as ev
 from .errors import FatalRunError, UserError
@@ -92,8 +92,10 @@ class RunPaths:
 def committable_outputs(outputs: dict[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
     """The files a script wrote that git can hold, and the (printable) names of those it cannot."""
     kept, refused = split_committable({f"outputs/{name}": data for name, data in outputs.items()})
-    return ({path.removeprefix("outputs/"): data for path, data in kept.items()},
-            [printable_path(path.removeprefix("outputs/")) for path in refused])
+    return (
+        {path.removeprefix("outputs/"): data for path, data in kept.items()},
+        [printable_path(path.removeprefix("outputs/")) for path in refused],
+    )
 
 
 def branch_name(run: str, node: Node) -> str:
@@ -141,8 +143,9 @@ def subject_metric(card: TaskCard | None, task_text: str) -> str:
 # ------------------------------------------------------------------ new runs
 
 
-def claim_run(project: Project, store: GitStore, data_files: list[str], prompts: dict[str, str],
-              card: TaskCard | None = None) -> str:
+def claim_run(
+    project: Project, store: GitStore, data_files: list[str], prompts: dict[str, str], card: TaskCard | None = None
+) -> str:
     """Pick a run name no run in this project or repository has, and make its root commit
     (with the task card when it is settled before the run starts).
 
@@ -156,8 +159,13 @@ def claim_run(project: Project, store: GitStore, data_files: list[str], prompts:
         except FileExistsError:
             continue
         try:
-            store.commit_node(root_branch(name), None, _root_files(project, data_files, prompts, card),
-                              _root_message(project, name, store.head_commit()), exclusive=True)
+            store.commit_node(
+                root_branch(name),
+                None,
+                _root_files(project, data_files, prompts, card),
+                _root_message(project, name, store.head_commit()),
+                exclusive=True,
+            )
         except BranchConflict:
             project.run_dir(name).rmdir()
             continue
@@ -165,7 +173,9 @@ def claim_run(project: Project, store: GitStore, data_files: list[str], prompts:
     raise FatalRunError(f"{project.root}: could not find a free run name")
 
 
-def _root_files(project: Project, data_files: list[str], prompts: dict[str, str], card: TaskCard | None) -> dict[str, bytes]:
+def _root_files(
+    project: Project, data_files: list[str], prompts: dict[str, str], card: TaskCard | None
+) -> dict[str, bytes]:
     files = {"task.md": project.task_file.read_bytes()}
     if card is not None:
         files["task_card.json"] = json.dumps(card_to_dict(card), indent=2).encode("utf-8") + b"\n"
@@ -193,9 +203,11 @@ def _root_message(project: Project, run: str, base: str | None) -> str:
     the user's HEAD when the run started is kept as the Aide-Base trailer."""
     title = next((line.strip("# ").strip() for line in project.task_text().splitlines() if line.strip()), "")
     subject = _fit(f"run {run}: {title}" if title else f"run {run}", SUBJECT_MAX)
-    body = ("The run's inputs: task.md, aide.toml (when present), task_card.json (when settled at the start; "
-            "a card confirmed in the TUI is in the run directory), data-manifest.json (each data file's size "
-            "and sha256) and the prompts used. Its drafts are children of this commit.")
+    body = (
+        "The run's inputs: task.md, aide.toml (when present), task_card.json (when settled at the start; "
+        "a card confirmed in the TUI is in the run directory), data-manifest.json (each data file's size "
+        "and sha256) and the prompts used. Its drafts are children of this commit."
+    )
     trailers = {"Aide-Run": run, "Aide-Node": "root", "Aide-Base": base or "none"}
     return commit_message(f"{subject}\n\n{body}", trailers)
 
@@ -260,18 +272,25 @@ class RunRecords:
         for node_id in lost:
             tree.reserve_id(node_id)
         if lost:
-            self.emit(ev.Notice(
-                f"node(s) {', '.join(f'#{i}' for i in lost)} were still running when the run was interrupted; "
-                "their steps are planned again under new ids"))
+            self.emit(
+                ev.Notice(
+                    f"node(s) {', '.join(f'#{i}' for i in lost)} were still running when the run was interrupted; "
+                    "their steps are planned again under new ids"
+                )
+            )
         in_git = node_ids_in_git(self.store, self.run)
         for node_id in sorted(in_git):
             if node_id not in tree:
                 tree.reserve_id(node_id)
         strays = [f"#{i} ({in_git[i]})" for i in sorted(in_git) if i not in tree]
         if strays:
-            self.emit(ev.Notice(
-                f"node(s) {', '.join(strays)} are committed to git but not in the journal; their ids are not reused. "
-                f"aide-tui {self.project.root} --recover-journal --run {self.run} brings them back", "warning"))
+            self.emit(
+                ev.Notice(
+                    f"node(s) {', '.join(strays)} are committed to git but not in the journal; their ids are not reused. "
+                    f"aide-tui {self.project.root} --recover-journal --run {self.run} brings them back",
+                    "warning",
+                )
+            )
         for node in sorted(tree.nodes.values(), key=lambda n: n.id):
             if node.id not in in_git:
                 self.commit(node, None, tree)
@@ -299,9 +318,13 @@ class RunRecords:
             sha, branch = self._commit(node, outputs, tree)
         except Exception as exc:  # noqa: BLE001 - git trouble must not lose the run
             log.exception("commit of node #%s failed", node.id)
-            self.emit(ev.Notice(
-                f"node #{node.id} is saved in the journal but could not be committed to git ({exc}); "
-                "a later --resume tries again", "warning"))
+            self.emit(
+                ev.Notice(
+                    f"node #{node.id} is saved in the journal but could not be committed to git ({exc}); "
+                    "a later --resume tries again",
+                    "warning",
+                )
+            )
             return None, None
         return sha, f"refs/heads/{branch}"
 
@@ -309,7 +332,11 @@ class RunRecords:
         branch = branch_name(self.run, node)
         if outputs is None:  # resume: rebuild the file set from the workspace on disk
             workspace = self.paths.workspace(node.id)
-            outputs = collect_outputs(workspace, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES)[0] if workspace.exists() else {}
+            outputs = (
+                collect_outputs(workspace, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES)[0]
+                if workspace.exists()
+                else {}
+            )
         files = {
             "solution.py": node.code.encode("utf-8", "surrogateescape"),
             "output.txt": node.output.encode("utf-8", "replace"),
@@ -319,9 +346,13 @@ class RunRecords:
         files.update((f"outputs/{name}", data) for name, data in outputs.items())
         files["node.json"] = json.dumps(self.node_json(node, tree), indent=2, default=str).encode("utf-8") + b"\n"
         if skipped:
-            self.emit(ev.Notice(
-                f"node #{node.id}: {len(skipped)} file(s) not committed, git cannot hold their names "
-                f"({', '.join(skipped[:5])}); listed in node.json as skipped_files", "warning"))
+            self.emit(
+                ev.Notice(
+                    f"node #{node.id}: {len(skipped)} file(s) not committed, git cannot hold their names "
+                    f"({', '.join(skipped[:5])}); listed in node.json as skipped_files",
+                    "warning",
+                )
+            )
         parent = tree.nodes.get(node.parent_id) if node.parent_id is not None else None
         trailers = {
             "Aide-Run": self.run,
@@ -342,13 +373,17 @@ class RunRecords:
         self.journal.record_holdout(node)
         what = f"{node.holdout_metric:.6g}" if node.holdout_metric is not None else f"none ({node.holdout_note})"
         files = {"node.json": json.dumps(self.node_json(node, tree), indent=2, default=str).encode("utf-8") + b"\n"}
-        message = commit_message(f"node {node.id}: holdout {self._metric} {what}"[:200],
-                                 {"Aide-Run": self.run, "Aide-Node": str(node.id), "Aide-Holdout": what[:60]})
+        message = commit_message(
+            f"node {node.id}: holdout {self._metric} {what}"[:200],
+            {"Aide-Run": self.run, "Aide-Node": str(node.id), "Aide-Holdout": what[:60]},
+        )
         try:
             return self.store.advance_branch(branch_name(self.run, node), files, message)
         except Exception as exc:  # noqa: BLE001 - the journal has it; git trouble must not stop the run
             log.exception("holdout commit of node #%s failed", node.id)
-            self.emit(ev.Notice(f"node #{node.id}: its holdout score is in the journal but not in git ({exc})", "warning"))
+            self.emit(
+                ev.Notice(f"node #{node.id}: its holdout score is in the journal but not in git ({exc})", "warning")
+            )
             return None
 
     def node_json(self, node: Node, tree: SearchTree) -> dict:
@@ -384,7 +419,8 @@ class RunRecords:
         raise FatalRunError(
             f"{self.paths.root} disappeared while node #{node.id} ran (did its script delete it?); "
             f"the run cannot record anything and stops. Its committed nodes rebuild the journal: "
-            f"aide-tui {self.project.root} --recover-journal --run {self.run}")
+            f"aide-tui {self.project.root} --recover-journal --run {self.run}"
+        )
 
     def _commit_lost(self, node: Node, tree: SearchTree) -> None:
         """The journal is gone: git is the only place left for this node (recovery reads it back)."""
@@ -548,10 +584,14 @@ def recover_journal(project: Project, run: str, store: GitStore) -> str:
         os.fsync(fh.fileno())
     os.replace(tmp, paths.journal)
     if not paths.info.exists():
-        write_atomic(paths.info, json.dumps({"run": run, "status": "stopped", "direction": direction,
-                                             "created_at": time.time()}, indent=2))
-    parts = [f"run {run}: journal rebuilt with {len(kept)} node(s), {from_journal} from the old journal "
-             f"and {len(kept) - from_journal} from git"]
+        write_atomic(
+            paths.info,
+            json.dumps({"run": run, "status": "stopped", "direction": direction, "created_at": time.time()}, indent=2),
+        )
+    parts = [
+        f"run {run}: journal rebuilt with {len(kept)} node(s), {from_journal} from the old journal "
+        f"and {len(kept) - from_journal} from git"
+    ]
     if bad_lines:
         parts.append(f"unreadable line(s) {', '.join(map(str, bad_lines))} of the old journal were left out")
     if backup is not None:

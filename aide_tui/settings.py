@@ -30,36 +30,99 @@ def default_workers() -> int:
 
 @dataclass
 class Settings:
-    steps: int = field(default=20, metadata={"help": "total number of nodes in the run (a resumed run continues up to it)"})
+    steps: int = field(
+        default=20, metadata={"help": "total number of nodes in the run (a resumed run continues up to it)"}
+    )
     num_drafts: int = field(default=5, metadata={"help": "drafts to write before improving or debugging"})
-    debug_prob: float = field(default=0.5, metadata={"help": "probability of debugging a buggy leaf instead of improving the best node"})
-    max_debug_depth: int = field(default=3, metadata={"help": "give up debugging a line of fixes after this many debug steps"})
+    debug_prob: float = field(
+        default=0.5, metadata={"help": "probability of debugging a buggy leaf instead of improving the best node"}
+    )
+    max_debug_depth: int = field(
+        default=3, metadata={"help": "give up debugging a line of fixes after this many debug steps"}
+    )
     timeout: float = field(default=600.0, metadata={"help": "seconds a solution script may run before it is killed"})
-    memory_limit: str = field(default="", metadata={"help": "memory cap for each node's whole process tree (e.g. 2G, 512M)"})
+    memory_limit: str = field(
+        default="", metadata={"help": "memory cap for each node's whole process tree (e.g. 2G, 512M)"}
+    )
     output_limit: str = field(default="256K", metadata={"help": "output kept per node (head and tail), e.g. 256K"})
     code_model: str = field(default=DEFAULT_CODE_MODEL, metadata={"help": "Claude model that writes code"})
-    feedback_model: str = field(default=DEFAULT_FEEDBACK_MODEL, metadata={"help": "Claude model that reviews a run's output"})
-    budget: float | None = field(default=None, metadata={"help": "stop the run cleanly once LLM spend reaches this many dollars"})
-    direction: str = field(default="auto", metadata={"help": "maximize, minimize, or auto (the first valid review decides)"})
-    seed: int = field(default=0, metadata={"help": "seed for the search policy's random choices (and the run's folds and holdout)"})
-    holdout: float = field(default=0.1, metadata={"help": "share of training rows withheld from the scripts to score the best nodes on (0 turns it off)"})
+    feedback_model: str = field(
+        default=DEFAULT_FEEDBACK_MODEL, metadata={"help": "Claude model that reviews a run's output"}
+    )
+    budget: float | None = field(
+        default=None, metadata={"help": "stop the run cleanly once LLM spend reaches this many dollars"}
+    )
+    direction: str = field(
+        default="auto", metadata={"help": "maximize, minimize, or auto (the first valid review decides)"}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "seed for the search policy's random choices (and the run's folds and holdout)"}
+    )
+    holdout: float = field(
+        default=0.1,
+        metadata={
+            "help": "share of training rows withheld from the scripts to score the best nodes on (0 turns it off)"
+        },
+    )
     coder: str = field(default="auto", metadata={"help": "llm, offline, or auto (llm when ANTHROPIC_API_KEY is set)"})
     max_tokens: int = field(default=8192, metadata={"help": "largest reply the coding model may write"})
-    thinking: str = field(default="off", metadata={"help": "the coding model's extended thinking: off, adaptive, or a token budget (at least 1024, below max_tokens)"})
-    effort: str = field(default="", metadata={"help": "the coding model's effort: low, medium, high, xhigh or max (empty: the model's default)"})
+    thinking: str = field(
+        default="off",
+        metadata={
+            "help": "the coding model's extended thinking: off, adaptive, or a token budget (at least 1024, below max_tokens)"
+        },
+    )
+    effort: str = field(
+        default="",
+        metadata={"help": "the coding model's effort: low, medium, high, xhigh or max (empty: the model's default)"},
+    )
     llm_timeout: float = field(default=300.0, metadata={"help": "seconds before one LLM request gives up"})
     llm_retries: int = field(default=4, metadata={"help": "SDK retries for 429/529/5xx before the step fails"})
     memory_chars: int = field(default=6000, metadata={"help": "size budget of the 'what was tried' summary in prompts"})
     preview_chars: int = field(default=6000, metadata={"help": "size budget of the data preview in prompts"})
-    python: str = field(default="", metadata={"help": "Python interpreter that runs solutions (default: the one running aide-tui)"})
-    sandbox: str = field(default="auto", metadata={"help": "bwrap (isolate each script; fail if bubblewrap cannot start), none, or auto (bwrap when it can start, else none, said once)"})
-    network: bool = field(default=False, metadata={"help": "let sandboxed scripts use the host's network (otherwise they have none)"})
-    sandbox_read: list[str] = field(default_factory=list, metadata={"help": "extra paths a sandboxed script may read, e.g. ~/.cache/huggingface (repeat the flag or separate with commas)"})
-    preload: list[str] | None = field(default=None, metadata={"help": "modules each node's interpreter imports while the model writes the code (warm start); [] or '' turns it off"})
-    env_pass: list[str] = field(default_factory=list, metadata={"help": "names of environment variables passed to scripts besides the built-in allow-list (repeat or comma-separate)"})
-    workers: int = field(default_factory=default_workers, metadata={"help": "nodes in flight at once (1 is the paper's sequential AIDE)"})
-    executor: str = field(default="local", metadata={"help": "where scripts run: local (this machine) or ray (a Ray cluster; pip install 'aide-tui[ray]')"})
-    ray_address: str = field(default="", metadata={"help": "with --executor ray: the cluster's HOST:PORT (default: RAY_ADDRESS, else a local cluster)"})
+    python: str = field(
+        default="", metadata={"help": "Python interpreter that runs solutions (default: the one running aide-tui)"}
+    )
+    sandbox: str = field(
+        default="auto",
+        metadata={
+            "help": "bwrap (isolate each script; fail if bubblewrap cannot start), none, or auto (bwrap when it can start, else none, said once)"
+        },
+    )
+    network: bool = field(
+        default=False, metadata={"help": "let sandboxed scripts use the host's network (otherwise they have none)"}
+    )
+    sandbox_read: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "extra paths a sandboxed script may read, e.g. ~/.cache/huggingface (repeat the flag or separate with commas)"
+        },
+    )
+    preload: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "modules each node's interpreter imports while the model writes the code (warm start); [] or '' turns it off"
+        },
+    )
+    env_pass: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "names of environment variables passed to scripts besides the built-in allow-list (repeat or comma-separate)"
+        },
+    )
+    workers: int = field(
+        default_factory=default_workers, metadata={"help": "nodes in flight at once (1 is the paper's sequential AIDE)"}
+    )
+    executor: str = field(
+        default="local",
+        metadata={
+            "help": "where scripts run: local (this machine) or ray (a Ray cluster; pip install 'aide-tui[ray]')"
+        },
+    )
+    ray_address: str = field(
+        default="",
+        metadata={"help": "with --executor ray: the cluster's HOST:PORT (default: RAY_ADDRESS, else a local cluster)"},
+    )
     node_cpus: float = field(default=1.0, metadata={"help": "with --executor ray: CPUs Ray reserves for each node"})
     node_gpus: float = field(default=0.0, metadata={"help": "with --executor ray: GPUs Ray reserves for each node"})
 

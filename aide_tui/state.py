@@ -53,7 +53,7 @@ class NodeView:
         return self.finished and self.status != "ok"
 
     @classmethod
-    def from_finished(cls, event: ev.NodeFinished) -> "NodeView":
+    def from_finished(cls, event: ev.NodeFinished) -> NodeView:
         node = event.node
         return cls(
             id=node.id,

@@ -62,9 +62,12 @@ def input_dollars(model: str, rows: list[dict]) -> tuple[float, float]:
     paid = plain = 0.0
     for r in rows:
         long_writes = (r.get("cache_creation") or {}).get("ephemeral_1h_input_tokens", 0)
-        paid += (r["input_tokens"] * price.input + r["cache_read_input_tokens"] * price.cache_read
-                 + (r["cache_creation_input_tokens"] - long_writes) * price.cache_write
-                 + long_writes * price.input * CACHE_WRITE_1H_MULT)
+        paid += (
+            r["input_tokens"] * price.input
+            + r["cache_read_input_tokens"] * price.cache_read
+            + (r["cache_creation_input_tokens"] - long_writes) * price.cache_write
+            + long_writes * price.input * CACHE_WRITE_1H_MULT
+        )
         plain += (r["input_tokens"] + r["cache_read_input_tokens"] + r["cache_creation_input_tokens"]) * price.input
     return paid / 1e6, plain / 1e6
 
@@ -76,9 +79,17 @@ def run(steps: int, timeout: float, script_minutes: float, code_model: str, feed
         with FakeMessagesAPI(responder=SklearnClaude(project)) as api:
             os.environ["ANTHROPIC_BASE_URL"] = api.url
             os.environ["ANTHROPIC_API_KEY"] = "sk-bench-not-a-real-key"
-            settings = resolve(project / "aide.toml", dict(
-                steps=steps, timeout=timeout, coder="llm", code_model=code_model, feedback_model=feedback_model,
-                memory_limit="2G"))
+            settings = resolve(
+                project / "aide.toml",
+                dict(
+                    steps=steps,
+                    timeout=timeout,
+                    coder="llm",
+                    code_model=code_model,
+                    feedback_model=feedback_model,
+                    memory_limit="2G",
+                ),
+            )
 
             def listener(event: ev.Event) -> None:
                 if isinstance(event, ev.NodeFinished):
@@ -89,22 +100,28 @@ def run(steps: int, timeout: float, script_minutes: float, code_model: str, feed
     by_model: dict[str, list[dict]] = defaultdict(list)
     for r in calls:
         by_model[r.body.get("model", "?")].append(r.usage)
-    print(f"run: {finished.reason}, {finished.nodes} nodes, {len(calls)} LLM calls, {settings.workers} workers; "
-          f"script timeout {timeout:g} s (cache TTL {'1h' if timeout > 240 else '5m'}), "
-          f"{script_minutes:g} simulated minutes per node")
+    print(
+        f"run: {finished.reason}, {finished.nodes} nodes, {len(calls)} LLM calls, {settings.workers} workers; "
+        f"script timeout {timeout:g} s (cache TTL {'1h' if timeout > 240 else '5m'}), "
+        f"{script_minutes:g} simulated minutes per node"
+    )
     paid_all = plain_all = 0.0
     for model, rows in sorted(by_model.items()):
         total, read, write, ratio = share(rows)
         paid, plain = input_dollars(model, rows)
         paid_all, plain_all = paid_all + paid, plain_all + plain
         known = "    " if normalise_model(model) in MIN_CACHE_TOKENS else "est."
-        print(f"  {model:<22} min prefix {min_cache_tokens(model):>5} {known} calls {len(rows):>3}  input {total:>8,}  "
-              f"read {read:>8,}  written {write:>7,}  cached share {ratio:6.1%}  "
-              f"input ${paid:.4f} (${plain:.4f} uncached)")
+        print(
+            f"  {model:<22} min prefix {min_cache_tokens(model):>5} {known} calls {len(rows):>3}  input {total:>8,}  "
+            f"read {read:>8,}  written {write:>7,}  cached share {ratio:6.1%}  "
+            f"input ${paid:.4f} (${plain:.4f} uncached)"
+        )
     total, read, write, ratio = share([r.usage for r in calls])
-    print(f"  {'all calls':<22} {'':>21}  calls {len(calls):>3}  input {total:>8,}  read {read:>8,}  "
-          f"written {write:>7,}  cached share {ratio:6.1%}  input ${paid_all:.4f} (${plain_all:.4f} uncached, "
-          f"{1 - paid_all / plain_all if plain_all else 0:.0%} saved)  -- goal: cached share >= 60 %")
+    print(
+        f"  {'all calls':<22} {'':>21}  calls {len(calls):>3}  input {total:>8,}  read {read:>8,}  "
+        f"written {write:>7,}  cached share {ratio:6.1%}  input ${paid_all:.4f} (${plain_all:.4f} uncached, "
+        f"{1 - paid_all / plain_all if plain_all else 0:.0%} saved)  -- goal: cached share >= 60 %"
+    )
 
 
 def main() -> None:

@@ -88,9 +88,18 @@ def make_project(root: Path) -> Path:
 def engine_for(project: Path, steps: int, resume: bool, run_name: str | None = None) -> Engine:
     settings = resolve(None, dict(steps=steps, num_drafts=5, debug_prob=0.5, coder="offline", seed=0, workers=1))
     proj = Project.open(project)
-    return Engine(project=proj, settings=settings, run_name=run_name or proj.new_run_name(), coder=InstantCoder(),
-                  executor=InstantExecutor(), store=GitStore(proj.root), data_files=list_data_files(proj.root),
-                  listener=lambda e: None, resume=resume, data_preview="preview")
+    return Engine(
+        project=proj,
+        settings=settings,
+        run_name=run_name or proj.new_run_name(),
+        coder=InstantCoder(),
+        executor=InstantExecutor(),
+        store=GitStore(proj.root),
+        data_files=list_data_files(proj.root),
+        listener=lambda e: None,
+        resume=resume,
+        data_preview="preview",
+    )
 
 
 def overhead_ms(engine: Engine, lo: int, hi: int) -> float:
@@ -121,7 +130,9 @@ def main() -> int:
         first, last = figures[marks[0]], figures[marks[-1]]
         ok_budget = all(ms <= 15 for ms in figures.values())
         ok_flat = last <= 1.5 * first
-        print(f"  budget <= 15 ms: {'PASS' if ok_budget else 'FAIL'}; flat (last <= 1.5x first: {last:.2f} vs {first:.2f}): {'PASS' if ok_flat else 'FAIL'}")
+        print(
+            f"  budget <= 15 ms: {'PASS' if ok_budget else 'FAIL'}; flat (last <= 1.5x first: {last:.2f} vs {first:.2f}): {'PASS' if ok_flat else 'FAIL'}"
+        )
 
         nodes = list(engine.tree.nodes.values())
         t0 = time.perf_counter()
@@ -141,7 +152,13 @@ def main() -> int:
         print(f"resume of a {n}-node run: {resume_s:.3f} s (budget <= 1.5 s): {'PASS' if resume_s <= 1.5 else 'FAIL'}")
         # the same through build_engine, which also takes the lock and lists the data
         t0 = time.perf_counter()
-        build_engine(project, resolve(None, dict(steps=n, coder="offline", workers=1)), resume=True, listener=lambda e: None, run_name=run_name).run()
+        build_engine(
+            project,
+            resolve(None, dict(steps=n, coder="offline", workers=1)),
+            resume=True,
+            listener=lambda e: None,
+            run_name=run_name,
+        ).run()
         print(f"resume via build_engine (offline coder wiring): {time.perf_counter() - t0:.3f} s")
         return 0 if ok_budget and ok_flat and resume_s <= 1.5 else 1
 

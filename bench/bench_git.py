@@ -28,9 +28,7 @@ BUDGET_MS = 20.0
 
 
 def git(cwd: Path, *args: str, input: bytes | None = None) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, input=input, capture_output=True, check=True
-    ).stdout.decode()
+    return subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, check=True).stdout.decode()
 
 
 def node_files(i: int) -> dict[str, bytes]:
@@ -56,9 +54,7 @@ def make_repo(root: Path, branches: int) -> Path:
     git(repo, "add", ".")
     git(repo, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-q", "-m", "init")
     head = git(repo, "rev-parse", "HEAD").strip()
-    lines = "".join(
-        f"create refs/heads/aide/old{i // 500:02d}/{i % 500:04d}-improve {head}\n" for i in range(branches)
-    )
+    lines = "".join(f"create refs/heads/aide/old{i // 500:02d}/{i % 500:04d}-improve {head}\n" for i in range(branches))
     git(repo, "update-ref", "--stdin", input=lines.encode())
     return repo
 

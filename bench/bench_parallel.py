@@ -32,35 +32,53 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from aide_tui.engine import build_engine  # noqa: E402
-from aide_tui.settings import resolve  # noqa: E402
 from fake_api import FakeMessagesAPI, TextReply, ToolReply  # noqa: E402
 from helpers import WRITE_SUBMISSION, make_project  # noqa: E402
 
+from aide_tui.engine import build_engine  # noqa: E402
+from aide_tui.settings import resolve  # noqa: E402
+
 SLEEPING = '"""Wait."""\nimport time\ntime.sleep(1.0)\nprint("Validation metric: 1.0")\n' + WRITE_SUBMISSION
-BURNING = ('"""Burn one core."""\nimport time\nt = time.process_time()\nx = 0\nwhile time.process_time() - t < 1.5:\n'
-           '    x += 1\nprint("Validation metric: 1.0")\n' + WRITE_SUBMISSION)
+BURNING = (
+    '"""Burn one core."""\nimport time\nt = time.process_time()\nx = 0\nwhile time.process_time() - t < 1.5:\n'
+    '    x += 1\nprint("Validation metric: 1.0")\n' + WRITE_SUBMISSION
+)
 
 
 def responder(script: str, llm_seconds: float):
     def answer(body):
         time.sleep(llm_seconds)
         if body.get("tools"):
-            return ToolReply("submit_review", {"is_bug": False, "metric": 1.0, "summary": "ran", "lower_is_better": True})
+            return ToolReply(
+                "submit_review", {"is_bug": False, "metric": 1.0, "summary": "ran", "lower_is_better": True}
+            )
         return TextReply(f"Plan: wait.\n\n```python\n{script}```\n")
 
     return answer
 
 
-def nodes_per_minute(workers: int, steps: int, script: str, llm_seconds: float, preload: list[str] | None = None) -> float:
+def nodes_per_minute(
+    workers: int, steps: int, script: str, llm_seconds: float, preload: list[str] | None = None
+) -> float:
     scratch = Path(tempfile.mkdtemp(prefix="aide-bench-par-", dir=ROOT / "bench"))
     try:
         project = make_project(scratch / "p")
         with FakeMessagesAPI(responder=responder(script, llm_seconds)) as api:
             os.environ["ANTHROPIC_BASE_URL"] = api.url
             os.environ["ANTHROPIC_API_KEY"] = "sk-bench"
-            settings = resolve(None, dict(steps=steps, num_drafts=steps, timeout=120, coder="llm", workers=workers, memory_limit="1G",
-                                          preload=preload, holdout=0.0))
+            settings = resolve(
+                None,
+                dict(
+                    steps=steps,
+                    num_drafts=steps,
+                    timeout=120,
+                    coder="llm",
+                    workers=workers,
+                    memory_limit="1G",
+                    preload=preload,
+                    holdout=0.0,
+                ),
+            )
             engine = build_engine(project, settings, resume=False, listener=lambda e: None)
             t0 = time.perf_counter()
             finished = engine.run()

@@ -117,8 +117,9 @@ def first_line_ms(runs: int, root: Path, warm: bool) -> float:
         (workspace / "solution.py").write_text(PANDAS_SCRIPT)
         first: list[float] = []
         t0 = time.perf_counter()
-        result = ex.submit(request, lambda s, l: first.append(time.perf_counter()) if not first else None,
-                           warm=handle).wait()
+        result = ex.submit(
+            request, lambda s, l, first=first: first.append(time.perf_counter()) if not first else None, warm=handle
+        ).wait()
         assert result is not None and result.succeeded, result
         times.append((first[0] - t0) * 1000)
     return statistics.median(times)
@@ -148,11 +149,17 @@ def main() -> int:
         sandbox_verdict = "PASS" if extra <= SANDBOX_BUDGET_MS else "FAIL"
         print(f"unsandboxed trivial node   median {plain:7.1f} ms  ({runs} runs)")
         print(f"bwrap-sandboxed node       median {boxed:7.1f} ms  ({runs} runs)")
-        print(f"sandbox start-up per node         {extra:7.1f} ms  budget {SANDBOX_BUDGET_MS:.0f} ms  {sandbox_verdict}")
+        print(
+            f"sandbox start-up per node         {extra:7.1f} ms  budget {SANDBOX_BUDGET_MS:.0f} ms  {sandbox_verdict}"
+        )
         ok = ok and sandbox_verdict == "PASS"
     warm_verdict = "PASS" if warm_start <= WARM_GOAL_MS else "FAIL"
-    print(f"pandas+sklearn script, cold: submit to line after imports  median {cold_start:7.1f} ms  ({start_runs} runs)")
-    print(f"pandas+sklearn script, warm: submit to line after imports  median {warm_start:7.1f} ms  goal {WARM_GOAL_MS:.0f} ms  {warm_verdict}")
+    print(
+        f"pandas+sklearn script, cold: submit to line after imports  median {cold_start:7.1f} ms  ({start_runs} runs)"
+    )
+    print(
+        f"pandas+sklearn script, warm: submit to line after imports  median {warm_start:7.1f} ms  goal {WARM_GOAL_MS:.0f} ms  {warm_verdict}"
+    )
     return 0 if ok and warm_verdict == "PASS" else 1
 
 

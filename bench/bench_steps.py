@@ -24,12 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from aide_tui.engine import build_engine  # noqa: E402
-from aide_tui.settings import resolve  # noqa: E402
 from fake_api import FakeMessagesAPI, TextReply, default_responder  # noqa: E402
 from helpers import make_project  # noqa: E402
 
-SOLUTION = '''import pandas as pd
+from aide_tui.engine import build_engine  # noqa: E402
+from aide_tui.settings import resolve  # noqa: E402
+
+SOLUTION = """import pandas as pd
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import cross_val_score
 
@@ -42,7 +43,7 @@ test = pd.read_csv("input/data/test.csv")
 model = Ridge(alpha={alpha}).fit(X, y)
 X_test = pd.get_dummies(test[["area", "neighborhood"]]).reindex(columns=X.columns, fill_value=0)
 pd.DataFrame({{"id": test["id"], "prediction": model.predict(X_test)}}).to_csv("submission.csv", index=False)
-'''
+"""
 
 
 def responder(body: dict):
@@ -78,8 +79,10 @@ def main() -> int:
             wall, timings = one_run(Path(tmp) / label.split()[0], steps, preload, api)
             per_node = statistics.median(t.total for t in timings) * 1000
             execute = statistics.median(t.execute for t in timings) * 1000
-            print(f"{label:24s} {steps} steps in {wall:6.1f} s   per node: total {per_node:7.1f} ms, "
-                  f"execute {execute:7.1f} ms (medians)")
+            print(
+                f"{label:24s} {steps} steps in {wall:6.1f} s   per node: total {per_node:7.1f} ms, "
+                f"execute {execute:7.1f} ms (medians)"
+            )
     print(f"load average at start: {load:.1f} (figures are only comparable on an idle machine)")
     return 0
 

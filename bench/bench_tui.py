@@ -51,7 +51,14 @@ def tree_nodes(n: int) -> tuple[NodeFinished, ...]:
     nodes = []
     for i in range(n):
         parent = None if i < 5 else (i - 1 if i % 7 else (i * 31) % i)
-        node = Node(id=i, parent_id=parent, operation="draft" if parent is None else "improve", step=i, status="ok" if i % 4 else "buggy", metric=0.5 + (i % 100) / 1000 if i % 4 else None)
+        node = Node(
+            id=i,
+            parent_id=parent,
+            operation="draft" if parent is None else "improve",
+            step=i,
+            status="ok" if i % 4 else "buggy",
+            metric=0.5 + (i % 100) / 1000 if i % 4 else None,
+        )
         nodes.append(NodeFinished(node, None, f"{i:040x}", f"aide/bench/{i:04d}-{node.operation}", "bench", "maximize"))
     return tuple(nodes)
 
@@ -138,7 +145,9 @@ async def main() -> None:
     for total, rate in ((60_000, 20_000), (100_000, 50_000), (200_000, None)):
         got, key_ms, modal_ms, shown = await bench_log(total, rate)
         label = f"{rate:,} lines/s offered" if rate else "flat out (producer hogs the GIL)"
-        print(f"  {label:<34} {got:9,.0f} lines/s handled, key handled in {key_ms:4.0f} ms (modal up in {modal_ms:4.0f} ms), {shown:,} lines in the log")
+        print(
+            f"  {label:<34} {got:9,.0f} lines/s handled, key handled in {key_ms:4.0f} ms (modal up in {modal_ms:4.0f} ms), {shown:,} lines in the log"
+        )
     print("  budget: >= 10,000 lines/s with a key handled within 100 ms")
 
 

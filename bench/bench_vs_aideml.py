@@ -34,25 +34,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 import bench_steps  # noqa: E402
-from aide_tui.engine import build_engine  # noqa: E402
-from aide_tui.settings import default_workers, resolve  # noqa: E402
 from fake_api import FakeMessagesAPI  # noqa: E402
 from helpers import make_project  # noqa: E402
+
+from aide_tui.engine import build_engine  # noqa: E402
+from aide_tui.settings import default_workers, resolve  # noqa: E402
 
 
 def run_aideml(aide: str, api_url: str, steps: int, scratch: Path) -> float:
     project = make_project(scratch / "project", with_git=False)
     env = {**os.environ, "ANTHROPIC_BASE_URL": api_url, "ANTHROPIC_API_KEY": "sk-bench", "OPENAI_API_KEY": "sk-unused"}
-    cmd = [aide, f"data_dir={project}", f"desc_file={project / 'task.md'}", f"agent.steps={steps}",
-           "agent.code.model=claude-sonnet-4-5", "agent.feedback.model=claude-haiku-4-5", "generate_report=False",
-           f"log_dir={scratch / 'logs'}", f"workspace_dir={scratch / 'ws'}", "exec.timeout=120"]
+    cmd = [
+        aide,
+        f"data_dir={project}",
+        f"desc_file={project / 'task.md'}",
+        f"agent.steps={steps}",
+        "agent.code.model=claude-sonnet-4-5",
+        "agent.feedback.model=claude-haiku-4-5",
+        "generate_report=False",
+        f"log_dir={scratch / 'logs'}",
+        f"workspace_dir={scratch / 'ws'}",
+        "exec.timeout=120",
+    ]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=scratch, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     journals = list((scratch / "logs").glob("*/journal.json"))
     nodes = json.loads(journals[0].read_text())["nodes"] if journals else []
     if done.returncode != 0 or len(nodes) != steps or any(n.get("is_buggy") for n in nodes):
-        raise SystemExit(f"aideml did not complete {steps} working steps (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        raise SystemExit(
+            f"aideml did not complete {steps} working steps (exit {done.returncode}):\n{done.stderr[-2000:]}"
+        )
     return wall
 
 
@@ -87,8 +99,11 @@ def main() -> int:
         for _ in range(args.rounds):
             for name, workers in contenders:
                 with tempfile.TemporaryDirectory(prefix="aide-bench-vs-") as tmp:
-                    wall = (run_aideml(args.aideml, api.url, args.steps, Path(tmp)) if workers is None
-                            else run_aide_tui(workers, args.steps, Path(tmp)))
+                    wall = (
+                        run_aideml(args.aideml, api.url, args.steps, Path(tmp))
+                        if workers is None
+                        else run_aide_tui(workers, args.steps, Path(tmp))
+                    )
                 walls[name].append(wall)
     reference = statistics.median(walls["aideml"]) if args.aideml else None
     for name, values in walls.items():

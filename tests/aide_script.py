@@ -79,7 +79,7 @@ class ScriptedAide:
         self.prompts: list[tuple[str, str]] = []  # (operation, user text)
         self.gates: dict[int, Gate] = {}  # n-th code request -> the gate it waits at
 
-    def hold(self, request_number: int) -> "Gate":
+    def hold(self, request_number: int) -> Gate:
         """Make the n-th code request (node n with one worker) wait until the gate opens, so a
         test can act while that node is surely in flight, however fast scripts run."""
         gate = self.gates[request_number] = Gate()
@@ -121,15 +121,21 @@ class ScriptedAide:
         found = _PRINTED_RE.findall(text)
         crashed = "Traceback" in text or "ValueError" in text
         if found and not crashed:
-            return ToolReply("submit_review", {
-                "is_bug": False,
-                "metric": float(found[-1]),
-                "summary": f"Ran cleanly; validation RMSE {found[-1]}.",
+            return ToolReply(
+                "submit_review",
+                {
+                    "is_bug": False,
+                    "metric": float(found[-1]),
+                    "summary": f"Ran cleanly; validation RMSE {found[-1]}.",
+                    "lower_is_better": True,
+                },
+            )
+        return ToolReply(
+            "submit_review",
+            {
+                "is_bug": True,
+                "metric": None,
+                "summary": "The script crashed with ValueError while converting a category to float.",
                 "lower_is_better": True,
-            })
-        return ToolReply("submit_review", {
-            "is_bug": True,
-            "metric": None,
-            "summary": "The script crashed with ValueError while converting a category to float.",
-            "lower_is_better": True,
-        })
+            },
+        )

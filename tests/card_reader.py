@@ -31,7 +31,15 @@ def card_reply(body: dict, **override) -> ToolReply:
     lacking = [c for c in columns.get(train, []) if test and c not in columns.get(test, [])]
     target = lacking[0] if lacking else (columns.get(train) or ["y"])[-1]
     low = text.split("\n# Task\n", 1)[-1].split("# Data files", 1)[0].lower()
-    metric, direction = next(((k, d) for k, pats, d, _ in METRICS if any(re.search(p, low) for p in pats)), ("rmse", "minimize"))
-    card = {"train_file": train, "test_file": test, "target": target,
-            "id_columns": [c for c in columns.get(test or train, []) if c == "id" or c.endswith("_id")][:1], "metric": metric, "direction": direction}
+    metric, direction = next(
+        ((k, d) for k, pats, d, _ in METRICS if any(re.search(p, low) for p in pats)), ("rmse", "minimize")
+    )
+    card = {
+        "train_file": train,
+        "test_file": test,
+        "target": target,
+        "id_columns": [c for c in columns.get(test or train, []) if c == "id" or c.endswith("_id")][:1],
+        "metric": metric,
+        "direction": direction,
+    }
     return ToolReply("submit_task_card", {**card, **override})

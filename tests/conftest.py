@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from fake_api import FakeMessagesAPI  # tests/ is on sys.path (rootdir conftest, no __init__)
 from helpers import Recorder, make_project
 

@@ -29,9 +29,10 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Union
+from typing import Any
 
 from aide_tui.llm.caching import min_cache_tokens
 
@@ -100,7 +101,7 @@ class MidStreamError:
     drop: bool = False  # True: cut the connection instead of sending an `error` event
 
 
-Reply = Union[TextReply, ToolReply, ErrorReply, MidStreamError]
+Reply = TextReply | ToolReply | ErrorReply | MidStreamError
 
 
 def _text_of(content: Any) -> str:
@@ -218,7 +219,7 @@ class FakeMessagesAPI:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FakeMessagesAPI":
+    def start(self) -> FakeMessagesAPI:
         api = self
 
         class Handler(_Handler):
@@ -241,7 +242,7 @@ class FakeMessagesAPI:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "FakeMessagesAPI":
+    def __enter__(self) -> FakeMessagesAPI:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -399,8 +400,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         fault = api._pick_fault()
         if fault is None and too_many_breakpoints(body):
-            fault = ErrorReply(400, message="A maximum of 4 blocks with cache_control may be provided.",
-                               retry_after_ms=None)
+            fault = ErrorReply(
+                400, message="A maximum of 4 blocks with cache_control may be provided.", retry_after_ms=None
+            )
         if fault is not None:
             rec.outcome = f"error:{fault.status}"
             self._send_error_reply(fault)
@@ -476,18 +478,31 @@ class _Handler(BaseHTTPRequestHandler):
         self._sse("ping", {"type": "ping"})
         for index, block in enumerate(blocks):
             if block["type"] == "text":
-                self._sse("content_block_start", {"type": "content_block_start", "index": index,
-                                                  "content_block": {"type": "text", "text": ""}})
+                self._sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+                )
                 for piece in _chunks(block["text"], api.chunk_chars):
-                    self._sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                      "delta": {"type": "text_delta", "text": piece}}, delay)
+                    self._sse(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}},
+                        delay,
+                    )
             else:
-                self._sse("content_block_start", {"type": "content_block_start", "index": index,
-                                                  "content_block": {**block, "input": {}}})
+                self._sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},
+                )
                 for piece in _chunks(json.dumps(block["input"]), api.json_chunk_chars):
-                    self._sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                      "delta": {"type": "input_json_delta", "partial_json": piece}},
-                              delay)
+                    self._sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": piece},
+                        },
+                        delay,
+                    )
             if isinstance(reply, MidStreamError) and reply.drop:
                 self.close_connection = True
                 self.wfile.flush()
@@ -498,8 +513,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._write_chunk(b"")
                 return
             self._sse("content_block_stop", {"type": "content_block_stop", "index": index})
-        self._sse("message_delta", {"type": "message_delta",
-                                    "delta": {"stop_reason": stop, "stop_sequence": None},
-                                    "usage": {"output_tokens": message["usage"]["output_tokens"]}})
+        self._sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            },
+        )
         self._sse("message_stop", {"type": "message_stop"})
         self._write_chunk(b"")

@@ -53,19 +53,70 @@ class Step:
 
 
 SCRIPT: list[Step] = [
-    Step("draft", None, "ok", 0.7412, "Baseline: logistic regression on one-hot encoded categoricals.", "Ran cleanly; validation accuracy 0.7412."),
-    Step("draft", None, "buggy", None, "Gradient boosting with target encoding of 'cabin'.", "KeyError: 'cabin' — the column is named 'Cabin'."),
-    Step("draft", None, "ok", 0.7689, "Random forest with median imputation and 300 trees.", "Ran cleanly; validation accuracy 0.7689."),
-    Step("debug", 1, "ok", 0.7935, "Fix the column name and fill missing cabins with 'U'.", "Fixed; gradient boosting reaches 0.7935."),
-    Step("improve", 3, "ok", 0.8112, "Add family-size and title features extracted from the name.", "Better: 0.8112 with the new features."),
-    Step("improve", 4, "timeout", None, "Grid-search 400 hyper-parameter combinations with 10-fold CV.", "Killed after the time limit; search space too large."),
-    Step("improve", 4, "ok", 0.8203, "Tune learning rate and depth with a 24-point grid, 5-fold CV.", "Better: 0.8203."),
+    Step(
+        "draft",
+        None,
+        "ok",
+        0.7412,
+        "Baseline: logistic regression on one-hot encoded categoricals.",
+        "Ran cleanly; validation accuracy 0.7412.",
+    ),
+    Step(
+        "draft",
+        None,
+        "buggy",
+        None,
+        "Gradient boosting with target encoding of 'cabin'.",
+        "KeyError: 'cabin' — the column is named 'Cabin'.",
+    ),
+    Step(
+        "draft",
+        None,
+        "ok",
+        0.7689,
+        "Random forest with median imputation and 300 trees.",
+        "Ran cleanly; validation accuracy 0.7689.",
+    ),
+    Step(
+        "debug",
+        1,
+        "ok",
+        0.7935,
+        "Fix the column name and fill missing cabins with 'U'.",
+        "Fixed; gradient boosting reaches 0.7935.",
+    ),
+    Step(
+        "improve",
+        3,
+        "ok",
+        0.8112,
+        "Add family-size and title features extracted from the name.",
+        "Better: 0.8112 with the new features.",
+    ),
+    Step(
+        "improve",
+        4,
+        "timeout",
+        None,
+        "Grid-search 400 hyper-parameter combinations with 10-fold CV.",
+        "Killed after the time limit; search space too large.",
+    ),
+    Step(
+        "improve", 4, "ok", 0.8203, "Tune learning rate and depth with a 24-point grid, 5-fold CV.", "Better: 0.8203."
+    ),
     Step("draft", None, "ok", 0.7521, "k-nearest neighbours on standardised numeric columns.", "Ran cleanly; 0.7521."),
-    Step("improve", 6, "buggy", None, "Stack the forest and boosting models with a logistic meta-model.", "ValueError: shapes (712,2) and (891,2) not aligned."),
+    Step(
+        "improve",
+        6,
+        "buggy",
+        None,
+        "Stack the forest and boosting models with a logistic meta-model.",
+        "ValueError: shapes (712,2) and (891,2) not aligned.",
+    ),
     Step("improve", 6, "ok", 0.8257, "Average the probabilities of boosting and the forest.", "Better: 0.8257."),
 ]
 
-CODE = '''import pandas as pd
+CODE = """import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.{module} import {model}
 
@@ -77,7 +128,7 @@ model = {model}({args})
 model.fit(X_tr, y_tr)
 score = model.score(X_va, y_va)
 print(f"validation accuracy: {{score:.4f}}")
-'''
+"""
 
 MODELS = [
     ("linear_model", "LogisticRegression", "max_iter=1000"),
@@ -197,7 +248,9 @@ class FakeEngine:
             return SCRIPT[node_id]
         base = self.nodes[self.best_id].metric if self.best_id is not None else 0.75
         metric = round((base or 0.75) + 0.002 * ((node_id * 7) % 5 - 1), 4)
-        return Step(op, None, "ok", metric, f"{op.capitalize()} step {node_id}: tweak the features.", f"Ran cleanly; {metric}.")
+        return Step(
+            op, None, "ok", metric, f"{op.capitalize()} step {node_id}: tweak the features.", f"Ran cleanly; {metric}."
+        )
 
     def _is_better(self, a: float, b: float) -> bool:
         return a > b if self.direction == "maximize" else a < b
@@ -219,7 +272,9 @@ class FakeEngine:
             replayed.append(self._finished_event(self._finished_node(i, op, parent, code, None)))
         self._direction_known = bool(replayed)  # a new run learns it from its first working node
         direction = self.direction if self._direction_known else None
-        self.emit(RunStarted(self.run_name, self.project, self.resume, self.steps, tuple(replayed), direction, self.coder))
+        self.emit(
+            RunStarted(self.run_name, self.project, self.resume, self.steps, tuple(replayed), direction, self.coder)
+        )
         if self.card is not None and not self._settle_card():
             self.emit(RunStateChanged("finished", "cancelled"))
             self.emit(RunFinished("cancelled", 0))
@@ -250,8 +305,15 @@ class FakeEngine:
         self.emit(PhaseChanged(None, "idle"))
         self.emit(RunStateChanged("finished", reason))
         best = self.nodes.get(self.best_id) if self.best_id is not None else None
-        self.emit(RunFinished(reason, len(self.nodes), self.best_id, best.metric if best else None,  # type: ignore[arg-type]
-                              self._branch(best) if best else None))
+        self.emit(
+            RunFinished(
+                reason,
+                len(self.nodes),
+                self.best_id,
+                best.metric if best else None,  # type: ignore[arg-type]
+                self._branch(best) if best else None,
+            )
+        )
 
     def _settle_card(self) -> bool:
         """As the real engine: announce the card and, when asked, wait for ConfirmTaskCard; False if stopped first."""
@@ -269,7 +331,14 @@ class FakeEngine:
         return f"aide/{self.run_name}/{node.id:04d}-{node.operation}"
 
     def _finished_event(self, node: Node) -> NodeFinished:
-        return NodeFinished(node, self.best_id, f"{node.id:040x}", self._branch(node), self.run_name, self.direction if self._direction_known else None)
+        return NodeFinished(
+            node,
+            self.best_id,
+            f"{node.id:040x}",
+            self._branch(node),
+            self.run_name,
+            self.direction if self._direction_known else None,
+        )
 
     def _script_parent(self, i: int) -> tuple[str, int | None, str | None]:
         s = SCRIPT[i % len(SCRIPT)]
@@ -289,7 +358,9 @@ class FakeEngine:
             peak_memory_mb=180.0 + node_id * 13 % 90,
             killed_reason="timeout" if status == "timeout" else None,
         )
-        usage = Usage(input_tokens=3200 + 100 * node_id, output_tokens=900 + 10 * node_id, cost=0.021 + 0.001 * node_id, calls=2)
+        usage = Usage(
+            input_tokens=3200 + 100 * node_id, output_tokens=900 + 10 * node_id, cost=0.021 + 0.001 * node_id, calls=2
+        )
         node = Node(
             id=node_id,
             parent_id=parent,
@@ -317,7 +388,11 @@ class FakeEngine:
     def _output(self, node_id: int, status: str) -> list[str]:
         lines = [f"epoch {k + 1}: loss {0.9 - 0.05 * k:.3f}" for k in range(self.output_lines)]
         if status == "buggy":
-            lines += ["Traceback (most recent call last):", '  File "solution.py", line 7, in <module>', "KeyError: 'cabin'"]
+            lines += [
+                "Traceback (most recent call last):",
+                '  File "solution.py", line 7, in <module>',
+                "KeyError: 'cabin'",
+            ]
         elif status == "timeout":
             lines += ["[killed: timeout]"]
         else:
@@ -358,7 +433,11 @@ class FakeEngine:
         self.emit(CodeReady(node_id, outcome.plan, code or code_for(node_id)))
         self.emit(PhaseChanged(node_id, "executing", f"running node {node_id}"))
         for line in self._output(node_id, outcome.status if code is None else "ok"):
-            self.emit(OutputLine(node_id, "stderr" if line.startswith(("Traceback", "  File", "KeyError")) else "stdout", line))
+            self.emit(
+                OutputLine(
+                    node_id, "stderr" if line.startswith(("Traceback", "  File", "KeyError")) else "stdout", line
+                )
+            )
             if self.delay and not self._sleep(self.delay / max(1, self.output_lines)):
                 return False
         self.emit(PhaseChanged(node_id, "reviewing", "reviewing the output"))
@@ -385,7 +464,6 @@ def factory(**kwargs) -> Callable:
 
     make.holder = holder  # type: ignore[attr-defined]
     return make
-
 
 
 class OverlappingEngine:
@@ -440,10 +518,21 @@ class OverlappingEngine:
         self._listener(OutputLine(node_id, "stdout", f"#{node_id} line {self._counts[node_id]}"))
 
     def _finish(self, node_id: int) -> None:
-        node = Node(id=node_id, parent_id=None, operation="draft", step=node_id, plan=f"Plan of #{node_id}",  # type: ignore[arg-type]
-                    code=f"print('#{node_id}')\n", status="ok", metric=0.5 + node_id / 10, review_summary="Ran cleanly.",
-                    exec=ExecInfo(exit_code=0, wall_time=1.0))
-        self._listener(NodeFinished(node, node_id, f"{node_id:040x}", f"aide/two/{node_id:04d}-draft", "two", "maximize"))
+        node = Node(
+            id=node_id,
+            parent_id=None,
+            operation="draft",
+            step=node_id,
+            plan=f"Plan of #{node_id}",  # type: ignore[arg-type]
+            code=f"print('#{node_id}')\n",
+            status="ok",
+            metric=0.5 + node_id / 10,
+            review_summary="Ran cleanly.",
+            exec=ExecInfo(exit_code=0, wall_time=1.0),
+        )
+        self._listener(
+            NodeFinished(node, node_id, f"{node_id:040x}", f"aide/two/{node_id:04d}-draft", "two", "maximize")
+        )
 
     def run(self) -> None:
         emit = self._listener

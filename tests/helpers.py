@@ -19,7 +19,13 @@ Submit submission.csv with id,prediction.
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
 
 
@@ -29,7 +35,9 @@ def make_project(root: Path, *, with_git: bool = True, dirty: bool = True) -> Pa
     (root / "task.md").write_text(TASK)
     data = root / "data"
     data.mkdir(exist_ok=True)
-    rows = ["id,area,neighborhood,sale_price"] + [f"{i},{50 + i},{'North' if i % 2 else 'South'},{1000 + 7 * i}" for i in range(40)]
+    rows = ["id,area,neighborhood,sale_price"] + [
+        f"{i},{50 + i},{'North' if i % 2 else 'South'},{1000 + 7 * i}" for i in range(40)
+    ]
     (data / "train.csv").write_text("\n".join(rows) + "\n")
     (data / "test.csv").write_text("id,area,neighborhood\n" + "\n".join(f"{i},{60 + i},North" for i in range(5)) + "\n")
     if with_git:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from card_reader import card_reply, is_card_call
 from fake_api import TextReply, ToolReply, last_user_text
+
 from aide_tui.run.workspace import list_data_files
 from aide_tui.search.coder import TaskContext
 from aide_tui.search.node import ExecInfo, Node
@@ -61,7 +62,9 @@ class SklearnClaude:
                 proposal = self.coder.draft(ctx, lambda _: None)
                 if self.drafts == self.broken_draft:
                     spec = self.coder._task(ctx)
-                    broken = proposal.code.replace(f'TARGET = "{spec.target}"', f'TARGET = "{spec.target.title().replace("_", "")}"')
+                    broken = proposal.code.replace(
+                        f'TARGET = "{spec.target}"', f'TARGET = "{spec.target.title().replace("_", "")}"'
+                    )
                     return self._reply(proposal.plan, broken)
             elif op == "improve":
                 parent = Node(id=parent_id, parent_id=None, operation="draft", step=1, code=code, status="ok")
@@ -71,8 +74,15 @@ class SklearnClaude:
                 output = fenced.group(1) if fenced else ""
                 traceback = _section(text, "Traceback")
                 exc = re.findall(r"^(\w+Error)", traceback, re.M)
-                parent = Node(id=parent_id, parent_id=None, operation="draft", step=1, code=code, output=output,
-                              exec=ExecInfo(exit_code=1, exc_type=exc[-1] if exc else None, traceback=traceback))
+                parent = Node(
+                    id=parent_id,
+                    parent_id=None,
+                    operation="draft",
+                    step=1,
+                    code=code,
+                    output=output,
+                    exec=ExecInfo(exit_code=1, exc_type=exc[-1] if exc else None, traceback=traceback),
+                )
                 proposal = self.coder.debug(ctx, parent, lambda _: None)
             return self._reply(proposal.plan, proposal.code)
 
@@ -84,12 +94,23 @@ class SklearnClaude:
         spec = self.coder._task(TaskContext(task=self.task, data_preview="", memory=""))
         output = _section(text, "Its output")
         metric = last_metric(output)
-        crashed = "Traceback (most recent call last)" in output or "killed" in _section(text, "How the process ended").lower()
+        crashed = (
+            "Traceback (most recent call last)" in output or "killed" in _section(text, "How the process ended").lower()
+        )
         lower = spec.direction == "minimize"
         if crashed or metric is None:
             errors = re.findall(r"^(\w+Error: .*)$", output, re.M)
             why = errors[-1] if errors else "it printed no validation metric"
-            return ToolReply("submit_review", {"is_bug": True, "metric": None, "lower_is_better": lower,
-                                               "summary": f"The run failed: {why}."})
-        return ToolReply("submit_review", {"is_bug": False, "metric": metric, "lower_is_better": lower,
-                                           "summary": f"Ran cleanly; validation {spec.metric_name} {metric:.6g}."})
+            return ToolReply(
+                "submit_review",
+                {"is_bug": True, "metric": None, "lower_is_better": lower, "summary": f"The run failed: {why}."},
+            )
+        return ToolReply(
+            "submit_review",
+            {
+                "is_bug": False,
+                "metric": metric,
+                "lower_is_better": lower,
+                "summary": f"Ran cleanly; validation {spec.metric_name} {metric:.6g}.",
+            },
+        )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-
 import pytest
-
+from fake_engine import FakeEngine, factory
 from helpers import pilot_wait_until as wait_for
 
 from aide_tui.app.app import AideApp
@@ -28,7 +27,6 @@ from aide_tui.events import (
     RunStateChanged,
     StopAfterStep,
 )
-from fake_engine import FakeEngine, factory
 
 SIZE = (120, 36)
 pytestmark = pytest.mark.anyio
@@ -54,8 +52,6 @@ def notes(app: AideApp) -> list[str]:
 def answers(app: AideApp) -> list[str]:
     """What the engine told the user on accepting commands (shown as toasts, which expire)."""
     return [e.detail for e in app.received if isinstance(e, CommandAccepted)]
-
-
 
 
 async def held_app(pilot, app: AideApp, node: int) -> FakeEngine:
@@ -132,7 +128,9 @@ async def test_the_queue_shown_is_the_engines_after_every_step():
         engine.release()
         await wait_for(pilot, lambda: app.model.state == "paused")
         # node 5 ran as the script said; the draft is next, the improve still queued behind it
-        assert app.model.queue == engine.control.snapshot().steps == (QueuedStep("draft", None), QueuedStep("improve", 4))
+        assert (
+            app.model.queue == engine.control.snapshot().steps == (QueuedStep("draft", None), QueuedStep("improve", 4))
+        )
         assert "next: draft (you)  queued: improve #4" in status_text(app)
         await pilot.press("space")
         await wait_for(pilot, lambda: app.model.state == "finished")

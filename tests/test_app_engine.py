@@ -9,14 +9,15 @@ import json
 
 import psutil
 import pytest
+from aide_script import ScriptedAide
+from fake_api import TextReply
+from helpers import git, journal_nodes, make_project
+from helpers import pilot_wait_until as wait_for
 
 from aide_tui.app.app import AideApp
 from aide_tui.app.screens.modals import ConfirmModal, HintModal
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
-from aide_script import ScriptedAide
-from fake_api import TextReply
-from helpers import git, make_project, journal_nodes, pilot_wait_until as wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 SIZE = (120, 36)
@@ -40,8 +41,6 @@ def make_app(project, **over):
     base.update(over)
     settings = resolve(None, base)
     return AideApp(lambda listener, resume: build_engine(project, settings, resume=resume, listener=listener))
-
-
 
 
 async def cursor_on(pilot, app, node_id):

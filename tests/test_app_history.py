@@ -8,19 +8,19 @@ The fake run's tree: #0 draft, #1 draft (buggy) -> #3 debug -> #4 improve -> #5 
 from __future__ import annotations
 
 import pytest
+from fake_engine import FakeEngine, factory
+from helpers import git, make_project
+from test_app import SIZE, held_app, notes, static_text, wait_for
 from textual.widgets import DataTable, Input
 
 from aide_tui.app.app import AideApp
-from aide_tui.state import NodeView, RunModel
 from aide_tui.app.screens.compare import CompareScreen, relation
 from aide_tui.app.screens.lineage import LineageScreen, lineage
 from aide_tui.app.screens.node_detail import NodeDetailScreen
 from aide_tui.app.screens.worktree import WorktreeModal
 from aide_tui.search.node import Node
+from aide_tui.state import NodeView, RunModel
 from aide_tui.store.git import GitStore
-from fake_engine import FakeEngine, factory
-from helpers import git, make_project
-from test_app import SIZE, held_app, notes, static_text, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -51,8 +51,13 @@ async def test_lineage_lists_the_steps_from_the_draft_and_opens_each_step_on_its
         assert "3 steps from draft #1" in static_text(screen, "#lineage-header")
         assert screen.query_one("#lineage-diff-scroll").border_title == "#6 improve against its parent #4"
         await pilot.press("up")
-        await wait_for(pilot, lambda: "#4 improve against its parent #3" in str(screen.query_one("#lineage-diff-scroll").border_title))
-        assert "+model = GradientBoostingClassifier(n_estimators=200, max_depth=4)" in static_text(screen, "#lineage-diff")
+        await wait_for(
+            pilot,
+            lambda: "#4 improve against its parent #3" in str(screen.query_one("#lineage-diff-scroll").border_title),
+        )
+        assert "+model = GradientBoostingClassifier(n_estimators=200, max_depth=4)" in static_text(
+            screen, "#lineage-diff"
+        )
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, NodeDetailScreen))
         assert app.screen.node_id == 4
@@ -188,6 +193,8 @@ def test_every_history_key_has_a_description_for_the_footer_and_the_palette():
 def test_lineage_stops_at_a_cycle_of_parent_ids():
     """A corrupt journal must not hang the view."""
     model = RunModel()
-    model.nodes = {i: NodeView(id=i, parent_id=p, operation="improve", step=i, status="ok", node=Node(i, p, "improve", i))
-                   for i, p in ((1, 2), (2, 1))}
+    model.nodes = {
+        i: NodeView(id=i, parent_id=p, operation="improve", step=i, status="ok", node=Node(i, p, "improve", i))
+        for i, p in ((1, 2), (2, 1))
+    }
     assert [v.id for v in lineage(model, 1)] == [2, 1]

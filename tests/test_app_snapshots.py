@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 
-from aide_tui.app.app import AideApp
 from fake_engine import factory
+
+from aide_tui.app.app import AideApp
 
 
 class FrozenClock:
@@ -168,12 +169,15 @@ def test_marked_node_in_the_tree(snap_compare):
 
 
 def card_form_app(tmp_path, **kwargs) -> AideApp:
-    from aide_tui.search.task_card import TaskCard
     from helpers import make_project
+
+    from aide_tui.search.task_card import TaskCard
 
     project = make_project(tmp_path / "proj", with_git=False)
     card = TaskCard("data/train.csv", "data/test.csv", "sale_price", ["id"], "rmse", "minimize")
-    return AideApp(factory(project=str(project), card=card, confirm_card=True, **kwargs), clock=FrozenClock(), tick_interval=3600)
+    return AideApp(
+        factory(project=str(project), card=card, confirm_card=True, **kwargs), clock=FrozenClock(), tick_interval=3600
+    )
 
 
 def card_form_waiter(app: AideApp, then=None):

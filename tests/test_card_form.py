@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from fake_engine import factory
+from helpers import git, journal_nodes
+from helpers import pilot_wait_until as wait_for
 from textual.widgets import Select, SelectionList
 
 from aide_tui.app.app import AideApp
@@ -16,8 +19,6 @@ from aide_tui.engine import build_engine
 from aide_tui.events import CommandRejected, ConfirmTaskCard, TaskCardReady
 from aide_tui.search.task_card import TaskCard
 from aide_tui.settings import resolve
-from fake_engine import factory
-from helpers import git, journal_nodes, pilot_wait_until as wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 SIZE = (120, 36)
@@ -27,8 +28,6 @@ CARD = TaskCard("data/train.csv", "data/test.csv", "sale_price", ["id"], "rmse",
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
 
 
 def fake_app(project, **kwargs) -> AideApp:
@@ -73,7 +72,9 @@ async def test_a_corrected_card_is_what_the_engine_gets(project):
         assert form.query_one("#card-direction", Select).value == "maximize"
         await pilot.click("#confirm")
         await wait_for(pilot, lambda: app.engine.confirmed is not None)
-        assert app.engine.confirmed == TaskCard("data/train.csv", "data/test.csv", "sale_price", ["area"], "r2", "maximize")
+        assert app.engine.confirmed == TaskCard(
+            "data/train.csv", "data/test.csv", "sale_price", ["area"], "r2", "maximize"
+        )
 
 
 async def test_a_card_that_does_not_fit_the_data_is_explained_in_the_form(project):
@@ -135,8 +136,9 @@ async def test_a_resumed_run_does_not_ask(project):
 
 def real_app(project) -> AideApp:
     settings = resolve(None, dict(steps=1, coder="offline", workers=1, timeout=60, memory_limit="1G"))
-    return AideApp(lambda listener, resume: build_engine(project, settings, resume=resume, listener=listener,
-                                                         confirm_card=True))
+    return AideApp(
+        lambda listener, resume: build_engine(project, settings, resume=resume, listener=listener, confirm_card=True)
+    )
 
 
 def run_dir(project):

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from aide_tui import events as ev
-from aide_tui.engine import build_engine
-from aide_tui.settings import resolve
 from aide_script import ScriptedAide
 from card_reader import card_reply, is_card_call
 from fake_api import ErrorReply, default_responder, last_user_text, system_text
 from helpers import Recorder, git, make_project
+
+from aide_tui import events as ev
+from aide_tui.engine import build_engine
+from aide_tui.settings import resolve
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,10 +27,13 @@ Metric: accuracy. Submit `date,weather`.
 def weather_project(root):
     project = make_project(root, dirty=False)
     (project / "task.md").write_text(WEATHER_TASK)
-    (project / "data" / "train.csv").write_text("id,date,temp,weather\n" + "".join(
-        f"{i % 3},2020-01-{i + 1:02d},{10 + i},{'rain' if i % 2 else 'sun'}\n" for i in range(20)))
-    (project / "data" / "test.csv").write_text("id,date,temp\n" + "".join(
-        f"{i},2021-01-{i + 1:02d},{12 + i}\n" for i in range(6)))
+    (project / "data" / "train.csv").write_text(
+        "id,date,temp,weather\n"
+        + "".join(f"{i % 3},2020-01-{i + 1:02d},{10 + i},{'rain' if i % 2 else 'sun'}\n" for i in range(20))
+    )
+    (project / "data" / "test.csv").write_text(
+        "id,date,temp\n" + "".join(f"{i},2021-01-{i + 1:02d},{12 + i}\n" for i in range(6))
+    )
     git(project, "add", "-A")
     git(project, "commit", "-qm", "weather data")
     return project
@@ -47,7 +50,9 @@ def start(project, recorder, **over):
 
 
 def test_the_llm_reads_the_id_column_from_the_task_words(tmp_path, llm_env):
-    llm_env.responder = lambda body: card_reply(body, id_columns=["date"]) if is_card_call(body) else default_responder(body)
+    llm_env.responder = lambda body: (
+        card_reply(body, id_columns=["date"]) if is_card_call(body) else default_responder(body)
+    )
     project = weather_project(tmp_path / "w")
     recorder = Recorder()
     engine = start(project, recorder)
@@ -64,11 +69,14 @@ def test_the_llm_reads_the_id_column_from_the_task_words(tmp_path, llm_env):
     assert usage.total.calls == 1 and usage.total.cost > 0
 
 
-@pytest.mark.parametrize("answer, why", [
-    ({"id_columns": ["id"]}, "not unique per row of data/train.csv"),  # no test file in this case: see below
-    ({"target": "rainfall"}, "target 'rainfall' is not a column of data/train.csv"),
-    ({"train_file": "data/nope.csv"}, "'data/nope.csv' is not a data file"),
-])
+@pytest.mark.parametrize(
+    "answer, why",
+    [
+        ({"id_columns": ["id"]}, "not unique per row of data/train.csv"),  # no test file in this case: see below
+        ({"target": "rainfall"}, "target 'rainfall' is not a column of data/train.csv"),
+        ({"train_file": "data/nope.csv"}, "'data/nope.csv' is not a data file"),
+    ],
+)
 def test_an_answer_that_does_not_fit_the_data_falls_back_to_the_offline_card(tmp_path, llm_env, answer, why):
     if "id_columns" in answer:
         answer = {**answer, "test_file": None}
@@ -83,16 +91,21 @@ def test_an_answer_that_does_not_fit_the_data_falls_back_to_the_offline_card(tmp
 
 
 def test_a_failed_call_falls_back_with_a_notice(tmp_path, llm_env):
-    llm_env.responder = lambda body: ErrorReply(400, message="bad card request") if is_card_call(body) else default_responder(body)
+    llm_env.responder = lambda body: (
+        ErrorReply(400, message="bad card request") if is_card_call(body) else default_responder(body)
+    )
     recorder = Recorder()
     start(weather_project(tmp_path / "w"), recorder)
     assert recorder.of(ev.TaskCardReady)[0].source == "derived"
-    assert any("could not state the task card" in n.message and "bad card request" in n.message
-               for n in recorder.of(ev.Notice))
+    assert any(
+        "could not state the task card" in n.message and "bad card request" in n.message for n in recorder.of(ev.Notice)
+    )
 
 
 def test_aide_toml_still_overrides_the_llm_card(tmp_path, llm_env):
-    llm_env.responder = lambda body: card_reply(body, id_columns=["date"]) if is_card_call(body) else default_responder(body)
+    llm_env.responder = lambda body: (
+        card_reply(body, id_columns=["date"]) if is_card_call(body) else default_responder(body)
+    )
     project = weather_project(tmp_path / "w")
     (project / "aide.toml").write_text('[task]\nmetric = "f1"\n')
     recorder = Recorder()

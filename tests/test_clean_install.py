@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.timeout(1200),
-    pytest.mark.skipif(not (os.environ.get("CI") or os.environ.get("AIDE_TEST_CLEAN_INSTALL")),
-                       reason="needs the package registry; runs in CI or with AIDE_TEST_CLEAN_INSTALL=1"),
+    pytest.mark.skipif(
+        not (os.environ.get("CI") or os.environ.get("AIDE_TEST_CLEAN_INSTALL")),
+        reason="needs the package registry; runs in CI or with AIDE_TEST_CLEAN_INSTALL=1",
+    ),
 ]
 
 
@@ -43,16 +45,30 @@ def test_readme_install_command_works_in_a_fresh_clone(tmp_path):
     version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, env=env)
     assert version.returncode == 0 and version.stdout.startswith("aide-tui ")
     # the packaged prompts and stylesheet are installed, not read from the source tree
-    files = subprocess.run([str(clone / ".venv/bin/python"), "-c",
-                            "import importlib.resources as r; p = r.files('aide_tui');"
-                            "print(all((p / 'prompts' / f).is_file() for f in ['system.md','draft.md','improve.md','debug.md','review.md']))"],
-                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    files = subprocess.run(
+        [
+            str(clone / ".venv/bin/python"),
+            "-c",
+            "import importlib.resources as r; p = r.files('aide_tui');"
+            "print(all((p / 'prompts' / f).is_file() for f in ['system.md','draft.md','improve.md','debug.md','review.md']))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert files.stdout.strip() == "True", files.stderr
 
     # the README's example, headless (the TUI needs a terminal), with no key: the offline coder
     example = run.split()[0]
-    res = subprocess.run([str(exe), example, "--headless", "--steps", "3", "--timeout", "120"],
-                         cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [str(exe), example, "--headless", "--steps", "3", "--timeout", "120"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "offline baseline coder" in res.stdout.lower()
     assert "run completed: 3 nodes; best #" in res.stdout

@@ -9,16 +9,23 @@ import subprocess
 import sys
 
 import pytest
+from helpers import git, make_project
 
 from aide_tui.cli import main
-from helpers import git, make_project
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def run_cli(*args, env=None, cwd=None):
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "aide_tui.cli", *map(str, args)], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=200)
+    return subprocess.run(
+        [sys.executable, "-m", "aide_tui.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=200,
+    )
 
 
 def one_line_error(capsys, argv, *needles):
@@ -98,8 +105,23 @@ def test_aide_toml_values_apply_and_flags_override(tmp_path):
 def test_version_and_help_do_not_need_a_project():
     assert run_cli("--version").stdout.startswith("aide-tui ")
     out = run_cli("--help").stdout
-    for flag in ("--steps", "--num-drafts", "--debug-prob", "--max-debug-depth", "--timeout", "--memory-limit",
-                 "--code-model", "--feedback-model", "--budget", "--seed", "--headless", "--json", "--resume", "--new", "--export"):
+    for flag in (
+        "--steps",
+        "--num-drafts",
+        "--debug-prob",
+        "--max-debug-depth",
+        "--timeout",
+        "--memory-limit",
+        "--code-model",
+        "--feedback-model",
+        "--budget",
+        "--seed",
+        "--headless",
+        "--json",
+        "--resume",
+        "--new",
+        "--export",
+    ):
         assert flag in out
 
 
@@ -109,7 +131,23 @@ def test_headless_human_and_json_output_and_export(tmp_path, llm_env):
     llm_env.responder = ScriptedAide(crash_every=2)
     project = make_project(tmp_path / "proj", dirty=False)
     env = {"ANTHROPIC_BASE_URL": llm_env.url, "ANTHROPIC_API_KEY": "sk-test-not-a-real-key"}
-    res = run_cli(project, "--headless", "--steps", "3", "--num-drafts", "2", "--timeout", "20", "--memory-limit", "1G", "--coder", "llm", "--workers", "1", env=env)
+    res = run_cli(
+        project,
+        "--headless",
+        "--steps",
+        "3",
+        "--num-drafts",
+        "2",
+        "--timeout",
+        "20",
+        "--memory-limit",
+        "1G",
+        "--coder",
+        "llm",
+        "--workers",
+        "1",
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0].startswith("run ") and "new run" in lines[0]
@@ -119,7 +157,22 @@ def test_headless_human_and_json_output_and_export(tmp_path, llm_env):
     assert "Traceback" not in res.stderr
 
     # a finished run is not offered for resume; --json prints one event per line
-    res = run_cli(project, "--headless", "--json", "--steps", "2", "--num-drafts", "2", "--timeout", "20", "--coder", "llm", "--workers", "1", env=env)
+    res = run_cli(
+        project,
+        "--headless",
+        "--json",
+        "--steps",
+        "2",
+        "--num-drafts",
+        "2",
+        "--timeout",
+        "20",
+        "--coder",
+        "llm",
+        "--workers",
+        "1",
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     events = [json.loads(line) for line in res.stdout.splitlines()]
     kinds = [e["event"] for e in events]
@@ -130,7 +183,9 @@ def test_headless_human_and_json_output_and_export(tmp_path, llm_env):
         node = event["node"]
         on_disk = json.loads(git(project, "show", f"{event['commit']}:node.json"))  # the tip may add a holdout score
         assert {key: node[key] for key in on_disk} == on_disk and {"run", "branch", "direction"} <= set(on_disk)
-        assert event["commit"] in git(project, "rev-list", node["branch"]).split()  # the tip, or under its holdout commit
+        assert (
+            event["commit"] in git(project, "rev-list", node["branch"]).split()
+        )  # the tip, or under its holdout commit
     assert kinds.count("DirectionFixed") == 1 and kinds.index("DirectionFixed") < kinds.index("RunFinished")
     best = next(e["node"] for e in finished if e["node"]["id"] == events[-1]["best_id"])
     assert (events[-1]["best_metric"], events[-1]["best_branch"]) == (best["metric"], best["branch"])
@@ -156,7 +211,9 @@ def test_headless_without_a_tty_asks_for_resume_or_new(tmp_path):
 
 def test_resume_without_an_unfinished_run_is_an_error(tmp_path, capsys):
     make_project(tmp_path, with_git=False)
-    one_line_error(capsys, [str(tmp_path), "--headless", "--resume", "--coder", "offline"], "no unfinished run", "--new")
+    one_line_error(
+        capsys, [str(tmp_path), "--headless", "--resume", "--coder", "offline"], "no unfinished run", "--new"
+    )
 
 
 def test_a_bad_value_in_aide_toml_is_blamed_on_the_file_not_on_an_unrelated_flag(tmp_path, capsys):
@@ -182,5 +239,7 @@ def test_a_project_locked_by_another_instance_says_so_instead_of_advising_resume
     (run / "run.json").write_text('{"status": "running"}')
     with InstanceLock(Project.open(project)):  # the other instance, running that run
         for extra in ([], ["--resume"]):
-            err = one_line_error(capsys, [str(project), "--headless", "--coder", "offline", *extra], "another aide-tui is running")
+            err = one_line_error(
+                capsys, [str(project), "--headless", "--coder", "offline", *extra], "another aide-tui is running"
+            )
             assert "--resume" not in err

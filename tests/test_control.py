@@ -17,12 +17,17 @@ def control() -> tuple[RunControl, list[ev.Event]]:
 
 
 def answers(seen: list[ev.Event]) -> list[str]:
-    return [e.detail if isinstance(e, ev.CommandAccepted) else f"rejected: {e.reason}"
-            for e in seen if isinstance(e, (ev.CommandAccepted, ev.CommandRejected))]
+    return [
+        e.detail if isinstance(e, ev.CommandAccepted) else f"rejected: {e.reason}"
+        for e in seen
+        if isinstance(e, (ev.CommandAccepted, ev.CommandRejected))
+    ]
 
 
 def test_every_command_is_described_once():
-    assert set(COMMAND_INFO) == {c for c in vars(ev).values() if isinstance(c, type) and issubclass(c, ev.Command) and c is not ev.Command}
+    assert set(COMMAND_INFO) == {
+        c for c in vars(ev).values() if isinstance(c, type) and issubclass(c, ev.Command) and c is not ev.Command
+    }
 
 
 def test_acceptance_says_where_the_step_is_in_the_queue():
@@ -79,7 +84,11 @@ def test_a_second_pause_before_the_step_ends_cancels_the_pending_pause():
     assert c.submit(ev.Resume())
     states = [(e.state, e.reason) for e in seen if isinstance(e, ev.RunStateChanged)]
     assert states == [("pausing", "pausing after the current step"), ("running", "pause cancelled")]
-    assert answers(seen) == ["pausing after the current step", "rejected: already paused", "the pending pause is cancelled"]
+    assert answers(seen) == [
+        "pausing after the current step",
+        "rejected: already paused",
+        "the pending pause is cancelled",
+    ]
     assert c.hold_if_paused() is True  # nothing holds the loop
 
 
@@ -131,9 +140,11 @@ def test_a_task_card_is_taken_only_while_the_run_waits_for_one_and_only_if_it_fi
     c.submit(ev.ConfirmTaskCard(card))
     waiter.join(5)
     assert got == [card]
-    assert answers(seen) == ["rejected: the run is not waiting for a task card",
-                             "rejected: task card: target 'nope' is not a column",
-                             "the run starts with the confirmed task card"]
+    assert answers(seen) == [
+        "rejected: the run is not waiting for a task card",
+        "rejected: task card: target 'nope' is not a column",
+        "the run starts with the confirmed task card",
+    ]
 
 
 def test_a_stop_ends_the_wait_for_a_task_card_without_one():

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import git, journal_nodes, make_project
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
@@ -20,7 +21,6 @@ from aide_tui.errors import UserError
 from aide_tui.project import Project
 from aide_tui.records import recover_run
 from aide_tui.settings import resolve
-from helpers import git, journal_nodes, make_project
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,7 +34,9 @@ def run(project, codes: list[str], *, resume: str | None = None, steps: int | No
     """Run `codes` (one RunCode step each) in a new run or the run named `resume`; (engine, finished, events)."""
     events: list[ev.Event] = []
     # holdout=0: these tests count journal lines and commits; holdout re-runs add their own (tests/test_evaluation.py)
-    settings = resolve(None, dict(steps=steps or len(codes), num_drafts=1, timeout=30, coder="offline", workers=1, holdout=0))
+    settings = resolve(
+        None, dict(steps=steps or len(codes), num_drafts=1, timeout=30, coder="offline", workers=1, holdout=0)
+    )
     engine = build_engine(project, settings, resume=resume is not None, listener=events.append, run_name=resume)
     for code in codes:
         engine.submit(ev.RunCode(None, code))
@@ -55,18 +57,21 @@ def journal_ids(engine) -> list[int]:
 
 
 def cli(project, *args):
-    return subprocess.run([sys.executable, "-m", "aide_tui.cli", str(project), *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "aide_tui.cli", str(project), *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_names_git_cannot_hold_are_skipped_and_listed(tmp_path):
     project = make_project(tmp_path / "p", dirty=False)
-    code = ("import os\n"
-            "os.makedirs(b'out', exist_ok=True)\n"
-            "open(b'out/bad\\xffbyte.txt', 'w').write('x')\n"
-            "os.makedirs('.git', exist_ok=True)\n"
-            "open('.git/config', 'w').write('[core]\\n')\n"
-            "open('kept.csv', 'w').write('id\\n')\n" + GOOD.format(m=1))
+    code = (
+        "import os\n"
+        "os.makedirs(b'out', exist_ok=True)\n"
+        "open(b'out/bad\\xffbyte.txt', 'w').write('x')\n"
+        "os.makedirs('.git', exist_ok=True)\n"
+        "open('.git/config', 'w').write('[core]\\n')\n"
+        "open('kept.csv', 'w').write('id\\n')\n" + GOOD.format(m=1)
+    )
     engine, finished, events = run(project, [code])
     assert finished.reason == "completed"
     done = [e for e in events if isinstance(e, ev.NodeFinished)][0]
@@ -83,7 +88,12 @@ def test_names_git_cannot_hold_are_skipped_and_listed(tmp_path):
 def test_a_failed_commit_keeps_the_node_and_the_next_resume_commits_it(tmp_path):
     project = make_project(tmp_path / "p", dirty=False)
     events: list[ev.Event] = []
-    engine = build_engine(project, resolve(None, dict(steps=1, timeout=30, coder="offline", workers=1)), resume=False, listener=events.append)
+    engine = build_engine(
+        project,
+        resolve(None, dict(steps=1, timeout=30, coder="offline", workers=1)),
+        resume=False,
+        listener=events.append,
+    )
     lock = project / ".git" / "refs" / "heads" / "aide" / engine.run_name / "0001-manual.lock"
     lock.write_text("")  # another git holds the ref: update-ref fails
     engine.submit(ev.RunCode(None, GOOD.format(m=1)))
@@ -96,7 +106,9 @@ def test_a_failed_commit_keeps_the_node_and_the_next_resume_commits_it(tmp_path)
     lock.unlink()
     resumed, finished, events = run(project, [GOOD.format(m=2)], resume=engine.run_name, steps=2)
     assert finished.reason == "completed" and journal_ids(resumed) == [1, 2]
-    assert sorted(branches(project, engine.run_name)) == [f"aide/{engine.run_name}/{b}" for b in ("0001-manual", "0002-manual", "root")]
+    assert sorted(branches(project, engine.run_name)) == [
+        f"aide/{engine.run_name}/{b}" for b in ("0001-manual", "0002-manual", "root")
+    ]
 
 
 def test_a_torn_last_line_is_cut_with_a_notice_and_its_id_is_not_reused(tmp_path):
@@ -107,7 +119,9 @@ def test_a_torn_last_line_is_cut_with_a_notice_and_its_id_is_not_reused(tmp_path
     resumed, finished, events = run(project, [GOOD.format(m=3)], resume=engine.run_name, steps=2)
     assert finished.reason == "completed"
     text = notices(events)
-    assert "line 4 was torn" in text and "#2" in text and "--recover-journal" in text  # start 1, node 1, start 2, node 2
+    assert (
+        "line 4 was torn" in text and "#2" in text and "--recover-journal" in text
+    )  # start 1, node 1, start 2, node 2
     assert journal_ids(resumed) == [1, 3]
     names = [b.rsplit("/", 1)[1] for b in branches(project, engine.run_name)]
     assert sorted(names) == ["0001-manual", "0002-manual", "0003-manual", "root"]  # one branch per id
@@ -117,11 +131,18 @@ def test_a_damaged_middle_line_stops_with_exit_2_and_recovery_rebuilds_from_git(
     project = make_project(tmp_path / "p", dirty=False)
     engine, _, _ = run(project, [GOOD.format(m=m) for m in (1, 2, 3)])
     lines = engine.paths.journal.read_bytes().splitlines(keepends=True)  # start and node record per node
-    engine.paths.journal.write_bytes(b"".join(lines[:3]) + b'{"type": "node", "node": {"id": 2, "garbage\n' + b"".join(lines[4:]))
+    engine.paths.journal.write_bytes(
+        b"".join(lines[:3]) + b'{"type": "node", "node": {"id": 2, "garbage\n' + b"".join(lines[4:])
+    )
 
     with pytest.raises(UserError) as err:
-        build_engine(project, resolve(None, dict(steps=4, coder="offline")), resume=True, listener=lambda e: None,
-                     run_name=engine.run_name)
+        build_engine(
+            project,
+            resolve(None, dict(steps=4, coder="offline")),
+            resume=True,
+            listener=lambda e: None,
+            run_name=engine.run_name,
+        )
     assert f"{engine.paths.journal}: line 4 is damaged" in str(err.value) and "--recover-journal" in str(err.value)
     res = cli(project, "--headless", "--resume", "--run", engine.run_name, "--coder", "offline")
     assert res.returncode == 2 and "line 4 is damaged" in res.stderr and "Traceback" not in res.stderr
@@ -182,7 +203,6 @@ def test_a_script_deleting_the_run_directory_stops_the_run_with_an_error(tmp_pat
     # the node reached git, so the journal can be rebuilt from it
     print(recover_run(Project.open(project), engine.run_name))
     assert journal_ids(engine) == [1]
-
 
 
 def test_journal_cuts_only_a_torn_last_line_and_names_any_other_damage(tmp_path):

@@ -7,18 +7,28 @@ import json
 import threading
 
 import pytest
+from aide_script import ScriptedAide
+from helpers import WRITE_SUBMISSION, Recorder, git, journal_nodes, make_project, user_state
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
-from aide_script import ScriptedAide
-from helpers import WRITE_SUBMISSION, Recorder, git, journal_nodes, make_project, user_state
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def settings(**over):
-    base = dict(steps=9, num_drafts=3, debug_prob=1.0, max_debug_depth=2, timeout=30, memory_limit="1G", coder="llm", seed=1, workers=1)
+    base = dict(
+        steps=9,
+        num_drafts=3,
+        debug_prob=1.0,
+        max_debug_depth=2,
+        timeout=30,
+        memory_limit="1G",
+        coder="llm",
+        seed=1,
+        workers=1,
+    )
     base.update(over)
     return resolve(None, base)
 
@@ -71,7 +81,9 @@ def test_full_search_builds_branches_commits_and_leaves_user_state_alone(tmp_pat
     ok = [n for n in nodes if n.status == "ok"]
     best = min(ok, key=lambda n: n.metric)
     assert finished.best_id == best.id
-    assert json.loads((project / ".aide" / "runs" / engine.run_name / "run.json").read_text())["direction"] == "minimize"
+    assert (
+        json.loads((project / ".aide" / "runs" / engine.run_name / "run.json").read_text())["direction"] == "minimize"
+    )
 
     # git: one branch per node, parents follow the tree, node.json matches
     run = engine.run_name
@@ -92,7 +104,10 @@ def test_full_search_builds_branches_commits_and_leaves_user_state_alone(tmp_pat
             assert parents == [root]
         else:
             parent = next(p for p in nodes if p.id == n.parent_id)
-            assert len(parents) == 1 and parents[0] in git(project, "rev-list", f"aide/{run}/{parent.id:04d}-{parent.operation}").split()
+            assert (
+                len(parents) == 1
+                and parents[0] in git(project, "rev-list", f"aide/{run}/{parent.id:04d}-{parent.operation}").split()
+            )
         meta = json.loads(git(project, "show", f"{commit}:node.json"))
         assert meta["id"] == n.id and meta["operation"] == n.operation and meta["status"] == n.status
         assert meta["metric"] == n.metric and meta["direction"] == "minimize"
@@ -178,7 +193,9 @@ def test_stop_after_step_and_resume_continue_to_the_step_count(tmp_path, scripte
     assert engine.run().reason == "stopped"
     assert len(rec.of(ev.NodeFinished)) == 2
     rec2 = Recorder()
-    engine2 = build_engine(project, resolve(None, dict(num_drafts=3, timeout=30, coder="llm", workers=1)), resume=True, listener=rec2)
+    engine2 = build_engine(
+        project, resolve(None, dict(num_drafts=3, timeout=30, coder="llm", workers=1)), resume=True, listener=rec2
+    )
     assert engine2.run_name == engine.run_name
     finished = engine2.run()
     assert finished.reason == "completed"
@@ -187,7 +204,13 @@ def test_stop_after_step_and_resume_continue_to_the_step_count(tmp_path, scripte
     assert [e.node.id for e in rec2.of(ev.NodeFinished)] == [3, 4, 5]  # the run's own target, not the default 20
     # --steps given again raises the target
     rec3 = Recorder()
-    build_engine(project, resolve(None, dict(steps=6, timeout=30, coder="llm", workers=1)), resume=True, listener=rec3, run_name=engine.run_name).run()
+    build_engine(
+        project,
+        resolve(None, dict(steps=6, timeout=30, coder="llm", workers=1)),
+        resume=True,
+        listener=rec3,
+        run_name=engine.run_name,
+    ).run()
     assert [e.node.id for e in rec3.of(ev.NodeFinished)] == [6]
 
 
@@ -262,7 +285,11 @@ def test_cancel_now_kills_the_running_script_and_discards_the_half_built_node(tm
     before = {p.pid for p in psutil.process_iter()}
     finished = engine.run()
     assert finished.reason == "cancelled" and finished.nodes == 0
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before and marker in " ".join(p.info["cmdline"] or [])]
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.pid not in before and marker in " ".join(p.info["cmdline"] or [])
+    ]
     assert leftovers == []
     assert not (project / ".aide" / "runs" / engine.run_name / "nodes" / "0001").exists()
     assert json.loads((project / ".aide" / "runs" / engine.run_name / "run.json").read_text())["status"] == "stopped"

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import WRITE_SUBMISSION, Recorder, git, make_project
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
@@ -22,7 +23,6 @@ from aide_tui.project import Project
 from aide_tui.search.node import Node
 from aide_tui.search.task_card import TaskCard
 from aide_tui.settings import resolve
-from helpers import WRITE_SUBMISSION, Recorder, git, make_project
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -62,15 +62,24 @@ def test_split_is_seeded_stratified_and_never_withholds_a_missing_label():
 def test_submission_check_names_the_row_count_the_columns_and_foreign_ids(tmp_path):
     test = write(tmp_path / "test.csv", "date,temp\n" + "".join(f"2024-01-{d:02d},{d}\n" for d in range(1, 32)))
     sample = write(tmp_path / "sample_submission.csv", "date,weather\n2024-01-01,sun\n")
-    short = write(tmp_path / "a" / "submission.csv", "date,weather\n" + "".join(f"2024-01-{d:02d},sun\n" for d in range(1, 31)))
+    short = write(
+        tmp_path / "a" / "submission.csv", "date,weather\n" + "".join(f"2024-01-{d:02d},sun\n" for d in range(1, 31))
+    )
     assert check_submission(short, test, ["date"], sample) == "submission.csv has 30 rows, the test file has 31"
     wrong_cols = write(tmp_path / "b" / "submission.csv", "id,weather\n" + "".join(f"{i},sun\n" for i in range(31)))
-    assert check_submission(wrong_cols, test, ["date"], sample) == \
-        "submission.csv columns id,weather; expected date,weather (as in sample_submission.csv)"
+    assert (
+        check_submission(wrong_cols, test, ["date"], sample)
+        == "submission.csv columns id,weather; expected date,weather (as in sample_submission.csv)"
+    )
     assert "expected the id column date" in check_submission(wrong_cols, test, ["date"])
     numbered = write(tmp_path / "c" / "submission.csv", "date,weather\n" + "".join(f"{i},sun\n" for i in range(31)))
-    assert check_submission(numbered, test, ["date"], sample) == "submission.csv has date '0', which is not in the test file"
-    good = write(tmp_path / "d" / "submission.csv", "weather,date\n" + "".join(f"rain,2024-01-{d:02d}\n" for d in range(1, 32)))
+    assert (
+        check_submission(numbered, test, ["date"], sample)
+        == "submission.csv has date '0', which is not in the test file"
+    )
+    good = write(
+        tmp_path / "d" / "submission.csv", "weather,date\n" + "".join(f"rain,2024-01-{d:02d}\n" for d in range(1, 32))
+    )
     assert check_submission(good, test, ["date"], sample) is None
     assert find_sample_submission(["data/train.csv", "data/sample_submission.csv"]) == "data/sample_submission.csv"
 
@@ -79,7 +88,14 @@ def test_submission_check_names_the_row_count_the_columns_and_foreign_ids(tmp_pa
 
 
 def card(**over) -> TaskCard:
-    base = dict(train_file="train.csv", test_file="test.csv", target="y", id_columns=["key"], metric="rmse", direction="minimize")
+    base = dict(
+        train_file="train.csv",
+        test_file="test.csv",
+        target="y",
+        id_columns=["key"],
+        metric="rmse",
+        direction="minimize",
+    )
     base.update(over)
     return TaskCard(**base)
 
@@ -102,8 +118,11 @@ def test_scores_match_scikit_learn_and_rows_are_matched_on_ids(tmp_path):
     c.metric = "accuracy"
     assert score_submission(guess, weather, c) == pytest.approx(accuracy_score(truth, pred))
 
-    proba = write(tmp_path / "pr.csv", "day,weather_rain,weather_snow,weather_sun\n"
-                  "1,0.1,0.1,0.8\n2,0.6,0.1,0.3\n3,0.2,0.7,0.1\n4,0.3,0.3,0.4\n5,0.5,0.2,0.3\n")
+    proba = write(
+        tmp_path / "pr.csv",
+        "day,weather_rain,weather_snow,weather_sun\n"
+        "1,0.1,0.1,0.8\n2,0.6,0.1,0.3\n3,0.2,0.7,0.1\n4,0.3,0.3,0.4\n5,0.5,0.2,0.3\n",
+    )
     matrix = [[0.1, 0.1, 0.8], [0.6, 0.1, 0.3], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.5, 0.2, 0.3]]
     c.metric = "log_loss"
     assert score_submission(proba, weather, c) == pytest.approx(log_loss(truth, matrix, labels=["rain", "snow", "sun"]))
@@ -138,10 +157,16 @@ def weather_project(root: Path, *, test_rows: int = 20, sample: bool = True) -> 
     write(root / "data" / "test.csv", "\n".join(test) + "\n")
     if sample:
         write(root / "data" / "sample_submission.csv", "date,weather\n2024-01-01,sun\n")
-    write(root / "task.md", "# Daily weather\n\nPredict `weather` (sun, rain or snow) for each day in data/test.csv. "
-          "The `date` column identifies the day. Metric: macro F1, higher is better. Submit date,weather.\n")
-    write(root / "aide.toml", '[task]\ntrain_file = "data/train.csv"\ntest_file = "data/test.csv"\n'
-          'target = "weather"\nid_columns = ["date"]\nmetric = "macro_f1"\n')
+    write(
+        root / "task.md",
+        "# Daily weather\n\nPredict `weather` (sun, rain or snow) for each day in data/test.csv. "
+        "The `date` column identifies the day. Metric: macro F1, higher is better. Submit date,weather.\n",
+    )
+    write(
+        root / "aide.toml",
+        '[task]\ntrain_file = "data/train.csv"\ntest_file = "data/test.csv"\n'
+        'target = "weather"\nid_columns = ["date"]\nmetric = "macro_f1"\n',
+    )
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "data")
@@ -150,7 +175,9 @@ def weather_project(root: Path, *, test_rows: int = 20, sample: bool = True) -> 
 
 def test_staging_is_made_once_and_keeps_the_labels_out_of_the_inputs(tmp_path):
     root = weather_project(tmp_path / "p")
-    c = card(train_file="data/train.csv", test_file="data/test.csv", target="weather", id_columns=["date"], metric="macro_f1")
+    c = card(
+        train_file="data/train.csv", test_file="data/test.csv", target="weather", id_columns=["date"], metric="macro_f1"
+    )
     first, _ = stage(tmp_path / "run", root, c, seed=1, holdout_share=0.1)
     folds = (tmp_path / "run" / "evaluation" / "folds.csv").read_bytes()
     again, notices = stage(tmp_path / "run", root, c, seed=99, holdout_share=0.3)  # a resumed run keeps its split
@@ -171,8 +198,10 @@ def test_staging_is_made_once_and_keeps_the_labels_out_of_the_inputs(tmp_path):
 
 def run_offline(project: Path, steps: int, **over) -> tuple[Recorder, ev.RunFinished, object]:
     events = Recorder()
-    settings = resolve(project / "aide.toml" if (project / "aide.toml").exists() else None,
-                       dict(steps=steps, num_drafts=steps, coder="offline", seed=2, timeout=120, workers=1, **over))
+    settings = resolve(
+        project / "aide.toml" if (project / "aide.toml").exists() else None,
+        dict(steps=steps, num_drafts=steps, coder="offline", seed=2, timeout=120, workers=1, **over),
+    )
     engine = build_engine(project, settings, resume=False, listener=events)
     return events, engine.run(), engine
 
@@ -198,7 +227,9 @@ def test_a_weather_run_validates_on_the_fixed_folds_and_scores_the_best_on_the_h
     # a resumed run sees the same folds and the same reduced training file
     folds = (run_dir / "evaluation" / "folds.csv").read_bytes()
     events2 = Recorder()
-    settings = resolve(project / "aide.toml", dict(steps=3, num_drafts=3, coder="offline", seed=7, timeout=120, workers=1))
+    settings = resolve(
+        project / "aide.toml", dict(steps=3, num_drafts=3, coder="offline", seed=7, timeout=120, workers=1)
+    )
     engine2 = build_engine(project, settings, resume=True, listener=events2, run_name=engine.run_name)
     engine2.run()
     assert engine2.paths.root == run_dir
@@ -210,11 +241,15 @@ def test_a_weather_run_validates_on_the_fixed_folds_and_scores_the_best_on_the_h
 @pytest.mark.timeout(240)
 def test_a_submission_that_does_not_fit_the_test_file_makes_the_node_buggy_with_the_reason(tmp_path):
     project = weather_project(tmp_path / "p", sample=False)
-    (project / "aide.toml").write_text((project / "aide.toml").read_text().replace('id_columns = ["date"]', "id_columns = []"))
+    (project / "aide.toml").write_text(
+        (project / "aide.toml").read_text().replace('id_columns = ["date"]', "id_columns = []")
+    )
     events, finished, _ = run_offline(project, 1)
     node = [e.node for e in events.events if isinstance(e, ev.NodeFinished)][0]
     assert node.status == "ok"  # numbered rows are fine when the card names no id column
-    (project / "aide.toml").write_text((project / "aide.toml").read_text().replace("id_columns = []", 'id_columns = ["date"]'))
+    (project / "aide.toml").write_text(
+        (project / "aide.toml").read_text().replace("id_columns = []", 'id_columns = ["date"]')
+    )
     write(project / "data" / "sample_submission.csv", "day,weather\n2024-01-01,sun\n")
     events, finished, _ = run_offline(project, 1)
     node = [e.node for e in events.events if isinstance(e, ev.NodeFinished)][0]
@@ -228,8 +263,9 @@ def test_a_node_that_writes_no_submission_when_there_is_a_test_file_is_buggy(tmp
     llm_env.responder = ScriptedAide()  # its review passes any script that prints a metric: the engine must not
     project = make_project(tmp_path / "p", dirty=False)
     events = Recorder()
-    engine = build_engine(project, resolve(None, dict(steps=2, coder="llm", workers=1, timeout=60)),
-                          resume=False, listener=events)
+    engine = build_engine(
+        project, resolve(None, dict(steps=2, coder="llm", workers=1, timeout=60)), resume=False, listener=events
+    )
     engine.submit(ev.RunCode(None, "print('Validation metric: 1.5')\n"))
     engine.submit(ev.RunCode(None, WRITE_SUBMISSION + "print('Validation metric: 1.5')\n"))
     engine.run()
@@ -267,11 +303,15 @@ def test_a_sandboxed_holdout_re_run_cannot_read_the_withheld_labels(tmp_path):
         pytest.skip(f"bwrap cannot start here: {problem}")
     root = weather_project(tmp_path / "p")
     run_dir = root / ".aide" / "runs" / "r1"
-    c = card(train_file="data/train.csv", test_file="data/test.csv", target="weather", id_columns=["date"], metric="macro_f1")
+    c = card(
+        train_file="data/train.csv", test_file="data/test.csv", target="weather", id_columns=["date"], metric="macro_f1"
+    )
     evaluation, _ = stage(run_dir, root, c, seed=1, holdout_share=0.1)
     inputs = InputData(root, list_data_files(root), run_dir, read_only_mount=True, sources=evaluation.input_sources())
     isolation = isolation_for(root, Path.home(), [], False)
-    scorer = HoldoutScorer(evaluation, c, run_dir, inputs, lambda ws: ExecRequest(workspace=ws, timeout=60, isolation=isolation))
+    scorer = HoldoutScorer(
+        evaluation, c, run_dir, inputs, lambda ws: ExecRequest(workspace=ws, timeout=60, isolation=isolation)
+    )
     labels = evaluation.holdout_labels
     code = f"""
 import os, pandas as pd

@@ -10,12 +10,12 @@ import re
 from pathlib import Path
 
 import pytest
+from aide_script import ScriptedAide
+from helpers import git, make_project
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
-from aide_script import ScriptedAide
-from helpers import git, make_project
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -90,7 +90,10 @@ def test_one_next_planned_per_change_of_plan_and_the_queue_is_the_engines(tmp_pa
         ((), ()),  # step 3 took the improve
     ]
     started = of(events, ev.NodeStarted)
-    assert [(e.operation, e.parent_id, e.hint) for e in started[1:3]] == [("draft", None, "try a log target"), ("improve", 1, None)]
+    assert [(e.operation, e.parent_id, e.hint) for e in started[1:3]] == [
+        ("draft", None, "try a log target"),
+        ("improve", 1, None),
+    ]
     # each NextPlanned precedes the step it announces; none is sent while a step runs
     kinds = [type(e).__name__ for e in events]
     for i, kind in enumerate(kinds):
@@ -117,7 +120,12 @@ def test_direction_node_records_and_the_run_finished_say_it_all(tmp_path, script
         assert git(project, "rev-parse", finished.branch).strip() == tips[finished.node.id]
     done = of(events, ev.RunFinished)[0]
     best = next(e for e in of(events, ev.NodeFinished) if e.node.id == done.best_id)
-    assert (done.reason, done.nodes, done.best_metric, done.best_branch) == ("completed", 3, best.node.metric, best.branch)
+    assert (done.reason, done.nodes, done.best_metric, done.best_branch) == (
+        "completed",
+        3,
+        best.node.metric,
+        best.branch,
+    )
     assert done.best_id == of(events, ev.NodeFinished)[-1].best_id
 
 
@@ -162,7 +170,11 @@ def test_pause_and_stop_asked_mid_step_are_pending_and_a_second_pause_cancels(tm
         ("stopping", "stopping after the current step"),
         ("finished", "stopped"),
     ]
-    assert answers == ["pausing after the current step", "the pending pause is cancelled", "stopping after the current step"]
+    assert answers == [
+        "pausing after the current step",
+        "the pending pause is cancelled",
+        "stopping after the current step",
+    ]
     assert [e.node.id for e in of(events, ev.NodeFinished)] == [1, 2]
 
 
@@ -204,8 +216,12 @@ def test_headless_verbose_names_the_node_of_every_reply_and_output_line():
     out = io.StringIO()
     printer = HeadlessPrinter(verbose=True, out=out, err=out)
     for event in (
-        ev.LlmDelta(1, "Plan for one.\n```py"), ev.LlmDelta(2, "Plan for "), ev.LlmDelta(1, "thon\nprint(1)"),
-        ev.OutputLine(2, "stdout", "fold 0: 0.5"), ev.LlmDelta(2, "two.\n"), ev.CodeReady(1, "Plan for one.", "print(1)"),
+        ev.LlmDelta(1, "Plan for one.\n```py"),
+        ev.LlmDelta(2, "Plan for "),
+        ev.LlmDelta(1, "thon\nprint(1)"),
+        ev.OutputLine(2, "stdout", "fold 0: 0.5"),
+        ev.LlmDelta(2, "two.\n"),
+        ev.CodeReady(1, "Plan for one.", "print(1)"),
         ev.OutputLine(1, "stderr", "warning"),
     ):
         printer(event)
@@ -231,7 +247,10 @@ def test_the_holdout_pick_is_marked_in_the_tree_when_it_is_not_the_best():
     b = Node(2, None, "draft", 2, status="ok", metric=1.0)
     model.apply(ev.NodeFinished(a, 1, "c1", "aide/r/0001-draft", "r", "minimize"))
     model.apply(ev.NodeFinished(b, 2, "c2", "aide/r/0002-draft", "r", "minimize"))
-    labels = lambda: {i: node_label(model.nodes[i], model.best_id, Palette(), pick_id=model.pick_id).plain for i in (1, 2)}  # noqa: E731
+
+    def labels():
+        return {i: node_label(model.nodes[i], model.best_id, Palette(), pick_id=model.pick_id).plain for i in (1, 2)}
+
     assert labels() == {1: "#1 draft ✓ 2.0000", 2: "#2 draft ✓ 1.0000 ★"}
     change = model.apply(ev.HoldoutScored(2, 9.0, "", 2))
     assert "pick" not in labels()[1] and "pick" not in labels()[2]  # the best is also the pick

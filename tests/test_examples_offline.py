@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import git
 
 from aide_tui import events as ev
-from helpers import git
 
 # One 10-step run per example (the session fixture `offline_example_run`) serves every
 # test here; the xdist group keeps each example's tests on one worker.  The timeout
@@ -48,7 +48,10 @@ def best_node(run):
 @pytest.mark.parametrize("example,direction", EXAMPLE_CASES)
 def test_offline_run_on_example_completes_without_a_key(offline_example_run, example, direction):
     run = offline_example_run(example, STEPS)
-    assert run.finished.reason == "completed" and run.finished.nodes == STEPS, (run.finished, [e.message for e in run.events.of(ev.Notice)])
+    assert run.finished.reason == "completed" and run.finished.nodes == STEPS, (
+        run.finished,
+        [e.message for e in run.events.of(ev.Notice)],
+    )
     notices = [e.message for e in run.events.of(ev.Notice)]
     assert len([n for n in notices if "offline baseline coder" in n.lower()]) == 1, notices
     assert any("ANTHROPIC_API_KEY" in n for n in notices), notices

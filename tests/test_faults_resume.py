@@ -11,12 +11,12 @@ import sys
 import time
 
 import pytest
+from aide_script import ScriptedAide
+from helpers import git, journal_nodes, make_project
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
-from aide_script import ScriptedAide
-from helpers import git, make_project, journal_nodes
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,8 +45,25 @@ def test_401_stops_at_once_with_a_clear_message(tmp_path, llm_env):
     llm_env.fail_next(401, n=50)
     project = make_project(tmp_path / "p", dirty=False)
     env = {**os.environ, "ANTHROPIC_BASE_URL": llm_env.url, "ANTHROPIC_API_KEY": "sk-test-bad"}
-    res = subprocess.run([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--steps", "4", "--coder", "llm", "--workers", "1"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aide_tui.cli",
+            str(project),
+            "--headless",
+            "--steps",
+            "4",
+            "--coder",
+            "llm",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert res.returncode == 1
     assert "error (auth)" in res.stderr and "ANTHROPIC_API_KEY" in res.stderr
     assert "Traceback" not in res.stderr
@@ -56,9 +73,31 @@ def test_401_stops_at_once_with_a_clear_message(tmp_path, llm_env):
 
 def _run_until_killed(project, env, after_nodes, extra_delay):
     """Start a headless run and SIGKILL it once `after_nodes` nodes finished (+ a delay)."""
-    proc = subprocess.Popen([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--json", "--steps", "8",
-                             "--num-drafts", "3", "--timeout", "30", "--coder", "llm", "--new", "--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aide_tui.cli",
+            str(project),
+            "--headless",
+            "--json",
+            "--steps",
+            "8",
+            "--num-drafts",
+            "3",
+            "--timeout",
+            "30",
+            "--coder",
+            "llm",
+            "--new",
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     seen = 0
     for line in proc.stdout:
         if json.loads(line)["event"] == "NodeFinished":
@@ -81,20 +120,44 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(tmp_path, llm_
     run = sorted(p.name for p in (project / ".aide" / "runs").iterdir())[-1]
     journal = project / ".aide" / "runs" / run / "journal.jsonl"
     before = [n["id"] for n in journal_nodes(journal)]
-    assert before[: after_nodes] == list(range(1, after_nodes + 1))
+    assert before[:after_nodes] == list(range(1, after_nodes + 1))
 
-    res = subprocess.run([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--json", "--resume",
-                          "--steps", "8", "--timeout", "30", "--coder", "llm", "--workers", "1"],
-                         capture_output=True, text=True, env=env, timeout=240)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aide_tui.cli",
+            str(project),
+            "--headless",
+            "--json",
+            "--resume",
+            "--steps",
+            "8",
+            "--timeout",
+            "30",
+            "--coder",
+            "llm",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
     assert res.returncode == 0, res.stderr
     events = [json.loads(line) for line in res.stdout.splitlines()]
     started = next(e for e in events if e["event"] == "RunStarted")
     assert started["resumed"] and started["run"] == run
     assert [n["node"]["id"] for n in started["nodes"]] == before
     ids = [n["id"] for n in journal_nodes(journal)]
-    lost = sorted(set(json.loads(line)["id"] for line in journal.read_text().splitlines() if '"start"' in line) - set(ids))
+    lost = sorted(
+        set(json.loads(line)["id"] for line in journal.read_text().splitlines() if '"start"' in line) - set(ids)
+    )
     assert len(ids) == 8 and ids == sorted(set(ids))  # every node exactly once, in order
-    assert len(lost) <= 1 and set(ids) | set(lost) == set(range(1, 9 + len(lost)))  # the id killed mid-step is never reused
+    assert len(lost) <= 1 and set(ids) | set(lost) == set(
+        range(1, 9 + len(lost))
+    )  # the id killed mid-step is never reused
     refs = git(project, "for-each-ref", "--format=%(refname:short)", f"refs/heads/aide/{run}/").split()
     assert f"aide/{run}/root" in refs
     assert sorted(int(r.rsplit("/", 1)[1][:4]) for r in refs if not r.endswith("/root")) == ids
@@ -111,8 +174,15 @@ def test_secrets_never_reach_journal_git_or_output(tmp_path, llm_env, monkeypatc
     llm_env.responder = ScriptedAide(crash_every=0)
     project = make_project(tmp_path / "p", dirty=False)
     events, listener = collect()
-    engine = build_engine(project, resolve(None, dict(steps=2, num_drafts=1, timeout=30, coder="llm", workers=1)), resume=False, listener=listener)
-    engine.submit(ev.RunCode(None, "import os\nfor k, v in os.environ.items():\n    print(k, v)\nprint('Validation metric: 1')\n"))
+    engine = build_engine(
+        project,
+        resolve(None, dict(steps=2, num_drafts=1, timeout=30, coder="llm", workers=1)),
+        resume=False,
+        listener=listener,
+    )
+    engine.submit(
+        ev.RunCode(None, "import os\nfor k, v in os.environ.items():\n    print(k, v)\nprint('Validation metric: 1')\n")
+    )
     engine.run()
     blobs = [(project / ".aide").rglob("*")]
     text = "".join(p.read_text(errors="replace") for p in (project / ".aide").rglob("*") if p.is_file())
@@ -151,23 +221,51 @@ def test_nothing_outlives_a_sigkilled_aide_tui_once_the_run_resumes(tmp_path, ll
     import psutil
     from fake_api import TextReply
 
-    hang = ("import subprocess, sys, time\n"
-            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
-            "print('sleeping', flush=True)\ntime.sleep(600)\n")
+    hang = (
+        "import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "print('sleeping', flush=True)\ntime.sleep(600)\n"
+    )
     llm_env.responder = lambda body: TextReply(f"Sleep.\n\n```python\n{hang}```\n")
     project = make_project(tmp_path / "p", dirty=False)
     env = {**os.environ, "ANTHROPIC_BASE_URL": llm_env.url, "ANTHROPIC_API_KEY": "sk-test-not-a-real-key"}
     # Unsandboxed and cold: the launcher's own parent-death signal is what is tested (bwrap:
     # tests/test_sandbox.py; a warm successor's process: tests/test_warm.py).
-    proc = subprocess.Popen([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--verbose", "--steps", "2",
-                             "--timeout", "300", "--coder", "llm", "--sandbox", "none", "--preload", "", "--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aide_tui.cli",
+            str(project),
+            "--headless",
+            "--verbose",
+            "--steps",
+            "2",
+            "--timeout",
+            "300",
+            "--coder",
+            "llm",
+            "--sandbox",
+            "none",
+            "--preload",
+            "",
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     for line in proc.stdout:
         if line.rstrip().endswith("| sleeping"):
             break
 
-    running = [p for p in psutil.process_iter(["cmdline", "cwd", "name"])  # git's own helpers are not the script's
-               if (p.info["cwd"] or "").startswith(str(project)) and p.info["name"] != "git"]
+    running = [
+        p
+        for p in psutil.process_iter(["cmdline", "cwd", "name"])  # git's own helpers are not the script's
+        if (p.info["cwd"] or "").startswith(str(project)) and p.info["name"] != "git"
+    ]
     assert running, "the script should be running"
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
@@ -177,8 +275,24 @@ def test_nothing_outlives_a_sigkilled_aide_tui_once_the_run_resumes(tmp_path, ll
     assert alive == []  # the kernel ended the script with aide-tui
     # its child may have outlived it; resuming the run cleans it up before anything else
     llm_env.responder = ScriptedAide(crash_every=0)
-    res = subprocess.run([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--resume", "--coder", "llm",
-                          "--timeout", "60"], capture_output=True, text=True, env=env, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aide_tui.cli",
+            str(project),
+            "--headless",
+            "--resume",
+            "--coder",
+            "llm",
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     gone, alive = psutil.wait_procs(running, timeout=10)
     assert alive == []
@@ -191,9 +305,25 @@ def test_ctrl_c_in_headless_cancels_cleanly_and_leaves_the_run_resumable(tmp_pat
     stopped on Python < 3.13, so the run ended mid-step with run.json still saying "running"."""
     project = make_project(tmp_path / "p", dirty=False)
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    proc = subprocess.Popen([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--coder", "offline",
-                             "--steps", "500", "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aide_tui.cli",
+            str(project),
+            "--headless",
+            "--coder",
+            "offline",
+            "--steps",
+            "500",
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         for line in proc.stdout:
             if ": ok, metric" in line or ": buggy" in line:  # a node has finished: the run is under way

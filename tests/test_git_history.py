@@ -8,13 +8,13 @@ import hashlib
 import json
 
 import pytest
+from helpers import git, make_project
+from test_durability import GOOD, branches, journal_ids, run
 
 from aide_tui import events as ev
 from aide_tui.records import metric_name, node_subject, subject_metric
-from aide_tui.search.task_card import TaskCard
 from aide_tui.search.node import ExecInfo, Node
-from helpers import git, make_project
-from test_durability import GOOD, branches, journal_ids, run
+from aide_tui.search.task_card import TaskCard
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,10 +33,26 @@ def test_a_run_is_one_tree_under_its_root_and_each_show_is_the_nodes_change(tmp_
     name = engine.run_name
     root = f"aide/{name}/root"
     assert git(project, "log", "-1", "--format=%P", root).split() == []  # a tree of its own ...
-    assert git(project, "log", "-1", "--format=%(trailers:key=Aide-Base,valueonly)", root).strip() == head  # ... started from HEAD
+    assert (
+        git(project, "log", "-1", "--format=%(trailers:key=Aide-Base,valueonly)", root).strip() == head
+    )  # ... started from HEAD
     added = git(project, "show", "--format=", "--name-status", root).split()
-    assert added == ["A", "aide.toml", "A", "data-manifest.json", "A", "task.md", "A", "task_card.json"]  # only the run's inputs
-    assert git(project, "ls-tree", "-r", "--name-only", root).split() == ["aide.toml", "data-manifest.json", "task.md", "task_card.json"]
+    assert added == [
+        "A",
+        "aide.toml",
+        "A",
+        "data-manifest.json",
+        "A",
+        "task.md",
+        "A",
+        "task_card.json",
+    ]  # only the run's inputs
+    assert git(project, "ls-tree", "-r", "--name-only", root).split() == [
+        "aide.toml",
+        "data-manifest.json",
+        "task.md",
+        "task_card.json",
+    ]
     assert json.loads(git(project, "show", f"{root}:task_card.json"))["target"] == "sale_price"  # settled at the start
     assert git(project, "show", f"{root}:task.md") == (project / "task.md").read_text()
     manifest = json.loads(git(project, "show", f"{root}:data-manifest.json"))["files"]
@@ -63,9 +79,11 @@ def test_subjects_start_with_what_a_reader_scans(tmp_path):
     from aide_tui.settings import resolve
 
     settings = resolve(None, dict(steps=4, timeout=30, coder="offline", workers=1, holdout=0))
-    commands = [ev.RunCode(1, GOOD.format(m=18210.2), "Target encoding of the neighbourhood\n\nMore detail."),
-                ev.RunCode(2, CRASH, "Add a price feature"),
-                ev.RunCode(3, GOOD.format(m=19000), "Use the right column")]
+    commands = [
+        ev.RunCode(1, GOOD.format(m=18210.2), "Target encoding of the neighbourhood\n\nMore detail."),
+        ev.RunCode(2, CRASH, "Add a price feature"),
+        ev.RunCode(3, GOOD.format(m=19000), "Use the right column"),
+    ]
 
     def listener(event):  # each command names the node before it, so it goes in once that node exists
         events.append(event)
@@ -101,7 +119,9 @@ def test_subject_rules():
     assert metric_name("**Metric**: accuracy (higher is better)") == "accuracy"
     assert metric_name("no such line") == "metric"
     # The offline coder's plans start with the operation; the subject says it once.
-    draft = Node(2, None, "draft", 2, plan="Draft: ridge regression, validated with 5-fold CV.", status="ok", metric=28631.5)
+    draft = Node(
+        2, None, "draft", 2, plan="Draft: ridge regression, validated with 5-fold CV.", status="ok", metric=28631.5
+    )
     assert node_subject(draft, None, "RMSE") == "#2 draft: RMSE 28,632, ridge regression, validated with 5-fold CV."
     card = TaskCard("data/train.csv", None, "sale_price", [], "rmse", "minimize")
     assert subject_metric(card, "no Metric line here") == "RMSE"  # the card's name, not "metric"

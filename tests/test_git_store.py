@@ -25,8 +25,16 @@ def isolated_git_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-                "GIT_COMMITTER_EMAIL", "EMAIL", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+    for var in (
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "EMAIL",
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -123,20 +131,31 @@ def test_nested_files_and_diff_between_nodes(dirty_repo):
 def test_trailers_queryable(dirty_repo):
     msg = commit_message(
         "Gradient boosting with tuned depth\n\nDetails here.\n---\nafter a divider",
-        {"Aide-Metric": "0.91", "Aide-Operation": "improve", "Aide-Parent": "3",
-         "Aide-Status": "ok", "Aide-Run": "20261123-104501"},
+        {
+            "Aide-Metric": "0.91",
+            "Aide-Operation": "improve",
+            "Aide-Parent": "3",
+            "Aide-Status": "ok",
+            "Aide-Run": "20261123-104501",
+        },
     )
     with GitStore(dirty_repo) as store:
         sha = store.commit_node("aide/r/0004-improve", None, {"solution.py": b""}, msg)
-    out = git(dirty_repo, "for-each-ref",
-              "--format=%(refname:short) %(contents:trailers:key=Aide-Metric,valueonly)",
-              "refs/heads/aide/")
+    out = git(
+        dirty_repo,
+        "for-each-ref",
+        "--format=%(refname:short) %(contents:trailers:key=Aide-Metric,valueonly)",
+        "refs/heads/aide/",
+    )
     assert out.split() == ["aide/r/0004-improve", "0.91"]
     body = git(dirty_repo, "log", "-1", "--format=%B", sha)
     parsed = git(dirty_repo, "interpret-trailers", "--parse", input=body.encode())
     assert parsed.splitlines() == [
-        "Aide-Metric: 0.91", "Aide-Operation: improve", "Aide-Parent: 3",
-        "Aide-Status: ok", "Aide-Run: 20261123-104501",
+        "Aide-Metric: 0.91",
+        "Aide-Operation: improve",
+        "Aide-Parent: 3",
+        "Aide-Status: ok",
+        "Aide-Run: 20261123-104501",
     ]
     assert git(dirty_repo, "log", "-1", "--format=%s", sha).strip() == "Gradient boosting with tuned depth"
 
@@ -172,18 +191,45 @@ def test_existing_branch_with_the_same_node_is_idempotent(dirty_repo):
 def test_existing_branch_with_another_node_is_an_error_naming_both(dirty_repo):
     """Returning the old commit for a new node would make git and the journal disagree."""
     with GitStore(dirty_repo) as store:
-        first = store.commit_node("aide/r/0014-improve", None, {"node.json": b'{"run": "r", "id": 14, "operation": "improve", "created_at": 1}'}, "m")
+        first = store.commit_node(
+            "aide/r/0014-improve",
+            None,
+            {"node.json": b'{"run": "r", "id": 14, "operation": "improve", "created_at": 1}'},
+            "m",
+        )
         with pytest.raises(BranchConflict) as err:
-            store.commit_node("aide/r/0014-improve", None, {"node.json": b'{"run": "r", "id": 14, "operation": "improve", "created_at": 2}'}, "m")
+            store.commit_node(
+                "aide/r/0014-improve",
+                None,
+                {"node.json": b'{"run": "r", "id": 14, "operation": "improve", "created_at": 2}'},
+                "m",
+            )
         assert first[:12] in str(err.value) and "created at 1" in str(err.value) and "created at 2" in str(err.value)
         with pytest.raises(BranchConflict):  # claiming a name: any existing branch is taken
-            store.commit_node("aide/r/0014-improve", None, {"node.json": b'{"run": "r", "id": 14, "operation": "improve", "created_at": 1}'}, "m", exclusive=True)
+            store.commit_node(
+                "aide/r/0014-improve",
+                None,
+                {"node.json": b'{"run": "r", "id": 14, "operation": "improve", "created_at": 1}'},
+                "m",
+                exclusive=True,
+            )
     assert git(dirty_repo, "rev-parse", "aide/r/0014-improve").strip() == first
 
 
 def test_names_git_cannot_hold_are_split_off_and_the_rest_is_fsck_clean(dirty_repo):
-    nasty = ["out/bad\udcffbyte.txt", "out/.git/config", ".GIT/hooks/post-checkout", "x/.git./y", "x/git~1/y",
-             "x/.gi\u200ct/y", ".gitmodules", "a/.GitAttributes", "a/.git::$INDEX_ALLOCATION/z", "a/../b", "a//b"]
+    nasty = [
+        "out/bad\udcffbyte.txt",
+        "out/.git/config",
+        ".GIT/hooks/post-checkout",
+        "x/.git./y",
+        "x/git~1/y",
+        "x/.gi\u200ct/y",
+        ".gitmodules",
+        "a/.GitAttributes",
+        "a/.git::$INDEX_ALLOCATION/z",
+        "a/../b",
+        "a//b",
+    ]
     fine = ["ok.txt", "out/.gitignore", "out/..hidden", "out/\u00e9t\u00e9.csv", "out/.github/x", "out/back\\slash"]
     files = {name: b"x" for name in nasty + fine}
     kept, skipped = split_committable(files)
@@ -199,13 +245,35 @@ def test_names_git_cannot_hold_are_split_off_and_the_rest_is_fsck_clean(dirty_re
 
 def test_a_node_tree_lies_over_its_base_so_show_is_the_real_change(dirty_repo):
     with GitStore(dirty_repo) as store:
-        root = store.commit_node("aide/r/root", store.head_commit(), {"task.md": b"t", "prompts/draft.md": b"p"}, "root")
-        draft = store.commit_node("aide/r/0001-draft", root, {"solution.py": b"1", "outputs/a.csv": b"a"}, "d", base=root)
-        improve = store.commit_node("aide/r/0002-improve", draft, {"solution.py": b"2", "outputs/b.csv": b"b"}, "i", base=root)
-    assert git(dirty_repo, "ls-tree", "-r", "--name-only", draft).split() == ["outputs/a.csv", "prompts/draft.md", "solution.py", "task.md"]
-    assert git(dirty_repo, "show", "--format=", "--name-status", draft).split() == ["A", "outputs/a.csv", "A", "solution.py"]
+        root = store.commit_node(
+            "aide/r/root", store.head_commit(), {"task.md": b"t", "prompts/draft.md": b"p"}, "root"
+        )
+        draft = store.commit_node(
+            "aide/r/0001-draft", root, {"solution.py": b"1", "outputs/a.csv": b"a"}, "d", base=root
+        )
+        improve = store.commit_node(
+            "aide/r/0002-improve", draft, {"solution.py": b"2", "outputs/b.csv": b"b"}, "i", base=root
+        )
+    assert git(dirty_repo, "ls-tree", "-r", "--name-only", draft).split() == [
+        "outputs/a.csv",
+        "prompts/draft.md",
+        "solution.py",
+        "task.md",
+    ]
+    assert git(dirty_repo, "show", "--format=", "--name-status", draft).split() == [
+        "A",
+        "outputs/a.csv",
+        "A",
+        "solution.py",
+    ]
     assert git(dirty_repo, "show", "--format=", "--name-status", improve).split() == [
-        "D", "outputs/a.csv", "A", "outputs/b.csv", "M", "solution.py"]
+        "D",
+        "outputs/a.csv",
+        "A",
+        "outputs/b.csv",
+        "M",
+        "solution.py",
+    ]
     assert git(dirty_repo, "fsck", "--strict", "--no-dangling").strip() == ""
 
 
@@ -244,10 +312,31 @@ def test_list_and_branch_sha(dirty_repo):
         assert store.commit_node("aide/r10/0000-draft", None, {"a": b"2"}, "m") == b
 
 
-@pytest.mark.parametrize("name", [
-    "", "has space", "a..b", "a/.hidden", "x.lock", "a//b", "/a", "a/", "a~1", "a^",
-    "a:b", "a?", "a*", "a[b", "a\\b", "a@{1}", "@", "end.", "-dash", "tab\there",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "has space",
+        "a..b",
+        "a/.hidden",
+        "x.lock",
+        "a//b",
+        "/a",
+        "a/",
+        "a~1",
+        "a^",
+        "a:b",
+        "a?",
+        "a*",
+        "a[b",
+        "a\\b",
+        "a@{1}",
+        "@",
+        "end.",
+        "-dash",
+        "tab\there",
+    ],
+)
 def test_invalid_branch_names(dirty_repo, name):
     with pytest.raises(ValueError):
         validate_branch(name)
@@ -262,10 +351,18 @@ def test_valid_branch_names_agree_with_git(dirty_repo):
         git(dirty_repo, "check-ref-format", "--branch", name)
 
 
-@pytest.mark.parametrize("files", [
-    {"../evil": b""}, {"/abs": b""}, {"a//b": b""}, {".git/config": b""}, {"bad\udcff": b""},
-    {"a": b"", "a/b": b""}, {"x": "not bytes"},
-])
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"../evil": b""},
+        {"/abs": b""},
+        {"a//b": b""},
+        {".git/config": b""},
+        {"bad\udcff": b""},
+        {"a": b"", "a/b": b""},
+        {"x": "not bytes"},
+    ],
+)
 def test_invalid_files_rejected(dirty_repo, files):
     with GitStore(dirty_repo) as store:
         with pytest.raises(ValueError):
@@ -363,5 +460,8 @@ def test_linked_worktree(dirty_repo, tmp_path):
 
 
 def snapshot_worktree(wt: Path) -> tuple:
-    return (git(wt, "rev-parse", "HEAD"), git(wt, "status", "--porcelain", "--untracked-files=all"),
-            git(wt, "ls-files", "-s"))
+    return (
+        git(wt, "rev-parse", "HEAD"),
+        git(wt, "status", "--porcelain", "--untracked-files=all"),
+        git(wt, "ls-files", "-s"),
+    )

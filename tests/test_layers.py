@@ -16,7 +16,9 @@ def lint_imports(project: Path) -> subprocess.CompletedProcess:
     """`lint-imports` on the package found under `project` (its pyproject holds the contracts)."""
     env = {**os.environ, "PYTHONPATH": str(project)}
     code = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(no_cache=True, no_logo=True))"
-    return subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_contracts_hold():
@@ -28,7 +30,9 @@ def test_the_contracts_hold():
 def test_a_search_module_importing_textual_or_anthropic_breaks_them(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     shutil.copytree(ROOT / "aide_tui", tmp_path / "aide_tui", ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "aide_tui" / "search" / "shortcut.py").write_text("import anthropic\nfrom ..app.widgets import status_bar\n")
+    (tmp_path / "aide_tui" / "search" / "shortcut.py").write_text(
+        "import anthropic\nfrom ..app.widgets import status_bar\n"
+    )
     res = lint_imports(tmp_path)
     assert res.returncode == 1
     assert "0 kept, 3 broken" in res.stdout

@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 
 import pytest
-
+from fake_engine import OverlappingEngine
 from helpers import pilot_wait_until as wait_for
 
 from aide_tui.app.app import AideApp
 from aide_tui.app.log_follow import catch_up
 from aide_tui.events import NodeStarted, OutputLine
 from aide_tui.state import NodeView
-from fake_engine import OverlappingEngine
 
 SIZE = (120, 36)
 LINE = re.compile(r"^#(\d) line (\d+)$")
@@ -32,14 +31,16 @@ def make_app() -> AideApp:
     return AideApp(lambda listener, resume: OverlappingEngine(listener), clock=lambda: 1000.0)
 
 
-
-
 async def at_stage(pilot, app: AideApp, stage: int, lines: dict[int, int]) -> list[str]:
     """Wait until the engine holds after `stage` and the app has taken in all it emitted
     (running node id -> its output lines so far; the last line of a stage comes last)."""
+
     def caught_up() -> bool:
         nodes = app.model.nodes
-        return app.engine.stage == stage and all(n in nodes and len(nodes[n].output) >= count for n, count in lines.items())
+        return app.engine.stage == stage and all(
+            n in nodes and len(nodes[n].output) >= count for n, count in lines.items()
+        )
+
     await wait_for(pilot, caught_up)
     return list(app.log_pane.lines)
 

@@ -11,13 +11,13 @@ import time
 import warnings
 
 import pytest
+from fake_api import ErrorReply, FakeMessagesAPI, MidStreamError, TextReply, ToolReply, last_user_text, system_text
 
 from aide_tui.errors import FatalRunError
 from aide_tui.llm import pricing
 from aide_tui.llm.client import LlmAuthError, LlmCancelled, LlmClient, LlmError
 from aide_tui.search.node import Usage
 from aide_tui.settings import DEFAULT_CODE_MODEL, DEFAULT_FEEDBACK_MODEL
-from fake_api import ErrorReply, FakeMessagesAPI, MidStreamError, TextReply, ToolReply, last_user_text, system_text
 
 MODEL = DEFAULT_CODE_MODEL
 SYSTEM = "You are a Kaggle grandmaster. " * 160  # ~1,200 tokens: above the default model's cacheable minimum
@@ -27,7 +27,11 @@ REVIEW_TOOL = {
     "description": "Report the outcome of running the script.",
     "input_schema": {
         "type": "object",
-        "properties": {"is_bug": {"type": "boolean"}, "metric": {"type": ["number", "null"]}, "summary": {"type": "string"}},
+        "properties": {
+            "is_bug": {"type": "boolean"},
+            "metric": {"type": ["number", "null"]},
+            "summary": {"type": "string"},
+        },
         "required": ["is_bug", "metric", "summary"],
     },
 }
@@ -102,9 +106,15 @@ def test_client_reads_key_and_base_url_from_environment(llm_env):
 
 def parent_turn(parent_text: str, rest: str) -> list[dict]:
     """A user turn whose first block (a parent script, say) is a second cache breakpoint."""
-    return [{"role": "user", "content": [
-        {"type": "text", "text": parent_text, "cache_control": {"type": "ephemeral"}},
-        {"type": "text", "text": rest}]}]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": parent_text, "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": rest},
+            ],
+        }
+    ]
 
 
 def test_prefix_below_the_model_minimum_is_not_cached_and_is_logged(client):
@@ -167,8 +177,9 @@ def test_cache_expires_after_its_ttl_and_one_hour_entries_cost_twice_input(clien
     assert still.usage.cache_read_tokens == long_lived.usage.cache_write_tokens > 0
     price = pricing.price_for(MODEL)
     u = long_lived.usage
-    expected = (u.input_tokens * price.input + u.output_tokens * price.output
-                + u.cache_write_tokens * price.input * 2.0) / 1e6
+    expected = (
+        u.input_tokens * price.input + u.output_tokens * price.output + u.cache_write_tokens * price.input * 2.0
+    ) / 1e6
     assert u.cost == pytest.approx(expected)
 
 
@@ -214,8 +225,9 @@ def test_call_tool_without_tool_use_is_an_llm_error(client, fake_api):
 
 def test_streamed_tool_use_text_is_only_text(client, fake_api):
     """A streamed reply with a tool_use block: input_json_delta chunks are not text."""
-    fake_api.responder = lambda body: ToolReply("submit_review", {"is_bug": True, "metric": None, "summary": "x" * 40},
-                                                text="Thinking it over.")
+    fake_api.responder = lambda body: ToolReply(
+        "submit_review", {"is_bug": True, "metric": None, "summary": "x" * 40}, text="Thinking it over."
+    )
     reply, deltas = stream(client)
     assert "".join(deltas) == reply.text == "Thinking it over."
     assert reply.stop_reason == "tool_use"
@@ -297,8 +309,13 @@ def test_403_is_fatal_auth_error(client, fake_api):
 
 
 def test_missing_api_key_is_fatal_auth_error(monkeypatch, fake_api, tmp_path):
-    for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE", "ANTHROPIC_IDENTITY_TOKEN",
-                "ANTHROPIC_IDENTITY_TOKEN_FILE"):
+    for var in (
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_PROFILE",
+        "ANTHROPIC_IDENTITY_TOKEN",
+        "ANTHROPIC_IDENTITY_TOKEN_FILE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("ANTHROPIC_CONFIG_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no profile on disk either
@@ -390,8 +407,9 @@ def test_cancel_unblocks_a_stalled_stream(client, fake_api):
     threading.Timer(0.3, cancel.set).start()
     t0 = time.monotonic()
     with pytest.raises(LlmCancelled):
-        client.stream_text(model=MODEL, system=SYSTEM, messages=USER, max_tokens=64, on_delta=lambda t: None,
-                           cancel=cancel)
+        client.stream_text(
+            model=MODEL, system=SYSTEM, messages=USER, max_tokens=64, on_delta=lambda t: None, cancel=cancel
+        )
     assert time.monotonic() - t0 < 2.0
 
 
@@ -407,8 +425,9 @@ def test_cancel_set_before_call_sends_nothing(client, fake_api):
 
 
 def test_pricing_known_model():
-    u = Usage(input_tokens=1_000_000, output_tokens=100_000, cache_read_tokens=2_000_000,
-              cache_write_tokens=400_000, calls=1)
+    u = Usage(
+        input_tokens=1_000_000, output_tokens=100_000, cache_read_tokens=2_000_000, cache_write_tokens=400_000, calls=1
+    )
     # Sonnet 5.5: $2 in, $10 out, write 1.25x = $2.50, read $0.10.
     assert pricing.cost("claude-sonnet-5-5", u) == pytest.approx(2.0 + 1.0 + 0.2 + 1.0)
     # Opus 4.8: $5 in, $25 out, write $6.25, read 0.1x = $0.50.

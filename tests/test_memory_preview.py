@@ -19,12 +19,31 @@ def make_nodes(n: int, seed: int = 0) -> list[Node]:
     nodes = []
     for i in range(n):
         if i % 3 == 2:
-            nodes.append(Node(id=i, parent_id=None, operation="debug", step=i, plan=f"plan {i} " + "x" * 400,
-                              status=rng.choice(["buggy", "timeout"]), review_summary=f"KeyError in node {i}",
-                              exec=ExecInfo(exit_code=1, exc_type="KeyError")))
+            nodes.append(
+                Node(
+                    id=i,
+                    parent_id=None,
+                    operation="debug",
+                    step=i,
+                    plan=f"plan {i} " + "x" * 400,
+                    status=rng.choice(["buggy", "timeout"]),
+                    review_summary=f"KeyError in node {i}",
+                    exec=ExecInfo(exit_code=1, exc_type="KeyError"),
+                )
+            )
         else:
-            nodes.append(Node(id=i, parent_id=None, operation="improve", step=i, plan=f"plan {i} " + "y" * 400,
-                              status="ok", metric=round(rng.uniform(0.1, 0.9), 6), review_summary="r" * 300))
+            nodes.append(
+                Node(
+                    id=i,
+                    parent_id=None,
+                    operation="improve",
+                    step=i,
+                    plan=f"plan {i} " + "y" * 400,
+                    status="ok",
+                    metric=round(rng.uniform(0.1, 0.9), 6),
+                    review_summary="r" * 300,
+                )
+            )
     return nodes
 
 
@@ -36,8 +55,10 @@ def test_memory_is_bounded_at_1000_nodes():
 
 
 def test_memory_best_first_respects_direction():
-    nodes = [Node(id=i, parent_id=None, operation="draft", step=i, status="ok", metric=m, plan=f"p{i}")
-             for i, m in enumerate([0.5, 0.9, 0.1])]
+    nodes = [
+        Node(id=i, parent_id=None, operation="draft", step=i, status="ok", metric=m, plan=f"p{i}")
+        for i, m in enumerate([0.5, 0.9, 0.1])
+    ]
     maxi = summarize(nodes, "maximize", 2000)
     mini = summarize(nodes, "minimize", 2000)
     assert maxi.index("node 1 ") < maxi.index("node 0 ") < maxi.index("node 2 ")
@@ -63,6 +84,7 @@ def test_memory_is_deterministic_and_handles_empty_and_nonfinite():
 
 # ---------------------------------------------------------------- preview
 
+
 def write_csv(path: Path, rows: int) -> None:
     rng = random.Random(1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +93,9 @@ def write_csv(path: Path, rows: int) -> None:
         for i in range(rows):
             age = "" if i % 10 == 0 else str(rng.randint(18, 90))
             price = "NA" if i % 25 == 0 else f"{rng.uniform(5.0, 50.0):.2f}"
-            fh.write(f"{i},{age},{price},{rng.choice(['Paris', 'Rome', 'Oslo'])},{rng.choice(['true', 'false'])},{i % 2}\n")
+            fh.write(
+                f"{i},{age},{price},{rng.choice(['Paris', 'Rome', 'Oslo'])},{rng.choice(['true', 'false'])},{i % 2}\n"
+            )
 
 
 def test_preview_describes_a_csv(tmp_path: Path):
@@ -85,7 +109,7 @@ def test_preview_describes_a_csv(tmp_path: Path):
     assert "city: str; 3 distinct" in lines["city"] and "Paris" in lines["city"]
     assert "member: bool" in lines["member"]
     assert "label: int" in lines["label"] and "2 distinct" in lines["label"]
-    assert "sample rows" in text and "0,,"  in text
+    assert "sample rows" in text and "0,," in text
 
 
 def test_preview_samples_big_files(tmp_path: Path, monkeypatch):
@@ -132,18 +156,30 @@ def test_preview_always_fits_budget(tmp_path: Path, budget: int):
 
 def test_preview_wide_table_stays_bounded(tmp_path: Path):
     cols = [f"c{i}" for i in range(300)]
-    (tmp_path / "wide.csv").write_text(",".join(cols) + "\n" + "\n".join(",".join("1" for _ in cols) for _ in range(50)))
+    (tmp_path / "wide.csv").write_text(
+        ",".join(cols) + "\n" + "\n".join(",".join("1" for _ in cols) for _ in range(50))
+    )
     text = build_preview(tmp_path, ["wide.csv"], 6000)
     assert len(text) <= 6000 and "300 columns" in text
 
 
 # ---------------------------------------------------------------- lessons
 
+
 def lineage() -> list[Node]:
     """A draft improved three times (one better, one worse, one crash), and one grandchild."""
+
     def node(i, parent, op, plan, status="ok", metric=None, summary=""):
-        return Node(id=i, parent_id=parent, operation=op, step=i, plan=plan, status=status, metric=metric,
-                    review_summary=summary)
+        return Node(
+            id=i,
+            parent_id=parent,
+            operation=op,
+            step=i,
+            plan=plan,
+            status=status,
+            metric=metric,
+            review_summary=summary,
+        )
 
     return [
         node(1, None, "draft", "Random forest on all columns.", metric=0.80),
@@ -157,8 +193,9 @@ def lineage() -> list[Node]:
 
 def test_each_improvement_shows_what_changed_and_the_metric_from_parent_to_child():
     text = summarize(lineage(), "maximize", 6000)
-    assert ("- node 2 (improve of node 1): metric 0.8 -> 0.84 (better); change: Add target encoding of the city "
-            "column.") in text
+    assert (
+        "- node 2 (improve of node 1): metric 0.8 -> 0.84 (better); change: Add target encoding of the city column."
+    ) in text
     assert "- node 3 (improve of node 1): metric 0.8 -> 0.78 (worse); change: Drop the age column." in text
     assert "- node 5 (improve of node 2): metric 0.84 -> 0.85 (better)" in text
     assert "- node 4 (improve of node 1, buggy): tried Switch to LightGBM.; went wrong: ModuleNotFoundError" in text
@@ -182,7 +219,9 @@ def test_the_node_about_to_be_improved_shows_its_earlier_children_first():
 
 
 def test_focus_section_stays_within_its_share_of_a_small_budget():
-    nodes = lineage() + [Node(id=10 + i, parent_id=1, operation="improve", step=10 + i, plan="p" * 300,
-                              status="ok", metric=0.5) for i in range(40)]
+    nodes = lineage() + [
+        Node(id=10 + i, parent_id=1, operation="improve", step=10 + i, plan="p" * 300, status="ok", metric=0.5)
+        for i in range(40)
+    ]
     text = summarize(nodes, "maximize", 1500, focus=1)
     assert len(text) <= 1500 and "earlier attempts not shown" in text and "Working solutions" in text

@@ -58,14 +58,30 @@ def run_script(project: Path, code: str, tmp_path: Path, files: list[str] = DATA
         shutil.copy(project / rel, ws / "input" / rel)
     (ws / "solution.py").write_text(code)
     one_thread = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    r = subprocess.run([sys.executable, "solution.py"], cwd=ws, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, **one_thread})
+    r = subprocess.run(
+        [sys.executable, "solution.py"],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **one_thread},
+    )
     tb = r.stderr if "Traceback" in r.stderr else None
     exc = tb.strip().splitlines()[-1].split(":")[0] if tb else None
-    node = Node(id=_counter[0], parent_id=None, operation="draft", step=_counter[0], code=code,
-                output=r.stdout + r.stderr,
-                exec=ExecInfo(exit_code=r.returncode, exc_type=exc, traceback=tb,
-                              outputs=sorted(p.name for p in ws.iterdir() if p.is_file() and p.name != "solution.py")))
+    node = Node(
+        id=_counter[0],
+        parent_id=None,
+        operation="draft",
+        step=_counter[0],
+        code=code,
+        output=r.stdout + r.stderr,
+        exec=ExecInfo(
+            exit_code=r.returncode,
+            exc_type=exc,
+            traceback=tb,
+            outputs=sorted(p.name for p in ws.iterdir() if p.is_file() and p.name != "solution.py"),
+        ),
+    )
     node.workspace = ws  # type: ignore[attr-defined]  # test-only convenience
     return node
 
@@ -73,12 +89,22 @@ def run_script(project: Path, code: str, tmp_path: Path, files: list[str] = DATA
 def test_reads_both_example_tasks(projects):
     house = read_task(projects["house-prices"], DATA, (projects["house-prices"] / "task.md").read_text())
     assert (house.target, house.id_columns, house.metric, house.direction, house.task_type) == (
-        "sale_price", ["house_id"], "rmse", "minimize", "regression")
+        "sale_price",
+        ["house_id"],
+        "rmse",
+        "minimize",
+        "regression",
+    )
     assert house.train_path == "./input/data/train.csv" and house.test_path == "./input/data/test.csv"
     assert set(house.categorical_columns) == {"neighborhood", "condition"}
     wine = read_task(projects["wine-quality"], DATA, (projects["wine-quality"] / "task.md").read_text())
     assert (wine.target, wine.id_columns, wine.metric, wine.direction, wine.task_type) == (
-        "high_quality", ["wine_id"], "roc_auc", "maximize", "classification")
+        "high_quality",
+        ["wine_id"],
+        "roc_auc",
+        "maximize",
+        "classification",
+    )
 
 
 @pytest.mark.parametrize(
@@ -98,11 +124,18 @@ def test_metric_and_direction_from_task_text(projects, sentence, metric, directi
 
 
 def test_task_without_metric_or_test_file_infers_type_from_target(tmp_path):
-    (tmp_path / "d.csv").write_text("pid,colour,size,label\n" + "".join(
-        f"{i},{'red' if i % 2 else 'blue'},{i % 7},{'cat' if i % 3 else 'dog'}\n" for i in range(60)))
+    (tmp_path / "d.csv").write_text(
+        "pid,colour,size,label\n"
+        + "".join(f"{i},{'red' if i % 2 else 'blue'},{i % 7},{'cat' if i % 3 else 'dog'}\n" for i in range(60))
+    )
     spec = read_task(tmp_path, ["d.csv"], "Predict the label column from the rest.")
     assert (spec.target, spec.task_type, spec.metric, spec.direction, spec.test_path) == (
-        "label", "classification", "accuracy", "maximize", None)
+        "label",
+        "classification",
+        "accuracy",
+        "maximize",
+        None,
+    )
 
 
 @pytest.mark.parametrize("name, rows", [("house-prices", 300), ("wine-quality", 300)])
@@ -137,13 +170,25 @@ def test_three_drafts_run_differ_and_write_submissions(projects, tmp_path, name,
 def test_review_direction_and_bugs(projects):
     coder = OfflineCoder(projects["wine-quality"], DATA, seed=0)
     ctx = make_ctx(projects["wine-quality"])
-    ok = Node(1, None, "draft", 1, output="fold 1: 0.8\nValidation metric: 0.5\nValidation metric: 0.875\n",
-              exec=ExecInfo(exit_code=0, outputs=["submission.csv"]))
+    ok = Node(
+        1,
+        None,
+        "draft",
+        1,
+        output="fold 1: 0.8\nValidation metric: 0.5\nValidation metric: 0.875\n",
+        exec=ExecInfo(exit_code=0, outputs=["submission.csv"]),
+    )
     review = coder.review(ctx, ok)
     assert (review.is_bug, review.metric, review.direction) == (False, 0.875, "maximize")
     assert review.usage.calls == 0 and review.usage.cost == 0
-    crashed = Node(2, None, "draft", 2, output="Validation metric: 0.9\nTraceback...\nValueError: x",
-                   exec=ExecInfo(exit_code=1, exc_type="ValueError"))
+    crashed = Node(
+        2,
+        None,
+        "draft",
+        2,
+        output="Validation metric: 0.9\nTraceback...\nValueError: x",
+        exec=ExecInfo(exit_code=1, exc_type="ValueError"),
+    )
     assert coder.review(ctx, crashed).is_bug
     killed = Node(3, None, "draft", 3, output="Validation metric: 0.9", exec=ExecInfo(killed_reason="timeout"))
     assert coder.review(ctx, killed).is_bug and coder.review(ctx, killed).metric is None
@@ -227,8 +272,12 @@ model = RandomForestRegressor(n_estimators=10, random_state=0).fit(X.to_numpy(),
 model.predict(test.select_dtypes("number").fillna(0).to_numpy())
 """,
 }
-EXPECTED_FAMILY = {"non_numeric": "linear", "missing_values": "linear", "wrong_column": "gradient_boosting",
-                   "feature_mismatch": "random_forest"}
+EXPECTED_FAMILY = {
+    "non_numeric": "linear",
+    "missing_values": "linear",
+    "wrong_column": "gradient_boosting",
+    "feature_mismatch": "random_forest",
+}
 
 
 @pytest.mark.parametrize("kind", list(BROKEN))
@@ -256,8 +305,7 @@ def test_debug_unrecognised_failure_drafts_afresh_and_timeout_lightens(projects)
     project = projects["wine-quality"]
     coder = OfflineCoder(project, DATA, seed=0)
     ctx = make_ctx(project)
-    weird = Node(1, None, "draft", 1, code="raise SystemExit(3)", output="",
-                 exec=ExecInfo(exit_code=3))
+    weird = Node(1, None, "draft", 1, code="raise SystemExit(3)", output="", exec=ExecInfo(exit_code=3))
     proposal = coder.debug(ctx, weird, lambda _: None)
     assert "could not recognise" in proposal.plan and parse_recipe(proposal.code) is not None
 
@@ -308,18 +356,21 @@ def test_long_lineage_one_change_per_step_no_repeats(projects, name):
 
 def test_restore_after_resume_continues_the_draft_order_and_skips_tried_changes(tmp_path):
     """A resumed run builds a new coder; it must pick up where the old one stopped."""
+    from aide_tui.run.workspace import list_data_files
     from aide_tui.search.coder import TaskContext
     from aide_tui.search.node import Node
     from aide_tui.search.offline import OfflineCoder
     from aide_tui.search.offline.recipe import parse_recipe
-    from aide_tui.run.workspace import list_data_files
 
     project = EXAMPLES / "house-prices"
     files = list_data_files(project)
     ctx = TaskContext(task=(project / "task.md").read_text(), data_preview="", memory="")
     first = OfflineCoder(project, files, seed=0)
     drafts = [first.draft(ctx, lambda _: None) for _ in range(2)]
-    nodes = [Node(id=i + 1, parent_id=None, operation="draft", step=i + 1, code=p.code, status="ok", metric=1.0) for i, p in enumerate(drafts)]
+    nodes = [
+        Node(id=i + 1, parent_id=None, operation="draft", step=i + 1, code=p.code, status="ok", metric=1.0)
+        for i, p in enumerate(drafts)
+    ]
     improved = first.improve(ctx, nodes[0], lambda _: None)
     nodes.append(Node(id=3, parent_id=1, operation="improve", step=3, code=improved.code, status="ok", metric=1.0))
     expected_next_draft = first.draft(ctx, lambda _: None).code
@@ -336,8 +387,14 @@ def test_restore_after_resume_continues_the_draft_order_and_skips_tried_changes(
 def test_review_flags_a_missing_submission_when_the_task_has_test_data():
     from aide_tui.search.offline.review import review_node
 
-    ran = Node(id=1, parent_id=None, operation="draft", step=1, output="Validation metric: 0.8\n",
-               exec=ExecInfo(exit_code=0, outputs=[]))
+    ran = Node(
+        id=1,
+        parent_id=None,
+        operation="draft",
+        step=1,
+        output="Validation metric: 0.8\n",
+        exec=ExecInfo(exit_code=0, outputs=[]),
+    )
     assert review_node(ran, "maximize", expects_submission=True).is_bug
     assert not review_node(ran, "maximize", expects_submission=False).is_bug
     ran.exec.outputs = ["submission.csv"]
@@ -389,7 +446,13 @@ def test_weather_task_card_uses_the_date_as_id_not_as_a_feature(tmp_path):
     files = ["data/test.csv", "data/train.csv"]
     card = derive_task_card(project, files, WEATHER_TASK)
     assert (card.train_file, card.test_file, card.target, card.id_columns, card.metric, card.direction) == (
-        "data/train.csv", "data/test.csv", "weather", ["date"], "accuracy", "maximize")
+        "data/train.csv",
+        "data/test.csv",
+        "weather",
+        ["date"],
+        "accuracy",
+        "maximize",
+    )
     assert "id columns: date" in card.describe()
     spec = read_task(project, files, WEATHER_TASK)
     assert "date" not in spec.feature_columns and spec.task_type == "classification"
@@ -417,7 +480,9 @@ def test_id_from_a_sample_submission_and_uniqueness_not_the_name(tmp_path):
     header = "ticket,passenger_id,age,port"
     train = [header + ",cabin_class"] + [
         f"T-{i:04d},{i // 2},{'' if i % 9 == 0 else 20 + i % 40},{'' if i % 7 == 0 else 'ABC'[i % 3]},"
-        f"{['first', 'second', 'third'][i % 3]}" for i in range(150)]
+        f"{['first', 'second', 'third'][i % 3]}"
+        for i in range(150)
+    ]
     test = [header] + [f"T-{i:04d},{i // 2},{20 + i % 40},{'ABC'[i % 3]}" for i in range(150, 180)]
     (tmp_path / "data/train.csv").write_text("\n".join(train) + "\n")
     (tmp_path / "data/test.csv").write_text("\n".join(test) + "\n")
@@ -431,8 +496,9 @@ def test_id_from_a_sample_submission_and_uniqueness_not_the_name(tmp_path):
     assert derive_task_card(tmp_path, files, task).id_columns == []  # passenger_id repeats: not an id
     spec = read_task(tmp_path, files, task)
     coder = OfflineCoder(tmp_path, files, seed=0)
-    node = run_script(tmp_path, coder.draft(TaskContext(task=task, data_preview="", memory=""), lambda _: None).code,
-                      tmp_path, files)
+    node = run_script(
+        tmp_path, coder.draft(TaskContext(task=task, data_preview="", memory=""), lambda _: None).code, tmp_path, files
+    )
     assert node.exec.exit_code == 0, node.output[-2000:]
     assert spec.id_columns == [] and "passenger_id" in spec.feature_columns
 
@@ -459,9 +525,14 @@ def _every_recipe(spec) -> list:
     from aide_tui.search.offline.recipe import MODELS
 
     variations = {
-        "scaler": [None, "standard", "robust"], "impute": ["median", "mean"], "missing_indicators": [False, True],
-        "encoding": ["onehot", "ordinal"], "validation": ["holdout", "cv"], "blend_with": [None, *MODELS],
-        "log_target": [False, True], "defensive": [False, True],
+        "scaler": [None, "standard", "robust"],
+        "impute": ["median", "mean"],
+        "missing_indicators": [False, True],
+        "encoding": ["onehot", "ordinal"],
+        "validation": ["holdout", "cv"],
+        "blend_with": [None, *MODELS],
+        "log_target": [False, True],
+        "defensive": [False, True],
     }
     out = []
     for family in MODELS:
@@ -489,8 +560,13 @@ def test_every_recipe_value_compiles_and_no_recipe_text_on_the_first_two_lines(p
     house = read_task(projects["house-prices"], DATA, (projects["house-prices"] / "task.md").read_text())
     rendered = 0
     for key, _, direction, kind in METRICS:
-        spec = dataclasses.replace(house, metric=key, direction=direction, task_type=kind,
-                                   title='A "quoted" title with a \\N back\\slash and coding=ordinal')
+        spec = dataclasses.replace(
+            house,
+            metric=key,
+            direction=direction,
+            task_type=kind,
+            title='A "quoted" title with a \\N back\\slash and coding=ordinal',
+        )
         for recipe in _every_recipe(spec):
             code = render(spec, recipe, seed=0)
             head = "\n".join(code.splitlines()[:2])
@@ -512,9 +588,13 @@ def test_data_that_is_not_csv_stops_the_run_with_exit_1_and_says_why(tmp_path):
     with pytest.raises(FatalRunError, match="needs CSV data.*data/train.parquet"):
         coder.draft(TaskContext(task="Predict y.", data_preview="", memory=""), lambda _: None)
 
-    out = subprocess.run([sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--coder", "offline",
-                          "--steps", "3"], capture_output=True, text=True, timeout=120,
-                         env={k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"})
+    out = subprocess.run(
+        [sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--coder", "offline", "--steps", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"},
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "needs CSV data" in out.stdout + out.stderr and "Traceback" not in out.stderr
     refs = git(project, "for-each-ref", "--format=%(refname)", "refs/heads/aide/").split()

@@ -44,8 +44,9 @@ class StubClient:
         self.tool_calls: list[dict] = []
 
     def stream_text(self, *, model, system, messages, max_tokens, on_delta, cancel=None, **options):
-        self.stream_calls.append(dict(model=model, system=system, messages=messages, max_tokens=max_tokens, cancel=cancel,
-                                      **options))
+        self.stream_calls.append(
+            dict(model=model, system=system, messages=messages, max_tokens=max_tokens, cancel=cancel, **options)
+        )
         if self.raise_exc:
             raise self.raise_exc
         reply = self.replies.pop(0)
@@ -64,16 +65,28 @@ def settings() -> Settings:
 
 
 def ctx(**kw) -> TaskContext:
-    base = dict(task="Predict SalePrice. Metric: RMSE on log price.", data_preview="train.csv: 1460 rows, 81 columns",
-                memory="- node 0 (draft): metric 0.2; plan: gradient boosting", timeout=300)
+    base = dict(
+        task="Predict SalePrice. Metric: RMSE on log price.",
+        data_preview="train.csv: 1460 rows, 81 columns",
+        memory="- node 0 (draft): metric 0.2; plan: gradient boosting",
+        timeout=300,
+    )
     base.update(kw)
     return TaskContext(**base)
 
 
 def parent(**kw) -> Node:
-    base = dict(id=4, parent_id=1, operation="draft", step=4, plan="Random forest on all columns.",
-                code="import pandas as pd\nprint('Validation metric: 0.1432')\n", status="ok", metric=0.1432,
-                review_summary="Random forest reached RMSE 0.1432.")
+    base = dict(
+        id=4,
+        parent_id=1,
+        operation="draft",
+        step=4,
+        plan="Random forest on all columns.",
+        code="import pandas as pd\nprint('Validation metric: 0.1432')\n",
+        status="ok",
+        metric=0.1432,
+        review_summary="Random forest reached RMSE 0.1432.",
+    )
     base.update(kw)
     return Node(**base)
 
@@ -85,13 +98,19 @@ def user_text(call: dict) -> str:
 
 # ---------------------------------------------------------------- extraction
 
+
 def test_extract_single_block():
-    assert extract_plan_and_code(GOOD) == ("Fit a ridge regression on numeric columns.", "print('Validation metric: 0.5')\n")
+    assert extract_plan_and_code(GOOD) == (
+        "Fit a ridge regression on numeric columns.",
+        "print('Validation metric: 0.5')\n",
+    )
 
 
 def test_extract_takes_longest_python_block_and_ignores_other_languages():
-    reply = ("Plan text.\n```bash\npip install x\nmore shell lines here\n```\n"
-             "```python\nx = 1\n```\nThen:\n```python\nimport os\nprint(os.getcwd())\n```\n")
+    reply = (
+        "Plan text.\n```bash\npip install x\nmore shell lines here\n```\n"
+        "```python\nx = 1\n```\nThen:\n```python\nimport os\nprint(os.getcwd())\n```\n"
+    )
     plan, code = extract_plan_and_code(reply)
     assert code == "import os\nprint(os.getcwd())\n"
     assert plan.startswith("Plan text.")
@@ -108,14 +127,17 @@ def test_extract_prefers_tagged_python_over_bare_block():
     assert extract_plan_and_code(reply)[1] == "print(2)\n"
 
 
-@pytest.mark.parametrize("reply", [
-    "Just a plan, no code.",
-    "",
-    "Plan.\n```python\n\n   \n```\n",
-    "Plan.\n```json\n{}\n```\n",
-    "Plan.\n```python\nimport numpy as np\nx = np.arange(",  # cut at max_tokens
-    "Plan.\n```python\nprint(1)\n```\nAnd more:\n```python\nprint(2",  # final fence unterminated
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Just a plan, no code.",
+        "",
+        "Plan.\n```python\n\n   \n```\n",
+        "Plan.\n```json\n{}\n```\n",
+        "Plan.\n```python\nimport numpy as np\nx = np.arange(",  # cut at max_tokens
+        "Plan.\n```python\nprint(1)\n```\nAnd more:\n```python\nprint(2",  # final fence unterminated
+    ],
+)
 def test_extract_rejects_unusable_replies(reply):
     assert extract_plan_and_code(reply) is None
 
@@ -132,6 +154,7 @@ def test_plan_is_bounded():
 
 
 # ---------------------------------------------------------------- prompts
+
 
 def test_render_sections_and_unknown_placeholder():
     assert render("a\n{{#hint}}\nHINT: {{hint}}\n{{/hint}}\nb", {"hint": ""}) == "a\nb\n"
@@ -172,6 +195,7 @@ def test_override_with_unknown_placeholder_names_the_file(tmp_path: Path):
 
 # ---------------------------------------------------------------- coding operator
 
+
 def test_draft_prompt_and_call():
     client = StubClient([Reply(GOOD)])
     deltas: list[str] = []
@@ -198,14 +222,26 @@ def test_system_prompt_is_stable_across_steps():
 
 
 def test_system_prompts_state_the_machine():
-    machine = dict(packages="numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0", cpus=3, memory_mb=3072, gpus=0,
-                   network=False, timeout=300)
+    machine = dict(
+        packages="numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0",
+        cpus=3,
+        memory_mb=3072,
+        gpus=0,
+        network=False,
+        timeout=300,
+    )
     coder = LlmCoder(StubClient(), settings())
     system = coder.system_prompt(ctx(**machine))
-    for fact in ("numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0", "CPU: 3 cores", "n_jobs=3",
-                 "about 3.0 GB (3072 MB) for the script and every process it starts", "GPU: none. Use CPU-only",
-                 "killed after 300 seconds (5 minutes)", "Network: there is no network access",
-                 "`./input/` is read-only"):
+    for fact in (
+        "numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0",
+        "CPU: 3 cores",
+        "n_jobs=3",
+        "about 3.0 GB (3072 MB) for the script and every process it starts",
+        "GPU: none. Use CPU-only",
+        "killed after 300 seconds (5 minutes)",
+        "Network: there is no network access",
+        "`./input/` is read-only",
+    ):
         assert fact in system
     assert "the usual ones" not in system
     with_gpu = coder.system_prompt(ctx(**{**machine, "gpus": 2, "network": True}))
@@ -214,8 +250,12 @@ def test_system_prompts_state_the_machine():
     unknown = coder.system_prompt(ctx(**{**machine, "packages": ""}))
     assert "could not be listed" in unknown
     review_system, _ = coder.review_messages(ctx(**machine), parent())
-    for fact in ("numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0", "CPU: 3 cores", "GPU: none.",
-                 "killed after 300 seconds (5 minutes)"):
+    for fact in (
+        "numpy 2.1.3, scikit-learn 1.5.2, lightgbm 4.5.0",
+        "CPU: 3 cores",
+        "GPU: none.",
+        "killed after 300 seconds (5 minutes)",
+    ):
         assert fact in review_system
 
 
@@ -237,9 +277,14 @@ def test_improve_includes_parent_code_metric_and_review():
 
 
 def test_debug_includes_output_and_traceback():
-    tb = 'Traceback (most recent call last):\n  File "solution.py", line 3\nKeyError: \'SalePrice\''
-    node = parent(status="buggy", metric=None, output="loading data\n" + "x" * 20000 + "\nboom at the end",
-                  exec=ExecInfo(exit_code=1, exc_type="KeyError", traceback=tb), review_summary="KeyError on column.")
+    tb = "Traceback (most recent call last):\n  File \"solution.py\", line 3\nKeyError: 'SalePrice'"
+    node = parent(
+        status="buggy",
+        metric=None,
+        output="loading data\n" + "x" * 20000 + "\nboom at the end",
+        exec=ExecInfo(exit_code=1, exc_type="KeyError", traceback=tb),
+        review_summary="KeyError on column.",
+    )
     client = StubClient([Reply(GOOD)])
     LlmCoder(client, settings()).debug(ctx(), node, lambda s: None)
     text = user_text(client.stream_calls[0])
@@ -250,15 +295,21 @@ def test_debug_includes_output_and_traceback():
 
 
 def test_debug_of_timeout_says_so():
-    node = parent(status="timeout", metric=None, output="epoch 1\n",
-                  exec=ExecInfo(exit_code=None, killed_reason="timeout", wall_time=300.0))
+    node = parent(
+        status="timeout",
+        metric=None,
+        output="epoch 1\n",
+        exec=ExecInfo(exit_code=None, killed_reason="timeout", wall_time=300.0),
+    )
     client = StubClient([Reply(GOOD)])
     LlmCoder(client, settings()).debug(ctx(), node, lambda s: None)
     assert "time limit" in user_text(client.stream_calls[0])
 
 
 def test_no_code_retries_then_raises_with_summed_usage():
-    client = StubClient([Reply("I would use a GBM."), Reply(""), Reply("Plan\n```python\nx = (", stop_reason="max_tokens")])
+    client = StubClient(
+        [Reply("I would use a GBM."), Reply(""), Reply("Plan\n```python\nx = (", stop_reason="max_tokens")]
+    )
     deltas: list[str] = []
     with pytest.raises(CoderError) as err:
         LlmCoder(client, settings()).draft(ctx(), deltas.append)
@@ -300,19 +351,23 @@ def test_an_override_without_the_break_sends_one_plain_message(tmp_path):
 
 @pytest.mark.parametrize("timeout, ttl", [(600, "1h"), (241, "1h"), (240, "5m"), (60, "5m")])
 def test_cache_ttl_follows_the_script_timeout(timeout, ttl):
-    client = StubClient([Reply(GOOD)], tool_input={"is_bug": False, "metric": 1.0, "summary": "ok",
-                                                   "lower_is_better": True})
+    client = StubClient(
+        [Reply(GOOD)], tool_input={"is_bug": False, "metric": 1.0, "summary": "ok", "lower_is_better": True}
+    )
     coder = LlmCoder(client, settings())
     coder.draft(ctx(timeout=timeout), lambda s: None)
     coder.review(ctx(timeout=timeout), parent())
     assert client.stream_calls[0]["cache_ttl"] == client.tool_calls[0]["cache_ttl"] == ttl
 
 
-@pytest.mark.parametrize("thinking, effort, sent_thinking, sent_effort", [
-    ("off", "", None, None),
-    ("adaptive", "high", {"type": "adaptive"}, "high"),
-    ("2048", "low", {"type": "enabled", "budget_tokens": 2048}, "low"),
-])
+@pytest.mark.parametrize(
+    "thinking, effort, sent_thinking, sent_effort",
+    [
+        ("off", "", None, None),
+        ("adaptive", "high", {"type": "adaptive"}, "high"),
+        ("2048", "low", {"type": "enabled", "budget_tokens": 2048}, "low"),
+    ],
+)
 def test_thinking_and_effort_settings_reach_the_coder_call(thinking, effort, sent_thinking, sent_effort):
     client = StubClient([Reply(GOOD)])
     configured = Settings(memory_limit="1G", code_model="code-m", max_tokens=4096, thinking=thinking, effort=effort)
@@ -320,8 +375,10 @@ def test_thinking_and_effort_settings_reach_the_coder_call(thinking, effort, sen
     assert client.stream_calls[0]["thinking"] == sent_thinking and client.stream_calls[0]["effort"] == sent_effort
 
 
-@pytest.mark.parametrize("bad, needle", [({"thinking": "500"}, "thinking"), ({"thinking": "9000"}, "below max_tokens"),
-                                         ({"effort": "extreme"}, "effort")])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [({"thinking": "500"}, "thinking"), ({"thinking": "9000"}, "below max_tokens"), ({"effort": "extreme"}, "effort")],
+)
 def test_bad_thinking_or_effort_is_one_line_naming_the_setting(bad, needle):
     from aide_tui.settings import resolve
 
@@ -372,9 +429,12 @@ def test_cancellation_propagates():
 
 # ---------------------------------------------------------------- review
 
+
 def test_review_call_and_parse():
     client = StubClient(tool_input={"is_bug": False, "metric": 0.1432, "summary": "RF ok.", "lower_is_better": True})
-    node = parent(output="Validation metric: 0.1432\n", exec=ExecInfo(exit_code=0, wall_time=3.0, outputs=["submission.csv"]))
+    node = parent(
+        output="Validation metric: 0.1432\n", exec=ExecInfo(exit_code=0, wall_time=3.0, outputs=["submission.csv"])
+    )
     review = LlmCoder(client, settings()).review(ctx(), node)
     call = client.tool_calls[0]
     assert "## Files it wrote in its working directory\n\nsubmission.csv" in user_text(call)
@@ -392,8 +452,21 @@ def test_review_tool_schema():
     assert "null" in schema["properties"]["metric"]["type"]
 
 
-@pytest.mark.parametrize("raw, want", [("0.91", 0.91), (" 1e-3 ", 0.001), (3, 3.0), ("nan", None), ("NaN", None),
-                                       ("inf", None), (float("nan"), None), ("garbage", None), (None, None), (True, None)])
+@pytest.mark.parametrize(
+    "raw, want",
+    [
+        ("0.91", 0.91),
+        (" 1e-3 ", 0.001),
+        (3, 3.0),
+        ("nan", None),
+        ("NaN", None),
+        ("inf", None),
+        (float("nan"), None),
+        ("garbage", None),
+        (None, None),
+        (True, None),
+    ],
+)
 def test_parse_metric(raw, want):
     assert parse_metric(raw) == want
 
@@ -417,6 +490,7 @@ def test_review_output_is_bounded_and_tail_biased():
 
 # ---------------------------------------------------------------- through the real client
 
+
 def test_llm_coder_through_the_real_client_and_local_api(fake_api):
     """The prompts, retry turns and review tool survive the real SDK and wire format."""
     from fake_api import TextReply, ToolReply, last_user_text
@@ -428,7 +502,9 @@ def test_llm_coder_through_the_real_client_and_local_api(fake_api):
     def responder(body: dict):
         seen.append(body)
         if body.get("tool_choice"):
-            return ToolReply("submit_review", {"is_bug": False, "metric": "0.25", "summary": "ok", "lower_is_better": True})
+            return ToolReply(
+                "submit_review", {"is_bug": False, "metric": "0.25", "summary": "ok", "lower_is_better": True}
+            )
         if len(seen) == 1:
             return TextReply("Thinking about it, no code yet.")
         assert last_user_text(body).startswith("Your reply contained no fenced")

@@ -11,6 +11,9 @@ import json
 import threading
 
 import pytest
+from aide_script import ScriptedAide
+from fake_api import TextReply, last_user_text
+from helpers import make_project
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
@@ -18,9 +21,6 @@ from aide_tui.search.node import Node
 from aide_tui.search.policy import AidePolicy, Decision
 from aide_tui.search.tree import SearchTree
 from aide_tui.settings import resolve
-from aide_script import ScriptedAide
-from fake_api import TextReply, last_user_text
-from helpers import make_project
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -108,14 +108,19 @@ def test_n_workers_have_n_nodes_in_flight_and_every_node_is_durable(tmp_path, ll
     llm_env.responder = aide
     project = make_project(tmp_path / "p")
     rec = Recorder()
-    engine = build_engine(project, _settings(steps=workers + 1, num_drafts=workers, workers=workers), resume=False, listener=rec)
+    engine = build_engine(
+        project, _settings(steps=workers + 1, num_drafts=workers, workers=workers), resume=False, listener=rec
+    )
     finished = engine.run()
     assert finished.reason == "completed" and finished.nodes == workers + 1
     assert aide.met == workers  # the barrier let them through: they were in flight together
     ids = sorted(e.node.id for e in rec.of(ev.NodeFinished))
     assert ids == list(range(1, workers + 2))  # unique, gapless ids
     assert all(e.commit for e in rec.of(ev.NodeFinished))
-    journal = [json.loads(line) for line in (project / ".aide" / "runs" / engine.run_name / "journal.jsonl").read_text().splitlines()]
+    journal = [
+        json.loads(line)
+        for line in (project / ".aide" / "runs" / engine.run_name / "journal.jsonl").read_text().splitlines()
+    ]
     assert sorted(r["node"]["id"] for r in journal if r["type"] == "node") == ids
     assert sorted(r["id"] for r in journal if r["type"] == "start") == ids  # each id journaled when it started
     steps = sorted(e.step for e in rec.of(ev.NodeStarted))
@@ -144,6 +149,7 @@ def test_siblings_improving_the_same_parent_see_each_others_plans(tmp_path, llm_
         ctx = engine._context(None, mine)
         assert ctx.siblings == ["#2: add target encoding"]
         assert isinstance(engine.coder, LlmCoder)
+
         def text(message):  # a prompt may come as blocks split at the cache breakpoint
             return message if isinstance(message, str) else "".join(block["text"] for block in message)
 
@@ -233,9 +239,25 @@ def test_kill_9_with_nodes_in_flight_loses_only_those_and_resume_plans_them_agai
     llm_env.responder = first_quick_then_hang
     project = make_project(tmp_path / "p", dirty=False)
     env = {**os.environ, "ANTHROPIC_BASE_URL": llm_env.url, "ANTHROPIC_API_KEY": "sk-test-not-a-real-key"}
-    args = [sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--json", "--coder", "llm", "--timeout", "300"]
-    proc = subprocess.Popen([*args, "--verbose", "--steps", "4", "--num-drafts", "4", "--workers", "2", "--new"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    args = [
+        sys.executable,
+        "-m",
+        "aide_tui.cli",
+        str(project),
+        "--headless",
+        "--json",
+        "--coder",
+        "llm",
+        "--timeout",
+        "300",
+    ]
+    proc = subprocess.Popen(
+        [*args, "--verbose", "--steps", "4", "--num-drafts", "4", "--workers", "2", "--new"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     finished, sleeping = 0, 0
     for line in proc.stdout:
         event = json.loads(line)

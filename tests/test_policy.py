@@ -72,7 +72,9 @@ def test_tree_bookkeeping_matches_a_full_scan():
     for i in range(1, 300):
         parent = rng.choice([None, *t.nodes]) if t.nodes else None
         status = rng.choice(["ok", "buggy", "timeout"])
-        t.add(node(i, parent, "draft" if parent is None else "improve", status, rng.random() if status == "ok" else None))
+        t.add(
+            node(i, parent, "draft" if parent is None else "improve", status, rng.random() if status == "ok" else None)
+        )
     leaves = {i for i, kids in t.children.items() if not kids and t.nodes[i].is_buggy}
     assert {n.id for n in t.debuggable_leaves(99)} == leaves
     ok = [n for n in t.nodes.values() if n.status == "ok"]

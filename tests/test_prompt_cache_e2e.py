@@ -5,13 +5,13 @@ each improve prompt says what was already tried on that node."""
 from __future__ import annotations
 
 import pytest
-
 from aide_script import ScriptedAide
+from fake_api import last_user_text
+from helpers import make_project
+
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
-from fake_api import last_user_text
-from helpers import make_project
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -19,8 +19,10 @@ pytestmark = pytest.mark.timeout(240)
 def test_repeated_improvements_of_one_node_read_its_parent_block_from_cache(tmp_path, llm_env):
     llm_env.responder = ScriptedAide(crash_every=100)
     project = make_project(tmp_path / "proj", dirty=False)
-    settings = resolve(None, dict(steps=5, num_drafts=2, debug_prob=0.0, timeout=600, memory_limit="1G",
-                                  coder="llm", seed=1, workers=1))
+    settings = resolve(
+        None,
+        dict(steps=5, num_drafts=2, debug_prob=0.0, timeout=600, memory_limit="1G", coder="llm", seed=1, workers=1),
+    )
     nodes: list = []
     engine = None
 
@@ -39,8 +41,11 @@ def test_repeated_improvements_of_one_node_read_its_parent_block_from_cache(tmp_
     coder_calls = [r for r in llm_env.requests if r.body.get("stream")]
     improves = [r for r, n in zip(coder_calls, nodes) if n.operation == "improve"]
     for request in improves:  # two breakpoints, both with the 1-hour TTL (timeout 600 s > 4 min)
-        marks = [b["cache_control"] for b in request.body["system"] + request.body["messages"][0]["content"]
-                 if b.get("cache_control")]
+        marks = [
+            b["cache_control"]
+            for b in request.body["system"] + request.body["messages"][0]["content"]
+            if b.get("cache_control")
+        ]
         assert marks == [{"type": "ephemeral", "ttl": "1h"}] * 2
 
     first, again, third = improves

@@ -22,10 +22,11 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'aide-tui[ray]')")
 
+from helpers import make_project  # noqa: E402
+
 from aide_tui.run.executor import ExecRequest, ExecutorUnavailable  # noqa: E402
 from aide_tui.run.ray_executor import RayExecutor  # noqa: E402
 from aide_tui.run.workspace import prepare_workspace  # noqa: E402
-from helpers import make_project  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one local head for the module, on one worker
 
@@ -54,10 +55,22 @@ def ray_head(tmp_path_factory):
     temp_dir = tmp_path_factory.mktemp("ray")
     ray_cli = Path(sys.executable).with_name("ray")
     proc = subprocess.Popen(
-        [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
-         "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--include-dashboard=false",
-         f"--temp-dir={temp_dir}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(ray_cli),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            "--node-ip-address=127.0.0.1",
+            "--disable-usage-stats",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         _wait_for_port(port, proc, time.monotonic() + 120)
@@ -65,7 +78,11 @@ def ray_head(tmp_path_factory):
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        members = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
+        members = (
+            [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
+            if proc.poll() is None
+            else []
+        )
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(5)  # `ray start --block` takes its time to stop its children; they are killed below
@@ -110,14 +127,17 @@ class Lines:
 
 
 def test_script_runs_on_the_cluster_streams_lines_and_returns_its_files(tmp_path, executor):
-    ws = _workspace(tmp_path, """
+    ws = _workspace(
+        tmp_path,
+        """
         import sys
         rows = open("input/data/train.csv").read().splitlines()
         print("rows", len(rows))
         print("to stderr", file=sys.stderr)
         open("submission.csv", "w").write("id,prediction\\n1,2\\n")
         print("Validation metric: 0.5")
-    """)
+    """,
+    )
     lines = Lines()
     result = executor.submit(ExecRequest(workspace=ws, timeout=60), lines).wait(120)
     assert result is not None and result.exit_code == 0, result
@@ -127,22 +147,28 @@ def test_script_runs_on_the_cluster_streams_lines_and_returns_its_files(tmp_path
 
 
 def test_exception_type_and_traceback_come_back(tmp_path, executor):
-    ws = _workspace(tmp_path, """
+    ws = _workspace(
+        tmp_path,
+        """
         def load():
             raise KeyError("target")
         load()
-    """)
+    """,
+    )
     result = executor.submit(ExecRequest(workspace=ws, timeout=60), Lines()).wait(120)
     assert result.exit_code == 1 and result.exc_type == "KeyError"
     assert "load()" in result.traceback
 
 
 def test_cancel_kills_the_script_on_the_worker(tmp_path, executor):
-    ws = _workspace(tmp_path, """
+    ws = _workspace(
+        tmp_path,
+        """
         import os, time
         print("pid", os.getpid(), flush=True)
         time.sleep(300)
-    """)
+    """,
+    )
     lines = Lines()
     job = executor.submit(ExecRequest(workspace=ws, timeout=600), lines)
     lines.wait_for(lambda s, l: l.startswith("pid "))
@@ -178,8 +204,22 @@ def test_cli_bad_address_is_one_line_and_exit_2(tmp_path):
     project = make_project(tmp_path / "p")
     port = _free_port()
     proc = subprocess.run(
-        [sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--coder", "offline"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "aide_tui.cli",
+            str(project),
+            "--headless",
+            "--executor",
+            "ray",
+            "--ray-address",
+            f"127.0.0.1:{port}",
+            "--coder",
+            "offline",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "--executor ray" in proc.stderr and "Traceback" not in proc.stderr
@@ -188,9 +228,26 @@ def test_cli_bad_address_is_one_line_and_exit_2(tmp_path):
 def test_headless_run_on_the_cluster_commits_nodes(tmp_path, ray_head):
     project = make_project(tmp_path / "p")
     proc = subprocess.run(
-        [sys.executable, "-m", "aide_tui.cli", str(project), "--headless", "--executor", "ray", "--ray-address", ray_head,
-         "--coder", "offline", "--steps", "2", "--timeout", "120"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "aide_tui.cli",
+            str(project),
+            "--headless",
+            "--executor",
+            "ray",
+            "--ray-address",
+            ray_head,
+            "--coder",
+            "offline",
+            "--steps",
+            "2",
+            "--timeout",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "run completed: 2 nodes" in proc.stdout, proc.stdout

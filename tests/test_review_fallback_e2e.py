@@ -6,13 +6,13 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
-
 from aide_script import ScriptedAide
+from fake_api import ErrorReply, TextReply, ToolReply, system_text
+from helpers import make_project
+
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
-from fake_api import ErrorReply, TextReply, ToolReply, system_text
-from helpers import make_project
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -36,19 +36,36 @@ class ReviewTrouble(ScriptedAide):
 
 
 def test_printed_metric_decides_against_a_disagreeing_or_failed_review(tmp_path, llm_env):
-    wrong = ToolReply("submit_review", {"is_bug": False, "metric": 0.91, "summary": "Ran cleanly.",
-                                        "lower_is_better": True})
+    wrong = ToolReply(
+        "submit_review", {"is_bug": False, "metric": 0.91, "summary": "Ran cleanly.", "lower_is_better": True}
+    )
     overloaded = ErrorReply(529, message="Overloaded")
-    responder = ReviewTrouble({
-        1: wrong,                       # node 1: the review misreads the metric
-        2: overloaded,                  # node 2: fails once, the retry answers
-        4: overloaded, 5: TextReply("I cannot call tools right now."),  # node 3: fails twice
-        6: overloaded, 7: overloaded,   # node 4 (a crash): fails twice
-    })
+    responder = ReviewTrouble(
+        {
+            1: wrong,  # node 1: the review misreads the metric
+            2: overloaded,  # node 2: fails once, the retry answers
+            4: overloaded,
+            5: TextReply("I cannot call tools right now."),  # node 3: fails twice
+            6: overloaded,
+            7: overloaded,  # node 4 (a crash): fails twice
+        }
+    )
     llm_env.responder = responder
     project = make_project(tmp_path / "proj", dirty=False)
-    settings = resolve(None, dict(steps=4, num_drafts=4, debug_prob=0.0, timeout=60, memory_limit="1G",
-                                  coder="llm", seed=1, workers=1, llm_retries=0))
+    settings = resolve(
+        None,
+        dict(
+            steps=4,
+            num_drafts=4,
+            debug_prob=0.0,
+            timeout=60,
+            memory_limit="1G",
+            coder="llm",
+            seed=1,
+            workers=1,
+            llm_retries=0,
+        ),
+    )
     nodes = {}
 
     def listener(event):

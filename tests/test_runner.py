@@ -78,11 +78,14 @@ time.sleep(0.5)  # let the monitor sample the tree
 
 
 def test_success_streams_lines_and_exit_code_zero(tmp_path):
-    result, lines = run_script(tmp_path, """
+    result, lines = run_script(
+        tmp_path,
+        """
         import sys
         print("hello")
         print("warn", file=sys.stderr)
-    """)
+    """,
+    )
     assert result.succeeded and result.exit_code == 0
     assert result.exc_type is None and result.killed_reason is None
     assert ("stdout", "hello") in lines and ("stderr", "warn") in lines
@@ -92,7 +95,9 @@ def test_success_streams_lines_and_exit_code_zero(tmp_path):
 
 
 def test_main_guard_runs_and_sys_exit_zero_is_success(tmp_path):
-    result, lines = run_script(tmp_path, """
+    result, lines = run_script(
+        tmp_path,
+        """
         import sys
         def main():
             print("name", __name__, "argv0", sys.argv[0].split("/")[-1])
@@ -100,7 +105,8 @@ def test_main_guard_runs_and_sys_exit_zero_is_success(tmp_path):
         if __name__ == "__main__":
             main()
         print("not reached")
-    """)
+    """,
+    )
     assert result.succeeded, result.output
     assert ("stdout", "name __main__ argv0 solution.py") in lines
     assert "not reached" not in result.output
@@ -120,12 +126,15 @@ def test_script_dir_is_importable_like_python_solution_py(tmp_path):
 
 
 def test_uncaught_exception_records_type_and_script_traceback(tmp_path):
-    result, lines = run_script(tmp_path, """
+    result, lines = run_script(
+        tmp_path,
+        """
         def load():
             raise KeyError("target")
         if __name__ == "__main__":
             load()
-    """)
+    """,
+    )
     assert result.exit_code == 1 and not result.succeeded
     assert result.exc_type == "KeyError"
     assert "solution.py" in result.traceback and "in load" in result.traceback
@@ -164,14 +173,18 @@ def test_timeout_kills_setsid_grandchildren_too(tmp_path):
 
 
 def test_memory_cap_counts_the_whole_tree_and_names_the_reason(tmp_path):
-    result, _ = run_script(tmp_path, """
+    result, _ = run_script(
+        tmp_path,
+        """
         import time
         chunks = []
         for _ in range(40):  # up to 800 MiB, 20 MiB at a time
             chunks.append(b"x" * (20 * 1024 * 1024))
             time.sleep(0.05)
         print("survived")
-    """, memory_limit_mb=150)
+    """,
+        memory_limit_mb=150,
+    )
     assert result.killed_reason == "memory limit exceeded: 150 MiB"
     assert result.exit_code is None
     assert result.peak_memory_mb > 150
@@ -179,18 +192,25 @@ def test_memory_cap_counts_the_whole_tree_and_names_the_reason(tmp_path):
 
 
 def test_memory_of_children_counts(tmp_path):
-    result, _ = run_script(tmp_path, """
+    result, _ = run_script(
+        tmp_path,
+        """
         import subprocess, sys, time
         hog = "import time\\nx = b'y' * (100 * 1024 * 1024)\\ntime.sleep(3600)\\n"
         procs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(2)]
         time.sleep(3600)
-    """, memory_limit_mb=150, timeout=20)
+    """,
+        memory_limit_mb=150,
+        timeout=20,
+    )
     assert result.killed_reason == "memory limit exceeded: 150 MiB"
 
 
 def test_output_flood_is_capped_head_and_tail_without_deadlock(tmp_path):
     limit = 64 * 1024
-    result, lines = run_script(tmp_path, """
+    result, lines = run_script(
+        tmp_path,
+        """
         import sys
         print("FIRST LINE")
         for i in range(40000):
@@ -202,7 +222,9 @@ def test_output_flood_is_capped_head_and_tail_without_deadlock(tmp_path):
             sys.stderr.write(f"\\rprogress {p}")
         sys.stderr.write("\\n")
         print("LAST LINE")
-    """, output_limit_bytes=limit)
+    """,
+        output_limit_bytes=limit,
+    )
     assert result.succeeded
     out = result.output
     assert out.startswith("FIRST LINE\n")
@@ -220,13 +242,16 @@ def test_output_flood_is_capped_head_and_tail_without_deadlock(tmp_path):
 
 
 def test_progress_bars_collapse_in_the_capture(tmp_path):
-    result, lines = run_script(tmp_path, """
+    result, lines = run_script(
+        tmp_path,
+        """
         import sys
         for p in range(5):
             sys.stdout.write(f"\\r{p * 25}%")
         print()
         print("done")
-    """)
+    """,
+    )
     assert result.output == "100%\ndone\n"
     assert [l for _, l in lines if l.endswith("%")] == ["0%", "25%", "50%", "75%", "100%"]
 
@@ -237,17 +262,30 @@ def test_progress_bars_collapse_in_the_capture(tmp_path):
 def test_secrets_are_not_in_the_environment_nor_in_any_output(tmp_path):
     api_key = "sk-ant-fake-0123456789abcdef"
     token = "tok-fake-secret-98765"
-    environ = dict(os.environ, ANTHROPIC_API_KEY=api_key, MY_TOKEN=token, HARMLESS="visible-value",
-                   DATABASE_URL="postgres://u:pw@db/x", PASSED_BY_USER="chosen")
+    environ = dict(
+        os.environ,
+        ANTHROPIC_API_KEY=api_key,
+        MY_TOKEN=token,
+        HARMLESS="visible-value",
+        DATABASE_URL="postgres://u:pw@db/x",
+        PASSED_BY_USER="chosen",
+    )
     (tmp_path / "leak.txt").write_text(f"{api_key}\n{token}\n")
-    result, lines = run_script(tmp_path, f"""
+    result, lines = run_script(
+        tmp_path,
+        f"""
         import os
         for name, value in sorted(os.environ.items()):
             print(f"{{name}}={{value}}")
         print(open({str(tmp_path / "leak.txt")!r}).read())  # found it elsewhere: still redacted
         print("hash seed", os.environ["PYTHONHASHSEED"], os.environ["MPLBACKEND"], os.environ["EXTRA"])
         raise RuntimeError({api_key!r})
-    """, environ=environ, extra_env={"EXTRA": "yes"}, env_pass=("PASSED_BY_USER",), cpus=3)
+    """,
+        environ=environ,
+        extra_env={"EXTRA": "yes"},
+        env_pass=("PASSED_BY_USER",),
+        cpus=3,
+    )
     everything = result.output + (result.traceback or "") + "\n".join(l for _, l in lines)
     for leaked in ("ANTHROPIC_API_KEY", "MY_TOKEN", api_key, token):
         assert leaked not in everything
@@ -261,15 +299,43 @@ def test_secrets_are_not_in_the_environment_nor_in_any_output(tmp_path):
 
 def test_environment_allow_list_rule():
     env = {
-        "PATH": "/usr/bin", "HOME": "/root", "LANG": "C.UTF-8", "LC_ALL": "C", "TZ": "UTC", "TERM": "xterm",
-        "VIRTUAL_ENV": "/v", "CONDA_PREFIX": "/c", "PYTHONPATH": "/p", "CUDA_VISIBLE_DEVICES": "0",
-        "NVIDIA_VISIBLE_DEVICES": "all", "PYTHONSTARTUP": "/evil.py", "PYTHONBREAKPOINT": "os.system",
-        "PYTHONINSPECT": "1", "CONDA_TOKEN": "t", "ANTHROPIC_BASE_URL": "http://x", "DATABASE_URL": "pg://",
-        "SENTRY_DSN": "https://k@s", "CI_JOB_JWT": "j", "PGPASS": "p", "SSH_AUTH_SOCK": "/s", "MY_DATA": "d",
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C",
+        "TZ": "UTC",
+        "TERM": "xterm",
+        "VIRTUAL_ENV": "/v",
+        "CONDA_PREFIX": "/c",
+        "PYTHONPATH": "/p",
+        "CUDA_VISIBLE_DEVICES": "0",
+        "NVIDIA_VISIBLE_DEVICES": "all",
+        "PYTHONSTARTUP": "/evil.py",
+        "PYTHONBREAKPOINT": "os.system",
+        "PYTHONINSPECT": "1",
+        "CONDA_TOKEN": "t",
+        "ANTHROPIC_BASE_URL": "http://x",
+        "DATABASE_URL": "pg://",
+        "SENTRY_DSN": "https://k@s",
+        "CI_JOB_JWT": "j",
+        "PGPASS": "p",
+        "SSH_AUTH_SOCK": "/s",
+        "MY_DATA": "d",
     }
     clean, secrets = child_env(env, {"EXTRA": "1"}, env_pass=["MY_DATA"], cpus=2, home="/ws/.aide-exec/home")
-    passed = {"PATH", "LANG", "LC_ALL", "TZ", "TERM", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH",
-              "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "MY_DATA"}
+    passed = {
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "TERM",
+        "VIRTUAL_ENV",
+        "CONDA_PREFIX",
+        "PYTHONPATH",
+        "CUDA_VISIBLE_DEVICES",
+        "NVIDIA_VISIBLE_DEVICES",
+        "MY_DATA",
+    }
     assert {k: clean[k] for k in passed} == {k: env[k] for k in passed}
     assert clean["HOME"] == "/ws/.aide-exec/home" and clean["EXTRA"] == "1"
     assert all(clean[name] == "2" for name in THREAD_VARIABLES)
@@ -300,7 +366,7 @@ def test_output_capture_keeps_head_and_tail():
     text, cut = capture.text()
     assert text.startswith("line 0000\n") and text.endswith("line 0999\n")
     assert "bytes of output cut ...]" in text
-    kept = text.replace(text[text.index("[..."): text.index("]\n") + 2], "")
+    kept = text.replace(text[text.index("[...") : text.index("]\n") + 2], "")
     assert cut == 10 * 1000 - len(kept)
 
 
@@ -405,13 +471,18 @@ def test_prepare_workspace_rejects_paths_outside_the_project(tmp_path):
 def test_collect_outputs_returns_written_files_within_caps(tmp_path):
     project = make_project(tmp_path)
     ws = tmp_path / "ws"
-    prepare_workspace(ws, project, list_data_files(project), textwrap.dedent("""
+    prepare_workspace(
+        ws,
+        project,
+        list_data_files(project),
+        textwrap.dedent("""
         import os
         open("submission.csv", "w").write("id,b\\n1,2\\n")
         os.makedirs("models", exist_ok=True)
         open("models/big.bin", "wb").write(b"0" * 5000)
         os.symlink("/etc/hostname", "link.txt")
-    """))
+    """),
+    )
     result = LocalExecutor().submit(ExecRequest(workspace=ws, timeout=30), lambda s, l: None).wait(45)
     assert result.succeeded, result.output
     outputs, skipped = collect_outputs(ws, max_file_bytes=1000, max_total_bytes=10_000)
@@ -441,7 +512,9 @@ def test_runs_under_another_interpreter_path(tmp_path):
 
 def test_a_fast_double_fork_daemon_is_still_killed(tmp_path):
     """The classic daemonize (fork, setsid, fork, parent exits) between two samples."""
-    result, _ = run_script(tmp_path, """
+    result, _ = run_script(
+        tmp_path,
+        """
         import os, time
         if os.fork() == 0:
             os.setsid()
@@ -454,7 +527,8 @@ def test_a_fast_double_fork_daemon_is_still_killed(tmp_path):
         while not os.path.exists("pids.txt"):
             time.sleep(0.01)
         time.sleep(0.5)
-    """)
+    """,
+    )
     assert result.succeeded, result.output
     pids = read_pids(tmp_path / "ws" / "pids.txt")
     assert pids and not [pid for pid in pids if still_running(pid)]

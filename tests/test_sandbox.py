@@ -21,17 +21,17 @@ from pathlib import Path
 
 import psutil
 import pytest
+from fake_api import TextReply, default_responder
+from helpers import make_project
 
 from aide_tui.cli import main as cli_main
 from aide_tui.run.bwrap import bwrap_problem, choose_isolation, isolation_for
 from aide_tui.run.executor import ExecRequest, ExecResult
-from aide_tui.run.inputs import InputData
 from aide_tui.run.forkserver import fork_server_supported
+from aide_tui.run.inputs import InputData
 from aide_tui.run.local import LocalExecutor
 from aide_tui.run.workspace import HIDDEN_DIR, collect_outputs, list_data_files, prepare_workspace
 from aide_tui.settings import resolve
-from fake_api import TextReply, default_responder
-from helpers import make_project
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,17 +53,44 @@ class Box:
         self.run_dir = self.project / ".aide" / "runs" / "r1"
         self.workspace = self.run_dir / "nodes" / "1"
 
-    def run(self, code: str, *, sandbox: bool = True, network: bool = False, read: tuple[str, ...] = (),
-            copy_limit: int | None = None, environ: dict[str, str] | None = None,
-            on_line=None, **request_args) -> ExecResult:
-        job = self.submit(code, sandbox=sandbox, network=network, read=read, copy_limit=copy_limit,
-                          environ=environ, on_line=on_line, **request_args)
+    def run(
+        self,
+        code: str,
+        *,
+        sandbox: bool = True,
+        network: bool = False,
+        read: tuple[str, ...] = (),
+        copy_limit: int | None = None,
+        environ: dict[str, str] | None = None,
+        on_line=None,
+        **request_args,
+    ) -> ExecResult:
+        job = self.submit(
+            code,
+            sandbox=sandbox,
+            network=network,
+            read=read,
+            copy_limit=copy_limit,
+            environ=environ,
+            on_line=on_line,
+            **request_args,
+        )
         result = job.wait(90)
         assert result is not None, "the job never finished"
         return result
 
-    def submit(self, code: str, *, sandbox: bool = True, network: bool = False, read: tuple[str, ...] = (),
-               copy_limit: int | None = None, environ: dict[str, str] | None = None, on_line=None, **request_args):
+    def submit(
+        self,
+        code: str,
+        *,
+        sandbox: bool = True,
+        network: bool = False,
+        read: tuple[str, ...] = (),
+        copy_limit: int | None = None,
+        environ: dict[str, str] | None = None,
+        on_line=None,
+        **request_args,
+    ):
         data = list_data_files(self.project)
         self.inputs = InputData(self.project, data, self.run_dir, copy_limit or 1 << 30, read_only_mount=sandbox)
         prepare_workspace(self.workspace, self.project, data, textwrap.dedent(code), inputs=self.inputs)
@@ -92,8 +119,11 @@ def box(tmp_path, monkeypatch, request):
 
 
 def tree_hash(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and ".aide" not in p.relative_to(root).parts}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".aide" not in p.relative_to(root).parts
+    }
 
 
 def processes_with(marker: str) -> list[psutil.Process]:
@@ -137,7 +167,8 @@ def test_sandbox_read_opens_a_path_read_only_also_under_the_private_home(box):
     cache = box.home / ".cache" / "models"
     cache.mkdir(parents=True)
     (cache / "weights.bin").write_text("weights")
-    result = box.run(f"""
+    result = box.run(
+        f"""
         import os
         print("abs:", open({str(cache / "weights.bin")!r}).read())
         print("home:", open(os.path.expanduser("~/.cache/models/weights.bin")).read())
@@ -146,7 +177,9 @@ def test_sandbox_read_opens_a_path_read_only_also_under_the_private_home(box):
         except OSError as exc:
             print("write refused:", exc.errno)
         print("canary:", os.path.exists({str(box.home / "canary.txt")!r}))
-    """, read=("~/.cache/models",))
+    """,
+        read=("~/.cache/models",),
+    )
     assert result.succeeded, result.output
     assert "abs: weights" in result.output and "home: weights" in result.output
     assert "write refused: 30" in result.output and "canary: False" in result.output
@@ -279,7 +312,8 @@ def test_root_cannot_remount_the_filesystem_writable(box):
 def test_linked_big_data_cannot_be_changed_in_place(box):
     train = box.project / "data" / "train.csv"
     original = train.read_bytes()
-    result = box.run("""
+    result = box.run(
+        """
         import os
         path = "input/data/train.csv"
         print("linked:", os.stat(path).st_nlink > 1)
@@ -295,7 +329,9 @@ def test_linked_big_data_cannot_be_changed_in_place(box):
                 print(how, "DONE")
             except OSError as exc:
                 print(how, "refused", exc.errno)
-    """, copy_limit=1)
+    """,
+        copy_limit=1,
+    )
     assert box.inputs.mode == "link"
     assert "linked: True" in result.output, result.output
     assert "chmod refused 30" in result.output and "write refused" in result.output  # EACCES or EROFS
@@ -307,7 +343,8 @@ def test_linked_big_data_cannot_be_changed_in_place(box):
 def test_proc_shows_only_the_sandbox(box):
     secret = "ghp_" + uuid.uuid4().hex
     environ = dict(os.environ, GITHUB_TOKEN=secret, DATABASE_URL=f"postgres://u:{secret}@db/x")
-    result = box.run(f"""
+    result = box.run(
+        f"""
         import os
         pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
         print("pids:", pids)
@@ -318,9 +355,11 @@ def test_proc_shows_only_the_sandbox(box):
             except OSError:
                 pass
         print("host pid visible:", os.path.exists("/proc/{os.getpid()}/environ"))
-    """, environ=environ)
+    """,
+        environ=environ,
+    )
     assert result.succeeded, result.output
-    for leaked in (secret, secret.encode().hex(), "GITHUB_TOKEN".encode().hex(), "DATABASE_URL".encode().hex()):
+    for leaked in (secret, secret.encode().hex(), b"GITHUB_TOKEN".hex(), b"DATABASE_URL".hex()):
         assert leaked not in result.output
     pids = json.loads(result.output.split("pids: ")[1].splitlines()[0])
     assert len(pids) <= 4  # bwrap's init, the launcher, and at most the transient readers
@@ -360,8 +399,10 @@ def test_a_setsid_double_fork_grandchild_dies_with_the_node(box):
 def test_a_setsid_double_fork_grandchild_dies_with_a_cancel(box):
     marker = "aide-escapee-" + uuid.uuid4().hex
     ready = threading.Event()
-    job = box.submit(DOUBLE_FORK.format(marker=marker) + "time.sleep(600)\n",
-                     on_line=lambda s, l: ready.set() if l == "ready" else None)
+    job = box.submit(
+        DOUBLE_FORK.format(marker=marker) + "time.sleep(600)\n",
+        on_line=lambda s, l: ready.set() if l == "ready" else None,
+    )
     assert ready.wait(60)
     assert processes_with(marker), "the grandchild should be running before the cancel"
     job.cancel()
@@ -389,8 +430,11 @@ def test_a_setsid_double_fork_grandchild_dies_with_a_kill_9_of_aide_tui(box):
     marker = "aide-escapee-" + uuid.uuid4().hex
     box.workspace.mkdir(parents=True)
     (box.workspace / "solution.py").write_text(DOUBLE_FORK.format(marker=marker) + "time.sleep(600)\n")
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(box.workspace), str(box.project), str(box.home)],
-                              stdout=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(box.workspace), str(box.project), str(box.home)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert driver.stdout.readline().strip() == "ready"
         escapees = processes_with(marker)
@@ -407,12 +451,16 @@ def test_a_setsid_double_fork_grandchild_dies_with_a_kill_9_of_aide_tui(box):
 
 @needs_bwrap
 def test_limits_and_peak_memory_still_count_the_scripts_processes(box):
-    result = box.run("""
+    result = box.run(
+        """
         import subprocess, sys, time
         hog = "import time\\nx = b'y' * (100 * 1024 * 1024)\\ntime.sleep(3600)\\n"
         procs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(2)]
         time.sleep(3600)
-    """, memory_limit_mb=150, timeout=30)
+    """,
+        memory_limit_mb=150,
+        timeout=30,
+    )
     assert result.killed_reason == "memory limit exceeded: 150 MiB"
     assert result.peak_memory_mb > 150
     timed = box.run("import time\nprint('start', flush=True)\ntime.sleep(3600)\n", timeout=2)
@@ -444,10 +492,13 @@ def test_a_venv_under_home_still_imports_its_packages(box):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next(venv.glob("lib/python*/site-packages"))
     (site / "aide_venv_only.py").write_text("VALUE = 'from the venv'\n")
-    result = box.run("""
+    result = box.run(
+        """
         import sys, aide_venv_only
         print(aide_venv_only.VALUE, sys.prefix)
-    """, python=str(venv / "bin" / "python"))
+    """,
+        python=str(venv / "bin" / "python"),
+    )
     assert result.succeeded, result.output
     assert f"from the venv {venv}" in result.output
 
@@ -458,10 +509,13 @@ def test_a_venv_under_home_still_imports_its_packages(box):
 def test_sandbox_none_behaves_as_before(box):
     name = "/tmp/aide-unsandboxed-" + uuid.uuid4().hex
     try:
-        result = box.run(f"""
+        result = box.run(
+            f"""
             print(open({str(box.home / "canary.txt")!r}).read())
             open({name!r}, "w").write("x")
-        """, sandbox=False)
+        """,
+            sandbox=False,
+        )
         assert result.succeeded, result.output
         assert CANARY in result.output and os.path.exists(name)  # nothing walls it in
     finally:
@@ -481,7 +535,9 @@ def test_auto_and_bwrap_choose_the_sandbox_when_bwrap_starts(box):
 
 def test_sandbox_settings_from_toml_and_flags(tmp_path, capsys):
     toml = tmp_path / "aide.toml"
-    toml.write_text('sandbox = "none"\nnetwork = true\nsandbox_read = ["~/.cache/huggingface"]\nenv_pass = ["A", "B"]\n')
+    toml.write_text(
+        'sandbox = "none"\nnetwork = true\nsandbox_read = ["~/.cache/huggingface"]\nenv_pass = ["A", "B"]\n'
+    )
     s = resolve(toml, {})
     assert (s.sandbox, s.network, s.sandbox_read, s.env_pass) == ("none", True, ["~/.cache/huggingface"], ["A", "B"])
     s = resolve(toml, {"sandbox": "bwrap", "network": False, "env_pass": ["C,D", "E"]})
@@ -524,15 +580,42 @@ print("Validation metric: 1.0")
 def test_a_default_run_keeps_secrets_and_home_out_of_journal_and_git(tmp_path, llm_env, monkeypatch):
     box = Box(tmp_path)
     code = HOSTILE.replace("HOME_PATH", repr(str(box.home)))
-    llm_env.responder = lambda body: (default_responder(body) if body.get("tool_choice")
-                                      else TextReply(f"Loot.\n\n```python\n{code}```\n"))
-    secrets = {"GITHUB_TOKEN": "ghp_" + uuid.uuid4().hex, "AWS_SECRET_ACCESS_KEY": uuid.uuid4().hex,
-               "DATABASE_URL": f"postgres://app:{uuid.uuid4().hex}@db/prod", "SENTRY_DSN": "https://" + uuid.uuid4().hex}
-    env = {**os.environ, **secrets, "HOME": str(box.home), "ANTHROPIC_BASE_URL": llm_env.url,
-           "ANTHROPIC_API_KEY": "sk-ant-" + uuid.uuid4().hex}
-    done = subprocess.run([sys.executable, "-m", "aide_tui.cli", str(box.project), "--headless", "--json",
-                           "--steps", "1", "--coder", "llm", "--timeout", "60"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    llm_env.responder = lambda body: (
+        default_responder(body) if body.get("tool_choice") else TextReply(f"Loot.\n\n```python\n{code}```\n")
+    )
+    secrets = {
+        "GITHUB_TOKEN": "ghp_" + uuid.uuid4().hex,
+        "AWS_SECRET_ACCESS_KEY": uuid.uuid4().hex,
+        "DATABASE_URL": f"postgres://app:{uuid.uuid4().hex}@db/prod",
+        "SENTRY_DSN": "https://" + uuid.uuid4().hex,
+    }
+    env = {
+        **os.environ,
+        **secrets,
+        "HOME": str(box.home),
+        "ANTHROPIC_BASE_URL": llm_env.url,
+        "ANTHROPIC_API_KEY": "sk-ant-" + uuid.uuid4().hex,
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aide_tui.cli",
+            str(box.project),
+            "--headless",
+            "--json",
+            "--steps",
+            "1",
+            "--coder",
+            "llm",
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "unsandboxed" not in done.stdout  # bwrap starts here, so no fallback notice
     system = next(r.body["system"] for r in llm_env.requests if not r.body.get("tools"))  # the coder's, not the card's
@@ -569,7 +652,7 @@ def test_a_reused_big_data_snapshot_is_checked_by_content_once_per_run(tmp_path)
 # -- forked nodes (the run's zygote): siblings share nothing, no way back to privileges ------------
 
 
-ESCALATE = r'''
+ESCALATE = r"""
 import ctypes, os, socket, sys
 libc = ctypes.CDLL(None, use_errno=True)
 status = open("/proc/self/status").read()
@@ -593,7 +676,7 @@ try:
     print("PLANTED in the sibling")
 except OSError as exc:
     print("sibling write refused", exc.errno)
-'''
+"""
 
 
 @needs_bwrap
@@ -608,7 +691,8 @@ def test_forked_siblings_share_nothing_and_cannot_regain_privileges(tmp_path):
             (nodes / f"{n:04d}" / "input").mkdir(parents=True)
             requests.append(ExecRequest(workspace=nodes / f"{n:04d}", timeout=60, isolation=isolation))
         warm = [executor.warm_up(r, ("decimal",)) for r in requests]
-        (nodes / "0001" / "solution.py").write_text(textwrap.dedent("""
+        (nodes / "0001" / "solution.py").write_text(
+            textwrap.dedent("""
             import os, socket, time
             open("/tmp/secret-of-node-1", "w").write("mine")
             server = socket.socket()
@@ -617,7 +701,8 @@ def test_forked_siblings_share_nothing_and_cannot_regain_privileges(tmp_path):
             print("listening", server.getsockname()[1], flush=True)
             while not os.path.exists("go"):
                 time.sleep(0.02)
-        """))
+        """)
+        )
         port: list[int] = []
         listening = threading.Event()
 

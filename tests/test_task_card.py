@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import Recorder
 
 from aide_tui import events as ev
 from aide_tui.cli import main
 from aide_tui.engine import build_engine
 from aide_tui.search.task_card import TaskCard, TaskCardError, card_from_table
 from aide_tui.settings import resolve
-from helpers import Recorder
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -20,7 +20,12 @@ BASE = TaskCard("data/train.csv", "data/test.csv", "sale_price", ["id"], "rmse",
 
 def test_a_table_corrects_only_the_keys_it_names():
     card = card_from_table({"target": "area", "id_columns": "id, neighborhood"}, BASE, "aide.toml [task]")
-    assert (card.target, card.id_columns, card.metric, card.train_file) == ("area", ["id", "neighborhood"], "rmse", "data/train.csv")
+    assert (card.target, card.id_columns, card.metric, card.train_file) == (
+        "area",
+        ["id", "neighborhood"],
+        "rmse",
+        "data/train.csv",
+    )
 
 
 def test_a_metric_alone_brings_its_usual_direction_and_an_explicit_one_wins():
@@ -28,12 +33,15 @@ def test_a_metric_alone_brings_its_usual_direction_and_an_explicit_one_wins():
     assert card_from_table({"metric": "accuracy", "direction": "minimize"}, BASE, "x").direction == "minimize"
 
 
-@pytest.mark.parametrize("table, needle", [
-    ({"targte": "y"}, "unknown key 'targte'"),
-    ({"metric": "auc-ish"}, "unknown metric 'auc-ish'"),
-    ({"direction": "up"}, "direction must be maximize or minimize"),
-    ({"id_columns": 3}, "id_columns must be a list"),
-])
+@pytest.mark.parametrize(
+    "table, needle",
+    [
+        ({"targte": "y"}, "unknown key 'targte'"),
+        ({"metric": "auc-ish"}, "unknown metric 'auc-ish'"),
+        ({"direction": "up"}, "direction must be maximize or minimize"),
+        ({"id_columns": 3}, "id_columns must be a list"),
+    ],
+)
 def test_a_bad_table_names_the_key(table, needle):
     with pytest.raises(TaskCardError, match=needle):
         card_from_table(table, BASE, "aide.toml [task]")
@@ -76,11 +84,14 @@ def test_aide_toml_corrects_the_card_and_a_resumed_run_keeps_the_card_it_started
     assert (kept.source, kept.card.metric) == ("saved", "mae")
 
 
-@pytest.mark.parametrize("toml, needles", [
-    ('[task]\ntargte = "y"\n', ("aide.toml [task]", "unknown key 'targte'")),
-    ('[task]\ntrain_file = "data/nope.csv"\n', ("aide.toml [task]", "'data/nope.csv' is not a data file")),
-    ('task = "y"\n', ("aide.toml", "task must be a table")),
-])
+@pytest.mark.parametrize(
+    "toml, needles",
+    [
+        ('[task]\ntargte = "y"\n', ("aide.toml [task]", "unknown key 'targte'")),
+        ('[task]\ntrain_file = "data/nope.csv"\n', ("aide.toml [task]", "'data/nope.csv' is not a data file")),
+        ('task = "y"\n', ("aide.toml", "task must be a table")),
+    ],
+)
 def test_a_bad_task_table_is_one_line_and_exit_2(project, capsys, toml, needles):
     (project / "aide.toml").write_text(toml)
     assert main([str(project), "--headless", "--coder", "offline", "--new"]) == 2
@@ -91,7 +102,12 @@ def test_a_bad_task_table_is_one_line_and_exit_2(project, capsys, toml, needles)
 
 
 def test_headless_prints_the_card(project, capsys):
-    assert main([str(project), "--headless", "--coder", "offline", "--steps", "1", "--workers", "1", "--memory-limit", "1G"]) == 0
+    assert (
+        main(
+            [str(project), "--headless", "--coder", "offline", "--steps", "1", "--workers", "1", "--memory-limit", "1G"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "task card (derived from task.md and the data; correct it in aide.toml [task]):" in out
     assert "  target:     sale_price" in out

@@ -57,8 +57,10 @@ def test_the_last_printed_line_counts():
     assert decide(OK_EXEC, review(0.5), output)[:2] == ("ok", 0.75)
 
 
-@pytest.mark.parametrize("output", ["Validation metric: nan", "Validation metric: inf",
-                                    "Validation metric: 0.8 (rmse)", "validation score: 0.8", ""])
+@pytest.mark.parametrize(
+    "output",
+    ["Validation metric: nan", "Validation metric: inf", "Validation metric: 0.8 (rmse)", "validation score: 0.8", ""],
+)
 def test_a_line_that_is_not_an_exact_finite_number_does_not_count(output):
     # the review's reading is used, and the note says there was no exact line
     status, metric, note = decide(OK_EXEC, review(0.7), output)
@@ -70,15 +72,24 @@ def test_a_failed_review_leaves_the_printed_line_to_decide():
     assert (status, metric) == ("ok", -0.015) and "printed metric -0.015 decides" in note
 
 
-@pytest.mark.parametrize("info,output", [(OK_EXEC, "done\n"), (OK_EXEC, "Validation metric: nan\n"),
-                                         (ExecInfo(exit_code=1, exc_type="KeyError"), "Validation metric: 0.9\n")])
+@pytest.mark.parametrize(
+    "info,output",
+    [
+        (OK_EXEC, "done\n"),
+        (OK_EXEC, "Validation metric: nan\n"),
+        (ExecInfo(exit_code=1, exc_type="KeyError"), "Validation metric: 0.9\n"),
+    ],
+)
 def test_a_failed_review_without_a_valid_line_or_clean_exit_is_buggy(info, output):
     status, metric, note = decide(info, None, output)
     assert (status, metric) == ("buggy", None) and note
 
 
 def test_the_review_keeps_the_bug_flag_even_with_a_printed_line():
-    assert decide(OK_EXEC, review(0.9, is_bug=True), "Validation metric: 0.9")[::2] == ("buggy", "the review found a bug")
+    assert decide(OK_EXEC, review(0.9, is_bug=True), "Validation metric: 0.9")[::2] == (
+        "buggy",
+        "the review found a bug",
+    )
 
 
 def test_agreeing_numbers_add_no_note():

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from fake_api import TextReply, default_responder
+from helpers import WRITE_SUBMISSION, make_project
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
@@ -30,8 +32,6 @@ from aide_tui.run.local import LocalExecutor
 from aide_tui.run.sandbox import available_cpus
 from aide_tui.run.workspace import collect_outputs
 from aide_tui.settings import resolve
-from fake_api import TextReply, default_responder
-from helpers import WRITE_SUBMISSION, make_project
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,8 +52,9 @@ def node(tmp_path):
     return project, workspace
 
 
-def run(workspace: Path, project: Path, code: str, *, preload: tuple[str, ...] = (),
-        executor: LocalExecutor | None = None) -> tuple[ExecResult, list[str], bool]:
+def run(
+    workspace: Path, project: Path, code: str, *, preload: tuple[str, ...] = (), executor: LocalExecutor | None = None
+) -> tuple[ExecResult, list[str], bool]:
     executor = executor or LocalExecutor()
     request = ExecRequest(workspace=workspace, timeout=60, isolation=_isolation(project), cpus=1)
     for leftover in ("solution.py", "out.txt", "sub"):
@@ -123,8 +124,12 @@ def test_the_preloaded_modules_are_already_imported_and_sys_exit_passes_through(
 
 def test_a_preload_that_does_not_exist_is_skipped(node):
     project, workspace = node
-    result, _, was_warm = run(workspace, project, "import sys\nprint('ran', 'decimal' in sys.modules)\n",
-                              preload=("no_such_module_" + uuid.uuid4().hex[:8], "decimal"))
+    result, _, was_warm = run(
+        workspace,
+        project,
+        "import sys\nprint('ran', 'decimal' in sys.modules)\n",
+        preload=("no_such_module_" + uuid.uuid4().hex[:8], "decimal"),
+    )
     assert was_warm and result.succeeded and "ran True" in result.output
     present, note = choose_preload(["no_such_module_xyz", "json"], "python3")
     assert present == ("json",) and "no_such_module_xyz not installed" in note
@@ -171,7 +176,8 @@ def test_a_cancelled_warm_job_kills_what_the_script_started(node):
     (workspace / "solution.py").write_text(
         "import subprocess, sys, time\n"
         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
-        "print('started', flush=True)\ntime.sleep(600)\n")
+        "print('started', flush=True)\ntime.sleep(600)\n"
+    )
     started = threading.Event()
     job = executor.submit(request, lambda s, l: started.set() if l == "started" else None, warm=warm)
     assert started.wait(60) and job.warm
@@ -191,8 +197,10 @@ def test_time_limit_counts_from_the_script_start(node):
 
 
 def test_a_run_warms_each_node_and_a_failed_coder_leaves_no_warm_process(tmp_path, llm_env):
-    code = ("import sys\nprint('warm:', 'xml.dom.minidom' in sys.modules)\n"
-            "if __name__ == '__main__':\n    print('Validation metric: 0.5')\n")
+    code = (
+        "import sys\nprint('warm:', 'xml.dom.minidom' in sys.modules)\n"
+        "if __name__ == '__main__':\n    print('Validation metric: 0.5')\n"
+    )
     calls = {"n": 0}
 
     def responder(body):
@@ -206,7 +214,9 @@ def test_a_run_warms_each_node_and_a_failed_coder_leaves_no_warm_process(tmp_pat
     llm_env.responder = responder
     project = make_project(tmp_path / "p", dirty=False)
     events: list = []
-    settings = resolve(None, dict(steps=2, num_drafts=2, timeout=30, coder="llm", preload=["xml.dom.minidom"], workers=1))
+    settings = resolve(
+        None, dict(steps=2, num_drafts=2, timeout=30, coder="llm", preload=["xml.dom.minidom"], workers=1)
+    )
     engine = build_engine(project, settings, resume=False, listener=events.append)
     assert engine.run().reason == "completed"
     outputs = [e.line for e in events if isinstance(e, ev.OutputLine)]
@@ -221,40 +231,68 @@ def test_a_run_warms_each_node_and_a_failed_coder_leaves_no_warm_process(tmp_pat
 
 
 def test_a_missing_preload_is_noted_once_and_never_fails_a_node(tmp_path, llm_env):
-    llm_env.responder = lambda body: (default_responder(body) if body.get("tool_choice") else
-                                      TextReply(f"Plan.\n\n```python\n{WRITE_SUBMISSION}print('Validation metric: 0.5')\n```\n"))
+    llm_env.responder = lambda body: (
+        default_responder(body)
+        if body.get("tool_choice")
+        else TextReply(f"Plan.\n\n```python\n{WRITE_SUBMISSION}print('Validation metric: 0.5')\n```\n")
+    )
     project = make_project(tmp_path / "p", dirty=False)
     events: list = []
-    settings = resolve(None, dict(steps=2, num_drafts=2, timeout=30, coder="llm", workers=1,
-                                  preload=["decimal", "surely_not_installed_mod"]))
+    settings = resolve(
+        None,
+        dict(
+            steps=2, num_drafts=2, timeout=30, coder="llm", workers=1, preload=["decimal", "surely_not_installed_mod"]
+        ),
+    )
     assert build_engine(project, settings, resume=False, listener=events.append).run().reason == "completed"
     notes = [e.message for e in events if isinstance(e, ev.Notice) and "surely_not_installed_mod" in e.message]
     assert len(notes) == 1
     assert all(e.node.status == "ok" for e in events if isinstance(e, ev.NodeFinished))
 
 
-def test_a_preload_that_raises_on_import_is_noted_once_skipped_after_and_never_fails_a_node(tmp_path, llm_env, monkeypatch):
+def test_a_preload_that_raises_on_import_is_noted_once_skipped_after_and_never_fails_a_node(
+    tmp_path, llm_env, monkeypatch
+):
     """Installed but broken (ImportError from a missing library, any exception at import):
     the warm process skips it, the run says so once, and later nodes no longer import it."""
     modules = tmp_path / "site"
     modules.mkdir()
-    for name, error in (("broken_import_mod", 'ImportError("needs libfoo.so.1")'), ("raising_mod", 'RuntimeError("bad config")')):
+    for name, error in (
+        ("broken_import_mod", 'ImportError("needs libfoo.so.1")'),
+        ("raising_mod", 'RuntimeError("bad config")'),
+    ):
         (modules / f"{name}.py").write_text(f"import builtins\nbuiltins.{name}_tried = True\nraise {error}\n")
     monkeypatch.setenv("PYTHONPATH", str(modules))  # the solution interpreter finds them (and the probe)
-    code = ("import builtins\nprint('tried:', getattr(builtins, 'broken_import_mod_tried', False))\n"
-            "print('Validation metric: 0.5')\n" + WRITE_SUBMISSION)
-    llm_env.responder = lambda body: (default_responder(body) if body.get("tool_choice") else
-                                      TextReply(f"Plan.\n\n```python\n{code}```\n"))
+    code = (
+        "import builtins\nprint('tried:', getattr(builtins, 'broken_import_mod_tried', False))\n"
+        "print('Validation metric: 0.5')\n" + WRITE_SUBMISSION
+    )
+    llm_env.responder = lambda body: (
+        default_responder(body) if body.get("tool_choice") else TextReply(f"Plan.\n\n```python\n{code}```\n")
+    )
     project = make_project(tmp_path / "p", dirty=False)
     events: list = []
     ahead = min(available_cpus(), 4)  # successors warmed while node 1 runs
     steps = ahead + 2
-    settings = resolve(None, dict(steps=steps, num_drafts=steps, timeout=30, coder="llm", workers=1,
-                                  sandbox_read=[str(modules)], preload=["decimal", "broken_import_mod", "raising_mod"]))
+    settings = resolve(
+        None,
+        dict(
+            steps=steps,
+            num_drafts=steps,
+            timeout=30,
+            coder="llm",
+            workers=1,
+            sandbox_read=[str(modules)],
+            preload=["decimal", "broken_import_mod", "raising_mod"],
+        ),
+    )
     assert build_engine(project, settings, resume=False, listener=events.append).run().reason == "completed"
     notes = [e.message for e in events if isinstance(e, ev.Notice) and "preload" in e.message]
     assert len(notes) == 1, notes
-    assert "broken_import_mod (ImportError: needs libfoo.so.1)" in notes[0] and "raising_mod (RuntimeError: bad config)" in notes[0]
+    assert (
+        "broken_import_mod (ImportError: needs libfoo.so.1)" in notes[0]
+        and "raising_mod (RuntimeError: bad config)" in notes[0]
+    )
     finished = [e.node for e in events if isinstance(e, ev.NodeFinished)]
     assert [n.status for n in finished] == ["ok"] * steps
     # Node 1 and its successors were warming before node 1's report came back; the last node started without it.
@@ -320,8 +358,9 @@ def test_preload_setting_from_flags(tmp_path):
 
 def test_a_successor_warmed_while_its_predecessor_ran_is_ended_when_the_run_stops(tmp_path, llm_env):
     code = "import time\ntime.sleep(0.5)\nprint('Validation metric: 0.5')\n"
-    llm_env.responder = lambda body: (default_responder(body) if body.get("tool_choice") else
-                                      TextReply(f"Plan.\n\n```python\n{code}```\n"))
+    llm_env.responder = lambda body: (
+        default_responder(body) if body.get("tool_choice") else TextReply(f"Plan.\n\n```python\n{code}```\n")
+    )
     project = make_project(tmp_path / "p", dirty=False)
     engine = None
     warming_at_finish: list[list[int]] = []
@@ -365,8 +404,9 @@ def test_a_warm_process_dies_with_a_kill_9_of_aide_tui(node, sandbox):
     if sandbox == "box" and bwrap_problem() is not None:
         pytest.skip(f"bwrap cannot start here: {bwrap_problem()}")
     project, workspace = node
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(workspace), str(project), sandbox],
-                              stdout=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(workspace), str(project), sandbox], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert driver.stdout.readline().strip() == "warm"
         warm = _processes_in(workspace)
@@ -390,8 +430,9 @@ def test_wall_time_is_the_scripts_own_when_the_code_comes_before_the_imports_are
     (modules / "slow_import.py").write_text("import time\ntime.sleep(2.0)\n")
     isolation = isolation_for(project, None, [str(modules)], False) if bwrap_problem() is None else None
     executor = LocalExecutor()
-    request = ExecRequest(workspace=workspace, timeout=60, isolation=isolation, cpus=1,
-                          extra_env={"PYTHONPATH": str(modules)})
+    request = ExecRequest(
+        workspace=workspace, timeout=60, isolation=isolation, cpus=1, extra_env={"PYTHONPATH": str(modules)}
+    )
     warm = executor.warm_up(request, ("slow_import",))
     (workspace / "solution.py").write_text("print('started')\n")
     handed_over = time.monotonic()
@@ -474,15 +515,17 @@ def test_one_zygote_serves_every_workspace_root_of_a_run(base_dir):
             workspace = root / "0001"
             (workspace / "input").mkdir(parents=True)
             (workspace / f"mine-{root.name}").write_text("")
-            request = ExecRequest(workspace=workspace, timeout=60, isolation=_isolation(project), cpus=1,
-                                  workspace_roots=roots)
+            request = ExecRequest(
+                workspace=workspace, timeout=60, isolation=_isolation(project), cpus=1, workspace_roots=roots
+            )
             warm = executor.warm_up(request, PRELOAD)
             (workspace / "solution.py").write_text(
                 "import os\nfound = []\n"
                 f"for root in {[str(r) for r in roots]!r}:\n"
                 "    for top, dirs, files in os.walk(root):\n"
                 "        found += [f for f in files if f.startswith('mine-')]\n"
-                "print(sorted(found))\n")
+                "print(sorted(found))\n"
+            )
             job = executor.submit(request, lambda s, l: None, warm=warm)
             result = job.wait(60)
             assert job.warm and result.succeeded, result.output

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import git, make_project, user_state
 
 from aide_tui.cli import main
 from aide_tui.engine import branch_name
@@ -15,7 +16,6 @@ from aide_tui.export import add_worktree, default_worktree
 from aide_tui.search.journal import Journal
 from aide_tui.search.node import Node
 from aide_tui.store.git import GitStore
-from helpers import git, make_project, user_state
 
 RUN = "20260101-000000"
 

@@ -115,17 +115,53 @@ class AideApp(App[int]):
         Binding("b", "debug", "Debug", tooltip=COMMAND_INFO[DebugNode].does, id="aide.debug"),
         Binding("h", "hint", "Hint", tooltip=COMMAND_INFO[AddHint].does, id="aide.hint"),
         Binding("e", "edit", "Edit", tooltip=COMMAND_INFO[RunCode].does, id="aide.edit"),
-        Binding("space", "toggle_pause", "Pause", key_display="space", tooltip=COMMAND_INFO[Pause].does, id="aide.pause"),
+        Binding(
+            "space", "toggle_pause", "Pause", key_display="space", tooltip=COMMAND_INFO[Pause].does, id="aide.pause"
+        ),
         Binding("s", "stop", "Stop", tooltip=COMMAND_INFO[StopAfterStep].does, id="aide.stop"),
-        Binding("enter", "details", "Details", tooltip="Plan, code, diff, output and git branch of the selected node", id="aide.details"),
+        Binding(
+            "enter",
+            "details",
+            "Details",
+            tooltip="Plan, code, diff, output and git branch of the selected node",
+            id="aide.details",
+        ),
         Binding("g", "copy_branch", "Branch", tooltip="Copy the selected node's git branch name", id="aide.branch"),
         Binding("B", "goto_best", "Best", key_display="B", tooltip="Select the best node (★)", id="aide.best"),
-        Binding("r", "goto_running", "Running", tooltip="Select the running node and follow new nodes; again, with several running, the next one", id="aide.running"),
-        Binding("l", "lineage", "Lineage", tooltip="Steps from the draft to the selected node, each with its metric change and diff", id="aide.lineage"),
-        Binding("m", "mark", "Mark", tooltip="Mark the selected node (◆) to compare others with it; again to unmark", id="aide.mark"),
-        Binding("c", "compare", "Compare", tooltip="Diff the selected node against the marked node (◆)", id="aide.compare"),
-        Binding("w", "worktree", "Worktree", tooltip="Check the selected node out on a new git branch beside the project", id="aide.worktree"),
-        Binding("tab", "app.focus_next", "Next pane", show=False, tooltip="Cycle focus: tree, log", id="aide.next-pane"),
+        Binding(
+            "r",
+            "goto_running",
+            "Running",
+            tooltip="Select the running node and follow new nodes; again, with several running, the next one",
+            id="aide.running",
+        ),
+        Binding(
+            "l",
+            "lineage",
+            "Lineage",
+            tooltip="Steps from the draft to the selected node, each with its metric change and diff",
+            id="aide.lineage",
+        ),
+        Binding(
+            "m",
+            "mark",
+            "Mark",
+            tooltip="Mark the selected node (◆) to compare others with it; again to unmark",
+            id="aide.mark",
+        ),
+        Binding(
+            "c", "compare", "Compare", tooltip="Diff the selected node against the marked node (◆)", id="aide.compare"
+        ),
+        Binding(
+            "w",
+            "worktree",
+            "Worktree",
+            tooltip="Check the selected node out on a new git branch beside the project",
+            id="aide.worktree",
+        ),
+        Binding(
+            "tab", "app.focus_next", "Next pane", show=False, tooltip="Cycle focus: tree, log", id="aide.next-pane"
+        ),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit; the run stays resumable", id="aide.quit"),
     ]
     BINDINGS = AIDE_BINDINGS
@@ -241,7 +277,9 @@ class AideApp(App[int]):
             self.call_from_thread(self.exit, 2, return_code=2, message=str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - never die with a traceback
-            self.call_from_thread(self.exit, 1, return_code=1, message=f"cannot start the run: {type(exc).__name__}: {exc}")
+            self.call_from_thread(
+                self.exit, 1, return_code=1, message=f"cannot start the run: {type(exc).__name__}: {exc}"
+            )
             return
         self.engine = engine
         if self._quitting or self._closed_ui:
@@ -428,8 +466,12 @@ class AideApp(App[int]):
 
     def _show_task_card_ready(self, event: TaskCardReady, change: Change) -> None:
         card = event.card
-        self.log_pane.append_lines([f"== task card ({event.source}): target {card.target}, "
-                                    f"id columns {', '.join(card.id_columns) or '(none)'}, metric {card.metric} ({card.direction})"])
+        self.log_pane.append_lines(
+            [
+                f"== task card ({event.source}): target {card.target}, "
+                f"id columns {', '.join(card.id_columns) or '(none)'}, metric {card.metric} ({card.direction})"
+            ]
+        )
         if not event.confirm:
             return
 
@@ -592,8 +634,10 @@ class AideApp(App[int]):
                 return "the run has not started yet"
             if run_over:
                 if model.finish_reason == "completed":
-                    return (f"the run is complete; start aide-tui again for a new run, or extend this one with "
-                            f"--headless --resume --run {model.run_name} --steps N")
+                    return (
+                        f"the run is complete; start aide-tui again for a new run, or extend this one with "
+                        f"--headless --resume --run {model.run_name} --steps N"
+                    )
                 return f"the run is over ({model.finish_reason or model.state}); start aide-tui again to resume it"
         if action in ("improve", "debug", "edit", "details", "copy_branch", "lineage", "mark", "compare", "worktree"):
             if view is None:
@@ -635,8 +679,23 @@ class AideApp(App[int]):
                 return "the run is stopping after this step; nothing to pause"
         return None
 
-    GATED = {"draft", "improve", "debug", "hint", "edit", "toggle_pause", "stop", "details", "copy_branch", "goto_best", "goto_running",
-             "lineage", "mark", "compare", "worktree"}
+    GATED = {
+        "draft",
+        "improve",
+        "debug",
+        "hint",
+        "edit",
+        "toggle_pause",
+        "stop",
+        "details",
+        "copy_branch",
+        "goto_best",
+        "goto_running",
+        "lineage",
+        "mark",
+        "compare",
+        "worktree",
+    }
     marked_id: int | None = None  # the node `c` compares the selection with (◆ in the tree)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -758,7 +817,11 @@ class AideApp(App[int]):
         def done(result: tuple[str, Path] | None) -> None:
             if result is not None:
                 made_branch, made_path = result
-                self.say(f"{made_path}\non new branch {made_branch} (cd there to work on it)", title="Worktree created", timeout=8)
+                self.say(
+                    f"{made_path}\non new branch {made_branch} (cd there to work on it)",
+                    title="Worktree created",
+                    timeout=8,
+                )
 
         self.push_screen(WorktreeModal(view.id, branch, path, partial(add_worktree, project, view.branch)), done)
 
@@ -800,12 +863,16 @@ class AideApp(App[int]):
             return
         self._quitting = True
         worker = self.engine_worker
-        if self.engine is not None and worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING):
+        if (
+            self.engine is not None
+            and worker is not None
+            and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+        ):
             self.say("Stopping the run…", timeout=QUIT_WAIT)
             try:
                 await asyncio.wait_for(asyncio.to_thread(self.engine.shutdown), QUIT_WAIT)
                 await asyncio.wait_for(worker.wait(), QUIT_WAIT)
-            except (WorkerFailed, asyncio.TimeoutError, Exception):  # noqa: BLE001
+            except (TimeoutError, WorkerFailed, Exception):  # noqa: BLE001
                 pass
         self._flush_stream()
         self.exit(self._exit_code, return_code=self._exit_code)

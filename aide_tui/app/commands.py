@@ -22,9 +22,17 @@ class AideCommands(Provider):
         model = app.model  # type: ignore[attr-defined]
         for node_id in sorted(model.nodes):
             view = model.nodes[node_id]
-            yield f"Go to node #{node_id} ({view.operation}, {view.status})", partial(app.goto_node, node_id), "Select it in the tree"  # type: ignore[attr-defined]
+            yield (
+                f"Go to node #{node_id} ({view.operation}, {view.status})",
+                partial(app.goto_node, node_id),
+                "Select it in the tree",
+            )  # type: ignore[attr-defined]
             yield f"Details of node #{node_id}", partial(app.open_details, node_id), "Plan, code, diff, output, git"  # type: ignore[attr-defined]
-            yield f"Lineage of node #{node_id}", partial(app.open_lineage, node_id), "Steps from its draft to it, with metric changes and diffs"  # type: ignore[attr-defined]
+            yield (
+                f"Lineage of node #{node_id}",
+                partial(app.open_lineage, node_id),
+                "Steps from its draft to it, with metric changes and diffs",
+            )  # type: ignore[attr-defined]
 
     async def discover(self) -> Hits:
         for text, command, help_text in self._entries():

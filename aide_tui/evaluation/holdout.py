@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from ..run.executor import ExecRequest, ExecResult
 from ..run.workspace import INPUT_DIR, prepare_workspace
@@ -37,8 +37,9 @@ class HoldoutOutcome:
 
 
 class HoldoutScorer:
-    def __init__(self, evaluation: Evaluation, card: TaskCard, run_root: Path, inputs,
-                 request_for: Callable[[Path], ExecRequest]):
+    def __init__(
+        self, evaluation: Evaluation, card: TaskCard, run_root: Path, inputs, request_for: Callable[[Path], ExecRequest]
+    ):
         self.evaluation = evaluation
         self.card = card
         self.root = Path(run_root) / HOLDOUT_RUNS
@@ -64,12 +65,15 @@ class HoldoutScorer:
         if result.killed_reason:
             return HoldoutOutcome(None, f"the holdout re-run was stopped ({result.killed_reason})")
         if result.exit_code != 0:
-            return HoldoutOutcome(None, f"the holdout re-run crashed ({result.exc_type or f'exit code {result.exit_code}'})")
+            return HoldoutOutcome(
+                None, f"the holdout re-run crashed ({result.exc_type or f'exit code {result.exit_code}'})"
+            )
         submission = workspace / SUBMISSION
         if not submission.is_file():
             return HoldoutOutcome(None, f"the holdout re-run wrote no {SUBMISSION}")
-        problem = check_submission(submission, self.evaluation.holdout_features, self.card.id_columns,
-                                   test_label="the holdout")
+        problem = check_submission(
+            submission, self.evaluation.holdout_features, self.card.id_columns, test_label="the holdout"
+        )
         if problem:
             return HoldoutOutcome(None, problem)
         try:

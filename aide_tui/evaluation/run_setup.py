@@ -49,12 +49,18 @@ class RunEvaluation:
         if not submission.is_file():  # the prompts require it: a node without one cannot be submitted
             return f"wrote no {SUBMISSION} (the task has a test file, {self.card.test_file})"
         sample = self.project_root / self.sample if self.sample else None
-        return check_submission(submission, self.project_root / self.card.test_file, self.card.id_columns, sample,
-                                test_label="the test file")
+        return check_submission(
+            submission,
+            self.project_root / self.card.test_file,
+            self.card.id_columns,
+            sample,
+            test_label="the test file",
+        )
 
 
-def setup_evaluation(card: TaskCard | None, run_dir: Path, project_root: Path, data_files: list[str], seed: int,
-                     holdout: float) -> tuple[RunEvaluation | None, list[str]]:
+def setup_evaluation(
+    card: TaskCard | None, run_dir: Path, project_root: Path, data_files: list[str], seed: int, holdout: float
+) -> tuple[RunEvaluation | None, list[str]]:
     """The run's evaluation (made once, reused on resume) and notices for the user."""
     if card is None:
         return None, [OFF.format(why="the data is not one table the task card describes")]
@@ -65,6 +71,8 @@ def setup_evaluation(card: TaskCard | None, run_dir: Path, project_root: Path, d
     except StagingError as exc:
         return None, [OFF.format(why=str(exc))]
     if evaluation.has_holdout:
-        notices.append(f"hidden holdout: {evaluation.holdout_rows} of {evaluation.rows + evaluation.holdout_rows} "
-                       f"training rows are withheld from the scripts; the best nodes are re-run on them")
+        notices.append(
+            f"hidden holdout: {evaluation.holdout_rows} of {evaluation.rows + evaluation.holdout_rows} "
+            f"training rows are withheld from the scripts; the best nodes are re-run on them"
+        )
     return RunEvaluation(card, evaluation, Path(project_root), find_sample_submission(data_files)), notices

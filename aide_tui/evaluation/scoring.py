@@ -37,7 +37,9 @@ def score_submission(submission: Path, labels: Path, card: TaskCard) -> float:
     if ids:
         predicted = predicted.assign(**{c: predicted[c].map(_canonical) for c in ids})
         truth = truth.assign(**{c: truth[c].map(_canonical) for c in ids})
-        merged = truth.merge(predicted.drop_duplicates(ids), on=ids, how="left", suffixes=("", "__pred"), indicator=True)
+        merged = truth.merge(
+            predicted.drop_duplicates(ids), on=ids, how="left", suffixes=("", "__pred"), indicator=True
+        )
         lacking = int((merged["_merge"] != "both").sum())
         if lacking:
             raise ScoreError(f"{submission.name} has no prediction for {lacking} of the {len(truth)} holdout rows")
@@ -47,8 +49,13 @@ def score_submission(submission: Path, labels: Path, card: TaskCard) -> float:
     else:
         if len(predicted) != len(truth):
             raise ScoreError(f"{submission.name} has {len(predicted)} rows, the holdout has {len(truth)}")
-        aligned = pd.concat([truth.reset_index(drop=True),
-                             predicted.rename(columns={card.target: "__prediction"}).reset_index(drop=True)], axis=1)
+        aligned = pd.concat(
+            [
+                truth.reset_index(drop=True),
+                predicted.rename(columns={card.target: "__prediction"}).reset_index(drop=True),
+            ],
+            axis=1,
+        )
         pred_cols = ["__prediction" if c == card.target else c for c in pred_cols]
     y_true = aligned[card.target]
     try:
@@ -82,7 +89,7 @@ def _proba_matrix(aligned, pred_cols: list[str], classes: list[str], target: str
     """One probability column per class, in `classes` order."""
     by_class = {}
     for col in pred_cols:
-        name = col[len(target) + 1:] if col.startswith(f"{target}_") else col
+        name = col[len(target) + 1 :] if col.startswith(f"{target}_") else col
         by_class[_canonical(name)] = col
     missing = [c for c in classes if c not in by_class]
     if missing:

@@ -82,7 +82,9 @@ class StagingError(Exception):
     """The training file cannot be split (unreadable, no such target column); the message says why."""
 
 
-def stage(run_dir: Path, project_root: Path, card: TaskCard, seed: int, holdout_share: float) -> tuple[Evaluation, list[str]]:
+def stage(
+    run_dir: Path, project_root: Path, card: TaskCard, seed: int, holdout_share: float
+) -> tuple[Evaluation, list[str]]:
     """The run's evaluation, made now or reused from an earlier start; plus notices for the user."""
     root = Path(run_dir) / "evaluation"
     train_path = Path(project_root) / card.train_file
@@ -92,7 +94,9 @@ def stage(run_dir: Path, project_root: Path, card: TaskCard, seed: int, holdout_
     digest = _sha256(train_path)
     notices: list[str] = []
     if card.test_file is None and holdout_share > 0:
-        notices.append("no hidden holdout: the task card names no test file, so a node cannot be re-run on withheld rows")
+        notices.append(
+            "no hidden holdout: the task card names no test file, so a node cannot be re-run on withheld rows"
+        )
         holdout_share = 0.0
     saved = _saved_split(root)
     if saved is not None and saved.get("train_sha256") != digest:
@@ -138,9 +142,17 @@ def _saved_split(root: Path) -> dict | None:
     return saved if isinstance(saved, dict) and "holdout_rows" in saved and "folds" in saved else None
 
 
-def _write_split(root: Path, seed: int, share: float, card: TaskCard, digest: str, held: list[int], folds: list[int]) -> None:
-    record = {"seed": seed, "holdout": share, "train_file": card.train_file, "train_sha256": digest,
-              "holdout_rows": held, "folds": folds}
+def _write_split(
+    root: Path, seed: int, share: float, card: TaskCard, digest: str, held: list[int], folds: list[int]
+) -> None:
+    record = {
+        "seed": seed,
+        "holdout": share,
+        "train_file": card.train_file,
+        "train_sha256": digest,
+        "holdout_rows": held,
+        "folds": folds,
+    }
     write_atomic(root / "split.json", json.dumps(record) + "\n")
 
 
@@ -154,8 +166,15 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
     os.replace(tmp, path)
 
 
-def _write_files(evaluation: Evaluation, card: TaskCard, project_root: Path, header: list[str],
-                 rows: list[list[str]], held: list[int], folds: list[int]) -> None:
+def _write_files(
+    evaluation: Evaluation,
+    card: TaskCard,
+    project_root: Path,
+    header: list[str],
+    rows: list[list[str]],
+    held: list[int],
+    folds: list[int],
+) -> None:
     """(Re)write the derived files from the split: cheap, and a half-written earlier start is repaired."""
     held_set = set(held)
     kept = [row for i, row in enumerate(rows) if i not in held_set]
@@ -165,7 +184,11 @@ def _write_files(evaluation: Evaluation, card: TaskCard, project_root: Path, hea
     _write_csv(evaluation.reduced_train, header, kept)
     withheld = [rows[i] for i in held]
     test_header = _read_header(Path(project_root) / card.test_file) if card.test_file else []
-    feature_cols = test_header if test_header and all(c in header for c in test_header) else [c for c in header if c != card.target]
+    feature_cols = (
+        test_header
+        if test_header and all(c in header for c in test_header)
+        else [c for c in header if c != card.target]
+    )
     label_cols = [c for c in card.id_columns if c in header and c != card.target] + [card.target]
     _write_csv(evaluation.holdout_features, feature_cols, [_pick(header, row, feature_cols) for row in withheld])
     _write_csv(evaluation.holdout_labels, label_cols, [_pick(header, row, label_cols) for row in withheld])

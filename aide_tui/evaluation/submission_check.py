@@ -31,8 +31,9 @@ def _table(path: Path) -> tuple[list[str], list[list[str]]]:
     return (table[0], table[1:]) if table else ([], [])
 
 
-def check_submission(submission: Path, test: Path, id_columns: list[str], sample: Path | None = None,
-                     test_label: str = "the test file") -> str | None:
+def check_submission(
+    submission: Path, test: Path, id_columns: list[str], sample: Path | None = None, test_label: str = "the test file"
+) -> str | None:
     """What is wrong with `submission` for `test` (None: nothing found)."""
     name = submission.name
     try:
@@ -65,8 +66,15 @@ def check_submission(submission: Path, test: Path, id_columns: list[str], sample
     return None
 
 
-def _check_ids(name: str, columns: list[str], rows: list[list[str]], test_columns: list[str],
-               test_rows: list[list[str]], ids: list[str], test_label: str) -> str | None:
+def _check_ids(
+    name: str,
+    columns: list[str],
+    rows: list[list[str]],
+    test_columns: list[str],
+    test_rows: list[list[str]],
+    ids: list[str],
+    test_label: str,
+) -> str | None:
     def keys(header: list[str], table: list[list[str]]) -> list[tuple[str, ...]]:
         where = [header.index(c) for c in ids]
         return [tuple(_canonical(row[i]) if i < len(row) else "" for i in where) for row in table]

@@ -37,8 +37,13 @@ MIN_CACHE_TOKENS: dict[str, int] = {
     "claude-3-5-haiku": 2048,
 }
 # Newer versions of a family (e.g. claude-sonnet-5-5) fall back to the family's newest figure.
-_FAMILY_MIN = [("claude-opus-5", 512), ("claude-fable-", 512), ("claude-mythos-", 512), ("claude-sonnet-5", 1024),
-               ("claude-haiku-5", 512)]
+_FAMILY_MIN = [
+    ("claude-opus-5", 512),
+    ("claude-fable-", 512),
+    ("claude-mythos-", 512),
+    ("claude-sonnet-5", 1024),
+    ("claude-haiku-5", 512),
+]
 UNKNOWN_MIN = 4096
 
 

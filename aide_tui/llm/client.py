@@ -29,8 +29,9 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import anthropic
 import httpx2
@@ -170,8 +171,10 @@ class LlmClient:
             with self._client.messages.stream(**kwargs) as stream:
                 if cancel is not None:
                     threading.Thread(
-                        target=self._watch_cancel, args=(cancel, done, guard, stream),
-                        name="llm-cancel-watch", daemon=True,
+                        target=self._watch_cancel,
+                        args=(cancel, done, guard, stream),
+                        name="llm-cancel-watch",
+                        daemon=True,
                     ).start()
                 try:
                     for event in stream:
@@ -230,14 +233,12 @@ class LlmClient:
                 if not isinstance(data, dict):
                     raise LlmError(f"tool {tool['name']!r} input was {type(data).__name__}, not an object")
                 return dict(data), usage
-        raise LlmError(
-            f"model {model} returned no {tool['name']!r} tool call (stop_reason={message.stop_reason})"
-        )
+        raise LlmError(f"model {model} returned no {tool['name']!r} tool call (stop_reason={message.stop_reason})")
 
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "LlmClient":
+    def __enter__(self) -> LlmClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -267,8 +268,13 @@ class LlmClient:
                     longest = seen if block.get("cache_control") else longest
         if longest < min_cache_tokens(model):
             self._warned_small_prefix.add(model)
-            log.warning("%s caches prefixes of %d tokens or more; this prompt's cacheable prefix is about %d, "
-                        "so it is not cached", model, min_cache_tokens(model), longest)
+            log.warning(
+                "%s caches prefixes of %d tokens or more; this prompt's cacheable prefix is about %d, "
+                "so it is not cached",
+                model,
+                min_cache_tokens(model),
+                longest,
+            )
 
     @staticmethod
     def _watch_cancel(cancel: threading.Event, done: threading.Event, guard: threading.Lock, stream: Any) -> None:

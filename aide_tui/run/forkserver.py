@@ -36,8 +36,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .bwrap import PRIVATE_TMP, PROC_READ_ONLY, bwrap_command, describe_interpreter, mounts_under
 from .executor import ExecRequest
@@ -50,7 +50,11 @@ log = logging.getLogger(__name__)
 ZYGOTE = Path(__file__).with_name("zygote.py").resolve()
 START_TIMEOUT = 60.0  # how long a take() waits for a forked child to report (the zygote may still import)
 MAX_MESSAGE = 1 << 16
-ZYGOTE_CAPS = ("CAP_SYS_ADMIN", "CAP_SETPCAP", "CAP_NET_ADMIN")  # mounts and unshare; drop the bounding set; loopback up
+ZYGOTE_CAPS = (
+    "CAP_SYS_ADMIN",
+    "CAP_SETPCAP",
+    "CAP_NET_ADMIN",
+)  # mounts and unshare; drop the bounding set; loopback up
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -81,8 +85,15 @@ def workspace_roots(request: ExecRequest) -> tuple[str, ...]:
 
 def server_key(request: ExecRequest, preload: tuple[str, ...]) -> tuple:
     """Requests with the same key can be forked from the same zygote."""
-    return (workspace_roots(request), request.python, request.isolation,
-            tuple(request.env_pass), request.cpus, tuple(sorted(request.extra_env.items())), preload)
+    return (
+        workspace_roots(request),
+        request.python,
+        request.isolation,
+        tuple(request.env_pass),
+        request.cpus,
+        tuple(sorted(request.extra_env.items())),
+        preload,
+    )
 
 
 class ForkServer:
@@ -105,35 +116,58 @@ class ForkServer:
         self._errors = tempfile.TemporaryFile()
         command, env = self._command(request, theirs.fileno())
         try:
-            self.proc = subprocess.Popen(command, env=env, cwd="/", stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=self._errors,
-                                         pass_fds=(theirs.fileno(),), start_new_session=True)
+            self.proc = subprocess.Popen(
+                command,
+                env=env,
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._errors,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
         finally:
             theirs.close()
         threading.Thread(target=self._await_ready, name="aide-zygote-ready", daemon=True).start()
 
     def _command(self, request: ExecRequest, control_fd: int) -> tuple[list[str], dict[str, str]]:
         iso = request.isolation
-        args = [str(ZYGOTE), str(control_fd), "1" if iso is not None else "0",
-                "1" if iso is not None and iso.network else "0", ",".join(self.preload)]
+        args = [
+            str(ZYGOTE),
+            str(control_fd),
+            "1" if iso is not None else "0",
+            "1" if iso is not None and iso.network else "0",
+            ",".join(self.preload),
+        ]
         if iso is None:
-            env, _ = child_env(self.environ, request.extra_env, env_pass=request.env_pass, cpus=request.cpus,
-                               home=self.environ.get("HOME"))
+            env, _ = child_env(
+                self.environ,
+                request.extra_env,
+                env_pass=request.env_pass,
+                cpus=request.cpus,
+                home=self.environ.get("HOME"),
+            )
             env["AIDE_PARENT_PID"] = str(os.getpid())
             return [request.python, *args], env
-        env, _ = child_env(self.environ, request.extra_env, env_pass=request.env_pass, cpus=request.cpus,
-                           home="/tmp")
+        env, _ = child_env(self.environ, request.extra_env, env_pass=request.env_pass, cpus=request.cpus, home="/tmp")
         interpreter = describe_interpreter(request.python, tuple(sorted((k, v) for k, v in env.items() if k != "HOME")))
-        command = bwrap_command([interpreter.executable, *args], Path(self.roots[0]), Path("/tmp"), iso,
-                                interpreter, (ZYGOTE, LAUNCHER), also_writable=tuple(Path(r) for r in self.roots[1:]),
-                                cover_proc=False)
+        command = bwrap_command(
+            [interpreter.executable, *args],
+            Path(self.roots[0]),
+            Path("/tmp"),
+            iso,
+            interpreter,
+            (ZYGOTE, LAUNCHER),
+            also_writable=tuple(Path(r) for r in self.roots[1:]),
+            cover_proc=False,
+        )
         # The zygote alone keeps the capabilities to build each child's view, inside a user
         # namespace of its own; the children drop them all before any generated code runs.
         caps = ["--unshare-user", "--uid", str(os.getuid()), "--gid", str(os.getgid())]
         for cap in ZYGOTE_CAPS:
             caps += ["--cap-add", cap]
         at = command.index("--cap-drop")
-        command = command[:at] + caps + command[at + 2:]
+        command = command[:at] + caps + command[at + 2 :]
         self.replay = mounts_under(command, self.private_tmp, list(self.roots))
         return command, env
 
@@ -168,7 +202,7 @@ class ForkServer:
     def alive(self) -> bool:
         return not self._dead.is_set() and self.proc.poll() is None
 
-    def fork(self, request: ExecRequest, environ: Mapping[str, str]) -> "ForkedLaunch":
+    def fork(self, request: ExecRequest, environ: Mapping[str, str]) -> ForkedLaunch:
         """Ask for a child for `request` (it waits for its script); raises ForkServerDead."""
         if not self.alive:
             raise ForkServerDead()
@@ -223,7 +257,7 @@ class ForkedProcess:
             message, ancillary = b"", []
         for level, kind, data in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and self._pid is None:
-                self._pid = _CRED.unpack(data[:_CRED.size])[0]
+                self._pid = _CRED.unpack(data[: _CRED.size])[0]
         if message.startswith(b"exit "):
             try:
                 self.returncode = int(message[5:])
@@ -295,8 +329,13 @@ class ForkedLaunch:
         home = hidden / PRIVATE_HOME if request.isolation is not None else None
         if home is not None:
             home.mkdir(exist_ok=True)
-        env, self.secrets = child_env(environ, request.extra_env, env_pass=request.env_pass, cpus=request.cpus,
-                                      home=str(home) if home is not None else environ.get("HOME"))
+        env, self.secrets = child_env(
+            environ,
+            request.extra_env,
+            env_pass=request.env_pass,
+            cpus=request.cpus,
+            home=str(home) if home is not None else environ.get("HOME"),
+        )
         job = {
             "workspace": str(self.workspace),
             "roots": list(server.roots),

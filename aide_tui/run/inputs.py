@@ -39,8 +39,15 @@ DEFAULT_COPY_LIMIT = 256 * 1024 * 1024
 
 
 class InputData:
-    def __init__(self, project_dir: Path, data_files: list[str], run_dir: Path, copy_limit: int = DEFAULT_COPY_LIMIT,
-                 read_only_mount: bool = False, sources: dict[str, Path] | None = None):
+    def __init__(
+        self,
+        project_dir: Path,
+        data_files: list[str],
+        run_dir: Path,
+        copy_limit: int = DEFAULT_COPY_LIMIT,
+        read_only_mount: bool = False,
+        sources: dict[str, Path] | None = None,
+    ):
         self.project_dir = Path(project_dir)
         self.read_only_mount = read_only_mount  # nodes see input/ through a read-only mount
         self.sources = dict(sources or {})  # input path -> the file it holds instead of the project's

@@ -21,9 +21,9 @@ import json
 import os
 import subprocess
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from .bwrap import PROBE_TIMEOUT, bwrap_command, describe_interpreter
 from .executor import ExecRequest
@@ -38,8 +38,17 @@ PRIVATE_HOME = "home"  # the sandboxed script's HOME, inside the hidden area (ne
 
 # What solutions usually import, heaviest first; only those the interpreter has are preloaded.
 STANDARD_PRELOAD = (
-    "numpy", "pandas", "scipy", "sklearn", "sklearn.model_selection", "sklearn.linear_model",
-    "sklearn.ensemble", "sklearn.metrics", "sklearn.preprocessing", "lightgbm", "xgboost",
+    "numpy",
+    "pandas",
+    "scipy",
+    "sklearn",
+    "sklearn.model_selection",
+    "sklearn.linear_model",
+    "sklearn.ensemble",
+    "sklearn.metrics",
+    "sklearn.preprocessing",
+    "lightgbm",
+    "xgboost",
 )
 
 
@@ -81,24 +90,28 @@ class LauncherProcess:
         # The session id, so a later aide-tui can find what survives if this one is killed.
         (hidden / SESSION_FILE).write_text(str(self.proc.pid), encoding="utf-8")
 
-    def _command(self, request: ExecRequest, environ: Mapping[str, str], hidden: Path,
-                 launch: list[str]) -> tuple[list[str], dict[str, str]]:
+    def _command(
+        self, request: ExecRequest, environ: Mapping[str, str], hidden: Path, launch: list[str]
+    ) -> tuple[list[str], dict[str, str]]:
         """The command line and environment: the launcher, inside bwrap when the request says so."""
         iso = request.isolation
         if iso is None:
-            env, self.secrets = child_env(environ, request.extra_env, env_pass=request.env_pass,
-                                          cpus=request.cpus, home=environ.get("HOME"))
+            env, self.secrets = child_env(
+                environ, request.extra_env, env_pass=request.env_pass, cpus=request.cpus, home=environ.get("HOME")
+            )
             env["AIDE_PARENT_PID"] = str(os.getpid())  # the launcher dies with us (and removes this)
             return [request.python, *launch], env
         home = hidden / PRIVATE_HOME
         home.mkdir(exist_ok=True)
-        env, self.secrets = child_env(environ, request.extra_env, env_pass=request.env_pass,
-                                      cpus=request.cpus, home=str(home))
+        env, self.secrets = child_env(
+            environ, request.extra_env, env_pass=request.env_pass, cpus=request.cpus, home=str(home)
+        )
         # Keyed without HOME (it differs per node), so the probe runs once per run, not per node.
         interpreter = describe_interpreter(request.python, tuple(sorted((k, v) for k, v in env.items() if k != "HOME")))
         # bwrap's --die-with-parent and PID namespace replace the launcher's own parent check.
-        return bwrap_command([interpreter.executable, *launch], self.workspace, home, iso, interpreter,
-                             (LAUNCHER,)), env
+        return bwrap_command(
+            [interpreter.executable, *launch], self.workspace, home, iso, interpreter, (LAUNCHER,)
+        ), env
 
     @property
     def pid(self) -> int:
@@ -128,8 +141,14 @@ class LauncherProcess:
 
 def _setup(request: ExecRequest) -> tuple:
     """What a warm process was started with; the script's request must match it to use it."""
-    return (Path(request.workspace).resolve(), request.python, request.isolation, tuple(request.env_pass),
-            request.cpus, tuple(sorted(request.extra_env.items())))
+    return (
+        Path(request.workspace).resolve(),
+        request.python,
+        request.isolation,
+        tuple(request.env_pass),
+        request.cpus,
+        tuple(sorted(request.extra_env.items())),
+    )
 
 
 class WarmHandle:
@@ -253,8 +272,15 @@ def probe_modules(python: str, names: tuple[str, ...]) -> ModuleProbe | None:
     """Which of `names` `python` can import (by their top-level package), with the distribution
     and version that provide each; None if the interpreter cannot be asked."""
     try:
-        done = subprocess.run([python, "-c", _PROBE_MODULES, *names], cwd="/", stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=PROBE_TIMEOUT, start_new_session=True)
+        done = subprocess.run(
+            [python, "-c", _PROBE_MODULES, *names],
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            start_new_session=True,
+        )
         answer = json.loads(done.stdout)
         found = tuple((name, str(dist), str(version)) for name, (dist, version) in answer["found"].items())
         return ModuleProbe(found, tuple(str(p) for p in answer["path"]))

@@ -28,8 +28,8 @@ import re
 import select
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .executor import ExecRequest, ExecResult, LineSink, RunningJobs
 from .forkserver import ForkedWarmStart, ForkServer, ForkServerDead, fork_server_supported, server_key
@@ -156,8 +156,9 @@ class _StreamSplitter:
 class LocalJob:
     """One running script; see the module docstring for its threads."""
 
-    def __init__(self, request: ExecRequest, on_line: LineSink, environ: Mapping[str, str],
-                 warm: WarmHandle | None = None):
+    def __init__(
+        self, request: ExecRequest, on_line: LineSink, environ: Mapping[str, str], warm: WarmHandle | None = None
+    ):
         self.request = request
         self.on_line = on_line
         self.capture = OutputCapture(request.output_limit_bytes)
@@ -270,9 +271,14 @@ class LocalJob:
             self._result = self._build_result()
         except BaseException as exc:  # never leave wait() hanging
             self._result = ExecResult(
-                exit_code=None, exc_type=None, traceback=None,
-                wall_time=time.monotonic() - self.started, peak_memory_mb=self._peak_mb,
-                killed_reason=f"executor error: {exc!r}", output="", truncated_bytes=0,
+                exit_code=None,
+                exc_type=None,
+                traceback=None,
+                wall_time=time.monotonic() - self.started,
+                peak_memory_mb=self._peak_mb,
+                killed_reason=f"executor error: {exc!r}",
+                output="",
+                truncated_bytes=0,
             )
             raise
         finally:

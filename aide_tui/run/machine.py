@@ -17,9 +17,9 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from ..project import write_atomic
 from ..settings import Settings
@@ -29,9 +29,27 @@ MACHINE_FILE = "machine.json"  # in the run directory
 
 # Module names of the packages ML solutions reach for; only those installed are stated.
 ML_MODULES = (
-    "numpy", "pandas", "scipy", "sklearn", "xgboost", "lightgbm", "catboost", "torch", "torchvision",
-    "tensorflow", "keras", "jax", "transformers", "statsmodels", "polars", "pyarrow", "optuna", "imblearn",
-    "category_encoders", "numba", "matplotlib",
+    "numpy",
+    "pandas",
+    "scipy",
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "catboost",
+    "torch",
+    "torchvision",
+    "tensorflow",
+    "keras",
+    "jax",
+    "transformers",
+    "statsmodels",
+    "polars",
+    "pyarrow",
+    "optuna",
+    "imblearn",
+    "category_encoders",
+    "numba",
+    "matplotlib",
 )
 NVIDIA_DEVICES = "/dev/nvidia[0-9]*"
 
@@ -52,14 +70,19 @@ class InstalledPackages:
 
 def _stamp(python: str, path: tuple[str, ...] | list[str]) -> dict:
     """What must stay the same for a saved answer to still hold, read without starting a process."""
+
     def mtime(directory: str) -> int | None:
         try:
             return os.stat(directory).st_mtime_ns
         except OSError:
             return None
 
-    return {"python": python, "executable": os.path.realpath(shutil.which(python) or python), "path": list(path),
-            "mtimes": [mtime(d) for d in path]}
+    return {
+        "python": python,
+        "executable": os.path.realpath(shutil.which(python) or python),
+        "path": list(path),
+        "mtimes": [mtime(d) for d in path],
+    }
 
 
 def installed_packages(python: str, run_dir: Path) -> InstalledPackages:
@@ -110,5 +133,12 @@ def visible_gpus(environ: Mapping[str, str] | None = None, devices: str = NVIDIA
     return min(found, len(ids))
 
 
-__all__ = ["InstalledPackages", "Machine", "MACHINE_FILE", "ML_MODULES", "installed_packages", "probe_machine",
-           "visible_gpus"]
+__all__ = [
+    "InstalledPackages",
+    "Machine",
+    "MACHINE_FILE",
+    "ML_MODULES",
+    "installed_packages",
+    "probe_machine",
+    "visible_gpus",
+]

@@ -131,7 +131,7 @@ def run_on_worker(request: ExecRequest, workspace_blob: bytes, input_blob: bytes
 class RayJob:
     """One node on the cluster; the same `Job` protocol as `LocalJob`."""
 
-    def __init__(self, executor: "RayExecutor", request: ExecRequest, on_line: LineSink):
+    def __init__(self, executor: RayExecutor, request: ExecRequest, on_line: LineSink):
         self.request = request
         self.on_line = on_line
         self._cancelled = threading.Event()
@@ -193,12 +193,19 @@ class RayJob:
         except Exception as exc:  # noqa: BLE001 - cancelled, worker died, cluster lost
             reason = "cancelled" if self._cancelled.is_set() else f"executor error: {type(exc).__name__}: {exc}"
         if self._result is None or self._cancelled.is_set():
-            reason = reason or ("cancelled" if self._cancelled.is_set() else "executor error: no result from the worker")
+            reason = reason or (
+                "cancelled" if self._cancelled.is_set() else "executor error: no result from the worker"
+            )
             started = self._started_at
             self._result = ExecResult(
-                exit_code=None, exc_type=None, traceback=None,
+                exit_code=None,
+                exc_type=None,
+                traceback=None,
                 wall_time=time.monotonic() - started if started else 0.0,
-                peak_memory_mb=0.0, killed_reason=reason, output="", truncated_bytes=0,
+                peak_memory_mb=0.0,
+                killed_reason=reason,
+                output="",
+                truncated_bytes=0,
             )
         self._done.set()
 
@@ -226,7 +233,9 @@ class RayExecutor:
         except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ...
             where = address or "RAY_ADDRESS / a local cluster"
             raise ExecutorUnavailable(f"cannot connect to the Ray cluster at {where} ({exc})") from None
-        self.remote_task = ray.remote(num_returns="streaming", num_cpus=node_cpus, num_gpus=node_gpus, max_retries=0)(run_on_worker)
+        self.remote_task = ray.remote(num_returns="streaming", num_cpus=node_cpus, num_gpus=node_gpus, max_retries=0)(
+            run_on_worker
+        )
         self._inputs: dict[tuple, Any] = {}
         self._jobs: RunningJobs[RayJob] = RunningJobs()
         self._lock = threading.Lock()  # guards _inputs
@@ -267,4 +276,6 @@ def _probe(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_PROBE_SECONDS).close()
     except OSError as exc:
-        raise ExecutorUnavailable(f"nothing answers at the Ray address {address} ({exc.strerror or exc}); start the head with `ray start --head` or fix --ray-address") from None
+        raise ExecutorUnavailable(
+            f"nothing answers at the Ray address {address} ({exc.strerror or exc}); start the head with `ray start --head` or fix --ray-address"
+        ) from None

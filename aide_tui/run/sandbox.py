@@ -52,14 +52,25 @@ import os
 import re
 import signal
 import time
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import psutil
 
 SECRET_NAME_PARTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
 SECRET_NAME_PREFIXES = (
-    "ANTHROPIC_", "AWS_", "OPENAI_", "AZURE_", "GOOGLE_", "GCP_", "HF_", "HUGGING",
-    "GITHUB_", "GH_", "GITLAB_", "SLACK_", "STRIPE_",
+    "ANTHROPIC_",
+    "AWS_",
+    "OPENAI_",
+    "AZURE_",
+    "GOOGLE_",
+    "GCP_",
+    "HF_",
+    "HUGGING",
+    "GITHUB_",
+    "GH_",
+    "GITLAB_",
+    "SLACK_",
+    "STRIPE_",
 )
 MIN_REDACTED_LENGTH = 6
 REDACTION = "***"
@@ -69,9 +80,13 @@ ALLOWED_NAMES = re.compile(
 )
 UNSAFE_PYTHON_HOOKS = frozenset({"PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONBREAKPOINT", "PYTHONPYCACHEPREFIX"})
 THREAD_VARIABLES = (
-    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
 )
+
 
 def available_cpus() -> int:
     """Cores this process may run on (its affinity mask, not the machine's count)."""

@@ -98,9 +98,7 @@ def write_script(workspace: Path, code: str) -> None:
     script.write_text(code, encoding="utf-8")
 
 
-def collect_outputs(
-    workspace: Path, max_file_bytes: int, max_total_bytes: int
-) -> tuple[dict[str, bytes], list[str]]:
+def collect_outputs(workspace: Path, max_file_bytes: int, max_total_bytes: int) -> tuple[dict[str, bytes], list[str]]:
     """Files the script wrote, with their bytes, and the names skipped for exceeding a cap.
 
     Files are taken in sorted order; one that would push the total past

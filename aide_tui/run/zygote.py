@@ -75,8 +75,14 @@ def _mount(source, target, fstype, flags, data=None):
 
 # statvfs flag -> mount flag, for the per-mount flags a remount must keep: in a user namespace
 # the kernel refuses (EPERM) a remount that would drop one the mount had when it was made.
-_KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
-               (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
+_KEPT_FLAGS = (
+    (os.ST_NOSUID, MS_NOSUID),
+    (os.ST_NODEV, MS_NODEV),
+    (os.ST_NOEXEC, MS_NOEXEC),
+    (os.ST_NOATIME, 1024),
+    (os.ST_NODIRATIME, 2048),
+    (os.ST_RELATIME, 1 << 21),
+)
 
 
 def _remount_read_only(target):

@@ -25,15 +25,23 @@ CARD_TOOL: dict[str, Any] = {
         "type": "object",
         "properties": {
             "train_file": {"type": "string", "description": "The data file to train on, as listed."},
-            "test_file": {"type": ["string", "null"], "description": "The data file to predict for, as listed; null if none."},
+            "test_file": {
+                "type": ["string", "null"],
+                "description": "The data file to predict for, as listed; null if none.",
+            },
             "target": {"type": "string", "description": "The column to predict (a column of the train file)."},
             "id_columns": {
-                "type": "array", "items": {"type": "string"},
+                "type": "array",
+                "items": {"type": "string"},
                 "description": "Columns that identify a test row in the submission, from the task's words and unique per "
-                               "test row; never chosen by the name alone; empty if none.",
+                "test row; never chosen by the name alone; empty if none.",
             },
             "metric": {"type": "string", "enum": list(METRIC_KINDS), "description": "The evaluation metric."},
-            "direction": {"type": "string", "enum": ["maximize", "minimize"], "description": "Which way the metric improves."},
+            "direction": {
+                "type": "string",
+                "enum": ["maximize", "minimize"],
+                "description": "Which way the metric improves.",
+            },
         },
         "required": ["train_file", "test_file", "target", "id_columns", "metric", "direction"],
     },
@@ -41,8 +49,16 @@ CARD_TOOL: dict[str, Any] = {
 
 
 class ToolClient(Protocol):
-    def call_tool(self, *, model: str, system: str, messages: list[dict], tool: dict,
-                  max_tokens: int = 1024, cache_ttl: str = "5m") -> tuple[dict, Usage]: ...
+    def call_tool(
+        self,
+        *,
+        model: str,
+        system: str,
+        messages: list[dict],
+        tool: dict,
+        max_tokens: int = 1024,
+        cache_ttl: str = "5m",
+    ) -> tuple[dict, Usage]: ...
 
 
 class CardRejected(Exception):
@@ -50,23 +66,33 @@ class CardRejected(Exception):
 
 
 def card_prompt(task: str, data_files: list[str], data_preview: str, project_dir: Path | None) -> str:
-    return render_prompt("task_card", {
-        "task": task.strip(),
-        "data_files": "\n".join(f"- {name}" for name in data_files) or "(none)",
-        "data_preview": data_preview.strip() or "(no preview)",
-    }, project_dir)
+    return render_prompt(
+        "task_card",
+        {
+            "task": task.strip(),
+            "data_files": "\n".join(f"- {name}" for name in data_files) or "(none)",
+            "data_preview": data_preview.strip() or "(no preview)",
+        },
+        project_dir,
+    )
 
 
-def llm_task_card(client: ToolClient, model: str, project_dir: Path, data_files: list[str], task: str,
-                  data_preview: str) -> tuple[TaskCard, Usage]:
+def llm_task_card(
+    client: ToolClient, model: str, project_dir: Path, data_files: list[str], task: str, data_preview: str
+) -> tuple[TaskCard, Usage]:
     """The card the LLM states, checked against the data; CardRejected when it does not fit."""
     prompt = card_prompt(task, data_files, data_preview, project_dir)
-    data, usage = client.call_tool(model=model, system="You state machine-learning tasks precisely.",
-                                   messages=[{"role": "user", "content": prompt}], tool=CARD_TOOL,
-                                   max_tokens=CARD_MAX_TOKENS)
+    data, usage = client.call_tool(
+        model=model,
+        system="You state machine-learning tasks precisely.",
+        messages=[{"role": "user", "content": prompt}],
+        tool=CARD_TOOL,
+        max_tokens=CARD_MAX_TOKENS,
+    )
     try:
-        card = card_from_table({k: v for k, v in data.items() if k in CARD_TOOL["input_schema"]["properties"]},
-                               None, "the LLM's task card")
+        card = card_from_table(
+            {k: v for k, v in data.items() if k in CARD_TOOL["input_schema"]["properties"]}, None, "the LLM's task card"
+        )
         check_card(project_dir, data_files, card)
     except (TaskCardError, TaskReadError) as exc:
         raise CardRejected(str(exc)) from None

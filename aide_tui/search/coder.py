@@ -7,8 +7,9 @@ the offline baseline and Claude are interchangeable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 from .node import Direction, Node, Usage
 from .task_card import TaskCard

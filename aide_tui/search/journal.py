@@ -65,7 +65,9 @@ def started_id(raw: bytes) -> int | None:
 
 
 def node_line(node: Node) -> bytes:
-    return json.dumps({"type": "node", "node": node.to_dict()}, separators=(",", ":"), default=str).encode("utf-8") + b"\n"
+    return (
+        json.dumps({"type": "node", "node": node.to_dict()}, separators=(",", ":"), default=str).encode("utf-8") + b"\n"
+    )
 
 
 class Journal:

@@ -75,7 +75,8 @@ def _working_line(node: Node, by_id: dict[int, Node], direction: str | None) -> 
 
 def _buggy_line(node: Node) -> str:
     what = _one_line(node.review_summary, SUMMARY_CHARS) or (
-        f"{node.exec.exc_type}" if node.exec.exc_type else "no details")
+        f"{node.exec.exc_type}" if node.exec.exc_type else "no details"
+    )
     plan = _one_line(node.plan, PLAN_CHARS // 2)
     of = f" of node {node.parent_id}" if node.parent_id is not None else ""
     line = f"- node {node.id} ({node.operation}{of}, {node.status})"
@@ -143,7 +144,8 @@ def summarize(nodes: list[Node], direction: str | None, budget_chars: int, focus
         children = sorted((n for n in nodes if n.parent_id == focus), key=lambda n: -n.id)
         lines += _focus_section(by_id[focus], children, direction, int(budget_chars * FOCUS_SHARE))
     order = {"minimize": "best first, lower is better", "maximize": "best first, higher is better"}.get(
-        direction or "", "newest first; direction of the metric not known yet")
+        direction or "", "newest first; direction of the metric not known yet"
+    )
     failures_budget = int(budget_chars * BUGGY_SHARE) if buggy else 0
 
     if working:

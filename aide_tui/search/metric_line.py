@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import re
 
-_METRIC = re.compile(r"^\s*Validation metric:\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)\s*$",
-                     re.M | re.I)
+_METRIC = re.compile(
+    r"^\s*Validation metric:\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf|-inf)\s*$", re.M | re.I
+)
 
 
 def last_metric(output: str) -> float | None:

@@ -36,7 +36,7 @@ class Usage:
     cost: float = 0.0
     calls: int = 0
 
-    def __add__(self, other: "Usage") -> "Usage":
+    def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
@@ -47,7 +47,7 @@ class Usage:
         )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "Usage":
+    def from_dict(cls, data: dict[str, Any] | None) -> Usage:
         return cls(**(data or {}))
 
 
@@ -65,7 +65,7 @@ class ExecInfo:
     outputs: list[str] = field(default_factory=list)  # files the script wrote (relative paths)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "ExecInfo":
+    def from_dict(cls, data: dict[str, Any] | None) -> ExecInfo:
         return cls(**(data or {}))
 
 
@@ -99,7 +99,7 @@ class Node:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Node":
+    def from_dict(cls, data: dict[str, Any]) -> Node:
         data = dict(data)
         data["exec"] = ExecInfo.from_dict(data.get("exec"))
         data["usage"] = Usage.from_dict(data.get("usage"))

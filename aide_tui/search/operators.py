@@ -85,22 +85,45 @@ class LlmReplyLike(Protocol):
 class LlmClientLike(Protocol):
     """The two calls of `aide_tui.llm.client.LlmClient` this module relies on."""
 
-    def stream_text(self, *, model: str, system: str, messages: list[dict], max_tokens: int,
-                    on_delta: DeltaSink, cancel: threading.Event | None = None, cache_ttl: str = "5m",
-                    thinking: dict | None = None, effort: str | None = None) -> LlmReplyLike: ...
+    def stream_text(
+        self,
+        *,
+        model: str,
+        system: str,
+        messages: list[dict],
+        max_tokens: int,
+        on_delta: DeltaSink,
+        cancel: threading.Event | None = None,
+        cache_ttl: str = "5m",
+        thinking: dict | None = None,
+        effort: str | None = None,
+    ) -> LlmReplyLike: ...
 
-    def call_tool(self, *, model: str, system: str, messages: list[dict], tool: dict,
-                  max_tokens: int = 1024, cache_ttl: str = "5m") -> tuple[dict, Usage]: ...
+    def call_tool(
+        self,
+        *,
+        model: str,
+        system: str,
+        messages: list[dict],
+        tool: dict,
+        max_tokens: int = 1024,
+        cache_ttl: str = "5m",
+    ) -> tuple[dict, Usage]: ...
 
 
 # ----------------------------------------------------------------- formatting
+
 
 def format_timeout(seconds: float) -> str:
     """'600 seconds (10 minutes)': the model plans better with both units."""
     secs = int(round(seconds))
     if secs >= 120:
         mins = seconds / 60
-        return f"{secs} seconds ({mins:.0f} minutes)" if mins.is_integer() else f"{secs} seconds (about {mins:.1f} minutes)"
+        return (
+            f"{secs} seconds ({mins:.0f} minutes)"
+            if mins.is_integer()
+            else f"{secs} seconds (about {mins:.1f} minutes)"
+        )
     return f"{secs} seconds"
 
 
@@ -189,8 +212,10 @@ def parse_review(data: dict[str, Any], usage: Usage) -> Review:
 def machine_values(ctx: TaskContext) -> dict[str, str]:
     """The machine a script runs on, as the system prompts state it (stable for the run)."""
     if ctx.memory_mb:
-        memory = (f"about {ctx.memory_mb / 1024:.1f} GB ({ctx.memory_mb} MB) for the script and every process it "
-                  "starts; above that the run is killed")
+        memory = (
+            f"about {ctx.memory_mb / 1024:.1f} GB ({ctx.memory_mb} MB) for the script and every process it "
+            "starts; above that the run is killed"
+        )
     else:
         memory = "not capped by aide-tui; the machine's memory is shared with other work"
     if ctx.gpus >= 1:
@@ -201,8 +226,9 @@ def machine_values(ctx: TaskContext) -> dict[str, str]:
     else:
         gpu = "none"
     return {
-        "packages": ctx.packages or "they could not be listed (the interpreter did not answer); numpy, pandas and "
-                                    "scikit-learn are usually there",
+        "packages": ctx.packages
+        or "they could not be listed (the interpreter did not answer); numpy, pandas and "
+        "scikit-learn are usually there",
         "cpus": f"{ctx.cpus} core" + ("s" if ctx.cpus != 1 else ""),
         "memory": memory,
         "gpu": gpu,
@@ -210,7 +236,8 @@ def machine_values(ctx: TaskContext) -> dict[str, str]:
         "no_gpu": "" if ctx.gpus > 0 else "yes",
         "timeout": format_timeout(ctx.timeout),
         "network": "the network is reachable, but rely on what is installed and on the data given"
-                   if ctx.network else "there is no network access",
+        if ctx.network
+        else "there is no network access",
     }
 
 
@@ -231,14 +258,20 @@ def thinking_config(setting: str) -> dict | None:
 
 # ------------------------------------------------------------------- operator
 
+
 class LlmCoder:
     """The Coder that asks an LLM to write, improve, fix and review scripts."""
 
     name = "llm"
     thread_safe = True  # no state between calls: several nodes may ask at once
 
-    def __init__(self, client: LlmClientLike, settings: Settings, project_dir: Path | None = None,
-                 cancel: threading.Event | None = None):
+    def __init__(
+        self,
+        client: LlmClientLike,
+        settings: Settings,
+        project_dir: Path | None = None,
+        cancel: threading.Event | None = None,
+    ):
         self.client = client
         self.settings = settings
         self.project_dir = Path(project_dir) if project_dir is not None else None
@@ -250,15 +283,18 @@ class LlmCoder:
 
     def system_prompt(self, ctx: TaskContext) -> str:
         """Stable for the whole run (no memory, no hint) so it caches as a prefix."""
-        return self._render("system", {
-            "task": ctx.task.strip(),
-            "data_preview": ctx.data_preview.strip() or "(no data files were listed)",
-            **machine_values(ctx),
-            "n_jobs": ctx.cpus,
-            "folds_file": ctx.folds_file,
-            "folds_train": ctx.folds_train,
-            "task_card": card_for_prompt(ctx.card) if ctx.card is not None else "",
-        })
+        return self._render(
+            "system",
+            {
+                "task": ctx.task.strip(),
+                "data_preview": ctx.data_preview.strip() or "(no data files were listed)",
+                **machine_values(ctx),
+                "n_jobs": ctx.cpus,
+                "folds_file": ctx.folds_file,
+                "folds_train": ctx.folds_train,
+                "task_card": card_for_prompt(ctx.card) if ctx.card is not None else "",
+            },
+        )
 
     @staticmethod
     def _common(ctx: TaskContext) -> dict[str, object]:
@@ -272,33 +308,43 @@ class LlmCoder:
 
     def improve_message(self, ctx: TaskContext, parent: Node) -> str | list[dict]:
         direction = {"maximize": " (higher is better)", "minimize": " (lower is better)"}.get(ctx.direction or "", "")
-        return split_at_cache_break(self._render("improve", {
-            **self._common(ctx),
-            "cache_break": CACHE_BREAK,
-            "parent_id": parent.id,
-            "parent_plan": parent.plan.strip() or "(no plan recorded)",
-            "parent_code": parent.code.rstrip("\n"),
-            "metric": format_metric(parent.metric),
-            "direction": direction,
-            "review_summary": parent.review_summary.strip() or "(no review recorded)",
-            "siblings": "\n".join(f"- {plan}" for plan in ctx.siblings),
-        }))
+        return split_at_cache_break(
+            self._render(
+                "improve",
+                {
+                    **self._common(ctx),
+                    "cache_break": CACHE_BREAK,
+                    "parent_id": parent.id,
+                    "parent_plan": parent.plan.strip() or "(no plan recorded)",
+                    "parent_code": parent.code.rstrip("\n"),
+                    "metric": format_metric(parent.metric),
+                    "direction": direction,
+                    "review_summary": parent.review_summary.strip() or "(no review recorded)",
+                    "siblings": "\n".join(f"- {plan}" for plan in ctx.siblings),
+                },
+            )
+        )
 
     def debug_message(self, ctx: TaskContext, parent: Node) -> str | list[dict]:
         output = clip(parent.output.rstrip(), DEBUG_OUTPUT_CHARS) or "(the script printed nothing)"
         traceback = (parent.exec.traceback or "").strip()
         if traceback and traceback[-200:] in output:
             traceback = ""  # already visible in the output excerpt; don't pay for it twice
-        return split_at_cache_break(self._render("debug", {
-            **self._common(ctx),
-            "cache_break": CACHE_BREAK,
-            "parent_id": parent.id,
-            "parent_code": parent.code.rstrip("\n"),
-            "exit_status": describe_exit(parent.exec),
-            "output": output,
-            "traceback": clip(traceback, TRACEBACK_CHARS),
-            "review_summary": parent.review_summary.strip() or "(no review recorded)",
-        }))
+        return split_at_cache_break(
+            self._render(
+                "debug",
+                {
+                    **self._common(ctx),
+                    "cache_break": CACHE_BREAK,
+                    "parent_id": parent.id,
+                    "parent_code": parent.code.rstrip("\n"),
+                    "exit_status": describe_exit(parent.exec),
+                    "output": output,
+                    "traceback": clip(traceback, TRACEBACK_CHARS),
+                    "review_summary": parent.review_summary.strip() or "(no review recorded)",
+                },
+            )
+        )
 
     # -- the coding operator
     def draft(self, ctx: TaskContext, on_delta: DeltaSink) -> Proposal:
@@ -329,16 +375,19 @@ class LlmCoder:
             if attempt == MAX_ATTEMPTS:
                 break
             on_delta(f"\n\n[no usable script in the reply: {problem} Asking again ({attempt + 1}/{MAX_ATTEMPTS}).]\n\n")
-            correction = (f"{problem} Reply again with a short plan followed by exactly one complete "
-                          "```python code block holding the whole script, and nothing after it.")
+            correction = (
+                f"{problem} Reply again with a short plan followed by exactly one complete "
+                "```python code block holding the whole script, and nothing after it."
+            )
             if text.strip():
-                messages += [{"role": "assistant", "content": text},
-                             {"role": "user", "content": correction}]
+                messages += [{"role": "assistant", "content": text}, {"role": "user", "content": correction}]
             else:  # an empty assistant turn is not allowed; fold the note into the request
                 messages[-1] = {"role": "user", "content": _append_text(messages[-1]["content"], correction)}
         raise CoderError(f"no usable script after {MAX_ATTEMPTS} attempts: {problem}", usage=total)
 
-    def _ask(self, ctx: TaskContext, system: str, messages: list[dict], on_delta: DeltaSink) -> tuple[str, str | None, Usage]:
+    def _ask(
+        self, ctx: TaskContext, system: str, messages: list[dict], on_delta: DeltaSink
+    ) -> tuple[str, str | None, Usage]:
         """One reply; a `pause_turn` reply is resumed by sending it back as the assistant's turn."""
         text, usage, stop_reason = "", Usage(), None
         for _ in range(MAX_CONTINUATIONS + 1):
@@ -363,21 +412,29 @@ class LlmCoder:
     # -- the review
     def review_messages(self, ctx: TaskContext, node: Node) -> tuple[str, str]:
         """(system, user) for the review of `node`."""
-        direction = {"maximize": "higher values are better", "minimize": "lower values are better"}.get(ctx.direction or "", "")
+        direction = {"maximize": "higher values are better", "minimize": "lower values are better"}.get(
+            ctx.direction or "", ""
+        )
         # Everything stable for the run goes in the system prompt, so the reviewer's
         # prefix is as large as the content allows (a model caches nothing below its minimum).
-        system = self._render("review_system", {
-            "task": ctx.task.strip(),
-            "data_preview": ctx.data_preview.strip() or "(no data files were listed)",
-            **machine_values(ctx),
-        })
-        user = self._render("review", {
-            "code": node.code.rstrip("\n"),
-            "exit_status": describe_exit(node.exec),
-            "output": clip(node.output.rstrip(), REVIEW_OUTPUT_CHARS) or "(the script printed nothing)",
-            "outputs": ", ".join(node.exec.outputs[:50]) or "(none)",
-            "direction": direction,
-        })
+        system = self._render(
+            "review_system",
+            {
+                "task": ctx.task.strip(),
+                "data_preview": ctx.data_preview.strip() or "(no data files were listed)",
+                **machine_values(ctx),
+            },
+        )
+        user = self._render(
+            "review",
+            {
+                "code": node.code.rstrip("\n"),
+                "exit_status": describe_exit(node.exec),
+                "output": clip(node.output.rstrip(), REVIEW_OUTPUT_CHARS) or "(the script printed nothing)",
+                "outputs": ", ".join(node.exec.outputs[:50]) or "(none)",
+                "direction": direction,
+            },
+        )
         return system, user
 
     def review(self, ctx: TaskContext, node: Node) -> Review:

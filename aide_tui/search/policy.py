@@ -8,8 +8,9 @@ the same `Policy` interface.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 from .tree import SearchTree
 

@@ -53,6 +53,7 @@ def _fmt(x: float) -> str:
 
 # ----------------------------------------------------------------------- tables
 
+
 def _count_lines(path: Path) -> int | None:
     """Newline count (plus an unterminated last line); None for files too big to scan."""
     if path.stat().st_size > COUNT_LINES_MAX_BYTES:
@@ -190,20 +191,28 @@ def _table(path: Path, label: str, delimiter: str) -> tuple[str, str]:
     lines = [head + ":"]
     lines += [f"  {c.describe()}" for c in detail]
     if len(columns) > len(detail):
-        rest = ", ".join(c.name for c in columns[len(detail):len(detail) + 40])
+        rest = ", ".join(c.name for c in columns[len(detail) : len(detail) + 40])
         more = len(columns) - len(detail) - 40
-        lines.append(f"  ... {len(columns) - len(detail)} more columns: {rest}" + (f", and {more} more" if more > 0 else ""))
+        lines.append(
+            f"  ... {len(columns) - len(detail)} more columns: {rest}" + (f", and {more} more" if more > 0 else "")
+        )
     if samples:
         lines.append("  sample rows:")
         for row in samples:
-            lines.append("    " + delimiter.replace("\t", "\\t").join(_short(v, 24) for v in row[:30])
-                         + (" …" if len(row) > 30 else ""))
+            lines.append(
+                "    "
+                + delimiter.replace("\t", "\\t").join(_short(v, 24) for v in row[:30])
+                + (" …" if len(row) > 30 else "")
+            )
     compact_cols = ", ".join(f"{c.name}:{c.kind}" for c in detail)
-    compact = f"{head}: {compact_cols}" + (f" (+{len(columns) - len(detail)} more)" if len(columns) > len(detail) else "")
+    compact = f"{head}: {compact_cols}" + (
+        f" (+{len(columns) - len(detail)} more)" if len(columns) > len(detail) else ""
+    )
     return "\n".join(lines), compact
 
 
 # ------------------------------------------------------------------------ JSON
+
 
 def _shape(value: object, depth: int = 0) -> str:
     if isinstance(value, dict):
@@ -281,6 +290,7 @@ def _jsonl(path: Path, label: str) -> tuple[str, str]:
 
 # ------------------------------------------------------------------ dispatch
 
+
 def _file(path: Path, label: str) -> tuple[str, str]:
     ext = path.suffix.lower()
     try:
@@ -321,8 +331,9 @@ def _directory(path: Path, label: str) -> list[tuple[str, str]]:
     return [(text, f"{label}/ (directory, {count}): {kinds}")]
 
 
-def build_preview(project_dir: Path, data_files: list[str], budget_chars: int,
-                  sources: dict[str, Path] | None = None) -> str:
+def build_preview(
+    project_dir: Path, data_files: list[str], budget_chars: int, sources: dict[str, Path] | None = None
+) -> str:
     """Describe `data_files` (paths relative to `project_dir`) in at most `budget_chars`.
 
     Files are named as the scripts see them, under `./input/`; `sources` are the

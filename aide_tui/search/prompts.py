@@ -84,8 +84,10 @@ def render(template: str, values: dict[str, object], source: str = "prompt") -> 
     text = _SECTION.sub(section, template)
     stray = _STRAY.search(text)
     if stray:
-        raise UserError(f"{source}: section {stray.group(0)} is not closed or not opened; "
-                        f"write {{{{#{stray.group(1)}}}}} ... {{{{/{stray.group(1)}}}}}")
+        raise UserError(
+            f"{source}: section {stray.group(0)} is not closed or not opened; "
+            f"write {{{{#{stray.group(1)}}}}} ... {{{{/{stray.group(1)}}}}}"
+        )
 
     def fill(m: re.Match[str]) -> str:
         name = m.group(1)
@@ -116,7 +118,7 @@ def clip(text: str, limit: int, head_share: float = 0.25) -> str:
     head = int(limit * head_share)
     tail = max(limit - head - 60, 0)
     cut = len(text) - head - tail
-    return f"{text[:head]}\n[... {cut} characters cut ...]\n{text[len(text) - tail:]}"
+    return f"{text[:head]}\n[... {cut} characters cut ...]\n{text[len(text) - tail :]}"
 
 
 def split_at_cache_break(text: str) -> str | list[dict]:
@@ -125,5 +127,7 @@ def split_at_cache_break(text: str) -> str | list[dict]:
     head, found, tail = text.partition(CACHE_BREAK)
     if not found or not head.strip() or not tail.strip():
         return text.replace(CACHE_BREAK, "")
-    return [{"type": "text", "text": head.rstrip() + "\n", "cache_control": {"type": "ephemeral"}},
-            {"type": "text", "text": tail.lstrip()}]
+    return [
+        {"type": "text", "text": head.rstrip() + "\n", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": tail.lstrip()},
+    ]

@@ -18,7 +18,12 @@ from .node import Direction
 # the more specific names come first ("root mean squared log error" before "rmse").
 METRICS: list[tuple[str, tuple[str, ...], Direction, str]] = [
     ("rmsle", (r"\brmsle\b", r"root mean squared? log(arithmic)? error"), "minimize", "regression"),
-    ("rmse", (r"\brmse\b", r"root[- ]mean[- ]squared?[- ]error", r"root[- ]mean[- ]square\b"), "minimize", "regression"),
+    (
+        "rmse",
+        (r"\brmse\b", r"root[- ]mean[- ]squared?[- ]error", r"root[- ]mean[- ]square\b"),
+        "minimize",
+        "regression",
+    ),
     ("mse", (r"\bmse\b", r"mean squared error"), "minimize", "regression"),
     ("mae", (r"\bmae\b", r"mean absolute error"), "minimize", "regression"),
     ("r2", (r"\br2\b", r"\br²", r"r-squared", r"r squared", r"coefficient of determination"), "maximize", "regression"),
@@ -29,8 +34,16 @@ METRICS: list[tuple[str, tuple[str, ...], Direction, str]] = [
     ("accuracy", (r"\baccuracy\b",), "maximize", "classification"),
 ]
 METRIC_NAMES = {
-    "rmsle": "RMSLE", "rmse": "RMSE", "mse": "MSE", "mae": "MAE", "r2": "R²",
-    "roc_auc": "ROC AUC", "log_loss": "log loss", "f1": "F1", "macro_f1": "macro F1", "accuracy": "accuracy",
+    "rmsle": "RMSLE",
+    "rmse": "RMSE",
+    "mse": "MSE",
+    "mae": "MAE",
+    "r2": "R²",
+    "roc_auc": "ROC AUC",
+    "log_loss": "log loss",
+    "f1": "F1",
+    "macro_f1": "macro F1",
+    "accuracy": "accuracy",
 }
 PROBA_METRICS = {"roc_auc", "log_loss"}
 METRIC_KINDS = {key: (direction, kind) for key, _, direction, kind in METRICS}
@@ -53,13 +66,15 @@ class TaskCard:
 
     def describe(self) -> str:
         """A few lines for a confirmation screen or the headless log."""
-        return "\n".join([
-            f"train file: {self.train_file}",
-            f"test file:  {self.test_file or '(none)'}",
-            f"target:     {self.target}",
-            f"id columns: {', '.join(self.id_columns) or '(none)'}",
-            f"metric:     {METRIC_NAMES.get(self.metric, self.metric)} ({'higher' if self.direction == 'maximize' else 'lower'} is better)",
-        ])
+        return "\n".join(
+            [
+                f"train file: {self.train_file}",
+                f"test file:  {self.test_file or '(none)'}",
+                f"target:     {self.target}",
+                f"id columns: {', '.join(self.id_columns) or '(none)'}",
+                f"metric:     {METRIC_NAMES.get(self.metric, self.metric)} ({'higher' if self.direction == 'maximize' else 'lower'} is better)",
+            ]
+        )
 
 
 CARD_KEYS = tuple(f.name for f in fields(TaskCard))
@@ -122,9 +137,13 @@ def card_for_prompt(card: TaskCard) -> str:
         "Report this metric on the `Validation metric:` line.",
     ]
     if card.id_columns:
-        lines.append(f"- Id column(s): {', '.join(f'`{c}`' for c in card.id_columns)}: they identify rows, "
-                     "they are not features; copy them unchanged into the submission.")
+        lines.append(
+            f"- Id column(s): {', '.join(f'`{c}`' for c in card.id_columns)}: they identify rows, "
+            "they are not features; copy them unchanged into the submission."
+        )
     if card.test_file:
-        lines.append(f"- Predict for `{input_path(card.test_file)}`; `./submission.csv` has one row per test row "
-                     f"and the columns `{','.join(submission)}`.")
+        lines.append(
+            f"- Predict for `{input_path(card.test_file)}`; `./submission.csv` has one row per test row "
+            f"and the columns `{','.join(submission)}`."
+        )
     return "\n".join(lines)

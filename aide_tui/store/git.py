@@ -223,9 +223,7 @@ class GitStore:
             object_format = str(cfg.get_value("extensions", "objectformat", "sha1")).lower()
         if object_format != "sha1":
             self._repo.close()
-            raise UserError(
-                f"{self._repo.git_dir}: {object_format} repositories are not supported (sha1 only)"
-            )
+            raise UserError(f"{self._repo.git_dir}: {object_format} repositories are not supported (sha1 only)")
         self._git_dir = Path(self._repo.git_dir)
         self._common_dir = Path(self._repo.common_dir)
         self._loose = LooseObjectDB(str(self._common_dir / "objects"))
@@ -374,7 +372,7 @@ class GitStore:
                 self._closed = True
                 self._repo.close()
 
-    def __enter__(self) -> "GitStore":
+    def __enter__(self) -> GitStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -454,8 +452,9 @@ class GitStore:
         if info.type != b"commit":
             raise ValueError(f"parent {sha} is a {info.type.decode()}, not a commit")
 
-    def _same_or_conflict(self, branch: str, existing: str, files: dict[str, bytes], base: str | None,
-                          exclusive: bool) -> str:
+    def _same_or_conflict(
+        self, branch: str, existing: str, files: dict[str, bytes], base: str | None, exclusive: bool
+    ) -> str:
         """An existing branch is this commit only if it holds the same node (see commit_node)."""
         if exclusive:
             raise BranchConflict(f"branch {branch} already exists at {existing[:12]}")

@@ -58,10 +58,14 @@ def step_diff(view: NodeView, model: RunModel, palette: Palette) -> tuple[str, T
     whole code as added lines (a draft's change is everything it wrote)."""
     parent = model.nodes.get(view.parent_id) if view.parent_id is not None else None
     if parent is not None:
-        return f"#{view.id} {view.operation} against its parent #{parent.id}", code_diff(parent, view, palette, "Same code as the parent.")
+        return f"#{view.id} {view.operation} against its parent #{parent.id}", code_diff(
+            parent, view, palette, "Same code as the parent."
+        )
     if not view.code:
         return f"#{view.id} {view.operation}", Text("The code is not written yet.")
-    return f"#{view.id} {view.operation}: a new solution", diff_text(unified_diff("", view.code, "/dev/null", f"#{view.id}/solution.py"), palette)
+    return f"#{view.id} {view.operation}: a new solution", diff_text(
+        unified_diff("", view.code, "/dev/null", f"#{view.id}/solution.py"), palette
+    )
 
 
 class LineageScreen(Screen[None]):
@@ -91,7 +95,13 @@ class LineageScreen(Screen[None]):
 
     BINDINGS = [
         Binding("escape", "close", "Back", tooltip="Back to the run", id="lineage.close"),
-        Binding("enter", "open_step", "Open step", tooltip="Open the highlighted step's diff in node details", id="lineage.open"),
+        Binding(
+            "enter",
+            "open_step",
+            "Open step",
+            tooltip="Open the highlighted step's diff in node details",
+            id="lineage.open",
+        ),
     ]
 
     def __init__(self, node_id: int) -> None:
@@ -134,11 +144,15 @@ class LineageScreen(Screen[None]):
         first_metric = next((v.metric for v in self.steps if v.metric is not None), None)
         count = len(self.steps) - 1
         if count:
-            header.append(f"   {count} step{'s' if count != 1 else ''} from draft #{self.steps[0].id}", style=palette.muted)
+            header.append(
+                f"   {count} step{'s' if count != 1 else ''} from draft #{self.steps[0].id}", style=palette.muted
+            )
         else:
             header.append("   a draft: the first step of its line", style=palette.muted)
         if first_metric is not None and node.metric is not None and len(self.steps) > 1:
-            header.append(f" · metric {format_metric(first_metric)} → {format_metric(node.metric)} (", style=palette.muted)
+            header.append(
+                f" · metric {format_metric(first_metric)} → {format_metric(node.metric)} (", style=palette.muted
+            )
             header.append_text(metric_change(first_metric, node.metric, model.direction, palette))
             header.append(")", style=palette.muted)
         self.query_one("#lineage-header", Static).update(header)
@@ -154,7 +168,13 @@ class LineageScreen(Screen[None]):
         for view in self.steps:
             parent = model.nodes.get(view.parent_id) if view.parent_id is not None else None
             glyph, word = STATUS_GLYPH.get(view.status, ("?", view.status))
-            colour = palette.success if view.status == "ok" else palette.warning if view.status == "running" else palette.error
+            colour = (
+                palette.success
+                if view.status == "ok"
+                else palette.warning
+                if view.status == "running"
+                else palette.error
+            )
             metric = Text(format_metric(view.metric), style="bold" if view.id == model.best_id else "")
             if view.id == model.best_id:
                 metric.append(" ★", style=f"bold {palette.warning}")

@@ -74,7 +74,10 @@ class EditCodeModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog-wide"):
-            yield Label(f"Edit the code of #{self.node_id} — ctrl+s runs it as a child of #{self.node_id}, escape cancels", classes="dialog-title")
+            yield Label(
+                f"Edit the code of #{self.node_id} — ctrl+s runs it as a child of #{self.node_id}, escape cancels",
+                classes="dialog-title",
+            )
             # No language: syntax extras (tree-sitter) are not installed; plain editing is reliable.
             yield TextArea(self.code, id="code-editor", soft_wrap=False, show_line_numbers=True, tab_behavior="indent")
 
@@ -159,7 +162,13 @@ class NoKeyModal(ModalScreen[str]):
     """Claude was asked for but there is no key: say how to set one, offer the offline coder."""
 
     BINDINGS = [
-        Binding("o", "choose('offline')", "Offline coder", tooltip="Run now with the offline baseline coder", id="nokey.offline"),
+        Binding(
+            "o",
+            "choose('offline')",
+            "Offline coder",
+            tooltip="Run now with the offline baseline coder",
+            id="nokey.offline",
+        ),
         Binding("q,escape", "choose('quit')", "Quit", tooltip="Quit and set the key first", id="nokey.quit"),
     ]
 

@@ -93,9 +93,12 @@ def overview_text(view: NodeView, model: RunModel, palette: Palette) -> Text:
         if ex.killed_reason:
             row("killed", ex.killed_reason, f"bold {palette.error}")
         u = node.usage
-        row("tokens", f"{format_tokens(u.input_tokens)} in · {format_tokens(u.output_tokens)} out"
+        row(
+            "tokens",
+            f"{format_tokens(u.input_tokens)} in · {format_tokens(u.output_tokens)} out"
             + (f" · {format_tokens(u.cache_read_tokens)} cached" if u.cache_read_tokens else "")
-            + f" · {u.calls} call{'s' if u.calls != 1 else ''}")
+            + f" · {u.calls} call{'s' if u.calls != 1 else ''}",
+        )
         row("cost", f"${u.cost:.4f}")
         if node.finished_at and node.created_at:
             row("took", format_duration(node.finished_at - node.created_at))
@@ -127,7 +130,9 @@ class NodeDetailScreen(Screen[None]):
 
     BINDINGS = [
         Binding("escape", "close", "Back", tooltip="Back to the run", id="detail.close"),
-        Binding("1", "tab('overview')", "Overview", show=False, tooltip="Plan, review, cost, git", id="detail.overview"),
+        Binding(
+            "1", "tab('overview')", "Overview", show=False, tooltip="Plan, review, cost, git", id="detail.overview"
+        ),
         Binding("2", "tab('code')", "Code", show=False, tooltip="The node's code", id="detail.code"),
         Binding("3", "tab('diff')", "Diff", show=False, tooltip="Diff against the parent node", id="detail.diff"),
         Binding("4", "tab('output')", "Output", show=False, tooltip="Captured output", id="detail.output"),

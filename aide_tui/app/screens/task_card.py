@@ -49,8 +49,9 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
         Binding("escape", "quit", "Quit", tooltip="Quit without running a node", id="card.quit"),
     ]
 
-    def __init__(self, card: TaskCard, source: str, headers: dict[str, list[str]],
-                 check: Callable[[TaskCard], str | None]) -> None:
+    def __init__(
+        self, card: TaskCard, source: str, headers: dict[str, list[str]], check: Callable[[TaskCard], str | None]
+    ) -> None:
         super().__init__(classes="dialog-screen")
         self.card = card
         self.source = source
@@ -68,23 +69,40 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
         card, files = self.card, [(name, name) for name in self.headers]
         with Vertical(classes="dialog dialog-card"):
             yield Label("Task card — check it before the first node", classes="dialog-title")
-            yield Static(Text(f"Proposed: {SOURCES.get(self.source, self.source)}. Correct what is wrong, "
-                              "then start the run; the card is saved with it."), classes="dialog-text")
+            yield Static(
+                Text(
+                    f"Proposed: {SOURCES.get(self.source, self.source)}. Correct what is wrong, "
+                    "then start the run; the card is saved with it."
+                ),
+                classes="dialog-text",
+            )
             yield Static("", id="card-error")  # up here, so a short terminal shows it without scrolling
             with Grid(id="card-grid"):
                 yield Label("Train file")
-                yield Select(files, value=_pick(files, card.train_file), prompt="(choose)", id="card-train", compact=True)
+                yield Select(
+                    files, value=_pick(files, card.train_file), prompt="(choose)", id="card-train", compact=True
+                )
                 yield Label("Test file")
                 yield Select(files, value=_pick(files, card.test_file), prompt="(none)", id="card-test", compact=True)
                 yield Label("Target")
                 columns = self._columns(card.train_file)
-                yield Select(columns, value=_pick(columns, card.target), prompt="(choose)", id="card-target", compact=True)
+                yield Select(
+                    columns, value=_pick(columns, card.target), prompt="(choose)", id="card-target", compact=True
+                )
                 yield Label("Id columns")
-                yield SelectionList[str](*self._id_choices(card.test_file, card.train_file, card.target, card.id_columns),
-                                         id="card-ids", compact=True)
+                yield SelectionList[str](
+                    *self._id_choices(card.test_file, card.train_file, card.target, card.id_columns),
+                    id="card-ids",
+                    compact=True,
+                )
                 yield Label("Metric")
-                yield Select([(f"{METRIC_NAMES.get(k, k)} ({k})", k) for k in METRIC_KINDS], value=card.metric,
-                             allow_blank=False, id="card-metric", compact=True)
+                yield Select(
+                    [(f"{METRIC_NAMES.get(k, k)} ({k})", k) for k in METRIC_KINDS],
+                    value=card.metric,
+                    allow_blank=False,
+                    id="card-metric",
+                    compact=True,
+                )
                 yield Label("Direction")
                 yield Select(DIRECTIONS, value=card.direction, allow_blank=False, id="card-direction", compact=True)
             with Horizontal(classes="dialog-buttons"):
@@ -112,8 +130,11 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
         ids = self.query_one("#card-ids", SelectionList)
         chosen = list(ids.selected)
         ids.clear_options()
-        ids.add_options(self._id_choices(self._value("#card-test"), self._value("#card-train") or "",
-                                         self._value("#card-target") or "", chosen))
+        ids.add_options(
+            self._id_choices(
+                self._value("#card-test"), self._value("#card-train") or "", self._value("#card-target") or "", chosen
+            )
+        )
 
     @on(Select.Changed, "#card-train")
     def _train_changed(self) -> None:

@@ -81,5 +81,7 @@ class BestSparkline(Sparkline):
         best = model.nodes.get(model.best_id) if model.best_id is not None else None
         arrow = "↓" if model.direction == "minimize" else "↑"
         self.tooltip = (
-            f"best so far: #{best.id} {format_metric(best.metric)} ({arrow} is better)" if best else "no working node yet"
+            f"best so far: #{best.id} {format_metric(best.metric)} ({arrow} is better)"
+            if best
+            else "no working node yet"
         )

@@ -35,7 +35,14 @@ def format_metric(value: float | None) -> str:
 class Palette:
     """Label colours taken from the current Textual theme (so labels follow theme changes)."""
 
-    def __init__(self, success: str = "green", error: str = "red", warning: str = "yellow", accent: str = "cyan", muted: str = "grey50") -> None:
+    def __init__(
+        self,
+        success: str = "green",
+        error: str = "red",
+        warning: str = "yellow",
+        accent: str = "cyan",
+        muted: str = "grey50",
+    ) -> None:
         self.success = success
         self.error = error
         self.warning = warning
@@ -43,7 +50,7 @@ class Palette:
         self.muted = muted
 
     @classmethod
-    def from_app(cls, app) -> "Palette":
+    def from_app(cls, app) -> Palette:
         try:
             theme = app.current_theme
             muted = "grey50" if theme.dark else "grey42"
@@ -58,8 +65,9 @@ class Palette:
             return cls()
 
 
-def node_label(view: NodeView, best_id: int | None, palette: Palette, marked: bool = False,
-               pick_id: int | None = None) -> Text:
+def node_label(
+    view: NodeView, best_id: int | None, palette: Palette, marked: bool = False, pick_id: int | None = None
+) -> Text:
     """`#7 improve ✓ 0.8112 ★` as a Text (never markup: nothing here is parsed);
     `⚑ pick` on the node the run answers with when the holdout ranks it above the ★;
     `◆ marked` on the node that `c` compares the selection with."""
@@ -97,7 +105,9 @@ class NodeTree(Tree[int]):
 
     BINDINGS = [
         # Tree binds space to toggle_node; in this app space pauses the run.
-        Binding("space", "app.toggle_pause", "Pause/resume", show=False, tooltip="Pause or resume the run", id="tree.pause"),
+        Binding(
+            "space", "app.toggle_pause", "Pause/resume", show=False, tooltip="Pause or resume the run", id="tree.pause"
+        ),
         Binding("x", "toggle_node", "Fold", show=False, tooltip="Fold or unfold the selected subtree", id="tree.fold"),
     ]
 

@@ -85,6 +85,8 @@ class StatusBar(Static):
             line2.append(f" ({who})", style=p.muted)
         if model.waiting:
             line2.append("  queued: ", style=p.muted)
-            line2.append(", ".join(step_text(s.operation, s.parent_id) for s in model.waiting), style=f"bold {p.accent}")
+            line2.append(
+                ", ".join(step_text(s.operation, s.parent_id) for s in model.waiting), style=f"bold {p.accent}"
+            )
         if model.hints:
             line2.append(f"  +{len(model.hints)} hint{'s' if len(model.hints) > 1 else ''}", style=p.accent)

@@ -22,8 +22,17 @@ from .review import last_metric, review_node
 from .task_reader import TaskCard, TaskReadError, TaskSpec, derive_task_card, read_task
 from .templates import describe, render, validation_words
 
-__all__ = ["OfflineCoder", "Recipe", "TaskCard", "TaskSpec", "derive_task_card", "parse_recipe", "recipe_changes",
-           "read_task", "last_metric"]
+__all__ = [
+    "OfflineCoder",
+    "Recipe",
+    "TaskCard",
+    "TaskSpec",
+    "derive_task_card",
+    "parse_recipe",
+    "recipe_changes",
+    "read_task",
+    "last_metric",
+]
 
 DRAFT_ORDER = ["linear", "random_forest", "hist_gradient_boosting", "extra_trees", "knn", "gradient_boosting"]
 CHUNK = 240  # characters per on_delta call, so front ends show the code being "written"
@@ -153,7 +162,9 @@ class OfflineCoder:
         if wanted:
             family, why = wanted, "The hint asks for this model family."
         else:
-            family = next((f for f in DRAFT_ORDER if f not in self._drafted), DRAFT_ORDER[len(self._drafted) % len(DRAFT_ORDER)])
+            family = next(
+                (f for f in DRAFT_ORDER if f not in self._drafted), DRAFT_ORDER[len(self._drafted) % len(DRAFT_ORDER)]
+            )
             why = f"{MODELS[family].display[0].upper()}{MODELS[family].display[1:]}: {MODELS[family].why}."
         recipe = base_recipe(family, spec.task_type)
         if rounds and not wanted:

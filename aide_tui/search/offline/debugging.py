@@ -19,40 +19,82 @@ from .recipe import MODELS, Recipe
 
 # kind -> (patterns, what went wrong, what the fix does)
 FAILURES: list[tuple[str, tuple[str, ...], str, str]] = [
-    ("missing_module", (r"ModuleNotFoundError", r"No module named"),
-     "the script imports a package that is not installed",
-     "uses scikit-learn, pandas and numpy only"),
-    ("missing_file", (r"FileNotFoundError", r"No such file or directory"),
-     "the script reads a file from a path that does not exist in the workspace",
-     "reads the data from ./input/, where the runner puts it"),
-    ("non_numeric", (r"could not convert string to float", r"non-numeric data", r"Unable to convert",
-                     r"unsupported operand type\(s\).*'str'", r"could not convert"),
-     "a text (categorical) column reached the model without being encoded",
-     "routes text columns through an imputer and an encoder inside a ColumnTransformer"),
-    ("missing_values", (r"contains NaN", r"does not accept missing values", r"Input contains infinity"),
-     "missing values reached a model that cannot handle them",
-     "imputes every column inside the pipeline (median for numbers, most frequent for text)"),
-    ("feature_mismatch", (r"X has \d+ features?, but \w+ is expecting \d+", r"feature names should match",
-                          r"Feature names unseen at fit time", r"Feature names must be in the same order",
-                          r"shapes .* not aligned", r"number of features", r"inconsistent numbers of samples",
-                          r"Length of values"),
-     "the test features did not match the training features",
-     "builds the test features with the same fitted pipeline, selecting the training columns by name"),
-    ("wrong_column", (r"KeyError", r"not in index", r"not found in axis", r"None of \[Index"),
-     "the script refers to a column that the data does not have",
-     "reads the column names from the CSV header and re-derives the target from it"),
+    (
+        "missing_module",
+        (r"ModuleNotFoundError", r"No module named"),
+        "the script imports a package that is not installed",
+        "uses scikit-learn, pandas and numpy only",
+    ),
+    (
+        "missing_file",
+        (r"FileNotFoundError", r"No such file or directory"),
+        "the script reads a file from a path that does not exist in the workspace",
+        "reads the data from ./input/, where the runner puts it",
+    ),
+    (
+        "non_numeric",
+        (
+            r"could not convert string to float",
+            r"non-numeric data",
+            r"Unable to convert",
+            r"unsupported operand type\(s\).*'str'",
+            r"could not convert",
+        ),
+        "a text (categorical) column reached the model without being encoded",
+        "routes text columns through an imputer and an encoder inside a ColumnTransformer",
+    ),
+    (
+        "missing_values",
+        (r"contains NaN", r"does not accept missing values", r"Input contains infinity"),
+        "missing values reached a model that cannot handle them",
+        "imputes every column inside the pipeline (median for numbers, most frequent for text)",
+    ),
+    (
+        "feature_mismatch",
+        (
+            r"X has \d+ features?, but \w+ is expecting \d+",
+            r"feature names should match",
+            r"Feature names unseen at fit time",
+            r"Feature names must be in the same order",
+            r"shapes .* not aligned",
+            r"number of features",
+            r"inconsistent numbers of samples",
+            r"Length of values",
+        ),
+        "the test features did not match the training features",
+        "builds the test features with the same fitted pipeline, selecting the training columns by name",
+    ),
+    (
+        "wrong_column",
+        (r"KeyError", r"not in index", r"not found in axis", r"None of \[Index"),
+        "the script refers to a column that the data does not have",
+        "reads the column names from the CSV header and re-derives the target from it",
+    ),
 ]
 _EXC_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt))\b:?\s?(.*)$", re.M)
 _METRIC_LINE = re.compile(r"^\s*Validation metric:\s*(\S+)\s*$", re.M | re.I)
 # Model classes a user's or an LLM's script may use -> the closest family we can write.
 FAMILY_OF_CLASS = {
-    "LinearRegression": "linear", "Ridge": "linear", "Lasso": "linear", "ElasticNet": "linear",
-    "LogisticRegression": "linear", "SGDRegressor": "linear", "SGDClassifier": "linear",
-    "RandomForest": "random_forest", "ExtraTrees": "extra_trees",
-    "HistGradientBoosting": "hist_gradient_boosting", "XGB": "hist_gradient_boosting",
-    "LGBM": "hist_gradient_boosting", "CatBoost": "hist_gradient_boosting", "lightgbm": "hist_gradient_boosting",
-    "xgboost": "hist_gradient_boosting", "GradientBoosting": "gradient_boosting",
-    "KNeighbors": "knn", "DecisionTree": "random_forest", "SVR": "knn", "SVC": "knn",
+    "LinearRegression": "linear",
+    "Ridge": "linear",
+    "Lasso": "linear",
+    "ElasticNet": "linear",
+    "LogisticRegression": "linear",
+    "SGDRegressor": "linear",
+    "SGDClassifier": "linear",
+    "RandomForest": "random_forest",
+    "ExtraTrees": "extra_trees",
+    "HistGradientBoosting": "hist_gradient_boosting",
+    "XGB": "hist_gradient_boosting",
+    "LGBM": "hist_gradient_boosting",
+    "CatBoost": "hist_gradient_boosting",
+    "lightgbm": "hist_gradient_boosting",
+    "xgboost": "hist_gradient_boosting",
+    "GradientBoosting": "gradient_boosting",
+    "KNeighbors": "knn",
+    "DecisionTree": "random_forest",
+    "SVR": "knn",
+    "SVC": "knn",
 }
 
 
@@ -77,11 +119,16 @@ def diagnose(parent: Node) -> Diagnosis:
     info = parent.exec
     reason = info.killed_reason or ""
     if reason == "timeout":
-        return Diagnosis("timeout", "killed: timeout", "the script ran out of time",
-                         "validates on a single hold-out split and uses a lighter model")
+        return Diagnosis(
+            "timeout",
+            "killed: timeout",
+            "the script ran out of time",
+            "validates on a single hold-out split and uses a lighter model",
+        )
     if reason.startswith("memory"):
-        return Diagnosis("memory", reason, "the script ran out of memory",
-                         "uses a lighter model and a single hold-out split")
+        return Diagnosis(
+            "memory", reason, "the script ran out of memory", "uses a lighter model and a single hold-out split"
+        )
     text = "\n".join(t for t in (info.traceback, parent.output) if t)
     last = _exception_line(info.traceback or "") or _exception_line(parent.output or "")
     for haystack in (last, text):
@@ -91,8 +138,12 @@ def diagnose(parent: Node) -> Diagnosis:
             if any(re.search(p, haystack) for p in patterns):
                 return Diagnosis(kind, last, cause, fix)
     if info.exit_code == 0 and not _METRIC_LINE.search(parent.output or ""):
-        return Diagnosis("no_metric", "", "the script finished without printing 'Validation metric: <number>'",
-                         "prints the validation metric as its last line")
+        return Diagnosis(
+            "no_metric",
+            "",
+            "the script finished without printing 'Validation metric: <number>'",
+            "prints the validation metric as its last line",
+        )
     return Diagnosis("unknown", last, "", "")
 
 

@@ -10,8 +10,8 @@ meaningful: a child's metric differs from its parent's for one reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .recipe import MODELS, Recipe
 from .task_reader import TaskSpec
@@ -66,8 +66,9 @@ def _switch(family: str, task_type: str, why: str) -> Change:
         if r.blend_with == family:
             r.blend_with = None
 
-    return Change(f"model={family}", f"Switch the model to a {MODELS[family].display} "
-                  f"(same preprocessing): {why}", apply)
+    return Change(
+        f"model={family}", f"Switch the model to a {MODELS[family].display} (same preprocessing): {why}", apply
+    )
 
 
 def _may_switch(recipe: Recipe, family: str) -> bool:
@@ -80,40 +81,96 @@ def _hyper_parameters(recipe: Recipe, task_type: str) -> list[Change]:
     out: list[Change] = []
     if m in ("random_forest", "extra_trees"):
         if p.get("n_estimators", 300) < 1200:
-            out.append(_param("n_estimators", p.get("n_estimators", 300) * 2,
-                              "more trees average away more variance and only cost time.", recipe))
+            out.append(
+                _param(
+                    "n_estimators",
+                    p.get("n_estimators", 300) * 2,
+                    "more trees average away more variance and only cost time.",
+                    recipe,
+                )
+            )
         if p.get("min_samples_leaf", 1) < 3:
             out.append(_param("min_samples_leaf", 3, "larger leaves stop the trees from fitting noise.", recipe))
     elif m == "hist_gradient_boosting":
         if p.get("max_iter", 200) < 800:
-            out.append(_param("max_iter", p.get("max_iter", 200) * 2,
-                              "more boosting rounds let the model keep reducing the error.", recipe))
+            out.append(
+                _param(
+                    "max_iter",
+                    p.get("max_iter", 200) * 2,
+                    "more boosting rounds let the model keep reducing the error.",
+                    recipe,
+                )
+            )
         if p.get("learning_rate", 0.1) > 0.03:
-            out.append(_param("learning_rate", round(p.get("learning_rate", 0.1) / 2, 4),
-                              "smaller steps usually generalise better.", recipe))
+            out.append(
+                _param(
+                    "learning_rate",
+                    round(p.get("learning_rate", 0.1) / 2, 4),
+                    "smaller steps usually generalise better.",
+                    recipe,
+                )
+            )
         if p.get("max_leaf_nodes", 31) > 15:
-            out.append(_param("max_leaf_nodes", 15, "smaller trees regularise the boosting on a small dataset.", recipe))
+            out.append(
+                _param("max_leaf_nodes", 15, "smaller trees regularise the boosting on a small dataset.", recipe)
+            )
     elif m == "gradient_boosting":
         if p.get("n_estimators", 200) < 800:
-            out.append(_param("n_estimators", p.get("n_estimators", 200) * 2,
-                              "more boosting rounds let the model keep reducing the error.", recipe))
+            out.append(
+                _param(
+                    "n_estimators",
+                    p.get("n_estimators", 200) * 2,
+                    "more boosting rounds let the model keep reducing the error.",
+                    recipe,
+                )
+            )
         if p.get("max_depth", 3) < 5:
-            out.append(_param("max_depth", p.get("max_depth", 3) + 1,
-                              "deeper trees capture interactions between features.", recipe))
+            out.append(
+                _param(
+                    "max_depth",
+                    p.get("max_depth", 3) + 1,
+                    "deeper trees capture interactions between features.",
+                    recipe,
+                )
+            )
         if p.get("learning_rate", 0.1) > 0.03:
-            out.append(_param("learning_rate", round(p.get("learning_rate", 0.1) / 2, 4),
-                              "smaller steps usually generalise better.", recipe))
+            out.append(
+                _param(
+                    "learning_rate",
+                    round(p.get("learning_rate", 0.1) / 2, 4),
+                    "smaller steps usually generalise better.",
+                    recipe,
+                )
+            )
     elif m == "linear":
         if task_type == "classification":
-            out.append(_param("C", round(p.get("C", 1.0) / 3, 4),
-                              "stronger regularisation tames the many one-hot columns.", recipe))
+            out.append(
+                _param(
+                    "C",
+                    round(p.get("C", 1.0) / 3, 4),
+                    "stronger regularisation tames the many one-hot columns.",
+                    recipe,
+                )
+            )
         else:
-            out.append(_param("alpha", round(p.get("alpha", 1.0) * 10, 4),
-                              "stronger regularisation tames the many one-hot columns.", recipe))
+            out.append(
+                _param(
+                    "alpha",
+                    round(p.get("alpha", 1.0) * 10, 4),
+                    "stronger regularisation tames the many one-hot columns.",
+                    recipe,
+                )
+            )
     elif m == "knn":
         if p.get("n_neighbors", 10) < 40:
-            out.append(_param("n_neighbors", p.get("n_neighbors", 10) * 2,
-                              "averaging over more neighbours smooths noisy predictions.", recipe))
+            out.append(
+                _param(
+                    "n_neighbors",
+                    p.get("n_neighbors", 10) * 2,
+                    "averaging over more neighbours smooths noisy predictions.",
+                    recipe,
+                )
+            )
         if p.get("weights") != "distance":
             out.append(_param("weights", "distance", "closer neighbours should count for more.", recipe))
     return out
@@ -133,35 +190,84 @@ def candidates(recipe: Recipe, spec: TaskSpec, hint: str | None = None) -> list[
         out.append(_switch(wanted, tt, "as the hint asks."))
     if any(w in low for w in ("ensembl", "blend", "averag", "stack")) and not recipe.blend_with:
         partner = "hist_gradient_boosting" if recipe.model != "hist_gradient_boosting" else "random_forest"
-        out.append(_set("blend_with", partner, f"Average the predictions with a {MODELS[partner].display}, as the hint asks."))
+        out.append(
+            _set("blend_with", partner, f"Average the predictions with a {MODELS[partner].display}, as the hint asks.")
+        )
 
-    if tt == "regression" and spec.target_positive and not recipe.log_target and spec.metric in ("rmsle", "rmse", "mae", "mse"):
-        out.append(_set("log_target", True, "Fit on log1p of the target: it is positive and skewed, so "
-                        "errors on the largest values stop dominating the fit."))
+    if (
+        tt == "regression"
+        and spec.target_positive
+        and not recipe.log_target
+        and spec.metric in ("rmsle", "rmse", "mae", "mse")
+    ):
+        out.append(
+            _set(
+                "log_target",
+                True,
+                "Fit on log1p of the target: it is positive and skewed, so "
+                "errors on the largest values stop dominating the fit.",
+            )
+        )
     if not tree:
         # A weak baseline family: a stronger family first, then its own knobs.
         switch_to = next((f for f in SWITCH_ORDER if _may_switch(recipe, f)), None)
         if switch_to:
-            out.append(_switch(switch_to, tt, "tree ensembles capture non-linear effects and interactions "
-                               "a distance- or linear-based model cannot."))
+            out.append(
+                _switch(
+                    switch_to,
+                    tt,
+                    "tree ensembles capture non-linear effects and interactions "
+                    "a distance- or linear-based model cannot.",
+                )
+            )
     out += hyper[:1]
-    out.append(_set("missing_indicators", True, "Add missing-value indicator columns next to the imputed "
-                    "numbers: whether a value was recorded can itself be predictive."))
+    out.append(
+        _set(
+            "missing_indicators",
+            True,
+            "Add missing-value indicator columns next to the imputed "
+            "numbers: whether a value was recorded can itself be predictive.",
+        )
+    )
     if tree and recipe.encoding == "onehot":
-        out.append(_set("encoding", "ordinal", "Encode text categories as ordinal codes instead of one-hot: "
-                        "trees split on the codes directly and fewer, denser columns help them."))
+        out.append(
+            _set(
+                "encoding",
+                "ordinal",
+                "Encode text categories as ordinal codes instead of one-hot: "
+                "trees split on the codes directly and fewer, denser columns help them.",
+            )
+        )
     if not tree and recipe.encoding == "ordinal":
-        out.append(_set("encoding", "onehot", "One-hot encode the text categories: ordinal codes impose a "
-                        "false order on a linear or distance-based model."))
+        out.append(
+            _set(
+                "encoding",
+                "onehot",
+                "One-hot encode the text categories: ordinal codes impose a "
+                "false order on a linear or distance-based model.",
+            )
+        )
     out += hyper[1:2]
     if not recipe.blend_with:
         partner = "hist_gradient_boosting" if recipe.model != "hist_gradient_boosting" else "random_forest"
-        out.append(_set("blend_with", partner, f"Average the predictions with a {MODELS[partner].display}: "
-                        "two model families make different errors, so the blend is steadier."))
+        out.append(
+            _set(
+                "blend_with",
+                partner,
+                f"Average the predictions with a {MODELS[partner].display}: "
+                "two model families make different errors, so the blend is steadier.",
+            )
+        )
     out += hyper[2:]
     if not tree and recipe.scaler == "standard":
-        out.append(_set("scaler", "robust", "Scale numbers with medians and quantiles instead of mean and "
-                        "standard deviation, so outliers stop squashing the other values."))
+        out.append(
+            _set(
+                "scaler",
+                "robust",
+                "Scale numbers with medians and quantiles instead of mean and "
+                "standard deviation, so outliers stop squashing the other values.",
+            )
+        )
     if tree:
         for family in SWITCH_ORDER:
             if _may_switch(recipe, family):

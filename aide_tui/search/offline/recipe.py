@@ -43,36 +43,69 @@ class ModelSpec:
 _TREES = {"n_estimators": 300, "min_samples_leaf": 1}
 MODELS: dict[str, ModelSpec] = {
     "linear": ModelSpec(
-        "regularised linear model", "sklearn.linear_model", "Ridge", "LogisticRegression",
-        {"alpha": 1.0}, {"C": 1.0, "max_iter": 2000}, False, True,
+        "regularised linear model",
+        "sklearn.linear_model",
+        "Ridge",
+        "LogisticRegression",
+        {"alpha": 1.0},
+        {"C": 1.0, "max_iter": 2000},
+        False,
+        True,
         "a fast, well-understood baseline that shows how much a linear fit explains",
     ),
     "random_forest": ModelSpec(
-        "random forest", "sklearn.ensemble", "RandomForestRegressor", "RandomForestClassifier",
-        dict(_TREES), dict(_TREES), True, False,
+        "random forest",
+        "sklearn.ensemble",
+        "RandomForestRegressor",
+        "RandomForestClassifier",
+        dict(_TREES),
+        dict(_TREES),
+        True,
+        False,
         "robust to feature scales and interactions with little tuning",
     ),
     "hist_gradient_boosting": ModelSpec(
-        "histogram gradient boosting", "sklearn.ensemble", "HistGradientBoostingRegressor",
+        "histogram gradient boosting",
+        "sklearn.ensemble",
+        "HistGradientBoostingRegressor",
         "HistGradientBoostingClassifier",
         {"learning_rate": 0.1, "max_iter": 200, "max_leaf_nodes": 31},
-        {"learning_rate": 0.1, "max_iter": 200, "max_leaf_nodes": 31}, True, False,
+        {"learning_rate": 0.1, "max_iter": 200, "max_leaf_nodes": 31},
+        True,
+        False,
         "usually the strongest scikit-learn model on tabular data",
     ),
     "extra_trees": ModelSpec(
-        "extra trees", "sklearn.ensemble", "ExtraTreesRegressor", "ExtraTreesClassifier",
-        dict(_TREES), dict(_TREES), True, False,
+        "extra trees",
+        "sklearn.ensemble",
+        "ExtraTreesRegressor",
+        "ExtraTreesClassifier",
+        dict(_TREES),
+        dict(_TREES),
+        True,
+        False,
         "more randomised trees than a random forest, which often lowers variance further",
     ),
     "knn": ModelSpec(
-        "k-nearest neighbours", "sklearn.neighbors", "KNeighborsRegressor", "KNeighborsClassifier",
-        {"n_neighbors": 10, "weights": "uniform"}, {"n_neighbors": 10, "weights": "uniform"}, False, True,
+        "k-nearest neighbours",
+        "sklearn.neighbors",
+        "KNeighborsRegressor",
+        "KNeighborsClassifier",
+        {"n_neighbors": 10, "weights": "uniform"},
+        {"n_neighbors": 10, "weights": "uniform"},
+        False,
+        True,
         "a non-parametric view of the data that makes different errors from trees",
     ),
     "gradient_boosting": ModelSpec(
-        "gradient boosting", "sklearn.ensemble", "GradientBoostingRegressor", "GradientBoostingClassifier",
+        "gradient boosting",
+        "sklearn.ensemble",
+        "GradientBoostingRegressor",
+        "GradientBoostingClassifier",
         {"n_estimators": 200, "learning_rate": 0.1, "max_depth": 3},
-        {"n_estimators": 200, "learning_rate": 0.1, "max_depth": 3}, True, False,
+        {"n_estimators": 200, "learning_rate": 0.1, "max_depth": 3},
+        True,
+        False,
         "boosted shallow trees, a strong classic for tabular data",
     ),
 }
@@ -95,7 +128,7 @@ class Recipe:
     def to_comment(self) -> str:
         return RECIPE_PREFIX + json.dumps(asdict(self), sort_keys=True)
 
-    def copy(self) -> "Recipe":
+    def copy(self) -> Recipe:
         return Recipe(**json.loads(json.dumps(asdict(self))))
 
 

@@ -12,8 +12,9 @@ from ..metric_line import last_metric
 from ..node import Direction, Node
 
 
-def review_node(node: Node, direction: Direction | None, metric_name: str = "metric",
-                expects_submission: bool = False) -> Review:
+def review_node(
+    node: Node, direction: Direction | None, metric_name: str = "metric", expects_submission: bool = False
+) -> Review:
     info = node.exec
     metric = last_metric(node.output)
     if info.killed_reason:
@@ -22,12 +23,19 @@ def review_node(node: Node, direction: Direction | None, metric_name: str = "met
         what = info.exc_type or f"exit code {info.exit_code}"
         return Review(True, None, f"The script crashed ({what}).", direction)
     if metric is None:
-        return Review(True, None, "The script finished but printed no valid 'Validation metric: <number>' line.",
-                      direction)
+        return Review(
+            True, None, "The script finished but printed no valid 'Validation metric: <number>' line.", direction
+        )
     wrote = {name.split(" (")[0] for name in info.outputs}
     if expects_submission and "submission.csv" not in wrote:
-        return Review(True, metric, f"Validation {metric_name} = {metric:.6g}, but the task has test data and the "
-                      "script wrote no submission.csv.", direction)
+        return Review(
+            True,
+            metric,
+            f"Validation {metric_name} = {metric:.6g}, but the task has test data and the "
+            "script wrote no submission.csv.",
+            direction,
+        )
     better = "higher" if direction == "maximize" else "lower"
-    return Review(False, metric, f"Ran cleanly; validation {metric_name} = {metric:.6g} ({better} is better).",
-                  direction)
+    return Review(
+        False, metric, f"Ran cleanly; validation {metric_name} = {metric:.6g} ({better} is better).", direction
+    )

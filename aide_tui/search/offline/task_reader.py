@@ -103,8 +103,10 @@ def _pick_files(data_files: list[str]) -> tuple[str, str | None]:
     csvs = [f for f in data_files if f.lower().endswith(".csv")]
     if not csvs:
         others = ", ".join(data_files[:5]) + (" ..." if len(data_files) > 5 else "") if data_files else "none"
-        raise TaskReadError(f"it needs CSV data, and no data file is a .csv (found: {others}); "
-                            "convert the data to CSV, or use the LLM coder (--coder llm)")
+        raise TaskReadError(
+            f"it needs CSV data, and no data file is a .csv (found: {others}); "
+            "convert the data to CSV, or use the LLM coder (--coder llm)"
+        )
     usable = [f for f in csvs if not _is_sample_submission(f)] or csvs
     train = next((f for f in usable if "train" in PurePosixPath(f).name.lower()), None)
     test = next((f for f in usable if "test" in PurePosixPath(f).name.lower()), None)
@@ -158,8 +160,14 @@ def _submission_columns(task: str, columns: set[str], target: str) -> list[str] 
     return None
 
 
-def _find_ids(task: str, target: str, header: list[str], rows: list[list[str]],
-              test: tuple[list[str], list[list[str]]] | None, sample_header: list[str] | None) -> list[str]:
+def _find_ids(
+    task: str,
+    target: str,
+    header: list[str],
+    rows: list[list[str]],
+    test: tuple[list[str], list[list[str]]] | None,
+    sample_header: list[str] | None,
+) -> list[str]:
     """The identifier columns, by evidence, strongest first; never by name alone.
 
     A sample submission's header or the submission format task.md spells out
@@ -197,7 +205,9 @@ def _infer_metric(task: str, target_values: list[str]) -> tuple[str, Direction]:
     numeric = bool(target_values) and all(_is_number(v) for v in target_values)
     few_classes = len(set(target_values)) <= max(2, min(20, len(target_values) // 20))
     integral = numeric and all(float(v).is_integer() for v in target_values)
-    metric, direction = ("accuracy", "maximize") if (not numeric or (integral and few_classes)) else ("rmse", "minimize")
+    metric, direction = (
+        ("accuracy", "maximize") if (not numeric or (integral and few_classes)) else ("rmse", "minimize")
+    )
     low = task.lower()
     if "lower is better" in low:
         direction = "minimize"
@@ -234,7 +244,9 @@ def _check_card(card: TaskCard, header: list[str], test_cols: list[str] | None) 
         raise TaskReadError(f"task card: target {card.target!r} is not a column of {card.train_file}")
     missing = [c for c in card.id_columns if c not in (test_cols if test_cols is not None else header)]
     if missing:
-        raise TaskReadError(f"task card: id column {missing[0]!r} is not a column of {card.test_file or card.train_file}")
+        raise TaskReadError(
+            f"task card: id column {missing[0]!r} is not a column of {card.test_file or card.train_file}"
+        )
     if card.metric not in METRIC_KINDS:
         raise TaskReadError(f"task card: unknown metric {card.metric!r}; use one of {', '.join(METRIC_KINDS)}")
 
@@ -269,8 +281,10 @@ def check_card(project_dir: Path, data_files: list[str], card: TaskCard) -> None
         raise TaskReadError(f"task card: direction must be maximize or minimize, not {card.direction!r}")
     key_header, key_rows = test if test is not None else (header, rows)
     if card.id_columns and not _unique_per_row(key_header, key_rows, card.id_columns):
-        raise TaskReadError(f"task card: id column(s) {', '.join(card.id_columns)} are not unique per row of "
-                            f"{card.test_file or card.train_file}, so they cannot identify a prediction")
+        raise TaskReadError(
+            f"task card: id column(s) {', '.join(card.id_columns)} are not unique per row of "
+            f"{card.test_file or card.train_file}, so they cannot identify a prediction"
+        )
 
 
 def card_problem(project_dir: Path, data_files: list[str], card: TaskCard) -> str | None:
@@ -294,8 +308,9 @@ def read_task(project_dir: Path, data_files: list[str], task: str, card: TaskCar
     task_type = METRIC_KINDS[card.metric][1]
     features = [c for c in header if c != card.target and c not in card.id_columns]
     categorical = [c for c in features if not all(_is_number(v) for v in _values(header, rows, c))]
-    positive = task_type == "regression" and bool(target_values) and all(
-        _is_number(v) and float(v) > 0 for v in target_values)
+    positive = (
+        task_type == "regression" and bool(target_values) and all(_is_number(v) and float(v) > 0 for v in target_values)
+    )
     return TaskSpec(
         train_path=input_path(card.train_file),
         test_path=input_path(card.test_file) if card.test_file else None,

@@ -113,8 +113,11 @@ def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
     out: list[str] = [
         f'"""{_docstring_text(spec.title)}: {describe(recipe)}.\n\n'
         f"Validation: {validation}; metric: {spec.metric_name} ({direction}).\n"
-        + (f"Writes submission.csv ({_docstring_text(ids)}, {_docstring_text(spec.target)}) for the test rows.\n"
-           if spec.test_path else "")
+        + (
+            f"Writes submission.csv ({_docstring_text(ids)}, {_docstring_text(spec.target)}) for the test rows.\n"
+            if spec.test_path
+            else ""
+        )
         + '"""',
         "",
         recipe.to_comment(),
@@ -259,7 +262,10 @@ def validation_words(recipe: Recipe, spec: TaskSpec) -> str:
 def _validate_on_folds(recipe: Recipe) -> str:
     """Validation on ./input/folds.csv: rows keep their file position as index, so dropped rows do not shift it."""
     if recipe.validation == "cv":
-        which, doc = "sorted(np.unique(fold_of))", "Mean score over the run's 5 fixed folds: comparable with every other solution."
+        which, doc = (
+            "sorted(np.unique(fold_of))",
+            "Mean score over the run's 5 fixed folds: comparable with every other solution.",
+        )
     else:
         which, doc = "[0]", "Score on fold 0 of the run's fixed folds: comparable with every other solution."
     return f'''def validate(pipeline, features, target):
@@ -297,7 +303,9 @@ def _validate(recipe: Recipe, classification: bool) -> str:
 
 '''
     stratify = (
-        "    stratify = target if target.value_counts().min() >= 2 else None\n" if classification else "    stratify = None\n"
+        "    stratify = target if target.value_counts().min() >= 2 else None\n"
+        if classification
+        else "    stratify = None\n"
     )
     return f'''def validate(pipeline, features, target):
     """Score on a 20% hold-out split of the training data."""
@@ -335,7 +343,7 @@ def _main(recipe: Recipe, has_test: bool) -> str:
         "def main():",
         "    train, test = load_data()",
         f"    features, target = split_features(train, {target})",
-        "    print(f\"{len(features)} training rows, {features.shape[1]} features\")",
+        '    print(f"{len(features)} training rows, {features.shape[1]} features")',
         '    pipeline = Pipeline([("preprocess", build_preprocessor(features)), ("model", build_model())])',
         "    metric = validate(pipeline, features, target)",
     ]
