@@ -40,8 +40,9 @@ class NodeView:
     plan: str = ""
     code: str = ""
     llm_text: list[str] = field(default_factory=list)
-    # The running node's recent output, (stream, line): what the live log shows on switching to it.
-    output: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=LIVE_LINES_LIMIT))
+    # The running node's recent output lines as shown (stderr marked by `output_text`): one
+    # shape for every reader (the live log's catch-up, the detail screen) while it runs.
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=LIVE_LINES_LIMIT))
     phase: str = ""
 
     @property
@@ -51,6 +52,14 @@ class NodeView:
     @property
     def is_buggy(self) -> bool:
         return self.finished and self.status != "ok"
+
+    @property
+    def printed_text(self) -> str:
+        """Everything the node printed so far: the captured output once it has finished,
+        else the lines streamed while it runs."""
+        if self.node is not None:
+            return self.node.output
+        return "\n".join(self.output)
 
     @classmethod
     def from_finished(cls, event: ev.NodeFinished) -> NodeView:
@@ -92,6 +101,11 @@ PHASE_TEXT = {
     "committing": "saving node {node}",
 }
 PENDING_TEXT = {"pausing": "pausing after this step", "stopping": "stopping after this step"}
+
+
+def output_text(stream: str, line: str) -> str:
+    """An output line as the front ends show it (stderr marked)."""
+    return line if stream == "stdout" else f"! {line}"
 
 
 def step_text(operation: Operation, parent_id: int | None) -> str:
@@ -270,7 +284,7 @@ class RunModel:
     def _output_line(self, e: ev.OutputLine, ch: Change) -> None:
         view = self.nodes.get(e.node_id)
         if view is not None and view.node is None:
-            view.output.append((e.stream, e.line))
+            view.output.append(output_text(e.stream, e.line))
 
     def _code_ready(self, e: ev.CodeReady, ch: Change) -> None:
         view = self.nodes.get(e.node_id)
