@@ -368,19 +368,19 @@ class RunRecords:
         return sha, branch
 
     def record_holdout(self, node: Node, tree: SearchTree) -> str | None:
-        """The node's holdout score, journaled (fsynced) and added to its branch's node.json;
-        returns the branch's new commit (None when git failed: the journal has it)."""
+        """The node's holdout score, journaled (fsynced) and noted on its commit in git
+        (`git log --notes=aide`); returns that commit (None when git failed: the journal has it).
+
+        A note, not a commit: the node's branch keeps pointing at the node's own change."""
         self.journal.record_holdout(node)
-        what = f"{node.holdout_metric:.6g}" if node.holdout_metric is not None else f"none ({node.holdout_note})"
-        files = {"node.json": json.dumps(self.node_json(node, tree), indent=2, default=str).encode("utf-8") + b"\n"}
-        message = commit_message(
-            f"node {node.id}: holdout {self._metric} {what}"[:200],
-            {"Aide-Run": self.run, "Aide-Node": str(node.id), "Aide-Holdout": what[:60]},
-        )
         try:
-            return self.store.advance_branch(branch_name(self.run, node), files, message)
+            commit = self.store.branch_sha(branch_name(self.run, node))
+            if commit is None:
+                raise GitStoreError(f"no branch {branch_name(self.run, node)}")
+            self.store.set_note(commit, holdout_note_text(node, self.run, self._metric))
+            return commit
         except Exception as exc:  # noqa: BLE001 - the journal has it; git trouble must not stop the run
-            log.exception("holdout commit of node #%s failed", node.id)
+            log.exception("holdout note of node #%s failed", node.id)
             self.emit(
                 ev.Notice(f"node #{node.id}: its holdout score is in the journal but not in git ({exc})", "warning")
             )
@@ -390,6 +390,8 @@ class RunRecords:
         data = node.to_dict()
         data.pop("code", None)
         data.pop("output", None)
+        for later in HOLDOUT_FIELDS:  # known only after the commit: in its note (a resume re-commits the same tree)
+            data.pop(later, None)
         data["direction"] = tree.direction
         data["run"] = self.run
         data["branch"] = branch_name(self.run, node)
@@ -482,6 +484,36 @@ def _fit(text: str, limit: int) -> str:
 _OPERATION_PREFIX = re.compile(r"^(?:draft|improve(?:ment)?|debug|fix|plan)\s*:\s*", re.IGNORECASE)
 
 
+HOLDOUT_FIELDS = ("holdout_metric", "holdout_note")
+_HOLDOUT_TRAILER = re.compile(r"^Aide-Holdout: (.*)$", re.MULTILINE)
+
+
+def holdout_note_text(node: Node, run: str, metric: str = "metric") -> str:
+    """The git note on a node's commit once it is scored on the hidden holdout: a line to
+    read in `git log --notes=aide`, and trailers `--recover-journal` reads back."""
+    if node.holdout_metric is not None:
+        line = f"#{node.id} holdout {metric} {_num(node.holdout_metric)} (re-run on the hidden holdout rows)"
+        value = f"{node.holdout_metric!r}"
+    else:
+        line = f"#{node.id} holdout: not scored ({node.holdout_note})"
+        value = f"none ({node.holdout_note})"
+    return f"{line}\n\nAide-Run: {run}\nAide-Node: {node.id}\nAide-Holdout: {value}\n"
+
+
+def parse_holdout_note(text: str) -> tuple[float | None, str] | None:
+    """(holdout metric, note) from a note written by `holdout_note_text`; None if it has none."""
+    m = _HOLDOUT_TRAILER.search(text or "")
+    if m is None:
+        return None
+    value = m.group(1).strip()
+    if value.startswith("none"):
+        return None, value.removeprefix("none").strip().removeprefix("(").removesuffix(")")
+    try:
+        return float(value), ""
+    except ValueError:
+        return None
+
+
 def node_subject(node: Node, parent: Node | None, metric: str = "metric") -> str:
     """What a reader scans first: '#7 improve #3: rmse 18,502 -> 18,210, target encoding'."""
     head = f"#{node.id} {node.operation}" + (f" #{node.parent_id}" if node.parent_id is not None else "")
@@ -555,18 +587,22 @@ def recover_journal(project: Project, run: str, store: GitStore) -> str:
     direction = None
     fields = {f.name for f in dataclasses.fields(Node)}
     for node_id, branch in sorted(node_ids_in_git(store, run).items()):
-        files = store.read_files(store.branch_sha(branch), NODE_FILES)
+        commit = store.branch_sha(branch)
+        files = store.read_files(commit, NODE_FILES)
         try:
             meta = json.loads(files["node.json"])
         except (KeyError, ValueError):
             continue
         direction = direction or meta.get("direction")
-        if node_id in kept:
-            continue
-        data = {k: v for k, v in meta.items() if k in fields}
-        data["code"] = files.get("solution.py", b"").decode("utf-8", "replace")
-        data["output"] = files.get("output.txt", b"").decode("utf-8", "replace")
-        kept[node_id] = Node.from_dict(data)
+        if node_id not in kept:
+            data = {k: v for k, v in meta.items() if k in fields}
+            data["code"] = files.get("solution.py", b"").decode("utf-8", "replace")
+            data["output"] = files.get("output.txt", b"").decode("utf-8", "replace")
+            kept[node_id] = Node.from_dict(data)
+        node = kept[node_id]
+        scored = parse_holdout_note(store.note(commit) or "") if node.holdout_metric is None else None
+        if scored is not None:  # the holdout score is a note on the node's commit
+            node.holdout_metric, node.holdout_note = scored
     if not kept:
         raise UserError(f"--run {run}: neither {paths.journal} nor git (aide/{run}/...) holds a node to recover")
     paths.root.mkdir(parents=True, exist_ok=True)

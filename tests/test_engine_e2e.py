@@ -97,8 +97,8 @@ def test_full_search_builds_branches_commits_and_leaves_user_state_alone(tmp_pat
     for n in nodes:
         branch = f"aide/{run}/{n.id:04d}-{n.operation}"
         assert branch in refs
-        commit = commits[n.id]  # the branch's tip, or under the commit that added its holdout score
-        assert commit in git(project, "rev-list", branch).split()
+        commit = commits[n.id]  # the branch is the node's commit (a holdout score is a note on it)
+        assert commit == git(project, "rev-parse", branch).strip()
         parents = git(project, "log", "-1", "--format=%P", commit).split()
         if n.parent_id is None:
             assert parents == [root]

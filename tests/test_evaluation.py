@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import WRITE_SUBMISSION, Recorder, git, make_project
+from helpers import WRITE_SUBMISSION, Recorder, git, journal_nodes, make_project
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
@@ -20,6 +20,7 @@ from aide_tui.evaluation.staging import stage
 from aide_tui.evaluation.submission_check import check_submission, find_sample_submission
 from aide_tui.export import export_node
 from aide_tui.project import Project
+from aide_tui.records import parse_holdout_note, recover_run
 from aide_tui.search.node import Node
 from aide_tui.search.task_card import TaskCard
 from aide_tui.settings import resolve
@@ -219,8 +220,14 @@ def test_a_weather_run_validates_on_the_fixed_folds_and_scores_the_best_on_the_h
     run_dir = engine.paths.root
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     assert {r["id"] for r in journal if r["type"] == "holdout"} == {e.node_id for e in scored}
-    node_json = json.loads(git(project, "show", f"{finished.best_branch}:node.json"))
-    assert node_json["holdout_metric"] == pytest.approx(finished.best_holdout)
+    # The branch is the node's own commit; its holdout score is a note on it (git log --notes=aide).
+    branch = finished.best_branch
+    assert git(project, "log", "-1", "--format=%s", branch).startswith(f"#{finished.best_id} ")
+    assert "node.json" in git(project, "show", "--format=", "--name-only", branch).split()  # the node's whole change
+    assert "holdout_metric" not in json.loads(git(project, "show", f"{branch}:node.json"))
+    noted = git(project, "log", "-1", "--notes=aide", "--format=%N", branch)
+    assert f"#{finished.best_id} holdout" in noted
+    assert parse_holdout_note(noted)[0] == pytest.approx(finished.best_holdout)
     dest, exported = export_node(Project.open(project), "best", tmp_path / "out")
     assert exported.id == finished.best_id and exported.holdout_metric == pytest.approx(finished.best_holdout)
 
@@ -236,6 +243,12 @@ def test_a_weather_run_validates_on_the_fixed_folds_and_scores_the_best_on_the_h
     assert (run_dir / "evaluation" / "folds.csv").read_bytes() == folds
     third = [e.node for e in events2.events if isinstance(e, ev.NodeFinished)][-1]
     assert f"{engine.evaluation.evaluation.rows} training rows" in third.output, third.output
+
+    # the journal rebuilt from git alone still knows the holdout score
+    (run_dir / "journal.jsonl").unlink()
+    recover_run(Project.open(project), engine.run_name)
+    recovered = {n["id"]: n for n in journal_nodes(run_dir / "journal.jsonl")}
+    assert recovered[finished.best_id]["holdout_metric"] == pytest.approx(finished.best_holdout)
 
 
 @pytest.mark.timeout(240)

@@ -36,7 +36,7 @@ def of(events, kind):
 
 
 def latest_commits(events) -> dict[int, str]:
-    """Each node's branch tip as the events announced it: NodeFinished, then any HoldoutScored."""
+    """Each node's commit as the events announced it: NodeFinished, and HoldoutScored names the same one."""
     tips = {}
     for e in events:
         if isinstance(e, ev.NodeFinished):
@@ -141,7 +141,7 @@ def test_replayed_nodes_carry_their_branch_commit_and_best(tmp_path, scripted):
     again: list[ev.Event] = []
     build_engine(project, settings(steps=3), resume=True, listener=again.append).run()
     replayed = of(again, ev.RunStarted)[0].nodes
-    tips = latest_commits(first)  # exactly as they were announced (a holdout score moves the branch on)
+    tips = latest_commits(first)  # exactly as they were announced (a holdout score is a note on that commit)
     assert replayed == tuple(dataclasses.replace(e, commit=tips[e.node.id]) for e in of(first, ev.NodeFinished))
     for record in replayed:
         assert git(project, "rev-parse", record.branch).strip() == record.commit
