@@ -74,11 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, f.name)
         shown = {
             "memory_limit": "half of RAM / workers",
-            "python": "this Python",
             "workers": "cores, at most 4",
             "preload": "numpy, pandas, scipy, sklearn... when installed",
         }.get(f.name, default)
-        help_text = f"{f.metadata.get('help', '')} (default: {shown})"
+        help_text = f.metadata.get("help", "")
+        if "(default:" not in help_text:  # some settings' help already says it in their own words
+            help_text += f" (default: {shown})"
         list_flag = {"action": "append"}
         kind = {
             "bool": {"action": argparse.BooleanOptionalAction},
@@ -130,13 +131,18 @@ def _main(argv: list[str] | None) -> int:
         dest, branch = worktree_node(project, args.worktree[0], Path(args.worktree[1]), args.run)
         print(f"worktree at {dest} on new branch {branch}")
         return 0
-    _check_not_running(project)
-    resume: bool | None = True if args.resume else False if args.new else None
-    if args.headless:
-        return _headless(project, settings, resume, args)
-    from .app.app import run_app
+    from .project import InstanceLock
 
-    return run_app(project.root, settings, resume)
+    # Held from here until the process ends, before any question, form or resume advice: a
+    # second aide-tui on this project is told that this one runs (with its pid), whatever
+    # this one is doing yet; the engine takes the same lock again when it is built.
+    with InstanceLock(project):
+        resume: bool | None = True if args.resume else False if args.new else None
+        if args.headless:
+            return _headless(project, settings, resume, args)
+        from .app.app import run_app
+
+        return run_app(project.root, settings, resume)
 
 
 def _headless(project, settings: Settings, resume: bool | None, args: argparse.Namespace) -> int:
@@ -154,15 +160,6 @@ def _headless(project, settings: Settings, resume: bool | None, args: argparse.N
         project.root, settings, resume=resume, listener=printer, run_name=args.run if resume else None
     )
     return run_headless(engine)
-
-
-def _check_not_running(project) -> None:
-    """Fail on the lock before any resume advice: a run another instance is running looks
-    unfinished, and advising --resume for it would only fail on the lock next."""
-    from .project import InstanceLock
-
-    with InstanceLock(project):
-        pass
 
 
 def _ask_resume(project, run: str) -> bool:

@@ -485,7 +485,7 @@ class Engine:
             node.usage = node.usage + proposal.usage
             outputs: dict[str, bytes] = {}
             if node.code:
-                self._emit(ev.CodeReady(node_id, node.plan, node.code))
+                self._emit(ev.CodeReady(node_id, node.plan, node.code, node.usage))
                 result, tampered = self._execute(node, flight, timings)
                 outputs = self._record_exec(node, result)
                 self._review(node, ctx, tampered)

@@ -77,10 +77,12 @@ def export_node(project: Project, which: str, dest: Path, run: str | None = None
 # ------------------------------------------------------------------ worktrees
 
 
-def default_worktree(repo_dir: Path, run: str, node_id: int) -> tuple[str, Path]:
-    """A branch name and a directory beside the repository (never inside the user's tree)."""
+def default_worktree(project_dir: Path, run: str, node_id: int) -> tuple[str, Path]:
+    """A branch name and a directory beside the project (`w` offers both; the user may change them):
+    where the person looks for it, also when the project is a folder inside a larger repository."""
     branch = f"{run}-node-{node_id}"
-    return branch, repo_dir.parent / f"{repo_dir.name}-{branch}"
+    project_dir = Path(project_dir).resolve()
+    return branch, project_dir.parent / f"{project_dir.name}-{branch}"
 
 
 def repository_dir(project_root: Path) -> Path:

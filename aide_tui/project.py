@@ -138,16 +138,28 @@ def unfinished_run(project_dir: Path) -> str | None:
 class InstanceLock:
     """One aide-tui per project: an flock on .aide/lock, released when the process dies.
 
-    flock (not a pid file) so a kill -9 never leaves a stale lock behind.
+    flock (not a pid file) so a kill -9 never leaves a stale lock behind.  Re-entrant within
+    a process: the command line takes it first, before any question or form, so a second
+    aide-tui is told at once that this one runs; the engine it then builds takes it again
+    (a second flock on a new descriptor would refuse its own process) and releasing the
+    last holder unlocks.
     """
+
+    _held: dict[Path, tuple[Any, int]] = {}  # lock path -> (open file, holders) in this process
 
     def __init__(self, project: Project):
         self.project = project
         self.path = project.aide_dir / "lock"
-        self._fh = None
+        self._holding = False
 
     def acquire(self) -> None:
         self.project.ensure_aide_dir()
+        key = self.path.resolve()
+        if key in self._held:
+            fh, count = self._held[key]
+            self._held[key] = (fh, count + 1)
+            self._holding = True
+            return
         fh = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -162,13 +174,21 @@ class InstanceLock:
         fh.truncate()
         fh.write(f"pid {os.getpid()}")
         fh.flush()
-        self._fh = fh
+        self._held[key] = (fh, 1)
+        self._holding = True
 
     def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+        if not self._holding:
+            return
+        self._holding = False
+        key = self.path.resolve()
+        fh, count = self._held[key]
+        if count > 1:
+            self._held[key] = (fh, count - 1)
+            return
+        del self._held[key]
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
 
     def __enter__(self) -> InstanceLock:
         self.acquire()

@@ -44,6 +44,7 @@ class NodeView:
     # shape for every reader (the live log's catch-up, the detail screen) while it runs.
     output: deque[str] = field(default_factory=lambda: deque(maxlen=LIVE_LINES_LIMIT))
     phase: str = ""
+    usage: Usage = field(default_factory=Usage)  # spent so far while it runs (CodeReady); the node's own once finished
 
     @property
     def finished(self) -> bool:
@@ -78,6 +79,7 @@ class NodeView:
             hint=node.hint,
             plan=node.plan,
             code=node.code,
+            usage=node.usage,
         )
 
 
@@ -162,6 +164,17 @@ class RunModel:
     @property
     def step_now(self) -> int:
         return self.done + len(self.running)
+
+    @property
+    def accrued_usage(self) -> Usage:
+        """The run's spend as it accrues: the engine's total (finished nodes, the card call)
+        plus what the nodes in flight have spent on their code so far."""
+        total = self.usage
+        for node_id in self.running:
+            view = self.nodes.get(node_id)
+            if view is not None and view.node is None:
+                total = total + view.usage
+        return total
 
     @property
     def running_id(self) -> int | None:
@@ -289,7 +302,8 @@ class RunModel:
     def _code_ready(self, e: ev.CodeReady, ch: Change) -> None:
         view = self.nodes.get(e.node_id)
         if view is not None:
-            view.plan, view.code = e.plan, e.code
+            view.plan, view.code, view.usage = e.plan, e.code, e.usage
+            ch.status = True  # the status bar adds what it has spent
 
     def _node_finished(self, e: ev.NodeFinished, ch: Change) -> None:
         fresh = NodeView.from_finished(e)
@@ -300,6 +314,7 @@ class RunModel:
             ch.tree_updated.append(fresh.id)
             fresh.llm_text = view.llm_text
         self._record(fresh)
+        self.usage = self.usage + e.node.usage  # until UsageUpdated brings the engine's total, at once
         if fresh.id in self.running:
             self.running.remove(fresh.id)
         self.direction = e.direction or self.direction

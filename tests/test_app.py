@@ -371,6 +371,14 @@ async def test_keys_after_run_finished_say_why():
         await pilot.pause()
         assert any("the run is complete" in n and "--resume --run" in n for n in notes(app))
         assert app.engine.commands == []
+        # the palette says why once, first and in full; each run command says it in four words
+        from aide_tui.app.commands import AideCommands
+
+        entries = [(text, help_text) for text, _, help_text in AideCommands(app.screen)._entries()]
+        assert entries[0][0] == "Run over" and "--resume --run" in entries[0][1]
+        assert sum("--resume" in help_text for _, help_text in entries) == 1
+        draft = next(help_text for text, help_text in entries if text == "Draft")
+        assert draft.endswith("— unavailable: the run is over  [d]")
 
 
 async def test_engine_crash_shows_error_not_traceback():
@@ -479,3 +487,16 @@ async def test_no_key_modal_quit_starts_nothing():
         await pilot.press("q")
         await pilot.pause(0.2)
     assert app.engine is None and app.return_code == 0
+
+
+def test_the_tree_legend_explains_every_mark_a_node_label_can_carry():
+    from aide_tui.app.widgets.node_tree import LEGEND, STATUS_GLYPH, NodeTree, Palette, node_label
+    from aide_tui.state import NodeView
+
+    view = NodeView(3, 1, "improve", 3, status="ok", metric=0.5, holdout=0.4, hint="try trees")
+    label = node_label(view, best_id=3, palette=Palette(), marked=True).plain
+    pick = node_label(NodeView(4, 1, "improve", 4, status="ok"), best_id=3, palette=Palette(), pick_id=4).plain
+    marks = {ch for ch in label + pick if not ch.isascii()} | {glyph for glyph, _ in STATUS_GLYPH.values()}
+    assert marks <= set(LEGEND), marks - set(LEGEND)
+    assert "✎" in marks and "holdout" in LEGEND
+    assert NodeTree().tooltip == LEGEND

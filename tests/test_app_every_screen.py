@@ -104,6 +104,7 @@ async def test_every_screen_opens_on_every_node_state_of_a_live_run(tmp_path, ll
         await wait_for(pilot, lambda: len(app.model.queue) == 1)
         statuses = {i: v.status for i, v in app.model.nodes.items()}
         assert statuses == {1: "ok", 2: "buggy", 3: "buggy", 4: "running"}
+        assert app.model.accrued_usage.calls > app.model.usage.calls  # #4's code call counts while it runs
         assert "refusal" in (app.model.nodes[2].node.review_summary + app.model.nodes[2].node.output)
         opened = await walk_every_screen(pilot, app)
         assert opened == ["#1 ok", "#2 buggy", "#3 buggy", "#4 running"]

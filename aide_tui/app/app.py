@@ -628,17 +628,12 @@ class AideApp(App[int]):
         """None when `action` applies now, else a one-line reason shown to the user."""
         model = self.model
         view = self.selected
-        run_over = not model.active
-        if action in ("draft", "improve", "debug", "hint", "edit", "toggle_pause", "stop"):
+        if action in self.RUN_ACTIONS:
             if self.engine is None:
                 return "the run has not started yet"
-            if run_over:
-                if model.finish_reason == "completed":
-                    return (
-                        f"the run is complete; start aide-tui again for a new run, or extend this one with "
-                        f"--headless --resume --run {model.run_name} --steps N"
-                    )
-                return f"the run is over ({model.finish_reason or model.state}); start aide-tui again to resume it"
+            over = self.run_over()
+            if over:
+                return over
         if action in ("improve", "debug", "edit", "details", "copy_branch", "lineage", "mark", "compare", "worktree"):
             if view is None:
                 return "select a node in the tree first"
@@ -678,6 +673,20 @@ class AideApp(App[int]):
             if model.state == "stopping":
                 return "the run is stopping after this step; nothing to pause"
         return None
+
+    RUN_ACTIONS = ("draft", "improve", "debug", "hint", "edit", "toggle_pause", "stop")  # steer a live run
+
+    def run_over(self) -> str | None:
+        """Why no run command applies any more (the run has ended), else None."""
+        model = self.model
+        if self.engine is None or model.active:
+            return None
+        if model.finish_reason == "completed":
+            return (
+                f"the run is complete; start aide-tui again for a new run, or extend this one with "
+                f"--headless --resume --run {model.run_name} --steps N"
+            )
+        return f"the run is over ({model.finish_reason or model.state}); start aide-tui again to resume it"
 
     GATED = {
         "draft",
@@ -809,7 +818,8 @@ class AideApp(App[int]):
         view = self.selected
         project = Path(self.model.project)
         try:
-            branch, path = default_worktree(repository_dir(project), self.model.run_name, view.id)
+            repository_dir(project)  # no repository: say so before asking anything
+            branch, path = default_worktree(project, self.model.run_name, view.id)
         except UserError as exc:
             self.say(str(exc), title="Worktree", severity="error", timeout=8)
             return

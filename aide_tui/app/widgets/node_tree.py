@@ -21,6 +21,14 @@ STATUS_GLYPH = {
 }
 
 
+# What the tree's marks mean: its tooltip, and the README's caption of the screen.
+LEGEND = (
+    "● running · ✓ works · ✗ buggy, timed out or out of memory · – cancelled · ★ best by validation · "
+    "⚑ pick: the run's answer when the holdout ranks it above ★ · ✎ your hint steered it · "
+    "◆ marked for c (compare) · holdout N: its score on the hidden rows"
+)
+
+
 def format_metric(value: float | None) -> str:
     if value is None:
         return ""
@@ -122,6 +130,7 @@ class NodeTree(Tree[int]):
         self._by_id: dict[int, TreeNode[int]] = {}
         self.palette = Palette()
         self.marked_id: int | None = None
+        self.tooltip = LEGEND  # hovering the tree explains its marks
 
     # ----------------------------------------------------------- queries
     def tree_node(self, node_id: int) -> TreeNode[int] | None:
