@@ -500,3 +500,25 @@ def test_the_tree_legend_explains_every_mark_a_node_label_can_carry():
     assert marks <= set(LEGEND), marks - set(LEGEND)
     assert "✎" in marks and "holdout" in LEGEND
     assert NodeTree().tooltip == LEGEND
+
+
+async def test_selecting_a_node_added_since_the_last_render_puts_the_cursor_on_it_so_enter_opens_it():
+    """The cursor followed a stale layout: B, or following a new node, put it on another line or
+    none, and `enter` (the tree's own binding) then opened the wrong node or did nothing."""
+    from aide_tui.state import NodeView
+
+    app = make_app(steps=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        app.follow = False
+        tree = app.tree_pane
+        await wait_for(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data == 2)  # followed the last
+        views = [NodeView(i, 0, "improve", i, status="ok") for i in (10, 11, 12)]
+        for view in views:
+            app.model.nodes[view.id] = view
+        tree.add_views(views, app.model)  # no render in between: these have no line yet
+        assert tree.select_id(12) and tree.cursor_node.data == 12
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NodeDetailScreen))
+        assert app.screen.node_id == 12

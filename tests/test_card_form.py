@@ -189,3 +189,21 @@ async def test_a_card_naming_a_column_the_data_lacks_opens_with_that_field_blank
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.engine.confirmed is not None)
         assert app.engine.confirmed.target == "sale_price"
+
+
+async def test_at_80x24_tab_brings_every_field_and_the_start_button_into_view(project):
+    app = fake_app(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await card_form(pilot, app)
+        dialog = form.query_one(".dialog-card")
+        seen = []
+        for _ in range(8):  # start, quit, then the six fields in order
+            await pilot.press("tab")
+            await pilot.pause()
+            widget = app.focused
+            assert dialog.content_region.contains_region(widget.region), (widget.id, widget.region)
+            seen.append(widget.id)
+        assert seen == ["quit", "card-train", "card-test", "card-target", "card-ids", "card-metric"] + [
+            "card-direction",
+            "confirm",
+        ]

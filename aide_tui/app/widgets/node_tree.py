@@ -193,6 +193,10 @@ class NodeTree(Tree[int]):
         while parent is not None and not parent.is_root:
             parent.expand()
             parent = parent.parent
+        # Lay the lines out now: a node added (or a parent expanded) since the last render has no
+        # line yet, or a stale one, and the cursor would land on another node or none at all,
+        # so `enter` opened the wrong node or did nothing.
+        self.get_node_at_line(0)
         self.move_cursor(tnode)
         self.scroll_to_node(tnode, animate=False)
         return True
