@@ -359,7 +359,7 @@ async def test_quit_after_run_needs_no_confirmation():
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.model.state == "finished")
         await pilot.press("ctrl+q")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 0
 
 
@@ -390,7 +390,7 @@ async def test_engine_crash_shows_error_not_traceback():
         await pilot.press("escape")
         await pilot.pause()
         await pilot.press("ctrl+q")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 1
 
 
@@ -411,7 +411,7 @@ async def test_user_error_from_factory_exits_with_code_2():
 
     app = AideApp(bad)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 2
 
 
@@ -485,7 +485,7 @@ async def test_no_key_modal_quit_starts_nothing():
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, NoKeyModal))
         await pilot.press("q")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.engine is None and app.return_code == 0
 
 

@@ -14,7 +14,7 @@ from helpers import git, make_project
 
 from aide_tui.cli import main
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 def run_cli(*args, env=None, cwd=None):

@@ -8,13 +8,13 @@ import threading
 
 import pytest
 from aide_script import ScriptedAide
-from helpers import WRITE_SUBMISSION, Recorder, git, journal_nodes, make_project, user_state
+from helpers import WRITE_SUBMISSION, Recorder, git, journal_nodes, make_project, user_state, wait_until
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 def settings(**over):
@@ -171,8 +171,10 @@ def test_pause_and_resume_hold_the_next_step(tmp_path, scripted, llm_env):
     engine = build_engine(project, settings(steps=3, num_drafts=3), resume=False, listener=rec)
     worker = run_paused_after_first_node(engine, rec)
     assert len(rec.of(ev.NodeFinished)) == 1
-    worker.join(0.5)
-    assert worker.is_alive() and len(rec.of(ev.NodeFinished)) == 1  # held while paused
+    # Held, not just announced: the loop blocks in hold_if_paused until Resume (a state, not a
+    # time: a pause that only says "paused" never gets there, and this wait fails).
+    wait_until(lambda: engine.control.holding and engine.control.paused, what="the loop holding while paused")
+    assert worker.is_alive() and len(rec.of(ev.NodeFinished)) == 1 and len(rec.of(ev.NodeStarted)) == 1
     engine.submit(ev.Resume())
     worker.join(120)
     assert not worker.is_alive()

@@ -26,6 +26,7 @@ from aide_tui.search.task_card import TaskCard
 from aide_tui.settings import resolve
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+pytestmark = pytest.mark.slow  # real runs of the engine and the holdout re-runs
 
 
 def write(path: Path, text: str) -> Path:

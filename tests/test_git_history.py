@@ -16,7 +16,7 @@ from aide_tui.records import metric_name, node_subject, subject_metric
 from aide_tui.search.node import ExecInfo, Node
 from aide_tui.search.task_card import TaskCard
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 CRASH = "raise KeyError('price')\n"
 

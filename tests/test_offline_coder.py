@@ -26,7 +26,7 @@ from aide_tui.search.offline.review import last_metric
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DATA = ["data/train.csv", "data/test.csv"]
 TRAIN_ROWS = 300  # subsample: the scripts' behaviour does not depend on size
-pytestmark = pytest.mark.timeout(180)  # real sklearn scripts; a loaded machine makes them slow
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]  # real sklearn scripts; a loaded machine makes them slow
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from aide_tui.search.policy import AidePolicy, Decision
 from aide_tui.search.tree import SearchTree
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
 class Recorder:
