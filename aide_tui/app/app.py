@@ -645,7 +645,9 @@ class AideApp(App[int]):
                 return "select a node in the tree first"
         spec = BY_ACTION.get(action)
         if spec is not None and spec.parent_kind != "any":  # the one rule the engine applies too
-            keys = {BY_ACTION[b.action].name: b.key for b in self.AIDE_BINDINGS if b.action in BY_ACTION}
+            keys: dict[str, str] = {
+                BY_ACTION[b.action].name: b.key for b in self.AIDE_BINDINGS if b.action in BY_ACTION
+            }
             problem = target_problem(
                 spec.name, view.id, view.status if view.finished else None, running=not view.finished, keys=keys
             )
