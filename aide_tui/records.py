@@ -588,6 +588,8 @@ def recover_journal(project: Project, run: str, store: GitStore) -> str:
     fields = {f.name for f in dataclasses.fields(Node)}
     for node_id, branch in sorted(node_ids_in_git(store, run).items()):
         commit = store.branch_sha(branch)
+        if commit is None:  # deleted since it was listed (GitPython would read HEAD for None)
+            continue
         files = store.read_files(commit, NODE_FILES)
         try:
             meta = json.loads(files["node.json"])
