@@ -109,3 +109,16 @@ def test_catching_up_on_a_node_shows_its_most_recent_lines():
     lines, text, after = catch_up(view, limit=200)
     assert text == "" and after == [] and lines[1] == "… 250 earlier lines not shown"
     assert lines[2:4] == ["! line 251", "line 252"] and lines[-1] == "line 450" and len(lines) == 202
+
+
+async def test_the_quit_dialog_counts_the_running_nodes():
+    from aide_tui.app.screens.modals import ConfirmModal
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await at_stage(pilot, app, 1, {1: 1, 2: 1})
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert app.screen.question.startswith("2 nodes are running (#1, #2). Quit now?\nThey are cancelled")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.return_code is not None)

@@ -855,11 +855,12 @@ class AideApp(App[int]):
             return
         worker = self.engine_worker
         alive = worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
-        if alive and self.model.running_id is not None:
-            question = (
-                f"Node #{self.model.running_id} is running. Quit now?\n"
-                "It is cancelled; the run stays resumable (aide-tui PROJECT again)."
-            )
+        running = self.model.running
+        if alive and running:
+            ids = ", ".join(f"#{i}" for i in running)
+            what = f"Node {ids} is running" if len(running) == 1 else f"{len(running)} nodes are running ({ids})"
+            them = "It is" if len(running) == 1 else "They are"
+            question = f"{what}. Quit now?\n{them} cancelled; the run stays resumable (aide-tui PROJECT again)."
 
             async def done(yes: bool | None) -> None:
                 if yes:
