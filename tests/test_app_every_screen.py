@@ -22,7 +22,7 @@ from aide_tui.app.screens.worktree import WorktreeModal
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(400)]  # two walks over every screen
 SIZE = (120, 36)
 
 PRINTS_AND_WAITS = (
