@@ -157,6 +157,8 @@ class RunControl:
                     return f"there is no finished node #{nid}"
                 if not node.is_buggy:
                     return f"node #{nid} works; there is nothing to debug (improve it instead)"
+                if not node.code.strip():
+                    return f"node #{nid} has no code ({node.coder_outcome or 'no code'}); draft instead"
             case ev.RunCode(parent_id=pid, code=code):
                 if pid is not None and self._lookup(pid) is None:
                     return f"there is no finished node #{pid}"

@@ -48,6 +48,7 @@ from .search.memory import summarize
 from .search.node import ExecInfo, Node, Usage
 from .search.offline.task_reader import card_problem
 from .search.policy import AidePolicy, Decision, Policy
+from .search.refusals import RefusalStreak, model_notices
 from .search.task_card import TaskCard, card_to_dict
 from .search.tree import SearchTree
 from .search.verdict import decide, fix_direction
@@ -133,6 +134,7 @@ class Engine:
         self._usage = Usage()
         self._abandoned = False  # a new run whose task card form was left: removed when run() ends
         self._llm_failures = 0
+        self._refusals = RefusalStreak(self.settings.max_refusals)
         self._preload: tuple[str, ...] | None = None  # chosen at the first step (probes the interpreter)
         self._warm: dict[int, object] = {}  # node id -> the executor's warm start for it
         self._holdout_next: Node | None = None  # the newest best waiting for its holdout re-run
@@ -242,6 +244,8 @@ class Engine:
         )
         if nodes or self._usage.calls:  # a resumed run's spend, or the LLM's task card call
             self._emit(ev.UsageUpdated(self._usage, self.settings.budget))
+        for note in model_notices(self.settings) if self.coder.name == "llm" else ():
+            self._emit(ev.Notice(note, "warning"))
         self._settle_card()  # first: the folds, the holdout and the checks are built on the confirmed card
         self._prepare_inputs()
         self._emit(ev.RunStateChanged("running"))
@@ -491,6 +495,8 @@ class Engine:
                 self._review(node, ctx, tampered)
                 self._check_submission(node)
             self._finish_node(node, outputs)
+            if stop := self._refusals.observe(node):
+                raise FatalRunError(stop, "refused")
             if self.tree.best_id == node.id:
                 self._queue_holdout(node)
         except _Cancelled:
@@ -562,6 +568,7 @@ class Engine:
                 else:
                     proposal = self.coder.debug(ctx, parent, on_delta)  # type: ignore[arg-type]
         except CoderError as exc:
+            node.coder_outcome = exc.outcome
             node.plan = f"(no usable code) {exc}"
             node.usage = node.usage + exc.usage
             node.review_summary = f"The coder gave no usable code: {exc}"
@@ -774,6 +781,7 @@ class Engine:
         except Exception as exc:  # a failed review must not lose the execution
             if self._cancel.is_set():
                 raise _Cancelled() from exc
+            node.usage = node.usage + getattr(exc, "usage", Usage())  # replies that came back still cost
             node.review_summary = f"The review failed ({type(exc).__name__}: {exc})."
         status, metric, reason = decide(node.exec, review, node.output)
         if review is not None:
@@ -1071,7 +1079,14 @@ def build_engine(
             from .search.card_llm import llm_task_card
 
             ask_llm = partial(
-                llm_task_card, client, settings.feedback_model, project.root, data_files, project.task_text(), preview
+                llm_task_card,
+                client,
+                settings.feedback_model,
+                project.root,
+                data_files,
+                project.task_text(),
+                preview,
+                effort=settings.review_effort,
             )
         card = resolve_card(project, data_files, settings, project.run_dir(run_name) if resume else None, ask_llm)
         if not resume:  # last, so a refusal above leaves no root commit behind
