@@ -181,7 +181,11 @@ class Engine:
             self._start()
             finished = self._loop()
         except FatalRunError as exc:
-            self._emit(ev.RunError(exc.kind if exc.kind in ("auth", "budget", "llm", "config") else "fatal", str(exc)))
+            self._emit(
+                ev.RunError(
+                    exc.kind if exc.kind in ("auth", "budget", "llm", "config", "refused") else "fatal", str(exc)
+                )
+            )
             finished = self._finish("error", "failed", str(exc))
         except Exception as exc:  # a bug must end the run cleanly, resumable, with a reason
             log.exception("engine crashed")

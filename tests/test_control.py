@@ -8,7 +8,10 @@ from aide_tui import events as ev
 from aide_tui.control import COMMAND_INFO, RunControl
 from aide_tui.search.node import Node
 
-NODES = {1: Node(1, None, "draft", 1, status="ok", metric=0.5), 2: Node(2, None, "draft", 2, status="buggy")}
+NODES = {
+    1: Node(1, None, "draft", 1, status="ok", metric=0.5),
+    2: Node(2, None, "draft", 2, status="buggy", code="x = 1\n"),
+}
 
 
 def control() -> tuple[RunControl, list[ev.Event]]:
