@@ -11,6 +11,7 @@ from aide_tui.search.node import Node
 NODES = {
     1: Node(1, None, "draft", 1, status="ok", metric=0.5),
     2: Node(2, None, "draft", 2, status="buggy", code="x = 1\n"),
+    3: Node(3, None, "draft", 3, status="buggy", coder_outcome="refused (cyber)"),
 }
 
 
@@ -31,6 +32,13 @@ def test_every_command_is_described_once():
     assert set(COMMAND_INFO) == {
         c for c in vars(ev).values() if isinstance(c, type) and issubclass(c, ev.Command) and c is not ev.Command
     }
+
+
+def test_a_node_without_code_is_no_debug_target():
+    c, seen = control()
+    c.submit(ev.DebugNode(3))
+    assert answers(seen) == ["rejected: node #3 has no code (refused (cyber)); there is nothing to fix (draft instead)"]
+    assert c.snapshot().steps == ()
 
 
 def test_acceptance_says_where_the_step_is_in_the_queue():
