@@ -136,17 +136,19 @@ def test_prefix_below_the_model_minimum_is_not_cached_and_is_logged_not_printed(
     assert min_cache_tokens(MODEL) > 100
     collect, logger = Collect(), logging.getLogger("aide_tui.llm.client")
     logger.addHandler(collect)
+    logger.setLevel(logging.INFO)  # as under the engine's engine.log handler
     try:
         first, _ = stream(client, system=short)
-        logger.setLevel(logging.INFO)  # as under the engine's engine.log handler
-        second, _ = stream(client, system=short + " ")
-        third, _ = stream(client, system=short + " ")
+        second, _ = stream(client, system=short)
+        third, _ = stream(client, system=short + " Be exact.")
     finally:
         logger.removeHandler(collect)
         logger.setLevel(logging.NOTSET)
     for reply in (first, second, third):  # what the service does: no error, both counters 0
         assert reply.usage.cache_write_tokens == reply.usage.cache_read_tokens == 0
-    assert len([m for m in collect.messages if "not cached" in m]) == 1  # said once per model and prompt
+    assert len([m for m in collect.messages if "not cached" in m]) == 2  # said once per model and prompt
+    logging.getLogger("aide_tui").setLevel(logging.NOTSET)  # no engine handler: nothing may reach the terminal
+    stream(client, system=short + " Be kind.")
     assert "not cached" not in capfd.readouterr().err
 
 

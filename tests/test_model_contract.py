@@ -11,6 +11,8 @@ used or not, must be counted.
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from aide_script import ScriptedAide
 from fake_api import (
@@ -248,3 +250,29 @@ def test_thinking_that_never_leaves_room_is_cut_off_thinking(client, strict):
     with pytest.raises(CoderError) as err:
         LlmCoder(client, Settings(memory_limit="1G", max_tokens=8192)).draft(ctx(), lambda t: None)
     assert err.value.outcome == "cut off (thinking)"
+
+
+# ----------------------------------------------------------------- what the user reads
+
+
+def test_the_status_word_is_the_same_in_the_tree_the_headless_line_and_node_json():
+    from aide_tui.app.widgets.node_tree import Palette, node_label
+    from aide_tui.events import NodeFinished
+    from aide_tui.headless import HeadlessPrinter
+    from aide_tui.search.node import status_word
+    from aide_tui.state import RunModel
+
+    refused = Node(3, None, "draft", 3, status="buggy", coder_outcome="refused (cyber)")
+    crashed = Node(4, None, "draft", 4, status="buggy", code="x\n", exec=ExecInfo(exit_code=1, exc_type="KeyError"))
+    assert [status_word(refused), status_word(crashed)] == ["refused (cyber)", "buggy (KeyError)"]
+    model = RunModel()
+    out = io.StringIO()
+    printer = HeadlessPrinter(out=out, err=out)
+    for node in (refused, crashed):
+        event = NodeFinished(node, None, "c", f"aide/r/{node.id:04d}-draft", "r", None)
+        model.apply(event)
+        printer(event)
+        assert event.to_json()["node"]["status_word"] == status_word(node)
+    assert node_label(model.nodes[3], None, Palette()).plain == "#3 draft ✗ refused (cyber)"
+    lines = out.getvalue().splitlines()
+    assert "#3 draft: refused (cyber)  [no code" in lines[0] and "#4 draft: buggy (KeyError)" in lines[1]

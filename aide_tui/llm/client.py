@@ -287,7 +287,7 @@ class LlmClient:
             raise self._map(exc, model) from exc
         finally:
             done.set()
-        text = "".join(b.text for b in final.content if getattr(b, "type", None) == "text")
+        text = "".join(str(getattr(b, "text", "")) for b in final.content if getattr(b, "type", None) == "text")
         return LlmReply(
             text=text,
             usage=usage_from_sdk(model, final.usage, final.content),
@@ -321,7 +321,7 @@ class LlmClient:
         forced = model_spec(model).forced_tool
         if not forced:
             messages = _with_instruction(messages, TOOL_INSTRUCTION.format(name=name))
-        choice = {"type": "tool", "name": name} if forced else {"type": "auto"}
+        choice: Any = {"type": "tool", "name": name} if forced else {"type": "auto"}
         total = Usage()
         stop_reason: str | None = None
         for _ in range(1 if forced else 2):
@@ -331,7 +331,8 @@ class LlmClient:
             if effort:
                 kwargs["output_config"] = {"effort": effort}
             try:
-                message = self._client.messages.create(**kwargs, tools=[tool], tool_choice=choice)
+                offered: list[Any] = [tool]
+                message = self._client.messages.create(**kwargs, tools=offered, tool_choice=choice)
             except Exception as exc:
                 mapped = self._map(exc, model)
                 if isinstance(mapped, LlmError):
@@ -340,7 +341,7 @@ class LlmClient:
             total = total + usage_from_sdk(model, message.usage, message.content)
             stop_reason = message.stop_reason
             for block in message.content:
-                if getattr(block, "type", None) == "tool_use" and block.name == name:
+                if isinstance(block, anthropic.types.ToolUseBlock) and block.name == name:
                     data = block.input
                     if not isinstance(data, dict):
                         raise LlmError(f"tool {name!r} input was {type(data).__name__}, not an object", total)
