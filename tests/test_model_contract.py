@@ -276,3 +276,24 @@ def test_the_status_word_is_the_same_in_the_tree_the_headless_line_and_node_json
     assert node_label(model.nodes[3], None, Palette()).plain == "#3 draft ✗ refused (cyber)"
     lines = out.getvalue().splitlines()
     assert "#3 draft: refused (cyber)  [no code" in lines[0] and "#4 draft: buggy (KeyError)" in lines[1]
+
+
+def test_an_unknown_model_gets_safe_defaults_and_one_notice():
+    from aide_tui.llm.models import unknown_model_notice
+    from aide_tui.search.refusals import model_notices
+
+    spec = model_spec("claude-sonnet-9-1")
+    assert not spec.known and not spec.forced_tool and spec.thinks_by_default and not spec.efforts
+    assert spec.price.estimate and spec.cache_min == 1024  # the family's figures, flagged as estimates
+    same = Settings(memory_limit="1G", code_model="claude-sonnet-9-1", feedback_model="claude-sonnet-9-1")
+    assert model_notices(same) == [unknown_model_notice("claude-sonnet-9-1")]
+    assert model_notices(Settings(memory_limit="1G")) == []  # the defaults are in the table
+
+
+def test_a_request_for_an_unknown_model_is_one_the_contract_accepts(client, strict):
+    """No forced tool choice, no thinking field, no effort: nothing a newer model could refuse."""
+    strict.responder = lambda body: ToolReply("submit_review", REVIEW)
+    shape = thinking_shape("claude-sonnet-9-1", "off", "low")
+    assert shape.thinking is None and shape.effort is None
+    client.call_tool(model="claude-sonnet-9-1", system="s", messages=USER, tool=REVIEW_TOOL, max_tokens=8192)
+    assert strict.requests[0].body["tool_choice"] == {"type": "auto"}

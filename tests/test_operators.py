@@ -419,7 +419,14 @@ def test_a_budget_on_a_model_that_refuses_budgets_is_an_error_at_start_naming_th
 
 @pytest.mark.parametrize(
     "bad, needle",
-    [({"thinking": "500"}, "thinking"), ({"thinking": "9000"}, "below max_tokens"), ({"effort": "extreme"}, "effort")],
+    [
+        ({"thinking": "500"}, "thinking"),
+        ({"thinking": "9000"}, "below max_tokens"),
+        ({"effort": "extreme"}, "effort"),
+        ({"review_effort": "huge"}, "review_effort"),
+        ({"max_tokens": 200_000}, "128,000"),
+        ({"max_refusals": -1}, "max_refusals"),
+    ],
 )
 def test_bad_thinking_or_effort_is_one_line_naming_the_setting(bad, needle):
     from aide_tui.settings import resolve
