@@ -37,7 +37,9 @@ def test_every_command_is_described_once():
 def test_a_node_without_code_is_no_debug_target():
     c, seen = control()
     c.submit(ev.DebugNode(3))
-    assert answers(seen) == ["rejected: node #3 has no code (refused (cyber)); there is nothing to fix (draft instead)"]
+    assert answers(seen) == [
+        "rejected: node #3 has no code (refused (cyber)); there is nothing to fix (start a new draft instead)"
+    ]
     assert c.snapshot().steps == ()
 
 
@@ -166,3 +168,12 @@ def test_a_stop_ends_the_wait_for_a_task_card_without_one():
     c.submit(ev.CancelNow())
     waiter.join(5)
     assert got == [None]
+
+
+def test_the_app_is_told_the_same_rule_with_its_keys():
+    from aide_tui.control import target_problem
+
+    assert target_problem("debug", 3, "buggy", keys={"draft": "d"}, no_code="cut off (thinking)") == (
+        "node #3 has no code (cut off (thinking)); there is nothing to fix (start a new draft (d) instead)"
+    )
+    assert target_problem("debug", 2, "buggy", keys={"draft": "d"}) is None
