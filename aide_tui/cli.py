@@ -137,7 +137,7 @@ def _main(argv: list[str] | None) -> int:
     # Held from here until the process ends, before any question, form or resume advice: a
     # second aide-tui on this project is told that this one runs (with its pid), whatever
     # this one is doing yet; the engine takes the same lock again when it is built.
-    with InstanceLock(project):
+    with InstanceLock(project, shared=True):
         resume: bool | None = True if args.resume else False if args.new else None
         if args.headless:
             return _headless(project, settings, resume, args)

@@ -138,26 +138,35 @@ def unfinished_run(project_dir: Path) -> str | None:
 class InstanceLock:
     """One aide-tui per project: an flock on .aide/lock, released when the process dies.
 
-    flock (not a pid file) so a kill -9 never leaves a stale lock behind.  Re-entrant within
-    a process: the command line takes it first, before any question or form, so a second
-    aide-tui is told at once that this one runs; the engine it then builds takes it again
-    (a second flock on a new descriptor would refuse its own process) and releasing the
-    last holder unlocks.
+    flock (not a pid file) so a kill -9 never leaves a stale lock behind.  The command line
+    takes it first (`shared=True`), before any question or form, so a second aide-tui is told
+    at once that this one runs; the engine it then builds in this process takes the shared
+    lock again (a second flock on a new descriptor would refuse its own process), and
+    releasing the last holder unlocks.  A lock taken without `shared` is this process's
+    alone: a second engine built beside it is refused like a second instance.
     """
 
-    _held: dict[Path, tuple[Any, int]] = {}  # lock path -> (open file, holders) in this process
+    _held: dict[Path, tuple[Any, int, bool]] = {}  # lock path -> (open file, holders, shared) in this process
 
-    def __init__(self, project: Project):
+    def __init__(self, project: Project, shared: bool = False):
         self.project = project
         self.path = project.aide_dir / "lock"
+        self.shared = shared
         self._holding = False
+
+    def _refuse(self, holder: str) -> UserError:
+        return UserError(
+            f"{self.path}: another aide-tui is running on this project ({holder}); wait for it to finish or stop it"
+        )
 
     def acquire(self) -> None:
         self.project.ensure_aide_dir()
         key = self.path.resolve()
         if key in self._held:
-            fh, count = self._held[key]
-            self._held[key] = (fh, count + 1)
+            fh, count, shared = self._held[key]
+            if not shared:
+                raise self._refuse(f"pid {os.getpid()}")
+            self._held[key] = (fh, count + 1, shared)
             self._holding = True
             return
         fh = open(self.path, "a+", encoding="utf-8")
@@ -167,14 +176,12 @@ class InstanceLock:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise UserError(
-                f"{self.path}: another aide-tui is running on this project ({holder}); wait for it to finish or stop it"
-            ) from None
+            raise self._refuse(holder) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}")
         fh.flush()
-        self._held[key] = (fh, 1)
+        self._held[key] = (fh, 1, self.shared)
         self._holding = True
 
     def release(self) -> None:
@@ -182,9 +189,9 @@ class InstanceLock:
             return
         self._holding = False
         key = self.path.resolve()
-        fh, count = self._held[key]
+        fh, count, shared = self._held[key]
         if count > 1:
-            self._held[key] = (fh, count - 1)
+            self._held[key] = (fh, count - 1, shared)
             return
         del self._held[key]
         fcntl.flock(fh, fcntl.LOCK_UN)
