@@ -7,7 +7,6 @@ input data are safe.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import textwrap
