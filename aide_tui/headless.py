@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from . import events as ev
 from .engine import Engine
 from .state import RunModel
+from .terminal_text import terminal_safe
 
 
 class HeadlessPrinter:
@@ -44,7 +45,8 @@ class HeadlessPrinter:
                     say(self, event)
 
     def _say(self, text: str, err: bool = False) -> None:
-        print(text, file=self.err if err else self.out, flush=True)
+        # Every human line passes here; much of it was written by a script or a model.
+        print(terminal_safe(text), file=self.err if err else self.out, flush=True)
 
     def _run_started(self, e: ev.RunStarted) -> None:
         how = f"resumed with {len(e.nodes)} nodes" if e.resumed else "new run"
