@@ -661,6 +661,8 @@ class Engine:
             workspace=workspace,
             timeout=self.settings.timeout,
             memory_limit_mb=self.settings.memory_limit_mb,
+            pids_limit=self.settings.pids_limit,
+            disk_limit_mb=self.settings.disk_limit_mb,
             output_limit_bytes=self.settings.output_limit_bytes,
             env_pass=tuple(self.settings.env_pass),
             cpus=self._node_cpus(),

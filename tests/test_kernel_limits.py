@@ -15,11 +15,13 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import psutil
 import pytest
 from test_sandbox import BWRAP_PROBLEM, box  # noqa: F401 - the fixture: cold and forked nodes
 
+from aide_tui.errors import UserError
 from aide_tui.run import cgroup as cgroup_module
 from aide_tui.run import forkserver
 from aide_tui.run.cgroup import NodeCgroup
@@ -27,6 +29,7 @@ from aide_tui.run.executor import DEFAULT_DISK_MB, DEFAULT_PIDS, ExecRequest
 from aide_tui.run.launch import SESSION_RECORD
 from aide_tui.run.local import kill_leftovers
 from aide_tui.run.workspace import HOST_DIR, host_record
+from aide_tui.settings import resolve
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -150,9 +153,15 @@ def test_one_file_past_the_disk_budget_is_refused_by_the_kernel(box):  # noqa: F
     assert result.exc_type == "OSError" or result.killed_reason, result.output  # EFBIG: File too large
 
 
-def test_the_defaults_are_those_the_readme_names():
+def test_the_defaults_are_those_the_readme_names_and_the_settings_reach_the_request():
     request = ExecRequest(workspace=".")
     assert (request.pids_limit, request.disk_limit_mb) == (DEFAULT_PIDS, DEFAULT_DISK_MB) == (1024, 2048)
+    defaults = resolve(None, {})
+    assert (defaults.pids_limit, defaults.disk_limit_mb) == (DEFAULT_PIDS, DEFAULT_DISK_MB)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "| `pids_limit` | `--pids-limit` | 1024 |" in readme and "| `disk_limit` | `--disk-limit` | `2G` |" in readme
+    with pytest.raises(UserError, match="--pids-limit"):
+        resolve(None, {"pids_limit": "4"})
 
 
 # -- keyrings ------------------------------------------------------------------
