@@ -258,7 +258,7 @@ def test_kill_leftovers_takes_what_the_kernel_lists_in_the_nodes_cgroup(tmp_path
         assert not host_record(workspace, SESSION_RECORD).exists()
         assert kill_leftovers(workspace) == 1
         assert leftover.wait(30) == -signal.SIGKILL
-        assert NodeCgroup.existing(workspace) is None
+        assert NodeCgroup.leftovers(workspace) == []
     finally:
         leftover.kill()
         leftover.wait()

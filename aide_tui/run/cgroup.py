@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import os
 import shlex
 import signal
@@ -40,6 +41,7 @@ from pathlib import Path
 CGROUP_FS = Path("/sys/fs/cgroup")
 
 KILL_TIMEOUT = 5.0
+_SERIAL = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -108,11 +110,11 @@ def detect() -> CgroupHost | None:
     return _v2_host(own) or _v1_host(own)
 
 
-def cgroup_name(workspace: Path) -> str:
-    """The node's cgroup name, derived from its workspace: a resumed run finds what a killed
-    aide-tui left running there by the same name, with nothing read from the workspace."""
+def cgroup_prefix(workspace: Path) -> str:
+    """The start of the names of the workspace's cgroups: a resumed run finds what a killed
+    aide-tui left running there by name, with nothing read from the workspace."""
     digest = hashlib.sha256(str(Path(workspace).resolve()).encode()).hexdigest()[:20]
-    return f"aide-{digest}"
+    return f"aide-{digest}-"
 
 
 class NodeCgroup:
@@ -125,28 +127,32 @@ class NodeCgroup:
 
     @classmethod
     def create(cls, workspace: Path) -> NodeCgroup | None:
-        """The workspace's node cgroup, made empty (a killed run's leftovers in it are killed
-        first); None where cgroups cannot be made."""
+        """A new cgroup for one start of the node in `workspace` (each start its own: ending
+        one never touches another); None where cgroups cannot be made."""
         host = detect()
         if host is None:
             return None
-        group = cls(host, cgroup_name(workspace))
+        group = cls(host, f"{cgroup_prefix(workspace)}{os.getpid()}-{next(_SERIAL)}")
         try:
             for directory in group.dirs:
-                directory.mkdir(exist_ok=True)
+                directory.mkdir()
         except OSError:
+            group.remove()
             return None
-        group.kill()
         return group
 
     @classmethod
-    def existing(cls, workspace: Path) -> NodeCgroup | None:
-        """The workspace's node cgroup if one is there (left by a killed aide-tui)."""
+    def leftovers(cls, workspace: Path) -> list[NodeCgroup]:
+        """The cgroups made for `workspace` that are still there (left by a killed aide-tui)."""
         host = detect()
         if host is None:
-            return None
-        group = cls(host, cgroup_name(workspace))
-        return group if any(d.is_dir() for d in group.dirs) else None
+            return []
+        prefix = cgroup_prefix(workspace)
+        names: set[str] = set()
+        for parent in {host.memory, host.pids}:
+            with contextlib.suppress(OSError):
+                names.update(p.name for p in parent.iterdir() if p.name.startswith(prefix) and p.is_dir())
+        return [cls(host, name) for name in sorted(names)]
 
     # -- files
     @property

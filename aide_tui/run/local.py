@@ -484,8 +484,7 @@ def kill_leftovers(workspace: Path) -> int:
 
     workspace = Path(workspace).resolve()
     killed = 0
-    group = NodeCgroup.existing(workspace)
-    if group is not None:
+    for group in NodeCgroup.leftovers(workspace):
         killed += len(group.members())
         group.remove()
     record = host_record(workspace, SESSION_RECORD)
