@@ -186,7 +186,7 @@ def test_memory_cap_counts_the_whole_tree_and_names_the_reason(tmp_path):
     )
     assert result.killed_reason == "memory limit exceeded: 150 MiB"
     assert result.exit_code is None
-    assert result.peak_memory_mb > 150
+    assert result.peak_memory_mb >= 150  # where a cgroup holds the node, the kernel stops it at the cap
     assert "survived" not in result.output
 
 
