@@ -214,8 +214,8 @@ os.symlink("/dev/zero", ".aide-exec/warm-ready")
 with open(".aide-exec/session", "w") as fh:
     fh.write("{victim}")
 try:
-    os.makedirs("../{host_dir}", exist_ok=True)
-    with open("../{host_dir}/1.session", "w") as fh:
+    os.makedirs("../../{host_dir}", exist_ok=True)
+    with open("../../{host_dir}/nodes-1.session", "w") as fh:
         fh.write("{victim}")
     print("PLANTED", flush=True)
 except OSError as exc:

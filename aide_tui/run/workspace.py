@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 SCRIPT_NAME = "solution.py"
 INPUT_DIR = "input"
 HIDDEN_DIR = ".aide-exec"  # the launcher's area (the script's private HOME); never an output
-HOST_DIR = ".aide-host"  # beside the workspaces: aide-tui's own records of each node, out of scripts' view
+HOST_DIR = ".aide-host"  # next to the workspaces' directory: aide-tui's records of each node, out of scripts' view
 PROJECT_FILES = {"task.md", "aide.toml"}  # the task itself, not data
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
@@ -47,11 +47,12 @@ def list_data_files(project_dir: Path) -> list[str]:
 
 
 def host_record(workspace: Path, name: str) -> Path:
-    """Where aide-tui keeps its record `name` about the node in `workspace`: in a directory beside
-    the workspaces, which no node's sandbox shows (a cold node sees only its workspace, a forked
-    one has every workspace root covered), so the script cannot plant what the host trusts."""
-    workspace = Path(workspace)
-    return workspace.parent / HOST_DIR / f"{workspace.name}.{name}"
+    """Where aide-tui keeps its record `name` about the node in `workspace`: in a directory next
+    to the one the workspaces are made in (the run's, for ``runs/R/nodes/0001``), which no node's
+    sandbox shows (a cold node sees only its workspace, a forked one not even the other
+    workspaces), so the script cannot plant what the host trusts."""
+    workspace = Path(workspace).resolve()
+    return workspace.parent.parent / HOST_DIR / f"{workspace.parent.name}-{workspace.name}.{name}"
 
 
 def _safe_relative(rel: str) -> PurePosixPath:
