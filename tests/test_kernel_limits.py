@@ -113,6 +113,7 @@ def test_two_thousand_processes_are_refused_at_the_default_cap(box):  # noqa: F8
     assert "refused after" in result.output and "started 2000" not in result.output, result.output
     started = int(result.output.split("started ")[-1].split()[0])
     assert started < DEFAULT_PIDS
+    assert f"may have at most {DEFAULT_PIDS} at once (pids_limit)" in result.output  # for the review to read
 
 
 @needs_bwrap
@@ -262,3 +263,18 @@ def test_kill_leftovers_takes_what_the_kernel_lists_in_the_nodes_cgroup(tmp_path
     finally:
         leftover.kill()
         leftover.wait()
+
+
+@needs_cgroups
+def test_a_warm_starts_limits_can_be_raised_and_lowered_before_its_script_is_named(tmp_path):
+    group = NodeCgroup.create(tmp_path / "ws")
+    assert group is not None
+    name = "memory.max" if group.host.version == 2 else "memory.limit_in_bytes"
+    try:
+        for mb in (64, 256, 128):
+            group.set_limits(mb, 100)
+            assert int((group.dirs[0] / name).read_text()) == mb * MiB
+            assert (group.dirs[-1] / "pids.max").read_text().strip() == "100"
+    finally:
+        group.remove()
+    assert not any(d.exists() for d in group.dirs)

@@ -184,9 +184,12 @@ class NodeCgroup:
                 self._write(self._memory / "memory.max", limit)
                 self._write(self._memory / "memory.swap.max", "0")
             else:
-                self._write(self._memory / "memory.limit_in_bytes", limit)
-                if (self._memory / "memory.memsw.limit_in_bytes").exists():
-                    self._write(self._memory / "memory.memsw.limit_in_bytes", limit)
+                # memory <= memory+swap at every step: raising needs memsw first, lowering memory first
+                memory, memsw = self._memory / "memory.limit_in_bytes", self._memory / "memory.memsw.limit_in_bytes"
+                self._write(memory, limit)
+                if memsw.exists():
+                    self._write(memsw, limit)
+                    self._write(memory, limit)
         self._write(self._pids / "pids.max", str(pids_max) if pids_max else "max")
 
     def join_command(self, command: list[str]) -> list[str]:

@@ -316,6 +316,12 @@ class LocalJob:
             exc_type = data.get("exc_type") and str(data["exc_type"])[:200]
             traceback = data.get("traceback") and redact(str(data["traceback"]), self.secrets)
         output, cut = self.capture.text()
+        refused = self.cgroup.forks_refused() if self.cgroup is not None else 0
+        if refused:  # said where the review reads, next to the script's own BlockingIOError
+            output += (
+                f"[aide-tui: {refused} new process(es) or thread(s) refused: the node may have at most "
+                f"{self.request.pids_limit} at once (pids_limit)]\n"
+            )
         killed = self._killed_reason
         if killed is None and self.proc.returncode != 0 and self.cgroup is not None and self.cgroup.oom_kills():
             killed = f"memory limit exceeded: {self.request.memory_limit_mb} MiB"  # the kernel's own kill
