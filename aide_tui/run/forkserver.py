@@ -16,10 +16,13 @@ drops every capability before the script is named.  So a forked node is as
 walled in as a cold one, and as separate from the others: its own process,
 its own namespaces, nothing of another node's.
 
-The host side hands each child its stdout and stderr pipes and a job socket
+The host side hands each child its stdout and stderr pipes, a job socket
 (the child's real pid arrives with its first message, as the kernel reports
-it); the result is a `ForkedLaunch`, which `LocalJob` uses like a started
-launcher.  Anything that goes wrong here (no fork support, a zygote that
+it) and its launcher pipe (channel.py); the result is a `ForkedLaunch`, which
+`LocalJob` uses like a started launcher.  When the script is named, the host
+first moves the child's init and script process (nothing else exists yet)
+into a cgroup of the node's own (cgroup.py), so the kernel's memory and
+process caps hold its whole tree, as for a cold node.  Anything that goes wrong here (no fork support, a zygote that
 cannot start) makes the node start the old way: a fork server is only an
 optimisation.
 """
