@@ -39,7 +39,8 @@ class LauncherChannel:
     def writer_given(self) -> None:
         """The child holds the write end now: close ours, so EOF means the child is gone."""
         if self.write_fd >= 0:
-            os.close(self.write_fd)
+            with contextlib.suppress(OSError):
+                os.close(self.write_fd)
             self.write_fd = -1
 
     def poll(self) -> None:

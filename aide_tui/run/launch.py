@@ -61,7 +61,7 @@ def launcher_area(workspace: Path) -> Path:
 
 def record_session(workspace: Path, pid: int) -> None:
     """Note the node's session leader where a later aide-tui looks for leftovers if this one is
-    killed (kill_leftovers): beside the workspace, where no script can write."""
+    killed (kill_leftovers): in the run's directory, where no script can write (`host_record`)."""
     record = host_record(workspace, SESSION_RECORD)
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
@@ -132,6 +132,11 @@ class LauncherProcess:
                 close_fds=True,
                 pass_fds=(self.channel.write_fd,),
             )
+        except BaseException:
+            self.channel.close()
+            if self.cgroup is not None:
+                self.cgroup.remove()
+            raise
         finally:
             self.channel.writer_given()
         record_session(self.workspace, self.proc.pid)
