@@ -19,7 +19,6 @@ import contextlib
 import heapq
 import json
 import logging
-import shutil
 import sys
 import threading
 import time
@@ -31,10 +30,11 @@ from pathlib import Path
 from . import events as ev
 from .control import Plan, RunControl
 from .errors import FatalRunError
-from .evaluation.holdout import HOLDOUT_RUNS, HoldoutOutcome, final_pick, holdout_candidates
+from .evaluation.holdout import HOLDOUT_RUNS, HoldoutOutcome
+from .evaluation.holdout_policy import disagreement, final_pick, holdout_candidates
 from .evaluation.run_setup import RunEvaluation, setup_evaluation
 from .project import Project, write_atomic
-from .records import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, RunPaths, RunRecords, committable_outputs
+from .records import RunPaths, RunRecords, committable_outputs
 from .records import branch_name as branch_name  # the front ends import it from here
 from .run.executor import ExecRequest, ExecResult, Executor, Isolation
 from .run.inputs import DEFAULT_COPY_LIMIT, InputData
@@ -42,7 +42,7 @@ from .run.launch import choose_preload, without_failed
 from .run.local import kill_leftovers
 from .run.machine import Machine, probe_machine
 from .run.sandbox import available_cpus
-from .run.workspace import collect_outputs, prepare_workspace, write_script
+from .run.workspace import prepare_workspace, read_back, remove_tree, write_script
 from .search.coder import Coder, CoderError, Proposal, Review, TaskContext
 from .search.memory import summarize
 from .search.node import ExecInfo, Node, Usage
@@ -494,7 +494,7 @@ class Engine:
             if self.tree.best_id == node.id:
                 self._queue_holdout(node)
         except _Cancelled:
-            shutil.rmtree(self.paths.workspace(node_id), ignore_errors=True)
+            remove_tree(self.paths.workspace(node_id), ignore_errors=True)
             self._emit(ev.PhaseChanged(None, "idle", "cancelled"))
             raise
         finally:
@@ -607,8 +607,7 @@ class Engine:
         if warm is not None:
             write_script(workspace, node.code)  # the warm interpreter waits there, input in place
         else:
-            if workspace.exists():
-                shutil.rmtree(workspace)
+            remove_tree(workspace)
             prepare_workspace(workspace, self.project.root, self.data_files, node.code, inputs=self.inputs)
         self._emit(ev.PhaseChanged(node.id, "executing", f"running node #{node.id}"))
         request = self._exec_request(node.id)
@@ -634,7 +633,7 @@ class Engine:
             self._drop_failed_preloads(warm.failed_preloads())
         if result.killed_reason == "cancelled" or self._cancel.is_set():
             raise _Cancelled()
-        shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
+        remove_tree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
         with self._lock:  # one check at a time; a repair must not race another node's
             try:
                 tampered = self.inputs.verify_and_repair()
@@ -712,7 +711,7 @@ class Engine:
         workspace = self.paths.workspace(node_id)
         try:
             if workspace.exists():
-                shutil.rmtree(workspace)
+                remove_tree(workspace)
             prepare_workspace(workspace, self.project.root, self.data_files, "", inputs=self.inputs)
             warm = self.executor.warm_up(self._exec_request(node_id), self._preload)
         except Exception:  # the node then starts cold; a warm start is only ever an optimisation
@@ -735,7 +734,7 @@ class Engine:
             warm = self._warm.pop(node_id, None)
         if warm is not None:
             warm.discard()
-            shutil.rmtree(self.paths.workspace(node_id), ignore_errors=True)  # a node that never ran
+            remove_tree(self.paths.workspace(node_id), ignore_errors=True)  # a node that never ran
 
     def _end_warm_starts(self) -> None:
         """End every warm interpreter of a node that has not started (pause, stop, tampered inputs)."""
@@ -747,7 +746,9 @@ class Engine:
     def _record_exec(self, node: Node, result: ExecResult) -> dict[str, bytes]:
         """Put the run's facts on the node; return the files it wrote (for the commit)."""
         workspace = self.paths.workspace(node.id)
-        written, skipped = collect_outputs(workspace, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES)
+        written, skipped, notice = read_back(workspace, node.id)
+        if notice:
+            self._emit(ev.Notice(notice, "warning"))
         outputs, node.skipped_files = committable_outputs(written)  # known before the journal has the node
         node.output = result.output
         node.exec = ExecInfo(
@@ -871,11 +872,16 @@ class Engine:
         if self._cancel.is_set() and outcome.metric is None:
             return  # cancelled mid-way: not a fact about the node
         with self._lock:
-            node.holdout_metric, node.holdout_note = outcome.metric, outcome.note
+            node.holdout_metric, node.holdout_note, node.holdout_spread = outcome.metric, outcome.note, outcome.spread
+            node.holdout_flag = disagreement(node, self.tree.direction or (self.card.direction if self.card else None))
             pick = self._final_pick()
         with self._store_lock:
             commit = self.records.record_holdout(node, self.tree)
-        self._emit(ev.HoldoutScored(node.id, outcome.metric, outcome.note, pick.id if pick else None, commit))
+        self._emit(
+            ev.HoldoutScored(
+                node.id, outcome.metric, outcome.note, pick.id if pick else None, commit, node.holdout_flag
+            )
+        )
         self._emit(ev.PhaseChanged(None, "idle"))
 
     def _final_pick(self) -> Node | None:
@@ -886,7 +892,8 @@ class Engine:
         )
 
     def _score_final_candidates(self) -> None:
-        """The top 3 by validation metric get a holdout score too, so the final pick compares like with like."""
+        """The top 3 by validation metric and a sample across the tree get a holdout score too, so the
+        final pick compares like with like and fake metrics cannot hide every honest node."""
         if self.evaluation is None or self.evaluation.scorer is None:
             return
         direction = self.tree.direction or self.evaluation.card.direction
@@ -921,7 +928,7 @@ class Engine:
                 killed = kill_leftovers(ws)
                 if killed:
                     log.warning("killed %d process(es) left running in %s by an interrupted run", killed, ws)
-                shutil.rmtree(ws, ignore_errors=True)
+                remove_tree(ws, ignore_errors=True)
 
     # ------------------------------------------------------------ run info
 
