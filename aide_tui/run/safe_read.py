@@ -237,7 +237,8 @@ def collect(
     max_depth: int = MAX_WALK_DEPTH,
     skip: Callable[[str], bool] = lambda rel: False,
 ) -> Collected:
-    """Every regular file under `root` (sorted, depth-first, iteratively), within the caps.
+    """Every regular file under `root` (a directory's files, then its subdirectories, each sorted;
+    depth-first and iterative), within the caps.
 
     `skip(rel)` leaves out an entry (file or directory) by its relative path.  A file
     over `max_file_bytes`, or one that would push the total past `max_total_bytes`, is
@@ -246,7 +247,7 @@ def collect(
     At most `max_depth` directory fds are open at a time."""
     walk = _Walk(Collected(), max_file_bytes, max_total_bytes, max_files)
     with _dir_fd(Path(root)) as top:
-        stack: list[tuple[int, str, int, Iterator[str]]] = [(top, "", 0, iter(sorted(os.listdir(top))))]
+        stack: list[tuple[int, str, int, Iterator[str]]] = [(top, "", 0, _files_first(top))]
         try:
             while stack:
                 dir_fd, prefix, depth, names = stack[-1]
@@ -272,7 +273,7 @@ def collect(
                     else:
                         sub = _reopen(path_fd, os.O_RDONLY | os.O_DIRECTORY)
                         try:
-                            entries = iter(sorted(os.listdir(sub)))
+                            entries = _files_first(sub)
                         except OSError:
                             os.close(sub)
                             continue
@@ -284,6 +285,15 @@ def collect(
                 if dir_fd != top:
                     os.close(dir_fd)
     return walk.finish(max_depth)
+
+
+def _files_first(dir_fd: int) -> Iterator[str]:
+    """A directory's names, its files before its subdirectories (each sorted): the count cap then
+    keeps the top-level outputs (submission.csv) over thousands of files in a subdirectory.
+    The type here only orders; what is read is decided by fstat after the open."""
+    with os.scandir(dir_fd) as entries:
+        ordered = sorted((entry.is_dir(follow_symlinks=False), entry.name) for entry in entries)
+    return iter([name for _is_dir, name in ordered])
 
 
 @dataclass
