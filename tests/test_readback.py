@@ -21,6 +21,7 @@ from test_sandbox import CANARY, Box, needs_bwrap
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
+from aide_tui.evaluation import submission_check
 from aide_tui.evaluation.holdout import HoldoutScorer
 from aide_tui.evaluation.holdout_policy import disagreement, final_pick, holdout_candidates
 from aide_tui.evaluation.staging import stage
@@ -181,9 +182,9 @@ def test_a_hostile_workspace_is_read_back_within_caps_and_its_planted_git_runs_n
     assert not any(CANARY.encode() in data for data in files.values())
     assert "nested deeper than 32 levels" in notice and "beyond the first 500 not kept" in notice
     assert "canary.txt: a symlink" in notice and "labels.csv: a symlink" in notice
-    assert not (box.workspace / ".git").exists()
     status = subprocess.run(["git", "status"], cwd=box.workspace, capture_output=True, text=True)
-    assert status.returncode == 0 and not marker.exists(), status.stderr  # the project's repository answered
+    assert not marker.exists(), "git status in the workspace ran the planted fsmonitor"
+    assert status.returncode == 0 and not (box.workspace / ".git").exists(), status.stderr  # the project's repo
     remove_tree(box.workspace)  # a resume clears such a workspace: no RecursionError
     assert not box.workspace.exists()
 
@@ -191,7 +192,7 @@ def test_a_hostile_workspace_is_read_back_within_caps_and_its_planted_git_runs_n
 # -- the submission check -----------------------------------------------------------------
 
 
-def test_a_30mb_submission_is_streamed_not_loaded(tmp_path):
+def test_a_30mb_submission_is_capped_and_streamed_not_loaded(tmp_path, monkeypatch):
     ws = tmp_path / "ws"
     ws.mkdir()
     test = tmp_path / "test.csv"
@@ -200,14 +201,25 @@ def test_a_30mb_submission_is_streamed_not_loaded(tmp_path):
     result = LocalExecutor().submit(request, lambda s, line: None).wait(90)
     assert result is not None and result.exit_code == 0, result
     assert (ws / "submission.csv").stat().st_size > 30_000_000
+    assert _peak_of(check_submission, ws / "submission.csv", test, ["id"]) == (
+        "submission.csv is not read: 30800014 bytes, over the 1425856-byte cap"
+    )
+    monkeypatch.setattr(submission_check, "submission_cap", lambda test: submission_check.MAX_SUBMISSION_BYTES)
+    assert _peak_of(check_submission, ws / "submission.csv", test, ["id"]) == (
+        "submission.csv has 2800000 rows, the test file has 1000"  # read to the end, a few rows at a time
+    )
+
+
+def _peak_of(check, *args):
+    """What `check` returned; fails when it held more than 8 MB of Python memory at once."""
     tracemalloc.start()
     try:
-        problem = check_submission(ws / "submission.csv", test, ["id"])
+        returned = check(*args)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert problem == "submission.csv has 2800000 rows, the test file has 1000"
     assert peak < 8 * 1024 * 1024, f"the check held {peak / 1e6:.0f} MB"
+    return returned
 
 
 def _script_request(ws: Path, code: str) -> ExecRequest:
