@@ -42,6 +42,14 @@ from aide_tui.state import NodeView
 
 pytestmark = pytest.mark.timeout(180)
 
+
+@pytest.fixture(autouse=True)
+def _no_deep_trees_left(tmp_path):
+    """pytest's own clean-up of old temporary directories recurses: leave it no 1,200-deep tree."""
+    yield
+    remove_tree(tmp_path, ignore_errors=True)
+
+
 HONEST = textwrap.dedent("""
     import csv
     rows = list(csv.DictReader(open("input/data/test.csv")))
