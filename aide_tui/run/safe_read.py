@@ -111,7 +111,9 @@ def _check_regular(info: os.stat_result, rel: str, max_bytes: int) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise RefusedRead(errno.EINVAL, "not a regular file (a FIFO, socket, device or directory)", rel)
     if info.st_nlink > 1:
-        raise RefusedRead(errno.EMLINK, "a file with a second hard link (it may name a file outside the workspace)", rel)
+        raise RefusedRead(
+            errno.EMLINK, "a file with a second hard link (it may name a file outside the workspace)", rel
+        )
     if info.st_size > max_bytes:
         raise RefusedRead(errno.EFBIG, f"{info.st_size} bytes, over the {max_bytes}-byte cap", rel)
 
@@ -246,6 +248,8 @@ def collect(
     files, or below `max_depth` directories, the walk stops taking and says so once.
     At most `max_depth` directory fds are open at a time."""
     walk = _Walk(Collected(), max_file_bytes, max_total_bytes, max_files)
+    if not os.path.isdir(root):  # e.g. the script deleted its own workspace: nothing to take
+        return walk.found
     with _dir_fd(Path(root)) as top:
         stack: list[tuple[int, str, int, Iterator[str]]] = [(top, "", 0, _files_first(top))]
         try:

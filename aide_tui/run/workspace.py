@@ -143,9 +143,17 @@ def read_back(workspace: Path, node_id: int) -> tuple[dict[str, bytes], list[str
 
     Returns the files, the names too large to keep, and a notice for the user ("" when
     nothing was left out but oversized files, which the node lists itself)."""
-    remove_git_dirs(workspace)
+    planted = remove_git_dirs(workspace)
     found = collect(workspace)
-    left = found.notes + [_printable(r) for r in found.refused[:5]] + ([f"{len(found.refused) - 5} more"] if len(found.refused) > 5 else [])
+    if planted:
+        found.notes.append(
+            f"{planted} .git entr{'y' if planted == 1 else 'ies'} deleted (a planted config or hook would run)"
+        )
+    left = (
+        found.notes
+        + [_printable(r) for r in found.refused[:5]]
+        + ([f"{len(found.refused) - 5} more"] if len(found.refused) > 5 else [])
+    )
     notice = f"node #{node_id}: outputs not kept: {'; '.join(left)}" if left else ""
     return found.files, found.too_large, notice
 
@@ -239,6 +247,8 @@ def remove_git_dirs(workspace: Path, max_depth: int = safe_read.MAX_WALK_DEPTH) 
     nothing is lost.  Called after the script's processes are gone.  Returns how many."""
     removed = 0
     stack = [(Path(workspace), 0)]
+    if not os.path.isdir(workspace):
+        return 0
     while stack:
         directory, depth = stack.pop()
         try:
