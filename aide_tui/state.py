@@ -16,6 +16,7 @@ from typing import Literal
 
 from . import events as ev
 from .search.node import Direction, Node, Operation, Status, Usage, better
+from .search.operations import OPERATIONS
 from .search.task_card import TaskCard
 
 RUNNING = "running"
@@ -97,9 +98,7 @@ PENDING_TEXT = {"pausing": "pausing after this step", "stopping": "stopping afte
 
 def step_text(operation: Operation, parent_id: int | None) -> str:
     """`improve #4`, `draft`, `your code under #2`: a planned or queued step in a few words."""
-    if operation == "manual":
-        return f"your code under #{parent_id}" if parent_id is not None else "your code (new root)"
-    return f"{operation} #{parent_id}" if parent_id is not None else operation
+    return OPERATIONS[operation].step_text(parent_id)
 
 
 class RunModel:

@@ -31,7 +31,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Tree
 from textual.worker import Worker, WorkerFailed, WorkerState
 
-from ..control import COMMAND_INFO
+from ..control import COMMAND_INFO, target_problem
 from ..errors import UserError
 from ..events import (
     AddHint,
@@ -61,6 +61,7 @@ from ..events import (
     StopAfterStep,
     TaskCardReady,
 )
+from ..search.operations import BY_ACTION
 from ..settings import Settings
 from ..state import Change, RunModel
 from .commands import AideCommands
@@ -642,17 +643,15 @@ class AideApp(App[int]):
         if action in ("improve", "debug", "edit", "details", "copy_branch", "lineage", "mark", "compare", "worktree"):
             if view is None:
                 return "select a node in the tree first"
-        if action == "improve":
-            if not view.finished:
-                return f"#{view.id} is still running; improve it once it has finished"
-            if view.is_buggy:
-                return f"#{view.id} is {view.status}: debug it (b) instead of improving it"
-        elif action == "debug":
-            if not view.finished:
-                return f"#{view.id} is still running; debug it if it turns out buggy"
-            if not view.is_buggy:
-                return f"#{view.id} works (no bug to fix); improve it (i) instead"
-        elif action == "edit":
+        spec = BY_ACTION.get(action)
+        if spec is not None and spec.parent_kind != "any":  # the one rule the engine applies too
+            keys = {BY_ACTION[b.action].name: b.key for b in self.AIDE_BINDINGS if b.action in BY_ACTION}
+            problem = target_problem(
+                spec.name, view.id, view.status if view.finished else None, running=not view.finished, keys=keys
+            )
+            if problem:
+                return problem
+        if action == "edit":
             if not view.code:
                 return f"#{view.id} has no code yet"
         elif action in ("copy_branch", "worktree"):
