@@ -331,6 +331,9 @@ def test_three_fake_metrics_do_not_keep_the_honest_nodes_from_being_scored_or_pi
     for node in honest:
         node.holdout_metric = None
     assert final_pick(fakes + honest, "minimize", fakes[0]).id == 5
+    steered = _node(7, 0.00001)
+    steered.holdout_note = "submission.csv is not read: a symlink, not a file"
+    assert final_pick([steered, *fakes, *honest], "minimize", steered).id == 5  # a refused re-run comes last
     # every working node flagged: the best holdout among them (there is nothing better to say)
     assert final_pick(fakes, "minimize", fakes[0]).id == 1
 

@@ -16,8 +16,9 @@ Pure functions over finished nodes, so the engine only calls them.  Why this sha
   per cent between them).  Doing *better* on the holdout is never flagged.
 * The run's answer is never a flagged node while an unflagged working one
   exists: the best holdout score among unflagged scored nodes, else the best
-  validation metric among unflagged nodes, else (every candidate flagged) the
-  best holdout score.
+  validation metric among unflagged nodes (those whose re-run gave no score, e.g.
+  a submission that was a symlink, last), else (every candidate flagged) the best
+  holdout score.
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def final_pick(nodes: list[Node], direction: str | None, validation_best: Node |
     flagged = [n for n in working if n.holdout_flag]
     if not flagged:
         return validation_best
-    if clean:
-        return _by_validation(clean, direction)[0]
+    if clean:  # a node whose re-run gave no score (refused, crashed) only after those not yet re-run
+        return min(_by_validation(clean, direction), key=lambda n: bool(n.holdout_note))
     return _best_holdout(flagged, direction)
 
 
