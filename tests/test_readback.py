@@ -96,10 +96,14 @@ def planted_git(marker: Path) -> str:
 # -- the opener itself ----------------------------------------------------------------------
 
 
-@pytest.fixture(params=["openat2", "per-component"])
+@pytest.fixture(params=["openat2", "per-component", "without O_PATH"])
 def opener(request, monkeypatch):
-    """Both ways of resolving beneath a directory: the kernel's openat2, and O_NOFOLLOW per component."""
+    """Every way of resolving beneath a directory: the kernel's openat2, O_NOFOLLOW per component
+    (kernels before 5.6), and that without O_PATH (macOS), where files are opened O_NONBLOCK."""
     monkeypatch.setattr(safe_read, "_openat2_works", None if request.param == "openat2" else False)
+    if request.param == "without O_PATH":
+        monkeypatch.setattr(safe_read, "_PATH", 0)
+        monkeypatch.setattr(safe_read, "_LOOK", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     return request.param
 
 
@@ -127,7 +131,9 @@ def test_the_opener_takes_regular_files_and_refuses_what_a_script_can_plant(tmp_
     for name, why in refused.items():
         with pytest.raises(safe_read.RefusedRead, match=why):
             safe_read.read_bytes(ws, name, 100)
-    assert opener == "per-component" or safe_read._openat2_works is True  # the kernel's way was the one used
+    found = safe_read.collect(ws, max_file_bytes=100, max_total_bytes=1000, max_files=10)
+    assert found.files == {"sub/ok.csv": b"a,b\n"} and found.too_large == ["sparse.bin"]
+    assert opener != "openat2" or safe_read._openat2_works is True  # the kernel's way was the one used
 
 
 def test_a_file_that_grows_past_its_cap_while_read_is_cut_off(tmp_path):

@@ -29,6 +29,7 @@ import errno
 import io
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,7 +41,11 @@ _SYS_OPENAT2 = 437
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08
-_openat2_works: bool | None = None  # probed on first use; False: per-component O_NOFOLLOW instead
+_openat2_works: bool | None = None if sys.platform.startswith("linux") else False  # probed on first use
+# O_PATH (Linux): an fd that names a file without opening it for reading, so a FIFO or device is
+# judged by fstat before anything touches it.  Elsewhere (macOS) the file is opened O_NONBLOCK instead.
+_PATH: int = getattr(os, "O_PATH", 0)
+_LOOK = _PATH if _PATH else os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
 
 MAX_WALK_DEPTH = 32  # directories deeper than this are not walked (noted), never recursed into
 GIT_DIR_NAMES = frozenset({".git"})  # compared case-folded: git refuses `.GIT` on case-insensitive systems too
@@ -92,7 +97,7 @@ def open_beneath(dir_fd: int, rel: str, flags: int = os.O_RDONLY) -> int:
     ELOOP (or ENOTDIR from O_DIRECTORY|O_NOFOLLOW) means a symlink stood in the way."""
     global _openat2_works
     parts = _parts(rel)
-    flags |= os.O_CLOEXEC if flags & os.O_PATH else os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+    flags |= os.O_CLOEXEC if _PATH and flags & _PATH else os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
     if _openat2_works is not False:
         try:
             fd = _openat2(dir_fd, "/".join(parts), flags)
@@ -119,14 +124,16 @@ def _check_regular(info: os.stat_result, rel: str, max_bytes: int) -> None:
 
 
 def _reopen(path_fd: int, flags: int = os.O_RDONLY) -> int:
-    """A readable fd for the very inode an O_PATH fd holds (no path is looked up again)."""
+    """A readable fd for the very inode `path_fd` holds (no path is looked up again)."""
+    if not _PATH:
+        return os.dup(path_fd)  # already opened for reading (O_NONBLOCK) where there is no O_PATH
     return os.open(f"/proc/self/fd/{path_fd}", flags | os.O_CLOEXEC | os.O_NOCTTY)
 
 
 def _open_regular(dir_fd: int, rel: str, max_bytes: int) -> tuple[int, os.stat_result]:
     """Opened as O_PATH first: a FIFO or a device is judged by fstat without ever being opened for reading."""
     try:
-        path_fd = open_beneath(dir_fd, rel, os.O_PATH)
+        path_fd = open_beneath(dir_fd, rel, _LOOK)
     except RefusedRead:
         raise
     except OSError as exc:
@@ -199,7 +206,7 @@ def fingerprint(root: Path, rel: str) -> tuple[int, int] | None:
     """(device, inode) of `rel` under `root` without following a symlink; None when absent or refused."""
     try:
         with _dir_fd(root) as dir_fd:
-            fd = open_beneath(dir_fd, rel, os.O_PATH)
+            fd = open_beneath(dir_fd, rel, _LOOK)
         try:
             info = os.fstat(fd)
         finally:
@@ -265,7 +272,7 @@ def collect(
                 if skip(rel) or _is_git_dir_name(name):
                     continue
                 try:
-                    path_fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                    path_fd = os.open(name, _LOOK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
                 except OSError:
                     continue  # gone meanwhile, or unreadable: not an output
                 try:
