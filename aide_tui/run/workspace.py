@@ -214,7 +214,9 @@ def _remove_entry(parent: int, name: str) -> None:
         return
     current = top
     os.fchmod(current, stat.S_IRWXU)
-    pending: list[tuple[str, list[str]]] = [(name, os.listdir(current))]  # (name in parent, names left)
+    # (name in parent, names left), reversed so that pop() unlinks in directory order: in reverse
+    # order 30,000 files took 25 s instead of 5 s on ext4's hashed directories.
+    pending: list[tuple[str, list[str]]] = [(name, os.listdir(current)[::-1])]
     try:
         while pending:
             own_name, left = pending[-1]
@@ -225,7 +227,7 @@ def _remove_entry(parent: int, name: str) -> None:
                     os.fchmod(child, stat.S_IRWXU)
                     os.close(current)
                     current = child
-                    pending.append((entry, os.listdir(child)))
+                    pending.append((entry, os.listdir(child)[::-1]))
                 continue
             pending.pop()
             if not pending:
