@@ -73,6 +73,8 @@ def node_label(
     `⚠ disagrees` on a node whose validation metric the holdout contradicts (never the answer);
     `◆ marked` on the node that `c` compares the selection with."""
     glyph, word = STATUS_GLYPH.get(view.status, ("?", view.status))
+    if view.node is not None and view.node.coder_outcome:  # no code came: 'refused (cyber)', 'cut off (thinking)'
+        word = view.node.coder_outcome
     colour = {
         RUNNING: palette.warning,
         "ok": palette.success,
