@@ -18,6 +18,7 @@ from . import events as ev
 from .engine import Engine
 from .search.node import status_word
 from .state import RunModel
+from .terminal_text import terminal_safe
 
 
 class HeadlessPrinter:
@@ -45,7 +46,8 @@ class HeadlessPrinter:
                     say(self, event)
 
     def _say(self, text: str, err: bool = False) -> None:
-        print(text, file=self.err if err else self.out, flush=True)
+        # Every human line passes here; much of it was written by a script or a model.
+        print(terminal_safe(text), file=self.err if err else self.out, flush=True)
 
     def _run_started(self, e: ev.RunStarted) -> None:
         how = f"resumed with {len(e.nodes)} nodes" if e.resumed else "new run"

@@ -263,6 +263,8 @@ class StepRunner:
             workspace=workspace,
             timeout=settings.timeout,
             memory_limit_mb=settings.memory_limit_mb,
+            pids_limit=settings.pids_limit,
+            disk_limit_mb=settings.disk_limit_mb,
             output_limit_bytes=settings.output_limit_bytes,
             env_pass=tuple(settings.env_pass),
             cpus=self.node_cpus(),

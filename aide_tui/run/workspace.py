@@ -26,7 +26,8 @@ from .safe_read import Collected
 
 SCRIPT_NAME = "solution.py"
 INPUT_DIR = "input"
-HIDDEN_DIR = ".aide-exec"  # where the launcher records results; never an output
+HIDDEN_DIR = ".aide-exec"  # the launcher's area (the script's private HOME); never an output
+HOST_DIR = ".aide-host"  # next to the workspaces' directory: aide-tui's records of each node, out of scripts' view
 PROJECT_FILES = {"task.md", "aide.toml"}  # the task itself, not data
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 MAX_OUTPUT_FILE_BYTES = 5 * 1024 * 1024  # one output file kept in the node's commit
@@ -50,6 +51,15 @@ def list_data_files(project_dir: Path) -> list[str]:
             if (Path(root) / name).is_file():
                 found.append(rel)
     return sorted(found)
+
+
+def host_record(workspace: Path, name: str) -> Path:
+    """Where aide-tui keeps its record `name` about the node in `workspace`: in a directory next
+    to the one the workspaces are made in (the run's, for ``runs/R/nodes/0001``), which no node's
+    sandbox shows (a cold node sees only its workspace, a forked one not even the other
+    workspaces), so the script cannot plant what the host trusts."""
+    workspace = Path(workspace).resolve()
+    return workspace.parent.parent / HOST_DIR / f"{workspace.parent.name}-{workspace.name}.{name}"
 
 
 def _safe_relative(rel: str) -> PurePosixPath:

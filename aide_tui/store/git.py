@@ -42,6 +42,7 @@ from gitdb import IStream
 from gitdb.db.loose import LooseObjectDB
 
 from aide_tui.errors import UserError
+from aide_tui.terminal_text import terminal_safe
 
 IDENT_NAME = "aide-tui"
 IDENT_EMAIL = "aide-tui@localhost"
@@ -175,7 +176,8 @@ def commit_message(subject_and_body: str, trailers: dict[str, str]) -> str:
     ``---`` divider would make git treat the rest as a patch and hide the
     trailers, so they are indented by one space.
     """
-    lines = [line.rstrip() for line in (subject_and_body or "").strip().splitlines()]
+    text = terminal_safe(subject_and_body or "")  # `git log` prints it to the user's terminal as it is
+    lines = [line.rstrip() for line in text.strip().splitlines()]
     subject = lines[0].strip() if lines else ""
     body_lines = lines[1:]
     while body_lines and not body_lines[0]:
@@ -194,7 +196,7 @@ def commit_message(subject_and_body: str, trailers: dict[str, str]) -> str:
     for key, value in trailers.items():
         if not _TRAILER_KEY.match(key):
             raise ValueError(f"invalid trailer key {key!r}")
-        flat = " ".join(str(value).split())
+        flat = " ".join(terminal_safe(str(value)).split())
         trailer_lines.append(f"{key}: {flat}")
 
     parts = [subject]
