@@ -107,6 +107,8 @@ class HeadlessPrinter:
     def _holdout_scored(self, e: ev.HoldoutScored) -> None:
         what = f"{e.metric:.6g}" if e.metric is not None else f"not scored ({e.note})"
         self._say(f"#{e.node_id} on the hidden holdout: {what}")
+        if e.flag:  # said even without --verbose: the node's own metric is not to be believed
+            self._say(f"#{e.node_id} flagged, never the answer while an unflagged node exists: {e.flag}", err=True)
 
     def _notice(self, e: ev.Notice) -> None:
         self._say(f"note: {e.message}", err=e.level == "warning")

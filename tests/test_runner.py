@@ -488,7 +488,7 @@ def test_collect_outputs_returns_written_files_within_caps(tmp_path):
     assert outputs == {"submission.csv": b"id,b\n1,2\n"}
     assert skipped == ["models/big.bin"]
     outputs, skipped = collect_outputs(ws, max_file_bytes=10_000, max_total_bytes=5_005)
-    assert list(outputs) == ["models/big.bin"] and skipped == ["submission.csv"]
+    assert list(outputs) == ["submission.csv"] and skipped == ["models/big.bin"]  # a directory's files first
 
 
 def test_the_exception_comes_over_the_launchers_pipe_and_leaves_no_file_or_output(tmp_path):

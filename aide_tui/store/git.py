@@ -367,6 +367,21 @@ class GitStore:
                     continue
             return found
 
+    def read_tree(self, commit: str, prefix: str) -> dict[str, bytes]:
+        """Every file under the directory `prefix` of `commit` ({path below prefix: bytes}); {} without one.
+
+        What a node committed, read from git's objects: never from the workspace the script wrote."""
+        with self._lock:
+            try:
+                top = self._repo.commit(commit).tree / prefix
+            except KeyError:
+                return {}
+            found = {}
+            for item in top.traverse():  # GitPython walks with a stack: no recursion limit
+                if item.type == "blob":  # type: ignore[union-attr]
+                    found[item.path.removeprefix(f"{prefix}/")] = item.data_stream.read()  # type: ignore[union-attr]
+            return found
+
     def close(self) -> None:
         """Stop GitPython's persistent cat-file processes."""
         with self._lock:

@@ -82,6 +82,8 @@ def overview_text(view: NodeView, model: RunModel, palette: Palette) -> Text:
         row("metric", (format_metric(node.metric) or "—") + " (validation, as the script reported it)")
         if node.holdout_metric is not None:
             row("holdout", f"{format_metric(node.holdout_metric)} (re-run on the hidden holdout rows)")
+            if node.holdout_flag:
+                row("⚠ flagged", node.holdout_flag, palette.error)
         elif node.holdout_note:
             row("holdout", f"not scored: {node.holdout_note}", palette.muted)
         ex = node.exec
