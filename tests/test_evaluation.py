@@ -212,7 +212,7 @@ def test_a_weather_run_validates_on_the_fixed_folds_and_scores_the_best_on_the_h
     events, finished, engine = run_offline(project, 2)
     nodes = [e.node for e in events.events if isinstance(e, ev.NodeFinished)]
     assert [n.status for n in nodes] == ["ok", "ok"], [n.review_summary for n in nodes]
-    assert all("FOLDS_PATH" in n.code and "fixed folds" in n.plan for n in nodes)
+    assert all("FOLDS_PATH" in n.code and "fixed time-ordered folds" in n.plan for n in nodes)  # test days follow
     scored = [e for e in events.events if isinstance(e, ev.HoldoutScored)]
     assert scored and all(e.metric is not None and 0 <= e.metric <= 1 for e in scored), scored
     assert finished.best_holdout is not None and finished.best_id in {e.node_id for e in scored}

@@ -500,7 +500,8 @@ def test_id_from_a_sample_submission_and_uniqueness_not_the_name(tmp_path):
         tmp_path, coder.draft(TaskContext(task=task, data_preview="", memory=""), lambda _: None).code, tmp_path, files
     )
     assert node.exec.exit_code == 0, node.output[-2000:]
-    assert spec.id_columns == [] and "passenger_id" in spec.feature_columns
+    # passenger_id repeats and the test's passengers are new: a group, validated whole and never a feature
+    assert spec.id_columns == [] and spec.group_column == "passenger_id" and "passenger_id" not in spec.feature_columns
 
 
 def test_a_corrected_card_is_used_and_a_wrong_one_named(tmp_path):

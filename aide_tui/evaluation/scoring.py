@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..data.table import read_frame
 from ..search.task_card import TaskCard
 from .submission_check import _canonical
 
@@ -28,10 +29,10 @@ def score_submission(submission: Path, labels: Path, card: TaskCard) -> float:
     import pandas as pd
 
     try:
-        predicted = pd.read_csv(submission, dtype=str, keep_default_na=False)
+        predicted = read_frame(submission, dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001 - pandas raises many kinds on a bad file
         raise ScoreError(f"{submission.name} cannot be read ({type(exc).__name__}: {exc})") from None
-    truth = pd.read_csv(labels, dtype=str, keep_default_na=False)
+    truth = read_frame(labels, dtype=str, keep_default_na=False)
     ids = [c for c in card.id_columns if c in truth.columns and c in predicted.columns]
     pred_cols = [c for c in predicted.columns if c not in ids]
     if ids:

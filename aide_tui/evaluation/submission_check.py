@@ -10,10 +10,11 @@ ids 0..n-1 is still wrong.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from pathlib import Path, PurePosixPath
+
+from ..data.table import TableError, read_table
 
 SUBMISSION = "submission.csv"
 _SAMPLE = re.compile(r"(sample|example)[_ -]?submission", re.I)
@@ -26,9 +27,12 @@ def find_sample_submission(data_files: list[str]) -> str | None:
 
 
 def _table(path: Path) -> tuple[list[str], list[list[str]]]:
-    with path.open(encoding="utf-8-sig", newline="", errors="replace") as fh:
-        table = [row for row in csv.reader(fh) if row]
-    return (table[0], table[1:]) if table else ([], [])
+    try:
+        return read_table(path)
+    except TableError as exc:
+        if "is empty" in str(exc) or "no header" in str(exc):
+            return [], []
+        raise
 
 
 def check_submission(
@@ -38,11 +42,11 @@ def check_submission(
     name = submission.name
     try:
         columns, rows = _table(submission)
-    except (OSError, csv.Error) as exc:
+    except TableError as exc:
         return f"{name} cannot be read as CSV ({exc})"
     try:
         test_columns, test_rows = _table(test)
-    except (OSError, csv.Error):
+    except TableError:
         return None  # nothing to compare with; the card's test file is checked elsewhere
     if not columns:
         return f"{name} is empty"
@@ -51,7 +55,7 @@ def check_submission(
     if sample is not None:
         try:
             expected = _table(sample)[0]
-        except (OSError, csv.Error):
+        except TableError:
             expected = []
         if expected and sorted(columns) != sorted(expected):
             return f"{name} columns {','.join(columns)}; expected {','.join(expected)} (as in {sample.name})"
