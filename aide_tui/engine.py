@@ -1073,7 +1073,15 @@ def build_engine(
             ask_llm = partial(
                 llm_task_card, client, settings.feedback_model, project.root, data_files, project.task_text(), preview
             )
-        card = resolve_card(project, data_files, settings, project.run_dir(run_name) if resume else None, ask_llm)
+        card = resolve_card(
+            project,
+            data_files,
+            settings,
+            project.run_dir(run_name) if resume else None,
+            ask_llm,
+            confirm=confirm_card,
+            offline=coder_name == "offline",
+        )
         if not resume:  # last, so a refusal above leaves no root commit behind
             prompts = {name: load_prompt(name, project.root) for name in PROMPT_NAMES} if coder_name == "llm" else {}
             # A card still to be confirmed is recorded in the run directory only, once confirmed.
@@ -1109,8 +1117,8 @@ def build_engine(
     engine.lock = lock
     if sandbox_notice:
         listener(ev.Notice(sandbox_notice, "warning"))
-    if card.notice:
-        listener(ev.Notice(card.notice, "warning"))
+    for notice in ([card.notice] if card.notice else []) + card.warnings:
+        listener(ev.Notice(notice, "warning"))
     if coder_name == "offline":
         # `auto` picks Claude by itself once the key is set; only an explicit `offline` needs changing.
         fix = (
