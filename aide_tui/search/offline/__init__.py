@@ -19,8 +19,8 @@ from .debugging import diagnose, family_in_code, fixed_recipe
 from .improvements import choose, family_in_hint
 from .recipe import MODELS, Recipe, parse_recipe, recipe_changes
 from .review import last_metric, review_node
-from .task_reader import TaskCard, TaskReadError, TaskSpec, derive_task_card, read_task
 from .sizing import fits_in_time, size_recipe
+from .task_reader import TaskCard, TaskReadError, TaskSpec, derive_task_card, read_task
 from .templates import describe, render, validation_words
 
 __all__ = [

@@ -163,6 +163,8 @@ def _submission_columns(task: str, columns: set[str], target: str) -> list[str] 
     a comma list of columns anywhere on a line, in any language ("Rendre submission.csv : personne,wages")."""
     for m in re.finditer(r"`([^`\n]+)`|((?<![\w.-])[\w.-]+(?:[ \t]*,[ \t]*[\w.-]+)+)", task):
         names = [n.strip() for n in (m.group(1) or m.group(2)).split(",")]
+        if names[-1] not in columns:  # "Submit man,year,wage." ends a sentence
+            names[-1] = names[-1].rstrip(".:;")
         if len(names) >= 2 and target in names and all(n in columns for n in names):
             return names
     return None
@@ -244,7 +246,11 @@ def derive_task_card(project_dir: Path, data_files: list[str], task: str) -> Tas
     metric, direction = _infer_metric(task, _values(header, rows, target))
     ids = _find_ids(task, target, header, rows, test, sample_header)
     time_column = find_time_column(header, rows, test, [target])
-    group_column = find_group_column(task, header, rows, test, [target, *ids, *([time_column] if time_column else [])])
+    # A column of a composite id (person + year) can be the group; a single id is unique per row, never a group.
+    single_id = ids if len(ids) == 1 else []
+    group_column = find_group_column(
+        task, header, rows, test, [target, *single_id, *([time_column] if time_column else [])]
+    )
     others = [f for f in data_files if f.lower().endswith(".csv") and f not in (train_rel, test_rel, sample)]
     extra = find_extra_tables(task, str(project_dir), header, others, [target])
     return TaskCard(
@@ -321,7 +327,7 @@ def _check_structure(project_dir: Path, data_files: list[str], card: TaskCard, h
             raise TaskReadError(f"task card: {key} {column!r} is not a column of {card.train_file}")
         if column is not None and column == card.target:
             raise TaskReadError(f"task card: {key} {column!r} cannot be the target")
-    if card.group_column is not None and card.group_column in card.id_columns:
+    if card.group_column is not None and card.id_columns == [card.group_column]:
         raise TaskReadError(
             f"task card: group_column {card.group_column!r} is an id column; ids are unique per row, groups repeat"
         )

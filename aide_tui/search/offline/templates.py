@@ -203,7 +203,8 @@ def _load(spec: TaskSpec) -> str:
         else:
             extra = extra.set_index(extra[key].astype(str)).drop(columns=[key])
         extra.columns = [f"{{stem}}_{{column}}" for column in extra.columns]
-        frame = frame.join(extra, on=frame[key].astype(str).rename("__join_key"))
+        frame = frame.assign(__join_key=frame[key].astype(str)).join(extra, on="__join_key")
+        frame = frame.drop(columns="__join_key")
     return frame
 
 
