@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a node's solution and outputs to DIR; NODE is 'best' or a node id",
     )
     mode.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --export: re-run the node on all training rows (the holdout included) in the sandbox and export "
+        "that submission.csv (default: on for 'best', off for a node id)",
+    )
+    mode.add_argument(
         "--worktree",
         nargs=2,
         metavar=("NODE", "DIR"),
@@ -121,8 +128,13 @@ def _main(argv: list[str] | None) -> int:
     if args.export:
         from .export import export_node, scores
 
-        dest, node = export_node(project, args.export[0], Path(args.export[1]), args.run)
+        refit = args.refit if args.refit is not None else args.export[0] == "best"
+        dest, node = export_node(
+            project, args.export[0], Path(args.export[1]), args.run, settings=settings, refit=refit
+        )
         print(f"exported node #{node.id} ({scores(node)}) to {dest}")
+        fit = "all training rows (refit)" if refit else "the run's training rows, less the hidden holdout"
+        print(f"run it on your data: cd {dest} && python solution.py; its submission.csv is fit on {fit}")
         return 0
     if args.worktree:
         from .export import worktree_node

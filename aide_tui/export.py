@@ -1,13 +1,15 @@
 """`--export NODE DIR` and `--worktree NODE DIR`: take one node out of a run.
 
 Export writes the node's solution, output and outputs to DIR from the journal and its
-workspace; a worktree checks the node's commit out on a new branch (git worktree add), so a
+workspace, plus what makes it run on the project's data (`export_run`): `input/` and,
+with `--refit`, a submission fit on every training row; a worktree checks the node's commit out on a new branch (git worktree add), so a
 person can carry a solution into their own code with git.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,8 +17,11 @@ from .errors import UserError
 from .evaluation.holdout import final_pick
 from .project import Project
 from .search.journal import Journal, JournalDamaged
+from .search.metric_line import validation_folds
 from .search.node import Node
+from .search.task_card import TaskCardError, card_from_table
 from .search.tree import SearchTree
+from .settings import Settings
 
 
 def find_node(project: Project, which: str, run: str | None, flag: str) -> tuple[str, SearchTree, Node]:
@@ -54,15 +59,35 @@ def scores(node: Node) -> str:
     return f"{valid}, holdout not scored" + (f" ({node.holdout_note})" if node.holdout_note else "")
 
 
-def export_node(project: Project, which: str, dest: Path, run: str | None = None) -> tuple[Path, Node]:
-    """Write the node out; returns DIR and the node (its scores are printed)."""
+def export_node(
+    project: Project,
+    which: str,
+    dest: Path,
+    run: str | None = None,
+    *,
+    settings: Settings | None = None,
+    refit: bool | None = None,
+) -> tuple[Path, Node]:
+    """Write the node out, runnable on the project's data (export_run); returns DIR and the node.
+
+    `refit` (default: on for 'best', when `settings` are given) re-runs it on all training rows first."""
     run, tree, node = find_node(project, which, run, "--export")
     run_dir = project.run_dir(run)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "solution.py").write_text(node.code, encoding="utf-8")
     (dest / "output.txt").write_text(node.output, encoding="utf-8")
     (dest / "node.json").write_text(
-        json.dumps({**node.to_dict(), "run": run, "direction": tree.direction}, indent=2, default=str), encoding="utf-8"
+        json.dumps(
+            {
+                **node.to_dict(),
+                "run": run,
+                "direction": tree.direction,
+                "validation_folds": validation_folds(node.output),
+            },
+            indent=2,
+            default=str,
+        ),
+        encoding="utf-8",
     )
     workspace = run_dir / "nodes" / f"{node.id:04d}"
     for name in node.exec.outputs:
@@ -71,7 +96,44 @@ def export_node(project: Project, which: str, dest: Path, run: str | None = None
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
+    _export_runnable(project, run_dir, node, dest, settings, which == "best" if refit is None else refit)
     return dest, node
+
+
+def _export_runnable(
+    project: Project, run_dir: Path, node: Node, dest: Path, settings: Settings | None, refit: bool
+) -> None:
+    """input/ with the project's data and whole-file folds; with `refit`, the all-rows submission."""
+    from .export_run import RUN_SUBMISSION, link_inputs
+    from .export_run import refit as refit_node
+    from .run.workspace import list_data_files
+
+    card_file = run_dir / "task_card.json"
+    card = None
+    if card_file.is_file():
+        try:
+            card = card_from_table(json.loads(card_file.read_text(encoding="utf-8")), None, str(card_file))
+        except (ValueError, TaskCardError):
+            card = None
+    data_files = list_data_files(project.root)
+    seed = settings.seed if settings is not None else _run_seed(run_dir)
+    link_inputs(dest, project, data_files, card, seed)
+    if not refit or settings is None:
+        return
+    submission, why = refit_node(project, run_dir, node, data_files, card, settings)
+    if submission is None:
+        raise UserError(f"--refit: {why}; export without it: --no-refit")
+    if (dest / "submission.csv").is_file():
+        os.replace(dest / "submission.csv", dest / RUN_SUBMISSION)
+    (dest / "submission.csv").write_bytes(submission)
+
+
+def _run_seed(run_dir: Path) -> int:
+    """The seed the run's folds were made with (evaluation/split.json), so exported folds follow the same rule."""
+    try:
+        return int(json.loads((run_dir / "evaluation" / "split.json").read_text(encoding="utf-8"))["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 # ------------------------------------------------------------------ worktrees

@@ -24,6 +24,8 @@ from aide_tui.data.table import TableError, read_table, table_format
 from aide_tui.engine import build_engine
 from aide_tui.evaluation.split import make_split
 from aide_tui.evaluation.submission_check import check_submission
+from aide_tui.export import export_node
+from aide_tui.project import Project
 from aide_tui.search.coder import TaskContext
 from aide_tui.search.metric_line import validation_folds
 from aide_tui.search.offline import OfflineCoder
@@ -383,3 +385,17 @@ def test_the_holdout_on_a_grouped_table_is_in_line_with_a_hidden_test_of_new_gro
     assert len(merged) == len(pd.read_csv(answers))
     hidden = math.sqrt(float(((merged["wage"] - merged["wage_pred"]) ** 2).mean()))
     assert abs(finished.best_holdout - hidden) / hidden < 0.15, (finished.best_holdout, hidden)
+
+    # the export runs on the project's data as it is, and --refit fits on every training row
+    dest, node = export_node(Project.open(root), "best", tmp_path / "out", settings=settings)
+    train_rows = len(pd.read_csv(root / "data/train.csv"))
+    folds = pd.read_csv(dest / "input/folds.csv")
+    assert list(folds["row"]) == list(range(train_rows))  # the whole file, not the run's reduced one
+    assert (dest / "input/data/train.csv").resolve() == (root / "data/train.csv").resolve()
+    assert (dest / "submission_from_run.csv").read_bytes() == git(
+        root, "show", f"{finished.best_branch}:outputs/submission.csv"
+    ).encode()
+    assert (dest / "submission.csv").read_bytes() != (dest / "submission_from_run.csv").read_bytes()
+    r = subprocess.run([sys.executable, "solution.py"], cwd=dest, capture_output=True, text=True, timeout=200)
+    assert r.returncode == 0 and "Validation folds: 0,1,2,3,4" in r.stdout, r.stderr[-2000:]
+    assert f"{train_rows} training rows" in r.stdout

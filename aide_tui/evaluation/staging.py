@@ -114,7 +114,7 @@ def stage(
     else:
         labels = _column(header, rows, card.target)
         classification = METRIC_KINDS.get(card.metric, ("", "regression"))[1] == "classification"
-        groups, times = _structure(card, header, rows)
+        groups, times = structure_of(card, header, rows)
         split = make_split(labels, classification, seed, holdout_share, groups, times)
         held, folds = list(split.holdout_rows), list(split.folds)
         root.mkdir(parents=True, exist_ok=True)
@@ -136,7 +136,7 @@ def _column(header: list[str], rows: list[list[str]], name: str) -> list[str]:
     return [row[i] if i < len(row) else "" for row in rows]
 
 
-def _structure(card: TaskCard, header: list[str], rows: list[list[str]]) -> tuple[list[str] | None, list | None]:
+def structure_of(card: TaskCard, header: list[str], rows: list[list[str]]) -> tuple[list[str] | None, list | None]:
     """The group of every row, or the time of every row (numbers, or dates as seconds), as the card says."""
     if card.time_column and card.time_column in header:
         values = _column(header, rows, card.time_column)
