@@ -157,7 +157,11 @@ def _headless(project, settings: Settings, resume: bool | None, args: argparse.N
 
     if resume is None:
         pending = project.unfinished_run()
-        if pending is not None:
+        if pending is not None and not project.finished_a_node(pending):
+            # Nothing to resume (e.g. refused or stopped at its start): start over rather than block.
+            print(f"note: run {pending} never finished a node; starting a new run", file=sys.stderr)
+            resume = False
+        elif pending is not None:
             resume = _ask_resume(project, pending)
         else:
             resume = False

@@ -7,6 +7,7 @@ in the right answer or a one-line refusal (exit 2) before a run is created.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 from helpers import Recorder, git
 
 from aide_tui import events as ev
-from aide_tui.card_resolution import structure_warnings
+from aide_tui.card_resolution import resolve_card, structure_warnings
 from aide_tui.cli import main
 from aide_tui.data.table import TableError, read_table, table_format
 from aide_tui.engine import build_engine
@@ -32,6 +33,7 @@ from aide_tui.search.offline import OfflineCoder
 from aide_tui.search.offline.recipe import parse_recipe
 from aide_tui.search.offline.sizing import MIN_TREES, fits_in_time
 from aide_tui.search.offline.task_reader import TableUnreadable, derive_task_card, read_task
+from aide_tui.search.task_card import card_to_dict
 from aide_tui.settings import resolve
 
 pytestmark = pytest.mark.timeout(300)
@@ -399,3 +401,38 @@ def test_the_holdout_on_a_grouped_table_is_in_line_with_a_hidden_test_of_new_gro
     r = subprocess.run([sys.executable, "solution.py"], cwd=dest, capture_output=True, text=True, timeout=200)
     assert r.returncode == 0 and "Validation folds: 0,1,2,3,4" in r.stdout, r.stderr[-2000:]
     assert f"{train_rows} training rows" in r.stdout
+
+
+# ------------------------------------------------------------------ nothing created before the inputs are checked
+
+
+def test_a_resumed_run_re_derives_a_card_that_no_longer_fits_the_data(tmp_path):
+    root = penguins(tmp_path / "p")
+    run_dir = root / ".aide/runs/r1"
+    stale = {**card_to_dict(derive_task_card(root, FILES, (root / "task.md").read_text())), "target": "sex_old"}
+    write(run_dir / "task_card.json", json.dumps(stale))
+    settings = resolve(None, dict(coder="offline"))
+    resolved = resolve_card(Project.open(root), FILES, settings, run_dir, offline=True)
+    assert resolved.card is not None and resolved.card.target == "Sex"
+    assert "no longer fits the data" in resolved.notice and "'sex_old'" in resolved.notice
+    fitting = {**stale, "target": "Sex"}
+    write(run_dir / "task_card.json", json.dumps(fitting))
+    kept = resolve_card(Project.open(root), FILES, settings, run_dir, offline=True)
+    assert kept.source == "saved" and kept.notice == ""
+
+
+def test_a_run_that_never_finished_a_node_does_not_block_the_next_start(tmp_path, capsys):
+    root = penguins(tmp_path / "p")
+    git(root, "init", "-q", "-b", "main")
+    write(root / ".aide/runs/20200101-000000/run.json", json.dumps({"status": "running"}))
+    write(root / ".aide/runs/20200101-000000/journal.jsonl", '{"type":"start","id":1}\n')
+    assert main([str(root), "--headless", "--coder", "offline", "--steps", "1", "--workers", "1"]) == 0
+    assert "run 20200101-000000 never finished a node; starting a new run" in capsys.readouterr().err
+
+
+def test_a_project_where_aide_cannot_write_exits_2_with_the_fix(tmp_path, capsys):
+    root = penguins(tmp_path / "p")
+    write(root / ".aide", "not a directory")  # as root, a chmod would not stop the write; this does
+    assert main([str(root), "--headless", "--coder", "offline", "--new"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot write .aide/ here" in err and "make the project writable" in err
