@@ -42,7 +42,6 @@ from .errors import FatalRunError, UserError
 from .project import Project, printable_path, write_atomic
 from .run.workspace import collect_outputs
 from .search.journal import Journal, JournalDamaged, node_line, parse_line, start_line, started_id
-from .search.metric_line import validation_folds
 from .search.node import Node
 from .search.task_card import METRIC_NAMES, TaskCard, card_to_dict
 from .search.tree import SearchTree
@@ -389,7 +388,6 @@ class RunRecords:
 
     def node_json(self, node: Node, tree: SearchTree) -> dict:
         data = node.to_dict()
-        data["validation_folds"] = validation_folds(node.output)  # which run folds the metric averaged
         data.pop("code", None)
         data.pop("output", None)
         data["direction"] = tree.direction

@@ -127,7 +127,8 @@ def _time_split(labels: list[str], times: list[float | None], holdout_share: flo
     held = [i for i, t in enumerate(times) if t in held_periods and not is_missing(labels[i])]
     held_set = set(held)
     kept = [i for i in range(len(labels)) if i not in held_set]
-    kept_periods = sorted({times[i] for i in kept if times[i] is not None and times[i] not in held_periods})
+    kept_times = [t for t in (times[i] for i in kept) if t is not None and t not in held_periods]
+    kept_periods: list[float] = sorted(set(kept_times))
     fold_of_period: dict[float, int] = {}
     if len(kept_periods) >= 3:
         splits = TimeSeriesSplit(n_splits=min(N_FOLDS, len(kept_periods) - 1)).split(kept_periods)
@@ -136,5 +137,5 @@ def _time_split(labels: list[str], times: list[float | None], holdout_share: flo
                 fold_of_period[kept_periods[n]] = fold
     elif kept_periods:
         fold_of_period[kept_periods[-1]] = 0  # two periods: fit on the first, validate on the second
-    folds = [fold_of_period.get(times[i], -1) if times[i] is not None else -1 for i in kept]
+    folds = [-1 if (t := times[i]) is None else fold_of_period.get(t, -1) for i in kept]
     return Split(tuple(held), tuple(folds))

@@ -90,6 +90,7 @@ class Node:
     finished_at: float = 0.0
     holdout_metric: float | None = None  # the card's metric on the hidden holdout (evaluation/holdout.py)
     holdout_note: str = ""  # why a holdout re-run gave no score
+    validation_folds: list[int] | None = None  # the run folds its metric averaged (its `Validation folds:` line)
 
     @property
     def is_buggy(self) -> bool:
