@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import events as ev
-from .search.node import Node, Operation
+from .search.node import Node, Operation, Status
+from .search.operations import BY_COMMAND, OPERATIONS
 from .search.task_card import TaskCard
 
 
@@ -85,17 +86,49 @@ COMMAND_INFO: dict[type[ev.Command], CommandInfo] = {
 }
 
 
+def command_target(command: ev.Command) -> int | None:
+    """The node a step command builds on (None: a new root)."""
+    return getattr(command, "node_id", getattr(command, "parent_id", None))
+
+
 def queued_step_plan(command: ev.Command) -> Plan:
-    match command:
-        case ev.DraftNext():
-            return Plan("draft", None, "command")
-        case ev.ImproveNode(node_id=nid):
-            return Plan("improve", nid, "command")
-        case ev.DebugNode(node_id=nid):
-            return Plan("debug", nid, "command")
-        case ev.RunCode(parent_id=pid, code=code, plan=plan):
-            return Plan("manual", pid, "command", code=code, plan=plan)
-    raise TypeError(f"{command!r} queues no step")
+    spec = BY_COMMAND.get(command.name)
+    if spec is None:
+        raise TypeError(f"{command!r} queues no step")
+    if spec.coder_method is None:  # the user's own code
+        return Plan(spec.name, command_target(command), "command", code=command.code, plan=command.plan)  # type: ignore[attr-defined]
+    return Plan(spec.name, command_target(command), "command")
+
+
+def target_problem(
+    operation: Operation,
+    node_id: int,
+    status: Status | None,
+    *,
+    running: bool = False,
+    keys: dict[str, str] | None = None,
+) -> str | None:
+    """Why node `node_id` cannot be the parent of a step of `operation` now; None when it can.
+
+    The one rule for "can this command run now?": the engine's `RunControl` applies it to every
+    command it receives, and the app to dim its keys and say why (passing its `keys`, e.g.
+    {"debug": "b"}, so the advice names them).  `status` is the finished node's (None: no
+    finished node of that id; `running`: it exists but has not finished)."""
+
+    def named(op: str) -> str:
+        return f"{op} it ({keys[op]})" if keys and op in keys else f"{op} it"
+
+    if status is None:
+        if running:
+            return f"node #{node_id} is still running; {named(operation)} once it has finished"
+        return f"there is no finished node #{node_id}"
+    spec = OPERATIONS[operation]
+    buggy = status != "ok"
+    if spec.parent_kind == "working" and buggy:
+        return f"node #{node_id} is {status}; {named(spec.instead or 'debug')} instead"
+    if spec.parent_kind == "buggy" and not buggy:
+        return f"node #{node_id} works; there is nothing to {operation} ({named(spec.instead or 'improve')} instead)"
+    return None
 
 
 class RunControl:
@@ -144,22 +177,15 @@ class RunControl:
         return True
 
     def _check(self, command: ev.Command) -> str | None:
+        spec = BY_COMMAND.get(command.name)
+        target = command_target(command) if spec is not None else None
+        if spec is not None and target is not None:
+            node = self._lookup(target)
+            problem = target_problem(spec.name, target, node.status if node is not None else None)
+            if problem:
+                return problem
         match command:
-            case ev.ImproveNode(node_id=nid):
-                node = self._lookup(nid)
-                if node is None:
-                    return f"there is no finished node #{nid}"
-                if node.is_buggy:
-                    return f"node #{nid} is {node.status}; debug it instead"
-            case ev.DebugNode(node_id=nid):
-                node = self._lookup(nid)
-                if node is None:
-                    return f"there is no finished node #{nid}"
-                if not node.is_buggy:
-                    return f"node #{nid} works; there is nothing to debug (improve it instead)"
-            case ev.RunCode(parent_id=pid, code=code):
-                if pid is not None and self._lookup(pid) is None:
-                    return f"there is no finished node #{pid}"
+            case ev.RunCode(code=code):
                 if not code.strip():
                     return "the code is empty"
             case ev.AddHint(text=text):
@@ -181,7 +207,7 @@ class RunControl:
                     return "the run is not waiting for a task card"
                 if self.card_check is not None:
                     return self.card_check(card)
-            case ev.DraftNext() | ev.CancelNow():
+            case ev.DraftNext() | ev.ImproveNode() | ev.DebugNode() | ev.CancelNow():
                 pass
             case _:
                 return f"unknown command {command!r}"
@@ -189,10 +215,10 @@ class RunControl:
 
     def _apply(self, command: ev.Command) -> list[ev.Event]:
         """Change the control state (under the lock); returns the events that announce it."""
+        if command.name in BY_COMMAND:  # a step command: queued
+            self._queue.append(queued_step_plan(command))
+            return [self.snapshot()]
         match command:
-            case ev.DraftNext() | ev.ImproveNode() | ev.DebugNode() | ev.RunCode():
-                self._queue.append(queued_step_plan(command))
-                return [self.snapshot()]
             case ev.AddHint(text=text):
                 self._hints.append(text.strip())
                 return [self.snapshot()]
@@ -276,7 +302,7 @@ class RunControl:
         with self._lock:
             plan = self._queue.popleft() if self._queue else None
             hint = None
-            if self._hints and (plan is None or plan.operation != "manual"):
+            if self._hints and (plan is None or OPERATIONS[plan.operation].prompt is not None):
                 hint = "\n".join(self._hints)
                 self._hints.clear()
             changed = plan is not None or hint is not None

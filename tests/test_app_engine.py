@@ -125,7 +125,7 @@ async def test_b_on_a_working_node_explains_and_sends_nothing(tmp_path, slow_llm
         app.goto_node(1)
         await cursor_on(pilot, app, 1)
         await pilot.press("b")
-        await wait_for(pilot, lambda: any("no bug to fix" in n.message for n in app._notifications), timeout=10)
+        await wait_for(pilot, lambda: any("nothing to debug" in n.message for n in app._notifications), timeout=10)
         await pilot.press("space")
         await wait_for(pilot, lambda: not app.model.active, timeout=90)
     assert [n["operation"] for n in journal(project)] == ["draft", "draft", "draft"]

@@ -132,7 +132,7 @@ def test_n_workers_have_n_nodes_in_flight_and_every_node_is_durable(tmp_path, ll
 def test_siblings_improving_the_same_parent_see_each_others_plans(tmp_path, llm_env):
     """The prompt of an improve lists the plans of the nodes improving the same parent now."""
     from aide_tui.control import Plan as _Plan
-    from aide_tui.engine import _InFlight
+    from aide_tui.engine import InFlight as _InFlight
     from aide_tui.search.operators import LlmCoder
 
     project = make_project(tmp_path / "p")
@@ -140,13 +140,13 @@ def test_siblings_improving_the_same_parent_see_each_others_plans(tmp_path, llm_
     try:
         engine.tree.add(_node(1, metric=1.0))
         mine = _InFlight(3, 3, _Plan("improve", 1, "policy"))
-        engine._in_flight = {
+        engine.loop.in_flight = {
             2: _InFlight(2, 2, _Plan("improve", 1, "policy"), proposed_plan="add target encoding"),
             3: mine,
             4: _InFlight(4, 4, _Plan("improve", 9, "policy"), proposed_plan="another parent's change"),
             5: _InFlight(5, 5, _Plan("improve", 1, "policy")),  # still being written: nothing to show
         }
-        ctx = engine._context(None, mine)
+        ctx = engine.steps.context(None, mine)
         assert ctx.siblings == ["#2: add target encoding"]
         assert isinstance(engine.coder, LlmCoder)
 
@@ -155,10 +155,10 @@ def test_siblings_improving_the_same_parent_see_each_others_plans(tmp_path, llm_
 
         prompt = text(engine.coder.improve_message(ctx, engine.tree.get(1)))
         assert "Being tried on this solution right now" in prompt and "- #2: add target encoding" in prompt
-        alone = text(engine.coder.improve_message(engine._context(None, None), engine.tree.get(1)))
+        alone = text(engine.coder.improve_message(engine.steps.context(None, None), engine.tree.get(1)))
         assert "Being tried on this solution right now" not in alone
     finally:
-        engine._in_flight = {}
+        engine.loop.in_flight = {}
         engine.lock.release()
 
 

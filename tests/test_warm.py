@@ -328,14 +328,14 @@ def test_two_workers_warming_the_same_successor_prepare_it_once(tmp_path, llm_en
     held = engine.executor = _HeldWarmUp(engine.executor)
     try:
         engine._start()
-        first = threading.Thread(target=engine._start_warming, args=(3,))
+        first = threading.Thread(target=engine.warm.start, args=(3,))
         first.start()
         assert held.inside.wait(30)
-        engine._start_warming(3)  # the other worker, while the first prepares
+        engine.warm.start(3)  # the other worker, while the first prepares
         held.go.set()
         first.join(30)
         assert held.calls == 1
-        warm = engine._warm.pop(3)
+        warm = engine.warm.take(3)
         assert (engine.paths.workspace(3) / "input").is_dir()
         warm.discard()
     finally:

@@ -91,6 +91,7 @@ class Node:
     holdout_metric: float | None = None  # the card's metric on the hidden holdout (evaluation/holdout.py)
     holdout_note: str = ""  # why a holdout re-run gave no score
     validation_folds: list[int] | None = None  # the run folds its metric averaged (its `Validation folds:` line)
+    reused_from: int | None = None  # same code as this earlier node: its result was reused, not run again
 
     @property
     def is_buggy(self) -> bool:
