@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import Recorder, git
+from helpers import WRITE_SUBMISSION, Recorder, git, make_project
 
 from aide_tui import events as ev
 from aide_tui.card_resolution import resolve_card, structure_warnings
@@ -436,3 +436,29 @@ def test_a_project_where_aide_cannot_write_exits_2_with_the_fix(tmp_path, capsys
     assert main([str(root), "--headless", "--coder", "offline", "--new"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot write .aide/ here" in err and "make the project writable" in err
+
+
+# ------------------------------------------------------------------ identical code
+
+
+def test_identical_code_is_not_run_twice_and_the_reuse_is_marked(tmp_path):
+    project = make_project(tmp_path / "p", dirty=False)
+    code = WRITE_SUBMISSION + "import uuid\nprint('run', uuid.uuid4())\nprint('Validation metric: 1.5')\n"
+    events = Recorder()
+    engine = build_engine(
+        project, resolve(None, dict(steps=2, coder="offline", workers=1, timeout=60)), resume=False, listener=events
+    )
+    engine.submit(ev.RunCode(None, code))
+    engine.submit(ev.RunCode(None, code))
+    engine.run()
+    finished = events.of(ev.NodeFinished)
+    first, second = [e.node for e in finished]
+    assert first.status == "ok" and first.reused_from is None
+    assert second.reused_from == first.id and second.status == "ok" and second.metric == 1.5
+    assert second.output == first.output  # the same random token: it did not run again
+    assert second.review_summary.startswith(f"Same script as node #{first.id}")
+    assert not [e for e in events.of(ev.OutputLine) if e.node_id == second.id]
+    branches = [e.branch for e in finished]
+    assert git(project, "show", f"{branches[1]}:outputs/submission.csv") == git(
+        project, "show", f"{branches[0]}:outputs/submission.csv"
+    )
