@@ -9,7 +9,7 @@ Cost model, seconds per tree: TREE_SECONDS[family] x rows x log2(rows) x the
 features a split looks at (all of them for regression forests and boosting, the
 square root for classification forests); one-hot encoding counts ONEHOT_WIDTH
 columns per text column.  The constants are the slowest figures measured by
-`bench/recipe_cost.py` on a loaded 2-core machine (12 features, 5k and 40k rows),
+`bench/bench_recipe_cost.py` on a loaded 2-core machine (12 features, 5k and 40k rows),
 so the estimate errs on the slow side.
 """
 

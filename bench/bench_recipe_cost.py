@@ -5,7 +5,7 @@ Fits each family with a few trees on random data of 5k and 40k rows x 12 feature
 seconds = C x rows x log2(rows) x features looked at (sqrt of them for classification forests).
 sizing.TREE_SECONDS should be at least the largest C printed on a loaded machine.
 
-    python bench/recipe_cost.py
+    python bench/bench_recipe_cost.py
 """
 
 from __future__ import annotations
