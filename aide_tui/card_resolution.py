@@ -36,6 +36,7 @@ class ResolvedCard:
     detected: TaskCard | None = None  # the offline reader's card, for the warnings about groups and time
     given: set[str] = field(default_factory=set)  # the keys aide.toml's [task] sets
     warnings: list[str] = field(default_factory=list)  # structure the data shows and the card leaves out
+    unsolvable: str = ""  # why the offline reader derived no card (e.g. no CSV data)
 
 
 def resolve_card(
@@ -76,9 +77,13 @@ def _resolve_new(project: Project, data_files: list[str], settings: Settings, as
         offline: TaskCard | None = derive_task_card(project.root, data_files, project.task_text())
     except TableUnreadable as exc:
         raise UserError(str(exc)) from None
-    except TaskReadError:
+    except TaskReadError as exc:
         offline = None
+        unsolvable = str(exc)
+    else:
+        unsolvable = ""
     resolved = ResolvedCard(offline, "derived")
+    resolved.unsolvable = unsolvable
     if ask_llm is not None:
         resolved = _from_llm(ask_llm, offline)
     resolved.detected = offline
@@ -102,6 +107,8 @@ def _checked(
     """Refuse, before anything is created, a card that does not fit the data; warn about structure it leaves out."""
     card = resolved.card
     if card is None:
+        if offline and resolved.unsolvable:  # e.g. no CSV data: the first step would only fail the same way
+            raise UserError(f"offline coder: {resolved.unsolvable}")
         return resolved
     problem = card_problem(project.root, data_files, card)
     if problem is None and offline:

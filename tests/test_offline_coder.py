@@ -578,7 +578,7 @@ def test_every_recipe_value_compiles_and_no_recipe_text_on_the_first_two_lines(p
     assert rendered > 1000
 
 
-def test_data_that_is_not_csv_stops_the_run_with_exit_1_and_says_why(tmp_path):
+def test_data_that_is_not_csv_is_refused_before_the_run_with_exit_2_and_says_why(tmp_path):
     from helpers import git, make_project
 
     project = make_project(tmp_path / "proj", dirty=False)
@@ -596,7 +596,6 @@ def test_data_that_is_not_csv_stops_the_run_with_exit_1_and_says_why(tmp_path):
         timeout=120,
         env={k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"},
     )
-    assert out.returncode == 1, out.stdout + out.stderr
-    assert "needs CSV data" in out.stdout + out.stderr and "Traceback" not in out.stderr
-    refs = git(project, "for-each-ref", "--format=%(refname)", "refs/heads/aide/").split()
-    assert all(ref.endswith("/root") for ref in refs)  # the run's root only: no empty nodes committed
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "needs CSV data" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert git(project, "for-each-ref", "refs/heads/aide/").strip() == ""  # nothing created, not even a root
