@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .search.node import Direction, Node, Operation, Usage
+from .search.node import Direction, Node, Operation, Usage, status_word
 from .search.task_card import TaskCard
 
 # --------------------------------------------------------------------- events
@@ -173,7 +173,7 @@ class NodeFinished(Event):
     def to_json(self) -> dict[str, Any]:
         """The node as its node.json has it (plus code and output): run, branch, direction inside."""
         node = self.node.to_dict()
-        node.update(direction=self.direction, run=self.run, branch=self.branch)
+        node.update(direction=self.direction, run=self.run, branch=self.branch, status_word=status_word(self.node))
         return {"event": "NodeFinished", "node": node, "best_id": self.best_id, "commit": self.commit}
 
 
@@ -211,7 +211,7 @@ class Notice(Event):
 
 @dataclass(frozen=True)
 class RunError(Event):
-    kind: Literal["auth", "budget", "llm", "fatal", "config"]
+    kind: Literal["auth", "budget", "llm", "fatal", "config", "refused"]
     message: str
 
 

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from . import events as ev
 from .engine import Engine
+from .search.node import status_word
 from .state import RunModel
 
 
@@ -92,9 +93,10 @@ class HeadlessPrinter:
         self._flush_reply(n.id)
         if n.status == "ok":
             verdict = f"ok, metric {n.metric:.6g}"
+        elif n.status in ("timeout", "memory") and n.exec.killed_reason:
+            verdict = f"{n.status} ({n.exec.killed_reason})"
         else:
-            why = n.exec.killed_reason or n.exec.exc_type or n.status
-            verdict = f"{n.status} ({why})"
+            verdict = status_word(n)  # buggy (KeyError), refused (cyber), cut off (thinking), no code
         star = " *new best*" if e.best_id == n.id else ""
         took = f"{n.exec.wall_time:.1f}s" if n.code else "no code"
         spent = f", ${n.usage.cost:.3f}" if n.usage.calls else ""  # the offline coder spends nothing

@@ -37,6 +37,7 @@ from ..search.coder import Coder
 from ..search.node import Node, Usage
 from ..search.offline.task_reader import card_problem
 from ..search.policy import AidePolicy, Policy
+from ..search.refusals import model_notices
 from ..search.task_card import TaskCard, card_to_dict
 from ..search.tree import SearchTree
 from ..settings import Settings
@@ -131,7 +132,7 @@ class Engine:
             self._start()
             finished = self.loop.run()
         except FatalRunError as exc:
-            kind = exc.kind if exc.kind in ("auth", "budget", "llm", "config") else "fatal"
+            kind = exc.kind if exc.kind in ("auth", "budget", "llm", "config", "refused") else "fatal"
             self.emit(ev.RunError(kind, str(exc)))  # type: ignore[arg-type]
             finished = self.finish("error", "failed", str(exc))
         except Exception as exc:  # a bug must end the run cleanly, resumable, with a reason
@@ -195,6 +196,8 @@ class Engine:
         )
         if nodes or self.usage.calls:  # a resumed run's spend, or the LLM's task card call
             self.emit(ev.UsageUpdated(self.usage, self.settings.budget))
+        for note in model_notices(self.settings) if self.coder.name == "llm" else ():
+            self.emit(ev.Notice(note, "warning"))
         self._settle_card()  # first: the folds, the holdout and the checks are built on the confirmed card
         self._prepare_inputs()
         self.emit(ev.RunStateChanged("running"))

@@ -30,6 +30,7 @@ from ..search.memory import summarize
 from ..search.metric_line import validation_folds
 from ..search.node import ExecInfo, Node, Usage
 from ..search.operations import OPERATIONS
+from ..search.refusals import RefusalStreak
 from ..search.verdict import decide, fix_direction
 from .loop import Cancelled, InFlight
 from .reuse import earlier_same_code, reuse_result
@@ -56,6 +57,7 @@ class StepRunner:
         self._engine = engine
         self._coder_lock = threading.Lock()  # for coders that keep state and are not thread-safe
         self._llm_failures = 0
+        self._refusals = RefusalStreak(engine.settings.max_refusals)
 
     def run(self, flight: InFlight, hint: str | None) -> None:
         engine = self._engine
@@ -102,6 +104,8 @@ class StepRunner:
                     self._review(node, ctx, tampered)
                     self._check_submission(node)
             self._finish_node(node, outputs)
+            if stop := self._refusals.observe(node):
+                raise FatalRunError(stop, "refused")
             if engine.tree.best_id == node.id:
                 engine.holdout.queue(node)
         except Cancelled:
@@ -162,6 +166,7 @@ class StepRunner:
                 write = getattr(engine.coder, operation.coder_method)
                 proposal = write(ctx, on_delta) if operation.parents == 0 else write(ctx, parent, on_delta)
         except CoderError as exc:
+            node.coder_outcome = exc.outcome
             node.plan = f"(no usable code) {exc}"
             node.usage = node.usage + exc.usage
             node.review_summary = f"The coder gave no usable code: {exc}"
@@ -315,6 +320,7 @@ class StepRunner:
         except Exception as exc:  # a failed review must not lose the execution
             if engine.cancel.is_set():
                 raise Cancelled() from exc
+            node.usage = node.usage + getattr(exc, "usage", Usage())  # replies that came back still cost
             node.review_summary = f"The review failed ({type(exc).__name__}: {exc})."
         status, metric, reason = decide(node.exec, review, node.output)
         if review is not None:

@@ -72,6 +72,8 @@ def node_label(
     `⚑ pick` on the node the run answers with when the holdout ranks it above the ★;
     `◆ marked` on the node that `c` compares the selection with."""
     glyph, word = STATUS_GLYPH.get(view.status, ("?", view.status))
+    if view.node is not None and view.node.coder_outcome:  # no code came: 'refused (cyber)', 'cut off (thinking)'
+        word = view.node.coder_outcome
     colour = {
         RUNNING: palette.warning,
         "ok": palette.success,
