@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from pathlib import Path
 from . import events as ev
 from .errors import FatalRunError, UserError
 from .project import Project, printable_path, write_atomic
-from .run.workspace import collect_outputs
+from .run.workspace import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, collect_outputs, remove_tree
 from .search.journal import Journal, JournalDamaged, node_line, parse_line, start_line, started_id
 from .search.node import Node, status_word
 from .search.task_card import METRIC_NAMES, TaskCard, card_to_dict
@@ -49,8 +48,6 @@ from .store.git import SUBJECT_MAX, BranchConflict, GitStore, GitStoreError, com
 
 log = logging.getLogger("aide_tui.records")
 
-MAX_OUTPUT_FILE_BYTES = 5 * 1024 * 1024
-MAX_OUTPUT_TOTAL_BYTES = 20 * 1024 * 1024
 NODE_FILES = ("node.json", "solution.py", "output.txt")  # what recovery reads back from a node commit
 
 _NODE_BRANCH = re.compile(r"^(\d{4,})-[a-z]+$")
@@ -441,7 +438,7 @@ class RunRecords:
         except GitStoreError:
             log.exception("could not delete the root branch of the abandoned run %s", self.run)
             return
-        shutil.rmtree(self.paths.root, ignore_errors=True)
+        remove_tree(self.paths.root, ignore_errors=True)
 
     # -- run.json ------------------------------------------------------------
 

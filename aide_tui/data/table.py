@@ -152,6 +152,14 @@ def read_frame(path: Path, label: str | None = None, **options: Any) -> Any:
     return frame
 
 
+def delimiter_of(path: Path) -> str:
+    """The file's delimiter, or a comma when it cannot be read (the caller reports that its own way)."""
+    try:
+        return table_format(Path(path)).delimiter
+    except TableError:
+        return ","
+
+
 def count_rows(path: Path) -> int:
     """Data rows (lines after the header; quoted line breaks would count twice): what sizes a model."""
     lines = 0
