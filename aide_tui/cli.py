@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a node's solution and outputs to DIR; NODE is 'best' or a node id",
     )
     mode.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --export: re-run the node on all training rows (the holdout included) in the sandbox and export "
+        "that submission.csv (default: on for 'best', off for a node id)",
+    )
+    mode.add_argument(
         "--worktree",
         nargs=2,
         metavar=("NODE", "DIR"),
@@ -123,8 +130,13 @@ def _main(argv: list[str] | None) -> int:
     if args.export:
         from .export import export_node, scores
 
-        dest, node = export_node(project, args.export[0], Path(args.export[1]), args.run)
+        refit = args.refit if args.refit is not None else args.export[0] == "best"
+        dest, node = export_node(
+            project, args.export[0], Path(args.export[1]), args.run, settings=settings, refit=refit
+        )
         print(f"exported node #{node.id} ({scores(node)}) to {dest}")
+        fit = "all training rows (refit)" if refit else "the run's training rows, less the hidden holdout"
+        print(f"run it on your data: cd {dest} && python solution.py; its submission.csv is fit on {fit}")
         return 0
     if args.worktree:
         from .export import worktree_node
@@ -152,7 +164,11 @@ def _headless(project, settings: Settings, resume: bool | None, args: argparse.N
 
     if resume is None:
         pending = project.unfinished_run()
-        if pending is not None:
+        if pending is not None and not project.finished_a_node(pending):
+            # Nothing to resume (e.g. refused or stopped at its start): start over rather than block.
+            print(f"note: run {pending} never finished a node; starting a new run", file=sys.stderr)
+            resume = False
+        elif pending is not None:
             resume = _ask_resume(project, pending)
         else:
             resume = False

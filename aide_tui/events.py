@@ -84,17 +84,21 @@ class DirectionFixed(Event):
 
 @dataclass(frozen=True)
 class HoldoutScored(Event):
-    """A node's script was re-run on the hidden holdout (it became the best, or is in the final top 3).
+    """A node's script was re-run on the hidden holdout (it became the best, or is among the final
+    candidates: the top 3 and a sample across the tree).
 
     `metric` is the card's metric on the withheld rows (None: `note` says why not);
-    `pick_id` is the node the run would answer with now (the best holdout score);
-    `commit` is the node branch's new tip (its node.json now has the score; None: git failed)."""
+    `pick_id` is the node the run would answer with now (the best unflagged holdout score);
+    `commit` is the node branch's new tip (its node.json now has the score; None: git failed);
+    `flag` says why its validation metric and holdout score disagree beyond chance ("": they agree),
+    and such a node is never the answer while an unflagged one exists."""
 
     node_id: int
     metric: float | None
     note: str
     pick_id: int | None
     commit: str | None = None
+    flag: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from . import events as ev
 from .engine import Engine
 from .search.node import Usage, status_word
 from .state import RunModel
+from .terminal_text import terminal_safe
 
 
 def spent_text(usage: Usage) -> str:
@@ -53,7 +54,8 @@ class HeadlessPrinter:
                     say(self, event)
 
     def _say(self, text: str, err: bool = False) -> None:
-        print(text, file=self.err if err else self.out, flush=True)
+        # Every human line passes here; much of it was written by a script or a model.
+        print(terminal_safe(text), file=self.err if err else self.out, flush=True)
 
     def _run_started(self, e: ev.RunStarted) -> None:
         how = f"resumed with {len(e.nodes)} nodes" if e.resumed else "new run"
@@ -113,6 +115,8 @@ class HeadlessPrinter:
     def _holdout_scored(self, e: ev.HoldoutScored) -> None:
         what = f"{e.metric:.6g}" if e.metric is not None else f"not scored ({e.note})"
         self._say(f"#{e.node_id} on the hidden holdout: {what}")
+        if e.flag:  # said even without --verbose: the node's own metric is not to be believed
+            self._say(f"#{e.node_id} flagged, never the answer while an unflagged node exists: {e.flag}", err=True)
 
     def _notice(self, e: ev.Notice) -> None:
         self._say(f"note: {e.message}", err=e.level == "warning")

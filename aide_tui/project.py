@@ -108,6 +108,14 @@ class Project:
                 continue
         return None
 
+    def finished_a_node(self, run: str) -> bool:
+        """Whether the run's journal holds a finished node: a run without one has nothing to resume."""
+        try:
+            with (self.run_dir(run) / "journal.jsonl").open(encoding="utf-8", errors="replace") as fh:
+                return any('"type": "node"' in line or '"type":"node"' in line for line in fh)
+        except OSError:
+            return False
+
     def latest_run(self) -> str | None:
         runs = self.runs()
         return runs[-1] if runs else None
@@ -123,10 +131,18 @@ class Project:
 
     def ensure_aide_dir(self) -> Path:
         """Create .aide/ with a `.gitignore` of `*`, so no `git add -A` commits the run's state."""
-        self.aide_dir.mkdir(parents=True, exist_ok=True)
-        ignore = self.aide_dir / ".gitignore"
-        if not ignore.exists():
-            write_atomic(ignore, "# written by aide-tui: everything here is the tool's state, not your project\n*\n")
+        try:
+            self.aide_dir.mkdir(parents=True, exist_ok=True)
+            ignore = self.aide_dir / ".gitignore"
+            if not ignore.exists():
+                write_atomic(
+                    ignore, "# written by aide-tui: everything here is the tool's state, not your project\n*\n"
+                )
+        except OSError as exc:  # a read-only project: one line with the fix, not a traceback
+            raise UserError(
+                f"{self.root}: cannot write {self.aide_dir.name}/ here ({exc.strerror or exc}); aide-tui keeps its "
+                f"runs there: make the project writable (chmod u+w {self.root}) or copy it to a writable place"
+            ) from None
         return self.aide_dir
 
 

@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from pathlib import Path
 from . import events as ev
 from .errors import FatalRunError, UserError
 from .project import Project, printable_path, write_atomic
-from .run.workspace import collect_outputs
+from .run.workspace import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, collect_outputs, remove_tree
 from .search.journal import Journal, JournalDamaged, node_line, parse_line, start_line, started_id
 from .search.node import Node, status_word
 from .search.task_card import METRIC_NAMES, TaskCard, card_to_dict
@@ -49,8 +48,6 @@ from .store.git import SUBJECT_MAX, BranchConflict, GitStore, GitStoreError, com
 
 log = logging.getLogger("aide_tui.records")
 
-MAX_OUTPUT_FILE_BYTES = 5 * 1024 * 1024
-MAX_OUTPUT_TOTAL_BYTES = 20 * 1024 * 1024
 NODE_FILES = ("node.json", "solution.py", "output.txt")  # what recovery reads back from a node commit
 
 _NODE_BRANCH = re.compile(r"^(\d{4,})-[a-z]+$")
@@ -443,7 +440,7 @@ class RunRecords:
         except GitStoreError:
             log.exception("could not delete the root branch of the abandoned run %s", self.run)
             return
-        shutil.rmtree(self.paths.root, ignore_errors=True)
+        remove_tree(self.paths.root, ignore_errors=True)
 
     # -- run.json ------------------------------------------------------------
 
@@ -485,8 +482,8 @@ def _fit(text: str, limit: int) -> str:
 _OPERATION_PREFIX = re.compile(r"^(?:draft|improve(?:ment)?|debug|fix|plan)\s*:\s*", re.IGNORECASE)
 
 
-HOLDOUT_FIELDS = ("holdout_metric", "holdout_note")
-_HOLDOUT_TRAILER = re.compile(r"^Aide-Holdout: (.*)$", re.MULTILINE)
+HOLDOUT_FIELDS = ("holdout_metric", "holdout_note", "holdout_spread", "holdout_flag")
+_NOTE_TRAILER = re.compile(r"^Aide-(Holdout(?:-Spread|-Flag)?): (.*)$", re.MULTILINE)
 
 
 def holdout_note_text(node: Node, run: str, metric: str = "metric") -> str:
@@ -498,21 +495,35 @@ def holdout_note_text(node: Node, run: str, metric: str = "metric") -> str:
     else:
         line = f"#{node.id} holdout: not scored ({node.holdout_note})"
         value = f"none ({node.holdout_note})"
-    return f"{line}\n\nAide-Run: {run}\nAide-Node: {node.id}\nAide-Holdout: {value}\n"
+    trailers = [f"Aide-Run: {run}", f"Aide-Node: {node.id}", f"Aide-Holdout: {value}"]
+    if node.holdout_spread is not None:
+        trailers.append(f"Aide-Holdout-Spread: {node.holdout_spread!r}")
+    if node.holdout_flag:
+        trailers.append("Aide-Holdout-Flag: " + " ".join(node.holdout_flag.split()))
+    return f"{line}\n\n" + "\n".join(trailers) + "\n"
 
 
-def parse_holdout_note(text: str) -> tuple[float | None, str] | None:
-    """(holdout metric, note) from a note written by `holdout_note_text`; None if it has none."""
-    m = _HOLDOUT_TRAILER.search(text or "")
-    if m is None:
+def parse_holdout_note(text: str) -> dict | None:
+    """The holdout fields of a node (`HOLDOUT_FIELDS`) from a note written by `holdout_note_text`;
+    None when it has no score."""
+    found = dict(_NOTE_TRAILER.findall(text or ""))
+    value = found.get("Holdout", "").strip()
+    if not value:
         return None
-    value = m.group(1).strip()
+    fields: dict = {"holdout_metric": None, "holdout_note": "", "holdout_spread": None, "holdout_flag": ""}
     if value.startswith("none"):
-        return None, value.removeprefix("none").strip().removeprefix("(").removesuffix(")")
+        fields["holdout_note"] = value.removeprefix("none").strip().removeprefix("(").removesuffix(")")
+    else:
+        try:
+            fields["holdout_metric"] = float(value)
+        except ValueError:
+            return None
     try:
-        return float(value), ""
+        fields["holdout_spread"] = float(found["Holdout-Spread"]) if "Holdout-Spread" in found else None
     except ValueError:
-        return None
+        pass
+    fields["holdout_flag"] = found.get("Holdout-Flag", "").strip()
+    return fields
 
 
 def node_subject(node: Node, parent: Node | None, metric: str = "metric") -> str:
@@ -603,7 +614,8 @@ def recover_journal(project: Project, run: str, store: GitStore) -> str:
         node = kept[node_id]
         scored = parse_holdout_note(store.note(commit) or "") if node.holdout_metric is None else None
         if scored is not None:  # the holdout score is a note on the node's commit
-            node.holdout_metric, node.holdout_note = scored
+            for name, value in scored.items():
+                setattr(node, name, value)
     if not kept:
         raise UserError(f"--run {run}: neither {paths.journal} nor git (aide/{run}/...) holds a node to recover")
     paths.root.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,12 @@ class Settings:
         default="", metadata={"help": "memory cap for each node's whole process tree (e.g. 2G, 512M)"}
     )
     output_limit: str = field(default="256K", metadata={"help": "output kept per node (head and tail), e.g. 256K"})
+    pids_limit: int = field(
+        default=1024, metadata={"help": "processes and threads each node may have at once (where cgroups can be made)"}
+    )
+    disk_limit: str = field(
+        default="2G", metadata={"help": "bytes each node's script may leave in its workspace before it is killed"}
+    )
     code_model: str = field(default=DEFAULT_CODE_MODEL, metadata={"help": "Claude model that writes code"})
     feedback_model: str = field(
         default=DEFAULT_FEEDBACK_MODEL, metadata={"help": "Claude model that reviews a run's output"}
@@ -158,6 +164,10 @@ class Settings:
         return parse_size(self.memory_limit, "memory_limit") // (1024 * 1024)
 
     @property
+    def disk_limit_mb(self) -> int:
+        return parse_size(self.disk_limit, "disk_limit") // (1024 * 1024)
+
+    @property
     def output_limit_bytes(self) -> int:
         return parse_size(self.output_limit, "output_limit")
 
@@ -266,7 +276,7 @@ def _validate(s: Settings, sources: dict[str, str]) -> None:
     bad_name = next((n for n in s.env_pass if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)), None)
     if bad_name is not None:
         bad("env_pass", f"has {bad_name!r}, which is not an environment variable name")
-    for name in ("memory_limit", "output_limit"):
+    for name in ("memory_limit", "output_limit", "disk_limit"):
         if name == "memory_limit" and not s.memory_limit:
             continue  # the default: half of RAM / workers
         try:
@@ -281,6 +291,10 @@ def _validate(s: Settings, sources: dict[str, str]) -> None:
         bad("node_cpus" if s.node_cpus <= 0 else "node_gpus", "must be a positive number (node_gpus may be 0)")
     if s.memory_limit_mb < 16:
         bad("memory_limit", "must be at least 16M")
+    if s.pids_limit < 16:
+        bad("pids_limit", "must be at least 16 (a Python script alone runs a few threads)")
+    if s.disk_limit_mb < 1:
+        bad("disk_limit", "must be at least 1M")
 
 
 def load_toml(path: Path) -> dict[str, Any]:

@@ -208,6 +208,7 @@ def test_headless_without_a_tty_asks_for_resume_or_new(tmp_path):
     run = project / ".aide" / "runs" / "20260101-000000"
     run.mkdir(parents=True)
     (run / "run.json").write_text('{"status": "stopped"}')
+    (run / "journal.jsonl").write_text('{"type":"node","node":{"id":1}}\n')  # it finished a node: resumable
     res = run_cli(project, "--headless", "--coder", "offline")
     assert res.returncode == 2
     assert "--resume" in res.stderr and "--new" in res.stderr and "20260101-000000" in res.stderr

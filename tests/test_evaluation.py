@@ -13,6 +13,7 @@ from helpers import WRITE_SUBMISSION, Recorder, git, journal_nodes, make_project
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
+from aide_tui.errors import UserError
 from aide_tui.evaluation.holdout import final_pick
 from aide_tui.evaluation.scoring import ScoreError, score_submission
 from aide_tui.evaluation.split import N_FOLDS, make_split
@@ -214,7 +215,7 @@ def test_a_weather_run_validates_on_the_fixed_folds_and_scores_the_best_on_the_h
     events, finished, engine = run_offline(project, 2)
     nodes = [e.node for e in events.events if isinstance(e, ev.NodeFinished)]
     assert [n.status for n in nodes] == ["ok", "ok"], [n.review_summary for n in nodes]
-    assert all("FOLDS_PATH" in n.code and "fixed folds" in n.plan for n in nodes)
+    assert all("FOLDS_PATH" in n.code and "fixed time-ordered folds" in n.plan for n in nodes)  # test days follow
     scored = [e for e in events.events if isinstance(e, ev.HoldoutScored)]
     assert scored and all(e.metric is not None and 0 <= e.metric <= 1 for e in scored), scored
     assert finished.best_holdout is not None and finished.best_id in {e.node_id for e in scored}
@@ -228,7 +229,7 @@ def test_a_weather_run_validates_on_the_fixed_folds_and_scores_the_best_on_the_h
     assert "holdout_metric" not in json.loads(git(project, "show", f"{branch}:node.json"))
     noted = git(project, "log", "-1", "--notes=aide", "--format=%N", branch)
     assert f"#{finished.best_id} holdout" in noted
-    assert parse_holdout_note(noted)[0] == pytest.approx(finished.best_holdout)
+    assert parse_holdout_note(noted)["holdout_metric"] == pytest.approx(finished.best_holdout)
     dest, exported = export_node(Project.open(project), "best", tmp_path / "out")
     assert exported.id == finished.best_id and exported.holdout_metric == pytest.approx(finished.best_holdout)
 
@@ -258,9 +259,8 @@ def test_a_submission_that_does_not_fit_the_test_file_makes_the_node_buggy_with_
     (project / "aide.toml").write_text(
         (project / "aide.toml").read_text().replace('id_columns = ["date"]', "id_columns = []")
     )
-    events, finished, _ = run_offline(project, 1)
-    node = [e.node for e in events.events if isinstance(e, ev.NodeFinished)][0]
-    assert node.status == "ok"  # numbered rows are fine when the card names no id column
+    with pytest.raises(UserError, match=r'set \[task\] id_columns = \["date"\]'):
+        run_offline(project, 1)  # task.md asks for date,weather: no run numbers the rows instead
     (project / "aide.toml").write_text(
         (project / "aide.toml").read_text().replace("id_columns = []", 'id_columns = ["date"]')
     )

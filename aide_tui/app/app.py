@@ -906,9 +906,11 @@ def run_app(project_dir: Path, settings: Settings, resume: bool | None) -> int:
 
     ask: str | None = None
     if resume is None:
-        from ..project import unfinished_run
+        from ..project import Project, unfinished_run
 
         ask = unfinished_run(project_dir)
+        if ask is not None and not Project.open(project_dir).finished_a_node(ask):
+            ask = None  # it never finished a node: nothing to resume, so start over without asking
 
     def factory_for(chosen: Settings) -> EngineFactory:
         def factory(listener: Callable[[Event], None], resume_flag: bool) -> EngineLike:

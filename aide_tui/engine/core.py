@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from ..run.executor import Executor, Isolation
 from ..run.inputs import DEFAULT_COPY_LIMIT, InputData
 from ..run.local import kill_leftovers
 from ..run.machine import Machine, probe_machine
+from ..run.workspace import remove_tree
 from ..search.coder import Coder
 from ..search.node import Node, Usage
 from ..search.offline.task_reader import card_problem
@@ -282,7 +282,7 @@ class Engine:
                 killed = kill_leftovers(ws)
                 if killed:
                     log.warning("killed %d process(es) left running in %s by an interrupted run", killed, ws)
-                shutil.rmtree(ws, ignore_errors=True)
+                remove_tree(ws, ignore_errors=True)
 
     # ------------------------------------------------------------ run info
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -21,17 +20,19 @@ from .. import events as ev
 from ..control import Plan
 from ..errors import FatalRunError
 from ..evaluation.holdout import HOLDOUT_RUNS
-from ..records import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, committable_outputs
+from ..records import committable_outputs
 from ..run.executor import ExecRequest, ExecResult
 from ..run.sandbox import available_cpus
-from ..run.workspace import collect_outputs, prepare_workspace, write_script
+from ..run.workspace import prepare_workspace, read_back, remove_tree, write_script
 from ..search.coder import CoderError, Proposal, Review, TaskContext
 from ..search.memory import summarize
+from ..search.metric_line import validation_folds
 from ..search.node import ExecInfo, Node, Usage
 from ..search.operations import OPERATIONS
 from ..search.refusals import RefusalStreak
 from ..search.verdict import decide, fix_direction
 from .loop import Cancelled, InFlight
+from .reuse import earlier_same_code, reuse_result
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -87,17 +88,27 @@ class StepRunner:
             outputs: dict[str, bytes] = {}
             if node.code:
                 engine.emit(ev.CodeReady(node_id, node.plan, node.code, node.usage))
-                result, tampered = self._execute(node, flight, timings)
-                outputs = self._record_exec(node, result)
-                self._review(node, ctx, tampered)
-                self._check_submission(node)
+                with engine.run_lock:
+                    earlier = earlier_same_code(list(engine.tree.nodes.values()), node)
+                if earlier is not None:  # identical code, same inputs: its result, not a second run
+                    warm = engine.warm.take(node_id)  # waits for one being prepared, then ends it
+                    if warm is not None:
+                        warm.discard()
+                    outputs = reuse_result(
+                        node, earlier, engine.paths.workspace(earlier.id), engine.paths.workspace(node_id)
+                    )
+                else:
+                    result, tampered = self._execute(node, flight, timings)
+                    outputs = self._record_exec(node, result)
+                    self._review(node, ctx, tampered)
+                    self._check_submission(node)
             self._finish_node(node, outputs)
             if stop := self._refusals.observe(node):
                 raise FatalRunError(stop, "refused")
             if engine.tree.best_id == node.id:
                 engine.holdout.queue(node)
         except Cancelled:
-            shutil.rmtree(engine.paths.workspace(node_id), ignore_errors=True)
+            remove_tree(engine.paths.workspace(node_id), ignore_errors=True)
             engine.emit(ev.PhaseChanged(None, "idle", "cancelled"))
             raise
         finally:
@@ -194,8 +205,7 @@ class StepRunner:
         """A workspace with the input in place and no script yet (for a warm start)."""
         engine = self._engine
         workspace = engine.paths.workspace(node_id)
-        if workspace.exists():
-            shutil.rmtree(workspace)
+        remove_tree(workspace)
         prepare_workspace(workspace, engine.project.root, engine.data_files, "", inputs=engine.inputs)
 
     def _execute(self, node: Node, flight: InFlight, timings: StepTimings) -> tuple[ExecResult, list[str]]:
@@ -206,8 +216,7 @@ class StepRunner:
         if warm is not None:
             write_script(workspace, node.code)  # the warm interpreter waits there, input in place
         else:
-            if workspace.exists():
-                shutil.rmtree(workspace)
+            remove_tree(workspace)
             prepare_workspace(workspace, engine.project.root, engine.data_files, node.code, inputs=engine.inputs)
         engine.emit(ev.PhaseChanged(node.id, "executing", f"running node #{node.id}"))
         request = self.exec_request(node.id)
@@ -234,7 +243,7 @@ class StepRunner:
             engine.warm.drop_failed_preloads(warm.failed_preloads())
         if result.killed_reason == "cancelled" or engine.cancel.is_set():
             raise Cancelled()
-        shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
+        remove_tree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
         inputs = engine.inputs
         assert inputs is not None  # prepared at the run's start
         with engine.run_lock:  # one check at a time; a repair must not race another node's
@@ -266,6 +275,8 @@ class StepRunner:
             workspace=workspace,
             timeout=settings.timeout,
             memory_limit_mb=settings.memory_limit_mb,
+            pids_limit=settings.pids_limit,
+            disk_limit_mb=settings.disk_limit_mb,
             output_limit_bytes=settings.output_limit_bytes,
             env_pass=tuple(settings.env_pass),
             cpus=self.node_cpus(),
@@ -279,9 +290,14 @@ class StepRunner:
     def _record_exec(self, node: Node, result: ExecResult) -> dict[str, bytes]:
         """Put the run's facts on the node; return the files it wrote (for the commit)."""
         workspace = self._engine.paths.workspace(node.id)
-        written, skipped = collect_outputs(workspace, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES)
+        written, skipped, notice = read_back(
+            workspace, node.id
+        )  # through run/safe_read, after disarming a planted .git
+        if notice:
+            self._engine.emit(ev.Notice(notice, "warning"))
         outputs, node.skipped_files = committable_outputs(written)  # known before the journal has the node
         node.output = result.output
+        node.validation_folds = validation_folds(result.output)
         node.exec = ExecInfo(
             exit_code=result.exit_code,
             exc_type=result.exc_type,

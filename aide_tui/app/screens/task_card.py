@@ -44,7 +44,7 @@ def _pick(options: list[tuple[str, str]], value: str | None) -> str:
 class TaskCardScreen(ModalScreen[TaskCard | None]):
     """Train/test file, target, id columns, metric and direction; ctrl+s starts the run."""
 
-    FITS = 34  # rows the whole form needs (title, text, six fields, buttons, help)
+    FITS = 38  # rows the whole form needs (title, text, eight fields, buttons, help)
 
     BINDINGS = [
         Binding("ctrl+s", "confirm", "Start run", tooltip=COMMAND_INFO[ConfirmTaskCard].does, id="card.confirm"),
@@ -104,6 +104,12 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
                 id="card-ids",
                 compact=True,
             )
+            yield Label("Group column")
+            yield Select(
+                columns, value=_pick(columns, card.group_column), prompt="(none)", id="card-group", compact=True
+            )
+            yield Label("Time column")
+            yield Select(columns, value=_pick(columns, card.time_column), prompt="(none)", id="card-time", compact=True)
             yield Label("Metric")
             yield Select(
                 [(f"{METRIC_NAMES.get(k, k)} ({k})", k) for k in METRIC_KINDS],
@@ -157,6 +163,12 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
         target.set_options(columns)
         if keep in dict(columns):
             target.value = keep
+        for selector in ("#card-group", "#card-time"):  # groups and time are columns of the train file too
+            select = self.query_one(selector, Select)
+            kept = self._value(selector)
+            select.set_options(columns)
+            if kept in dict(columns):
+                select.value = kept
         self._refresh_ids()
 
     @on(Select.Changed, "#card-test")
@@ -180,7 +192,17 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
         if not (train and target and metric and direction):
             return None
         ids = list(self.query_one("#card-ids", SelectionList).selected)
-        return TaskCard(train, self._value("#card-test"), target, ids, metric, direction)  # type: ignore[arg-type]
+        return TaskCard(
+            train,
+            self._value("#card-test"),
+            target,
+            ids,
+            metric,
+            direction,  # type: ignore[arg-type]
+            group_column=self._value("#card-group"),
+            time_column=self._value("#card-time"),
+            extra_tables=[dict(t) for t in self.card.extra_tables],  # not edited here: aide.toml [task]
+        )
 
     def action_confirm(self) -> None:
         card = self.edited()
