@@ -199,14 +199,12 @@ async def test_at_80x24_tab_brings_every_field_and_the_start_button_into_view(pr
         form = await card_form(pilot, app)
         dialog = form.query_one(".dialog-card")
         seen = []
-        for _ in range(8):  # start, quit, then the six fields in order
+        for _ in range(10):  # start, quit, then the eight fields in order
             before = app.focused
             await pilot.press("tab")
             await wait_for(pilot, lambda b=before: app.focused is not b)
             widget = app.focused
             assert dialog.content_region.contains_region(widget.region), (widget.id, widget.region)
             seen.append(widget.id)
-        assert seen == ["quit", "card-train", "card-test", "card-target", "card-ids", "card-metric"] + [
-            "card-direction",
-            "confirm",
-        ]
+        fields = ["card-train", "card-test", "card-target", "card-ids", "card-group", "card-time", "card-metric"]
+        assert seen == ["quit", *fields, "card-direction", "confirm"]
