@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from fake_engine import FakeEngine, factory
 from helpers import pilot_wait_until as wait_for
@@ -353,6 +355,40 @@ async def test_quit_while_running_asks_and_shuts_engine_down():
     assert app.return_code == 0
     assert engine.finished.is_set()
     assert app.engine_worker.is_finished
+
+
+async def test_quit_leaves_the_screen_while_the_engine_still_winds_down(monkeypatch):
+    """`y` closes the app at once: it does not wait for the engine's wind-down (which took
+    seconds under load with the screen up and taking keys); `wait_for_engine` does, after.
+    The wind-down here lasts until the app has gone, and the app's own bound is lifted, so an
+    app that waited for the engine would hang until the hang guard fails the test."""
+    monkeypatch.setattr("aide_tui.app.app.QUIT_WAIT", 10_000.0)
+    make = factory(hold_at=3)
+    wind_down = threading.Event()
+
+    def slow_to_stop(listener, resume):
+        engine = make(listener, resume)
+        run = engine.run
+
+        def run_then_linger() -> None:
+            run()
+            wind_down.wait()  # cleanup still going on when the screen should already be gone
+
+        engine.run = run_then_linger
+        return engine
+
+    app = AideApp(slow_to_stop, clock=lambda: 1000.0)
+    async with app.run_test(size=SIZE) as pilot:
+        engine = await held_app(pilot, app, 3)
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert engine._shutdown.is_set()  # told to cancel before the screen went
+    assert not app.wait_for_engine(0)  # ...and the screen went while the engine still ran
+    wind_down.set()
+    assert app.wait_for_engine(30)
+    assert app.return_code == 0
 
 
 async def test_quit_after_run_needs_no_confirmation():

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,7 +31,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Tree
-from textual.worker import Worker, WorkerFailed, WorkerState
+from textual.worker import Worker, WorkerState
 
 from ..control import COMMAND_INFO, target_problem
 from ..errors import UserError
@@ -197,6 +199,7 @@ class AideApp(App[int]):
         self._seq = itertools.count()
         self._log_node: int | None = None  # the running node whose stream the log shows
         self._quitting = False
+        self._engine_stopped = threading.Event()  # set when the engine thread has ended, however
         self._closed_ui = False
         self._engine_done = False
         self._exit_code = 0
@@ -272,6 +275,12 @@ class AideApp(App[int]):
         )
 
     def _run_engine(self, resume: bool) -> None:
+        try:
+            self._build_and_run(resume)
+        finally:
+            self._engine_stopped.set()
+
+    def _build_and_run(self, resume: bool) -> None:
         try:
             engine = self.engine_factory(self._listener, resume)
         except UserError as exc:
@@ -877,24 +886,30 @@ class AideApp(App[int]):
             await self.shutdown_and_exit()
 
     async def shutdown_and_exit(self) -> None:
-        """engine.shutdown(), wait for the engine thread, then exit (nothing left behind)."""
+        """Tell the engine to cancel, then leave the screen at once.
+
+        Why not wait here: the engine's own wind-down (scripts killed, streams closed, the
+        journal closed, the zygote stopped) took seconds under load while the screen stayed up
+        and took keys.  `shutdown()` is enough for the guarantees (no node starts after it,
+        model calls are closed, scripts are killed); `run_app` then waits for the engine
+        thread, off-screen, so nothing is left behind when the process ends.
+        """
         if self._quitting:
             return
         self._quitting = True
-        worker = self.engine_worker
-        if (
-            self.engine is not None
-            and worker is not None
-            and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
-        ):
+        engine = self.engine
+        if engine is not None and not self._engine_done:
             self.say("Stopping the run…", timeout=QUIT_WAIT)
             try:
-                await asyncio.wait_for(asyncio.to_thread(self.engine.shutdown), QUIT_WAIT)
-                await asyncio.wait_for(worker.wait(), QUIT_WAIT)
-            except (TimeoutError, WorkerFailed, Exception):  # noqa: BLE001
+                await asyncio.wait_for(asyncio.to_thread(engine.shutdown), QUIT_WAIT)
+            except Exception:  # noqa: BLE001 - quitting must not fail; the unmount safety net retries
                 pass
         self._flush_stream()
         self.exit(self._exit_code, return_code=self._exit_code)
+
+    def wait_for_engine(self, timeout: float) -> bool:
+        """Block until the engine thread has wound down (or `timeout`); True when it has."""
+        return self._engine_stopped.wait(timeout)
 
 
 def run_app(project_dir: Path, settings: Settings, resume: bool | None) -> int:
@@ -927,4 +942,7 @@ def run_app(project_dir: Path, settings: Settings, resume: bool | None) -> int:
     offline = factory_for(replace(settings, coder="offline")) if no_key else None
     app = AideApp(factory_for(settings), resume=bool(resume), ask_resume=ask, offline_factory=offline)
     app.run()
+    # The screen is gone; the engine was told to cancel and winds down here (bounded).
+    if app.engine_worker is not None and not app.wait_for_engine(QUIT_WAIT):
+        print("aide-tui: the run did not stop in time; see .aide/runs/*/engine.log", file=sys.stderr)
     return app.return_code or 0
