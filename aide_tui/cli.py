@@ -145,7 +145,12 @@ def _main(argv: list[str] | None) -> int:
         print(f"worktree at {dest} on new branch {branch}")
         return 0
     from .project import InstanceLock
+    from .settings import api_key_present
 
+    if settings.coder == "llm" or (settings.coder == "auto" and api_key_present()):
+        from .llm.preload import start_preload
+
+        start_preload()  # the SDK import overlaps with the rest of start-up (seconds under load)
     # Held from here until the process ends, before any question, form or resume advice: a
     # second aide-tui on this project is told that this one runs (with its pid), whatever
     # this one is doing yet; the engine takes the same lock again when it is built.
