@@ -30,6 +30,7 @@ class Plan:
     source: ev.PlanSource
     code: str | None = None  # manual nodes bring their own code
     plan: str = ""
+    other_id: int | None = None  # a merge's second parent
 
 
 @dataclass(frozen=True)

@@ -339,6 +339,7 @@ class StepRunner:
         with engine.run_lock:
             engine.records.append(node, engine.tree)
             engine.tree.add(node)
+            engine.policy.observe(node)  # type: ignore[union-attr]
             engine.usage = engine.usage + node.usage
         with engine.store_lock:
             sha, ref = engine.records.commit(node, outputs, engine.tree)
