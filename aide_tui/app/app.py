@@ -46,6 +46,7 @@ from ..events import (
     Event,
     ImproveNode,
     LlmDelta,
+    MergeNodes,
     NodeFinished,
     NodeStarted,
     Notice,
@@ -152,6 +153,15 @@ class AideApp(App[int]):
         ),
         Binding(
             "c", "compare", "Compare", tooltip="Diff the selected node against the marked node (◆)", id="aide.compare"
+        ),
+        Binding(
+            "M",
+            "merge",
+            "Merge",
+            key_display="M",
+            show=False,
+            tooltip=COMMAND_INFO[MergeNodes].does + " (◆): one script with the best of both",
+            id="aide.merge",
         ),
         Binding(
             "w",
@@ -630,7 +640,7 @@ class AideApp(App[int]):
         model = self.model
         view = self.selected
         run_over = not model.active
-        if action in ("draft", "improve", "debug", "hint", "edit", "toggle_pause", "stop"):
+        if action in ("draft", "improve", "debug", "merge", "hint", "edit", "toggle_pause", "stop"):
             if self.engine is None:
                 return "the run has not started yet"
             if run_over:
@@ -640,7 +650,18 @@ class AideApp(App[int]):
                         f"--headless --resume --run {model.run_name} --steps N"
                     )
                 return f"the run is over ({model.finish_reason or model.state}); start aide-tui again to resume it"
-        if action in ("improve", "debug", "edit", "details", "copy_branch", "lineage", "mark", "compare", "worktree"):
+        if action in (
+            "improve",
+            "debug",
+            "merge",
+            "edit",
+            "details",
+            "copy_branch",
+            "lineage",
+            "mark",
+            "compare",
+            "worktree",
+        ):
             if view is None:
                 return "select a node in the tree first"
         spec = BY_ACTION.get(action)
@@ -651,6 +672,16 @@ class AideApp(App[int]):
             )
             if problem:
                 return problem
+        if action == "merge":
+            marked = model.nodes.get(self.marked_id) if self.marked_id is not None else None
+            if marked is None:
+                return "mark a node first (m), then select another working node and press M"
+            if marked.id == view.id:
+                return f"#{view.id} is the marked node; select another working node to merge it with"
+            status = marked.status if marked.finished else None
+            problem = target_problem("merge", marked.id, status, running=not marked.finished)  # type: ignore[arg-type]
+            if problem:
+                return f"the marked node: {problem}"
         if action == "edit":
             if not view.code:
                 return f"#{view.id} has no code yet"
@@ -693,6 +724,7 @@ class AideApp(App[int]):
         "lineage",
         "mark",
         "compare",
+        "merge",
         "worktree",
     }
     marked_id: int | None = None  # the node `c` compares the selection with (◆ in the tree)
@@ -741,6 +773,10 @@ class AideApp(App[int]):
 
     def action_debug(self) -> None:
         self.send(DebugNode(self.selected.id))
+
+    def action_merge(self) -> None:
+        assert self.marked_id is not None
+        self.send(MergeNodes(self.selected.id, self.marked_id))
 
     def action_hint(self) -> None:
         def done(text: str | None) -> None:

@@ -70,6 +70,7 @@ class StepRunner:
             hint=hint,
             created_at=time.time(),
             debug_depth=(parent.debug_depth + 1) if (parent is not None and plan.operation == "debug") else 0,
+            parent_ids=[i for i in (plan.parent_id, plan.other_id) if i is not None],
         )
         ctx = self.context(hint, flight)
         engine.warm.start(node_id)
@@ -89,6 +90,8 @@ class StepRunner:
                 outputs = self._record_exec(node, result)
                 self._review(node, ctx, tampered)
                 self._check_submission(node)
+            if proposal.note:
+                node.review_summary = f"{node.review_summary} [{proposal.note}]".strip()
             self._finish_node(node, outputs)
             if engine.tree.best_id == node.id:
                 engine.holdout.queue(node)
@@ -148,7 +151,11 @@ class StepRunner:
         try:
             with self._coder_guard():
                 write = getattr(engine.coder, operation.coder_method)
-                proposal = write(ctx, on_delta) if operation.parents == 0 else write(ctx, parent, on_delta)
+                if operation.parents == 2:
+                    other = engine.tree.get(plan.other_id) if plan.other_id is not None else None
+                    proposal = write(ctx, parent, other, on_delta)
+                else:
+                    proposal = write(ctx, on_delta) if operation.parents == 0 else write(ctx, parent, on_delta)
         except CoderError as exc:
             node.plan = f"(no usable code) {exc}"
             node.usage = node.usage + exc.usage

@@ -64,6 +64,10 @@ def _working_line(node: Node, by_id: dict[int, Node], direction: str | None) -> 
     if node.operation == "improve" and parent is not None:
         line = f"- node {node.id} (improve of node {parent.id}): {_change(parent, node, direction)}"
         return line + (f"; change: {plan}" if plan else "")
+    if node.operation == "merge" and parent is not None:
+        of = " and ".join(f"node {i}" for i in node.parent_ids)
+        line = f"- node {node.id} (merge of {of}): {_change(parent, node, direction)}"
+        return line + (f"; combined: {plan}" if plan else "")
     line = f"- node {node.id} ({node.operation}): metric {node.metric:.6g}"
     if plan:
         line += f"; plan: {plan}"
