@@ -69,7 +69,7 @@ def _edits(plan: str, changes: list[tuple[str, str]]) -> TextReply:
     return TextReply(f"{plan}\n\n{blocks}")
 
 
-_METRIC_RE = re.compile(r"METRIC = ([0-9.]+)")
+_METRIC_RE = re.compile(r"METRIC = (-?[0-9.]+)")
 _PRINTED_RE = re.compile(r"Validation metric: ([-+0-9.eE]+)")
 
 
@@ -124,6 +124,9 @@ class ScriptedAide:
             if self.crash_every and n % self.crash_every == 0:
                 return self._code(f"Draft {n}: parse the categories by hand.", CRASHING, metric)
             return self._code(f"Draft {n}: a baseline with mean prediction.", WORKING, metric)
+        if op == "merge":  # both scripts are in the prompt: take the better (lower) metric, a little lower
+            metric = min(float(m) for m in _METRIC_RE.findall(text)) - 1.0
+            return self._code("Merge: the model of A with the features of B.", WORKING, metric)
         parent = _METRIC_RE.search(text)
         parent_metric = float(parent.group(1)) if parent else 150.0
         if op == "improve":
