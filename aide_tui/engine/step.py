@@ -116,7 +116,9 @@ class StepRunner:
             siblings=siblings,
             task=engine.project.task_text(),
             data_preview=engine.data_preview,
-            memory=summarize(nodes, engine.tree.direction, engine.settings.memory_chars, focus=parent_id),
+            memory=summarize(
+                nodes, engine.tree.direction, engine.settings.memory_chars, focus=parent_id, query=hint or ""
+            ),
             direction=engine.tree.direction,
             hint=hint,
             timeout=engine.settings.timeout,
