@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import UserError
@@ -18,7 +19,7 @@ from .settings import Settings, resolve
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + traceback
+    def error(self, message: str) -> NoReturn:  # one line, not usage + traceback
         raise UserError(f"{message} (see aide-tui --help)")
 
 
@@ -79,13 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
             "preload": "numpy, pandas, scipy, sklearn... when installed",
         }.get(f.name, default)
         help_text = f"{f.metadata.get('help', '')} (default: {shown})"
-        list_flag = {"action": "append"}
-        kind = {
+        list_flag: dict[str, Any] = {"action": "append"}
+        kind: dict[str, Any] = {
             "bool": {"action": argparse.BooleanOptionalAction},
             "list[str]": list_flag,
             "list[str] | None": list_flag,
         }.get(str(f.type), {})
-        metavar = {} if str(f.type) == "bool" else {"metavar": f.name.upper()}
+        metavar: dict[str, Any] = {} if str(f.type) == "bool" else {"metavar": f.name.upper()}
         group.add_argument(flag, dest=f.name, default=None, help=help_text.replace("%", "%%"), **kind, **metavar)
     return p
 

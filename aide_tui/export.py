@@ -36,10 +36,10 @@ def find_node(project: Project, which: str, run: str | None, flag: str) -> tuple
     for node in nodes:
         tree.add(node)
     if which == "best":  # the holdout score decides where nodes have one (the run's final pick)
-        node = final_pick(nodes, tree.direction, tree.best)
-        if node is None:
+        pick = final_pick(nodes, tree.direction, tree.best)
+        if pick is None:
             raise UserError(f"run {run}: no working node yet, so there is no best node for {flag}")
-        return run, tree, node
+        return run, tree, pick
     try:
         return run, tree, tree.get(int(which.lstrip("#")))
     except (ValueError, KeyError):

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import UserError
 
@@ -144,7 +144,7 @@ class InstanceLock:
     def __init__(self, project: Project):
         self.project = project
         self.path = project.aide_dir / "lock"
-        self._fh = None
+        self._fh: TextIO | None = None
 
     def acquire(self) -> None:
         self.project.ensure_aide_dir()

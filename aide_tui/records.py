@@ -561,7 +561,10 @@ def recover_journal(project: Project, run: str, store: GitStore) -> str:
     direction = None
     fields = {f.name for f in dataclasses.fields(Node)}
     for node_id, branch in sorted(node_ids_in_git(store, run).items()):
-        files = store.read_files(store.branch_sha(branch), NODE_FILES)
+        sha = store.branch_sha(branch)
+        if sha is None:  # deleted since it was listed (GitPython would read HEAD for None)
+            continue
+        files = store.read_files(sha, NODE_FILES)
         try:
             meta = json.loads(files["node.json"])
         except (KeyError, ValueError):

@@ -12,14 +12,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Final, Literal
 
 from . import events as ev
 from .search.node import Direction, Node, Operation, Status, Usage, better
 from .search.operations import OPERATIONS
 from .search.task_card import TaskCard
 
-RUNNING = "running"
+RUNNING: Final = "running"
 NodeStatus = Status | Literal["running"]
 LIVE_TEXT_LIMIT = 200_000  # characters of streamed text kept per running node
 LIVE_LINES_LIMIT = 20_000  # most recent output lines kept per running node
@@ -352,7 +352,8 @@ class RunModel:
             self.best_id = best_id
 
 
-_APPLY: dict[type[ev.Event], Callable[[RunModel, ev.Event, Change], None]] = {
+# Each handler takes the event of its key's type, which a dict's type cannot say: hence Any.
+_APPLY: dict[type[ev.Event], Callable[[RunModel, Any, Change], None]] = {
     ev.RunStarted: RunModel._run_started,
     ev.TaskCardReady: RunModel._task_card_ready,
     ev.DirectionFixed: RunModel._direction_fixed,

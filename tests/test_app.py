@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fake_engine import FakeEngine, factory
 from helpers import pilot_wait_until as wait_for
+from textual.command import CommandList, CommandPalette
 
 from aide_tui.app.app import AideApp
 from aide_tui.app.screens.modals import ConfirmModal, EditCodeModal, ErrorModal, HintModal, NoKeyModal
@@ -479,3 +480,20 @@ async def test_no_key_modal_quit_starts_nothing():
         await pilot.press("q")
         await pilot.pause(0.2)
     assert app.engine is None and app.return_code == 0
+
+
+async def test_a_command_chosen_in_the_palette_runs():
+    """The palette's commands go through `invoke` (run_action is a coroutine: it must be awaited)."""
+    app = make_app(hold_at=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await held_app(pilot, app, 5)
+        app.goto_node(2)
+        await wait_for(pilot, lambda: app.tree_pane.selected_id == 2)
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Best")
+        options = app.screen.query_one(CommandList)
+        await wait_for(pilot, lambda: options.option_count > 0 and "Best" in str(options.get_option_at_index(0).prompt))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.tree_pane.selected_id == 4)
+        app.engine.shutdown()

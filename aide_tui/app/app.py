@@ -87,7 +87,7 @@ QUIT_WAIT = 15.0  # seconds to wait for the engine thread after shutdown()
 
 
 class EngineLike(Protocol):
-    def run(self) -> None: ...
+    def run(self) -> object: ...
     def submit(self, command: Command) -> None: ...
     def shutdown(self) -> None: ...
 
@@ -175,7 +175,7 @@ class AideApp(App[int]):
         ),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit; the run stays resumable", id="aide.quit"),
     ]
-    BINDINGS = AIDE_BINDINGS
+    BINDINGS = [*AIDE_BINDINGS]  # App.BINDINGS is a list of a wider type (lists are invariant)
 
     def __init__(
         self,
@@ -202,7 +202,7 @@ class AideApp(App[int]):
         self.palette = Palette()
         self.selected_id: int | None = None
         self.follow = True  # cursor follows new nodes until the user moves it
-        self._stream: deque[tuple[int, Event]] = deque()
+        self._stream: deque[tuple[int, LlmDelta | OutputLine]] = deque()
         self._unhandled: deque[int] = deque()  # numbers of the events posted and not handled yet, oldest first
         self._seq = itertools.count()
         self._log_node: int | None = None  # the running node whose stream the log shows
@@ -353,7 +353,7 @@ class AideApp(App[int]):
             return
         if before is None and self._unhandled:
             before = self._unhandled[0]
-        items: list[Event] = []
+        items: list[LlmDelta | OutputLine] = []
         while buf and (before is None or buf[0][0] < before):
             items.append(buf.popleft()[1])
         if not items:
@@ -369,7 +369,7 @@ class AideApp(App[int]):
         if skip:
             # A burst faster than a terminal can show: keep the newest lines, say how many
             # were left out (the node's captured output keeps head and tail for details).
-            kept: list[Event] = []
+            kept: list[LlmDelta | OutputLine] = []
             dropped = 0
             for item in items:
                 if dropped < skip and isinstance(item, OutputLine):
@@ -666,7 +666,9 @@ class AideApp(App[int]):
                 return "select a node in the tree first"
         spec = BY_ACTION.get(action)
         if spec is not None and spec.parent_kind != "any":  # the one rule the engine applies too
-            keys = {BY_ACTION[b.action].name: b.key for b in self.AIDE_BINDINGS if b.action in BY_ACTION}
+            keys: dict[str, str] = {
+                BY_ACTION[b.action].name: b.key for b in self.AIDE_BINDINGS if b.action in BY_ACTION
+            }
             problem = target_problem(
                 spec.name, view.id, view.status if view.finished else None, running=not view.finished, keys=keys
             )
@@ -751,13 +753,13 @@ class AideApp(App[int]):
         """`notify` without markup: messages carry engine/LLM text ("[...]" must show as is)."""
         self.notify(message, markup=False, **kwargs)
 
-    def invoke(self, action: str) -> None:
+    async def invoke(self, action: str) -> None:
         """Run an action from the command palette, or say why it does not apply."""
         reason = self.why_not(action)
         if reason:
             self.say(reason, severity="warning", timeout=5)
             return
-        self.run_action(action)
+        await self.run_action(action)  # a coroutine: unawaited, the chosen command never ran
 
     def send(self, command: Command) -> None:
         if self.engine is None:
@@ -861,7 +863,8 @@ class AideApp(App[int]):
         self.push_screen(WorktreeModal(view.id, branch, path, partial(add_worktree, project, view.branch)), done)
 
     def action_goto_best(self) -> None:
-        self.goto_node(self.model.best_id)
+        if self.model.best_id is not None:  # why_not gates the key and the palette; None selects nothing
+            self.goto_node(self.model.best_id)
 
     def action_goto_running(self) -> None:
         """Jump to the running node; pressed again with several in flight, to the next one."""
@@ -870,7 +873,7 @@ class AideApp(App[int]):
         if self.selected_id in running and len(running) > 1:
             self.follow = False  # the user is choosing among the running nodes
             self._move_cursor(running[(running.index(self.selected_id) + 1) % len(running)])
-        else:
+        elif self.model.running_id is not None:
             self._move_cursor(self.model.running_id)
 
     async def action_quit(self) -> None:

@@ -31,10 +31,11 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import httpx2
+from anthropic.types import ToolParam
 
 from ..errors import FatalRunError
 from ..search.node import Usage
@@ -201,7 +202,7 @@ class LlmClient:
             raise self._map(exc) from exc
         finally:
             done.set()
-        text = "".join(b.text for b in final.content if getattr(b, "type", None) == "text")
+        text = "".join(b.text for b in final.content if b.type == "text")
         return LlmReply(text=text, usage=usage_from_sdk(model, final.usage), stop_reason=final.stop_reason)
 
     def call_tool(
@@ -222,7 +223,7 @@ class LlmClient:
         kwargs = self._common(model=model, system=system, messages=messages, max_tokens=max_tokens, ttl=cache_ttl)
         try:
             message = self._client.messages.create(
-                **kwargs, tools=[tool], tool_choice={"type": "tool", "name": tool["name"]}
+                **kwargs, tools=[cast(ToolParam, tool)], tool_choice={"type": "tool", "name": tool["name"]}
             )
         except Exception as exc:
             raise self._map(exc) from exc

@@ -229,8 +229,8 @@ def bwrap_command(
     if os.path.isdir(input_dir):
         args += ["--ro-bind", input_dir, input_dir]
     if real_home is not None:  # ~/.cache/x opened by sandbox_read: also at $HOME/.cache/x
-        for path in isolation.read_only:
-            real = _real(path)
+        for opened in isolation.read_only:
+            real = _real(opened)
             if os.path.exists(real) and _is_within(real, real_home) and real != real_home:
                 args += ["--ro-bind", real, os.path.join(str(home), os.path.relpath(real, real_home))]
     for path in hidden:  # the empty stand-ins take no writes either (only the binds inside them do)

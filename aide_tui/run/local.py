@@ -284,8 +284,9 @@ class LocalJob:
         finally:
             for pipe in (self.proc.stdout, self.proc.stderr):
                 try:
-                    pipe.close()
-                except (OSError, AttributeError):
+                    if pipe is not None:
+                        pipe.close()
+                except OSError:
                     pass
             if hasattr(self.proc, "close"):  # a forked child's job socket
                 self.proc.close()
@@ -313,6 +314,7 @@ class LocalJob:
         )
 
     def _read(self) -> None:
+        assert self.proc.stdout is not None and self.proc.stderr is not None  # always started with pipes
         streams = {self.proc.stdout.fileno(): "stdout", self.proc.stderr.fileno(): "stderr"}
         splitters = {fd: _StreamSplitter(name, self._emit) for fd, name in streams.items()}
         poller = select.poll()

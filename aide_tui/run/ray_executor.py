@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import logging
 import os
 import queue
 import socket
@@ -121,6 +122,7 @@ def run_on_worker(request: ExecRequest, workspace_blob: bytes, input_blob: bytes
         finally:
             executor.shutdown()
         result = job.wait()
+        assert result is not None  # wait() without a timeout returns once the result is set
         outputs = pack_dir(workspace, exclude_top=(INPUT_DIR, HIDDEN_DIR))
         yield ("result", dataclasses.asdict(result), outputs)
 
@@ -176,7 +178,8 @@ class RayJob:
         watchdog.start()
         reason: str | None = None
         try:
-            for ref in self._generator:
+            # num_returns="streaming" makes .remote() return an ObjectRefGenerator; Ray's types say ObjectRef.
+            for ref in self._generator:  # type: ignore[attr-defined]
                 item = ray.get(ref)
                 kind = item[0]
                 if kind == "started":
@@ -229,7 +232,9 @@ class RayExecutor:
         if address:
             _probe(address)
         try:
-            ray.init(address=address or "auto", log_to_driver=False, logging_level="error", ignore_reinit_error=True)
+            ray.init(
+                address=address or "auto", log_to_driver=False, logging_level=logging.ERROR, ignore_reinit_error=True
+            )
         except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ...
             where = address or "RAY_ADDRESS / a local cluster"
             raise ExecutorUnavailable(f"cannot connect to the Ray cluster at {where} ({exc})") from None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from .node import Node
 
@@ -73,7 +74,7 @@ def node_line(node: Node) -> bytes:
 class Journal:
     def __init__(self, path: Path):
         self.path = path
-        self._fh = None
+        self._fh: BinaryIO | None = None
         self.torn_tail: str | None = None  # set by load() when it cut a torn last line
         self.started: set[int] = set()  # ids of nodes that started, finished or not (set by load())
 

@@ -46,6 +46,12 @@ def _ok(node: Node) -> bool:
     return node.status == "ok" and is_valid_metric(node.metric)
 
 
+def _metric(node: Node) -> float:
+    """The metric of a node `_ok` accepted, typed as the number it then is."""
+    assert node.metric is not None
+    return node.metric
+
+
 def _change(parent: Node, child: Node, direction: str | None) -> str:
     """'metric 0.81 -> 0.84 (better)': the effect of one step, judged by the run's direction."""
     before = f"{parent.metric:.6g}" if _ok(parent) else "none"
@@ -55,7 +61,7 @@ def _change(parent: Node, child: Node, direction: str | None) -> str:
     if _ok(parent) and direction in ("maximize", "minimize"):
         if child.metric == parent.metric:
             return text + " (no change)"
-        gained = (child.metric > parent.metric) == (direction == "maximize")
+        gained = (_metric(child) > _metric(parent)) == (direction == "maximize")
         text += " (better)" if gained else " (worse)"
     return text
 
@@ -176,7 +182,7 @@ def summarize(
     if direction == "minimize":
         working.sort(key=lambda n: (n.metric, n.id))
     elif direction == "maximize":
-        working.sort(key=lambda n: (-n.metric, n.id))
+        working.sort(key=lambda n: (-_metric(n), n.id))
     else:
         working.sort(key=lambda n: -n.id)
     buggy.sort(key=lambda n: -n.id)  # recent failures are the most relevant
@@ -199,7 +205,7 @@ def summarize(
         budget = budget_chars - failures_budget - used - 80  # 80: room for the "more" line
         _, shown = _fill(lines, working, lambda n: _working_line(n, by_id, direction), budget)
         if shown < len(working):
-            metrics = [n.metric for n in working[shown:]]
+            metrics = [_metric(n) for n in working[shown:]]
             lines.append(f"  ({len(working) - shown} more working, metrics {min(metrics):.4g} to {max(metrics):.4g})")
     else:
         lines.append("No working solution yet.")

@@ -34,7 +34,7 @@ from ..errors import FatalRunError
 from ..settings import Settings
 from .coder import CoderError, DeltaSink, Proposal, Review, TaskContext
 from .extract import diagnose, extract_plan_and_code, final_stop
-from .node import ExecInfo, Node, Usage
+from .node import Direction, ExecInfo, Node, Usage
 from .patch import PatchError, read_patch_reply
 from .prompts import CACHE_BREAK, clip, render_prompt, split_at_cache_break
 from .task_card import card_for_prompt
@@ -200,7 +200,7 @@ def parse_review(data: dict[str, Any], usage: Usage) -> Review:
     lower = _parse_bool(data.get("lower_is_better"))
     summary = data.get("summary")
     summary = summary.strip() if isinstance(summary, str) else ("" if summary is None else str(summary))
-    direction = None if lower is None else ("minimize" if lower else "maximize")
+    direction: Direction | None = None if lower is None else ("minimize" if lower else "maximize")
     return Review(
         is_bug=True if is_bug is None else is_bug,
         metric=parse_metric(data.get("metric")),

@@ -34,7 +34,7 @@ MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
 BOOLS = {"true", "false"}
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -179,7 +179,8 @@ def _table(path: Path, label: str, delimiter: str) -> tuple[str, str]:
         except csv.Error as exc:
             complete = False
             samples.append([f"(parse error after {rows} rows: {exc})"])
-        sampled_bytes = fh.buffer.tell() if hasattr(fh, "buffer") else 0
+        # Path.open types the buffer as a protocol without tell(); here it is a BufferedReader.
+        sampled_bytes = fh.buffer.tell() if hasattr(fh, "buffer") else 0  # type: ignore[attr-defined]
     for col in detail:
         col.finish()
 
@@ -276,8 +277,8 @@ def _jsonl(path: Path, label: str) -> tuple[str, str]:
     if complete:
         count = f"{read:,} records"
     else:
-        lines = _count_lines(path)
-        count = f"about {lines:,} records" if lines is not None else f"over {read:,} records"
+        line_count = _count_lines(path)
+        count = f"about {line_count:,} records" if line_count is not None else f"over {read:,} records"
     head = f"{label} ({_size(size)}, {count})"
     fields = ", ".join(f"{k}: {'|'.join(sorted(t))}" for k, t in list(keys.items())[:40])
     lines = [f"{head}: JSON lines" + (f"; {bad} unparsable in the sample" if bad else "")]

@@ -68,7 +68,7 @@ class SearchTree:
         if node.metric is None:
             return
         best = self.best
-        if best is None or better(node.metric, best.metric, self.direction or "maximize"):
+        if best is None or best.metric is None or better(node.metric, best.metric, self.direction or "maximize"):
             self.best_id = node.id
 
     def debuggable_leaves(self, max_debug_depth: int) -> list[Node]:
@@ -79,7 +79,8 @@ class SearchTree:
         )
 
     def lineage(self, node_id: int) -> list[int]:
-        out, cur = [], node_id
+        out: list[int] = []
+        cur: int | None = node_id
         while cur is not None:
             out.append(cur)
             cur = self.nodes[cur].parent_id

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ...errors import FatalRunError
 from ..coder import DeltaSink, Proposal, Review, TaskContext
-from ..node import Node
+from ..node import Direction, Node
 from .debugging import diagnose, family_in_code, fixed_recipe
 from .improvements import choose, family_in_hint
 from .merging import merge_recipes
@@ -136,6 +136,7 @@ class OfflineCoder:
         return self._propose(plan, render(spec, merged, self.seed), on_delta)
 
     def review(self, ctx: TaskContext, node: Node) -> Review:
+        direction: Direction | None
         try:
             spec = self._task(ctx)
             direction, name, expects = ctx.direction or spec.direction, spec.metric_name, spec.test_path is not None

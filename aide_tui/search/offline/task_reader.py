@@ -111,8 +111,8 @@ def _pick_files(data_files: list[str]) -> tuple[str, str | None]:
     train = next((f for f in usable if "train" in PurePosixPath(f).name.lower()), None)
     test = next((f for f in usable if "test" in PurePosixPath(f).name.lower()), None)
     if train is None:
-        others = [f for f in usable if f != test]
-        train = others[0] if others else usable[0]
+        rest = [f for f in usable if f != test]
+        train = rest[0] if rest else usable[0]
     if test == train:
         test = None
     return train, test
@@ -205,6 +205,8 @@ def _infer_metric(task: str, target_values: list[str]) -> tuple[str, Direction]:
     numeric = bool(target_values) and all(_is_number(v) for v in target_values)
     few_classes = len(set(target_values)) <= max(2, min(20, len(target_values) // 20))
     integral = numeric and all(float(v).is_integer() for v in target_values)
+    metric: str
+    direction: Direction
     metric, direction = (
         ("accuracy", "maximize") if (not numeric or (integral and few_classes)) else ("rmse", "minimize")
     )
