@@ -96,3 +96,22 @@ def test_a_merge_command_makes_a_node_with_two_parents_and_a_git_merge_commit(tm
     assert "METRIC = 110.0" in prompt and "METRIC = 120.0" in prompt  # both scripts
     trailer = git(project, "log", "-1", "--format=%(trailers:key=Aide-Parent,valueonly)", merged.branch).strip()
     assert trailer == "1 2"
+
+
+@pytest.mark.parametrize("policy", ["aide+", "mcts"])
+def test_every_policy_runs_nodes_in_flight_takes_steering_and_resumes(tmp_path, llm_env, policy):
+    llm_env.responder = ScriptedAide(crash_every=3, patch=True)
+    project = make_project(tmp_path / "proj", dirty=False)
+
+    def steer(engine, event):
+        if event.node.id == 2:
+            engine.submit(ev.ImproveNode(2))  # a steering key overrides whatever the policy chose
+
+    first = run(project, settings(steps=6, workers=2, policy=policy, debug_prob=0.5), on_finished=steer)
+    assert sorted(first) == [1, 2, 3, 4, 5, 6]
+    steered = [f.node for f in first.values() if f.node.operation == "improve" and f.node.parent_id == 2]
+    assert steered, "the queued improve of #2 ran"
+    more = run(project, settings(steps=9, workers=2, policy=policy), resume=True, run_name=first[1].run)
+    assert sorted(more) == [7, 8, 9]
+    for finished in more.values():
+        assert all(parent in [*first, *more] for parent in finished.node.parent_ids)
