@@ -26,11 +26,13 @@ def works(node: Node) -> bool:
     return node.status == "ok" and node.metric is not None
 
 
-def root_of(tree: SearchTree, node_id: int) -> int:
-    cur = node_id
-    while (parent := tree.nodes[cur].parent_id) is not None and parent in tree.nodes:
-        cur = parent
-    return cur
+def roots(tree: SearchTree) -> dict[int, int]:
+    """Each node's line (the id of its root), in one pass: a parent's id is always lower than its child's."""
+    out: dict[int, int] = {}
+    for node_id in sorted(tree.nodes):
+        parent = tree.nodes[node_id].parent_id
+        out[node_id] = out.get(parent, node_id) if parent is not None else node_id
+    return out
 
 
 def fruitless(tree: SearchTree, node: Node, in_flight: Sequence[Decision] = ()) -> int:
@@ -56,10 +58,11 @@ def line_heads(tree: SearchTree) -> list[Line]:
     """Each line that has a working node, best head first (ties: the older line first)."""
     direction = tree.direction or "maximize"
     heads: dict[int, Node] = {}
+    line_of = roots(tree)
     for node in tree.nodes.values():
         if not works(node):
             continue
-        root = root_of(tree, node.id)
+        root = line_of[node.id]
         head = heads.get(root)
         if head is None or better(node.metric, head.metric, direction):  # type: ignore[arg-type]
             heads[root] = node
