@@ -43,7 +43,7 @@ class Settings:
     policy: str = field(
         default="aide+",
         metadata={
-            "help": "search policy: aide+ (leaves a line after 3 fruitless improves, merges or drafts when all stall), "
+            "help": "search policy: aide+ (leaves a line after 4 fruitless improves, merges or drafts when all stall), "
             "aide (the paper's greedy rule) or mcts (UCT, exploring less as the steps run out)"
         },
     )

@@ -24,7 +24,7 @@ from .node import Node
 from .policy import AidePolicy, Decision
 from .tree import SearchTree
 
-DEFAULT_PATIENCE = 3  # fruitless attempts on a line's head before the search leaves it
+DEFAULT_PATIENCE = 4  # fruitless attempts on a line's head before the search leaves it (5 never happen)
 
 
 class LinesPolicy:
