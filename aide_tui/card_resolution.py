@@ -72,5 +72,8 @@ def _from_llm(ask_llm: AskLlm, offline: TaskCard | None) -> ResolvedCard:
         return ResolvedCard(offline, "derived", fatal=exc)
     except Exception as exc:  # noqa: BLE001 - a card is never worth failing the run for
         fallback = "the offline reader's card is used" if offline is not None else "no card is used"
-        return ResolvedCard(offline, "derived", f"The LLM could not state the task card ({exc}); {fallback}.")
+        spent = getattr(exc, "usage", None)  # what the failed or rejected answer cost still counts
+        return ResolvedCard(
+            offline, "derived", f"The LLM could not state the task card ({exc}); {fallback}.", usage=spent or Usage()
+        )
     return ResolvedCard(card, "llm", usage=usage)

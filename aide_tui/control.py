@@ -112,13 +112,16 @@ def target_problem(
     *,
     running: bool = False,
     keys: dict[str, str] | None = None,
+    no_code: str = "",
 ) -> str | None:
     """Why node `node_id` cannot be the parent of a step of `operation` now; None when it can.
 
     The one rule for "can this command run now?": the engine's `RunControl` applies it to every
     command it receives, and the app to dim its keys and say why (passing its `keys`, e.g.
     {"debug": "b"}, so the advice names them).  `status` is the finished node's (None: no
-    finished node of that id; `running`: it exists but has not finished)."""
+    finished node of that id; `running`: it exists but has not finished).  `no_code`: why a
+    finished node has no script ('refused (cyber)', 'no code'; empty when it has one): such a
+    node has nothing to fix, so it is never a debug target."""
 
     def named(op: str) -> str:
         return f"{op} it ({keys[op]})" if keys and op in keys else f"{op} it"
@@ -133,6 +136,9 @@ def target_problem(
         return f"node #{node_id} is {status}; {named(spec.instead or 'debug')} instead"
     if spec.parent_kind == "buggy" and not buggy:
         return f"node #{node_id} works; there is nothing to {operation} ({named(spec.instead or 'improve')} instead)"
+    if spec.parent_kind == "buggy" and no_code:
+        draft = f"start a new draft ({keys['draft']})" if keys and "draft" in keys else "start a new draft"
+        return f"node #{node_id} has no code ({no_code}); there is nothing to fix ({draft} instead)"
     return None
 
 
@@ -186,7 +192,8 @@ class RunControl:
         target = command_target(command) if spec is not None else None
         if spec is not None and target is not None:
             node = self._lookup(target)
-            problem = target_problem(spec.name, target, node.status if node is not None else None)
+            no_code = (node.coder_outcome or "no code") if node is not None and not node.code.strip() else ""
+            problem = target_problem(spec.name, target, node.status if node is not None else None, no_code=no_code)
             if problem:
                 return problem
         if isinstance(command, ev.MergeNodes):

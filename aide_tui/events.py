@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .search.node import Direction, Node, Operation, Usage
+from .search.node import Direction, Node, Operation, Usage, status_word
 from .search.task_card import TaskCard
 
 # --------------------------------------------------------------------- events
@@ -84,17 +84,21 @@ class DirectionFixed(Event):
 
 @dataclass(frozen=True)
 class HoldoutScored(Event):
-    """A node's script was re-run on the hidden holdout (it became the best, or is in the final top 3).
+    """A node's script was re-run on the hidden holdout (it became the best, or is among the final
+    candidates: the top 3 and a sample across the tree).
 
     `metric` is the card's metric on the withheld rows (None: `note` says why not);
-    `pick_id` is the node the run would answer with now (the best holdout score);
-    `commit` is the node branch's new tip (its node.json now has the score; None: git failed)."""
+    `pick_id` is the node the run would answer with now (the best unflagged holdout score);
+    `commit` is the node branch's new tip (its node.json now has the score; None: git failed);
+    `flag` says why its validation metric and holdout score disagree beyond chance ("": they agree),
+    and such a node is never the answer while an unflagged one exists."""
 
     node_id: int
     metric: float | None
     note: str
     pick_id: int | None
     commit: str | None = None
+    flag: str = ""
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ class NodeFinished(Event):
     def to_json(self) -> dict[str, Any]:
         """The node as its node.json has it (plus code and output): run, branch, direction inside."""
         node = self.node.to_dict()
-        node.update(direction=self.direction, run=self.run, branch=self.branch)
+        node.update(direction=self.direction, run=self.run, branch=self.branch, status_word=status_word(self.node))
         return {"event": "NodeFinished", "node": node, "best_id": self.best_id, "commit": self.commit}
 
 
@@ -211,7 +215,7 @@ class Notice(Event):
 
 @dataclass(frozen=True)
 class RunError(Event):
-    kind: Literal["auth", "budget", "llm", "fatal", "config"]
+    kind: Literal["auth", "budget", "llm", "fatal", "config", "refused"]
     message: str
 
 

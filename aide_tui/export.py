@@ -1,18 +1,24 @@
 """`--export NODE DIR` and `--worktree NODE DIR`: take one node out of a run.
 
-Export writes the node's solution, output and outputs to DIR from the journal and its
-workspace; a worktree checks the node's commit out on a new branch (git worktree add), so a
+Export writes the node's solution, output and node.json from the journal, and its
+outputs from the node's *commit*, never from its workspace: the workspace is what an
+untrusted script left (a `.git/config` with `core.fsmonitor`, executable hooks,
+symlinks), the commit only what git could hold.  No path with a `.git` component is
+written (an existing repository's `.git` in DIR is never touched), no file gets a run
+bit, and nothing is written through a symlink already in DIR.
+
+A worktree checks the node's commit out on a new branch (git worktree add), so a
 person can carry a solution into their own code with git.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from pathlib import Path
 
 from .errors import UserError
-from .evaluation.holdout import final_pick
+from .evaluation.holdout_policy import final_pick
 from .project import Project
 from .search.journal import Journal, JournalDamaged
 from .search.node import Node
@@ -54,23 +60,72 @@ def scores(node: Node) -> str:
     return f"{valid}, holdout not scored" + (f" ({node.holdout_note})" if node.holdout_note else "")
 
 
+EXPORT_MODE = 0o644  # never a run bit: nothing exported is meant to be executed as it lands
+
+
+def committed_outputs(project: Project, run: str, node: Node) -> dict[str, bytes] | None:
+    """The node's outputs as its commit holds them (None: the node has no commit)."""
+    from .records import branch_name
+    from .store.git import GitStore
+
+    with GitStore(project.root) as store:
+        commit = store.branch_sha(branch_name(run, node))
+        return None if commit is None else store.read_tree(commit, "outputs")
+
+
+def write_beneath(dest: Path, rel: str, data: bytes) -> None:
+    """Write `data` at `rel` under `dest`, following no symlink on the way (a link planted or
+    left in DIR cannot send the bytes elsewhere) and with mode 0644 whatever was there."""
+    parts = rel.split("/")
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    current = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            try:
+                os.mkdir(part, 0o755, dir_fd=current)
+            except FileExistsError:
+                pass
+            nxt = os.open(part, flags, dir_fd=current)
+            os.close(current)
+            current = nxt
+        fd = os.open(
+            parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, EXPORT_MODE, dir_fd=current
+        )
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), EXPORT_MODE)
+            fh.write(data)
+    finally:
+        os.close(current)
+
+
 def export_node(project: Project, which: str, dest: Path, run: str | None = None) -> tuple[Path, Node]:
     """Write the node out; returns DIR and the node (its scores are printed)."""
+    from .store.git import refusal
+
     run, tree, node = find_node(project, which, run, "--export")
-    run_dir = project.run_dir(run)
+    outputs = committed_outputs(project, run, node)
+    if outputs is None:
+        raise UserError(
+            f"node #{node.id} of run {run} has no commit, so its outputs are not known; "
+            f"aide-tui {project.root} --resume --run {run} commits it"
+        )
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "solution.py").write_text(node.code, encoding="utf-8")
-    (dest / "output.txt").write_text(node.output, encoding="utf-8")
-    (dest / "node.json").write_text(
-        json.dumps({**node.to_dict(), "run": run, "direction": tree.direction}, indent=2, default=str), encoding="utf-8"
-    )
-    workspace = run_dir / "nodes" / f"{node.id:04d}"
-    for name in node.exec.outputs:
-        src = workspace / name
-        if src.is_file():
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, target)
+    node_json = json.dumps({**node.to_dict(), "run": run, "direction": tree.direction}, indent=2, default=str)
+    files = {
+        "solution.py": node.code.encode("utf-8", "surrogateescape"),
+        "output.txt": node.output.encode("utf-8", "replace"),
+        "node.json": node_json.encode("utf-8"),
+    }
+    for name, data in sorted(outputs.items()):
+        if refusal(name) is None and name not in files:  # never a .git component, whatever a commit holds
+            files[name] = data
+    for name, data in files.items():
+        try:
+            write_beneath(dest, name, data)
+        except OSError as exc:
+            raise UserError(
+                f"{dest / name}: cannot write it ({exc.strerror}); export into an empty directory"
+            ) from None
     return dest, node
 
 

@@ -16,7 +16,9 @@ from typing import Any, TextIO
 
 from . import events as ev
 from .engine import Engine
+from .search.node import status_word
 from .state import RunModel
+from .terminal_text import terminal_safe
 
 
 class HeadlessPrinter:
@@ -44,7 +46,8 @@ class HeadlessPrinter:
                     say(self, event)
 
     def _say(self, text: str, err: bool = False) -> None:
-        print(text, file=self.err if err else self.out, flush=True)
+        # Every human line passes here; much of it was written by a script or a model.
+        print(terminal_safe(text), file=self.err if err else self.out, flush=True)
 
     def _run_started(self, e: ev.RunStarted) -> None:
         how = f"resumed with {len(e.nodes)} nodes" if e.resumed else "new run"
@@ -92,9 +95,10 @@ class HeadlessPrinter:
         self._flush_reply(n.id)
         if n.status == "ok":
             verdict = f"ok, metric {n.metric:.6g}"
+        elif n.status in ("timeout", "memory") and n.exec.killed_reason:
+            verdict = f"{n.status} ({n.exec.killed_reason})"
         else:
-            why = n.exec.killed_reason or n.exec.exc_type or n.status
-            verdict = f"{n.status} ({why})"
+            verdict = status_word(n)  # buggy (KeyError), refused (cyber), cut off (thinking), no code
         star = " *new best*" if e.best_id == n.id else ""
         took = f"{n.exec.wall_time:.1f}s" if n.code else "no code"
         spent = f", ${n.usage.cost:.3f}" if n.usage.calls else ""  # the offline coder spends nothing
@@ -103,6 +107,8 @@ class HeadlessPrinter:
     def _holdout_scored(self, e: ev.HoldoutScored) -> None:
         what = f"{e.metric:.6g}" if e.metric is not None else f"not scored ({e.note})"
         self._say(f"#{e.node_id} on the hidden holdout: {what}")
+        if e.flag:  # said even without --verbose: the node's own metric is not to be believed
+            self._say(f"#{e.node_id} flagged, never the answer while an unflagged node exists: {e.flag}", err=True)
 
     def _notice(self, e: ev.Notice) -> None:
         self._say(f"note: {e.message}", err=e.level == "warning")

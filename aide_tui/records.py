@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,17 +39,15 @@ from pathlib import Path
 from . import events as ev
 from .errors import FatalRunError, UserError
 from .project import Project, printable_path, write_atomic
-from .run.workspace import collect_outputs
+from .run.workspace import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, collect_outputs, remove_tree
 from .search.journal import Journal, JournalDamaged, node_line, parse_line, start_line, started_id
-from .search.node import Node
+from .search.node import Node, status_word
 from .search.task_card import METRIC_NAMES, TaskCard, card_to_dict
 from .search.tree import SearchTree
 from .store.git import SUBJECT_MAX, BranchConflict, GitStore, GitStoreError, commit_message, split_committable
 
 log = logging.getLogger("aide_tui.records")
 
-MAX_OUTPUT_FILE_BYTES = 5 * 1024 * 1024
-MAX_OUTPUT_TOTAL_BYTES = 20 * 1024 * 1024
 NODE_FILES = ("node.json", "solution.py", "output.txt")  # what recovery reads back from a node commit
 
 _NODE_BRANCH = re.compile(r"^(\d{4,})-[a-z]+$")
@@ -395,6 +392,7 @@ class RunRecords:
         data.pop("code", None)
         data.pop("output", None)
         data["direction"] = tree.direction
+        data["status_word"] = status_word(node)  # 'refused (cyber)', 'cut off (thinking)', 'buggy (KeyError)' ...
         data["run"] = self.run
         data["branch"] = branch_name(self.run, node)
         return data
@@ -444,7 +442,7 @@ class RunRecords:
         except GitStoreError:
             log.exception("could not delete the root branch of the abandoned run %s", self.run)
             return
-        shutil.rmtree(self.paths.root, ignore_errors=True)
+        remove_tree(self.paths.root, ignore_errors=True)
 
     # -- run.json ------------------------------------------------------------
 
@@ -498,10 +496,8 @@ def node_subject(node: Node, parent: Node | None, metric: str = "metric") -> str
         if node.operation == "debug" and parent is not None:
             fault = parent.exec.exc_type or {"timeout": "the timeout", "memory": "the memory use"}.get(parent.status)
             outcome = f"fixed {fault}, {outcome}" if fault else f"fixed, {outcome}"
-    elif node.status in ("timeout", "memory"):
-        outcome = "buggy (timed out)" if node.status == "timeout" else "buggy (out of memory)"
     else:
-        outcome = f"buggy ({node.exec.exc_type})" if node.exec.exc_type else "buggy"
+        outcome = status_word(node)
     subject = f"{head}: {outcome}"
     plan = next((line.strip() for line in (node.plan or "").splitlines() if line.strip()), "")
     plan = _OPERATION_PREFIX.sub("", plan)  # "Draft: ..." would repeat the head

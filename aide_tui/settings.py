@@ -17,6 +17,8 @@ from typing import Any
 import psutil
 
 from .errors import UserError
+from .llm.models import EFFORTS, model_spec
+from .llm.thinking import THINKING_CHOICES, thinking_setting_problem
 
 DEFAULT_CODE_MODEL = "claude-sonnet-5-5"
 DEFAULT_FEEDBACK_MODEL = "claude-haiku-5-5"
@@ -59,6 +61,12 @@ class Settings:
         default="", metadata={"help": "memory cap for each node's whole process tree (e.g. 2G, 512M)"}
     )
     output_limit: str = field(default="256K", metadata={"help": "output kept per node (head and tail), e.g. 256K"})
+    pids_limit: int = field(
+        default=1024, metadata={"help": "processes and threads each node may have at once (where cgroups can be made)"}
+    )
+    disk_limit: str = field(
+        default="2G", metadata={"help": "bytes each node's script may leave in its workspace before it is killed"}
+    )
     code_model: str = field(default=DEFAULT_CODE_MODEL, metadata={"help": "Claude model that writes code"})
     feedback_model: str = field(
         default=DEFAULT_FEEDBACK_MODEL, metadata={"help": "Claude model that reviews a run's output"}
@@ -79,16 +87,32 @@ class Settings:
         },
     )
     coder: str = field(default="auto", metadata={"help": "llm, offline, or auto (llm when ANTHROPIC_API_KEY is set)"})
-    max_tokens: int = field(default=8192, metadata={"help": "largest reply the coding model may write"})
-    thinking: str = field(
-        default="off",
+    max_tokens: int = field(
+        default=32_000,
         metadata={
-            "help": "the coding model's extended thinking: off, adaptive, or a token budget (at least 1024, below max_tokens)"
+            "help": "largest reply the coding model may write, thinking included (the 5.5 models count their "
+            "thinking in it and write up to 128k)"
+        },
+    )
+    thinking: str = field(
+        default="auto",
+        metadata={
+            "help": "the coding model's thinking: auto (the model's default: adaptive on the 5.5 models), off (the "
+            "lowest setting the model accepts), adaptive, or a token budget where the model takes one"
         },
     )
     effort: str = field(
         default="",
-        metadata={"help": "the coding model's effort: low, medium, high, xhigh or max (empty: the model's default)"},
+        metadata={"help": "one effort for draft, improve and debug alike (low … max), overriding the three below"},
+    )
+    draft_effort: str = field(
+        default="high", metadata={"help": "effort (thinking depth) of drafts: low, medium, high, xhigh or max"}
+    )
+    improve_effort: str = field(default="medium", metadata={"help": "effort of improvements (low … max)"})
+    debug_effort: str = field(default="medium", metadata={"help": "effort of fixes (low … max)"})
+    review_effort: str = field(default="low", metadata={"help": "effort of the review and the task card (low … max)"})
+    max_refusals: int = field(
+        default=3, metadata={"help": "stop the run after this many refused replies in a row (0: never stop)"}
     )
     llm_timeout: float = field(default=300.0, metadata={"help": "seconds before one LLM request gives up"})
     llm_retries: int = field(default=4, metadata={"help": "SDK retries for 429/529/5xx before the step fails"})
@@ -152,6 +176,10 @@ class Settings:
         if not self.memory_limit:
             return psutil.virtual_memory().total // (2 * 1024 * 1024 * self.workers)
         return parse_size(self.memory_limit, "memory_limit") // (1024 * 1024)
+
+    @property
+    def disk_limit_mb(self) -> int:
+        return parse_size(self.disk_limit, "disk_limit") // (1024 * 1024)
 
     @property
     def output_limit_bytes(self) -> int:
@@ -246,16 +274,27 @@ def _validate(s: Settings, sources: dict[str, str]) -> None:
         bad("direction", "must be maximize, minimize or auto")
     if s.coder not in ("auto", "llm", "offline"):
         bad("coder", "must be llm, offline or auto")
-    if s.thinking not in ("off", "adaptive") and not (s.thinking.isdigit() and 1024 <= int(s.thinking) < s.max_tokens):
-        bad("thinking", f"must be off, adaptive, or a token budget from 1024 to below max_tokens ({s.max_tokens})")
-    if s.effort not in ("", "low", "medium", "high", "xhigh", "max"):
-        bad("effort", "must be low, medium, high, xhigh or max (or empty for the model's default)")
+    if s.thinking not in THINKING_CHOICES and not (s.thinking.isdigit() and 1024 <= int(s.thinking) < s.max_tokens):
+        bad(
+            "thinking", f"must be auto, off, adaptive, or a token budget from 1024 to below max_tokens ({s.max_tokens})"
+        )
+    problem = thinking_setting_problem(s.code_model, s.thinking)
+    if problem:
+        bad("thinking", f"cannot be used: {problem}")
+    for name in ("effort", "draft_effort", "improve_effort", "debug_effort", "review_effort"):
+        if getattr(s, name) not in ("", *EFFORTS):
+            bad(name, "must be low, medium, high, xhigh or max (or empty for the model's default)")
+    longest = model_spec(s.code_model).max_output
+    if not 1 <= s.max_tokens <= longest:
+        bad("max_tokens", f"must be from 1 to {longest:,}, the most {s.code_model} writes in one reply")
+    if s.max_refusals < 0:
+        bad("max_refusals", "must be 0 or more")
     if s.sandbox not in ("auto", "bwrap", "none"):
         bad("sandbox", "must be auto, bwrap or none")
     bad_name = next((n for n in s.env_pass if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)), None)
     if bad_name is not None:
         bad("env_pass", f"has {bad_name!r}, which is not an environment variable name")
-    for name in ("memory_limit", "output_limit"):
+    for name in ("memory_limit", "output_limit", "disk_limit"):
         if name == "memory_limit" and not s.memory_limit:
             continue  # the default: half of RAM / workers
         try:
@@ -270,6 +309,10 @@ def _validate(s: Settings, sources: dict[str, str]) -> None:
         bad("node_cpus" if s.node_cpus <= 0 else "node_gpus", "must be a positive number (node_gpus may be 0)")
     if s.memory_limit_mb < 16:
         bad("memory_limit", "must be at least 16M")
+    if s.pids_limit < 16:
+        bad("pids_limit", "must be at least 16 (a Python script alone runs a few threads)")
+    if s.disk_limit_mb < 1:
+        bad("disk_limit", "must be at least 1M")
 
 
 def load_toml(path: Path) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class NodeView:
     status: NodeStatus = RUNNING
     metric: float | None = None
     holdout: float | None = None  # the metric on the hidden holdout (HoldoutScored)
+    holdout_flag: str = ""  # validation and holdout disagree beyond chance (HoldoutScored.flag)
     node: Node | None = None
     branch: str | None = None  # set once the node is committed
     commit: str | None = None
@@ -294,10 +295,11 @@ class RunModel:
     def _holdout_scored(self, e: ev.HoldoutScored, ch: Change) -> None:
         view = self.nodes.get(e.node_id)
         if view is not None:
-            view.holdout = e.metric
+            view.holdout, view.holdout_flag = e.metric, e.flag
             view.commit = e.commit or view.commit
             if view.node is not None:
                 view.node.holdout_metric, view.node.holdout_note = e.metric, e.note
+                view.node.holdout_flag = e.flag
             ch.tree_updated.append(e.node_id)
         self._set_pick(e.pick_id, ch)
         ch.status = True

@@ -15,7 +15,8 @@ from aide_tui.search.task_card import METRICS
 
 
 def is_card_call(body: dict) -> bool:
-    return (body.get("tool_choice") or {}).get("name") == "submit_task_card"
+    """Forced (`tool_choice` names it) or offered with `tool_choice: auto` (models that refuse forcing)."""
+    return any(t.get("name") == "submit_task_card" for t in body.get("tools") or [])
 
 
 def card_reply(body: dict, **override) -> ToolReply:

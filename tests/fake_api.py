@@ -16,6 +16,22 @@ request reads the longest cached prefix ending at a block boundary up to 20
 blocks before one of its breakpoints; entries live 5 minutes (or 1 hour with
 `ttl: "1h"`) from their last use, on a clock tests can advance.
 
+Strict mode (`strict=True`) keeps the 5.5 generation's published contract
+(the models' "What's new" pages; /work/shared/FACTS.md), written out here on
+its own so that a wrong model table in aide-tui fails against it:
+- a request to a 5.5 model without `thinking` (or with `adaptive`) thinks:
+  a thinking block of `thinking_tokens[effort]` tokens comes first and counts
+  toward `max_tokens`; what does not fit is cut off (`stop_reason:
+  "max_tokens"`, a tool call that does not fit is not sent);
+  `usage.output_tokens_details.thinking_tokens` says how many;
+- the documented 400s: thinking budgets (every 5.5 model), `disabled` on
+  Sonnet/Opus 5.5, `between_tools` at effort xhigh/max (and on Opus/Haiku),
+  forced tool choice on Sonnet/Opus 5.5, sampling parameters, assistant
+  prefill, max_tokens above 128k, an unknown effort;
+- `RefusalReply(category)` answers `stop_reason: "refusal"` with
+  `stop_details` (in lenient mode too).
+Lenient mode (the default) stays as it was, for the tests written against it.
+
 Usage:
     with FakeMessagesAPI(responder=lambda body: TextReply("hi")) as api:
         client = anthropic.Anthropic(base_url=api.url, api_key="sk-test")
@@ -41,6 +57,10 @@ __all__ = [
     "TextReply",
     "ToolReply",
     "ErrorReply",
+    "RefusalReply",
+    "STRICT_MODELS",
+    "HEAVY_THINKING",
+    "contract_violation",
     "MidStreamError",
     "Reply",
     "last_user_text",
@@ -101,7 +121,69 @@ class MidStreamError:
     drop: bool = False  # True: cut the connection instead of sending an `error` event
 
 
-Reply = TextReply | ToolReply | ErrorReply | MidStreamError
+@dataclass
+class RefusalReply:
+    """The safety classifier declined: `stop_reason: "refusal"` with a category in `stop_details`."""
+
+    category: str | None = "cyber"
+    explanation: str | None = "The request could enable cyber harm."
+    text: str = ""
+
+
+Reply = TextReply | ToolReply | ErrorReply | MidStreamError | RefusalReply
+
+# The 5.5 contract, as published (not read from aide-tui's model table, which it checks):
+# accepted thinking types, whether forced tool choice is accepted, the API's default effort.
+STRICT_MODELS: dict[str, dict[str, Any]] = {
+    "claude-sonnet-5-5": {"thinking": {"adaptive", "between_tools"}, "forced_tool": False, "effort": "high"},
+    "claude-opus-5-5": {"thinking": {"adaptive"}, "forced_tool": False, "effort": "medium"},
+    "claude-haiku-5-5": {"thinking": {"adaptive", "disabled"}, "forced_tool": True, "effort": "medium"},
+}
+STRICT_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+MAX_OUTPUT = 128_000
+# Thinking tokens per effort of a model that thinks heavily: what crowded out the script at max_tokens 8192.
+HEAVY_THINKING = {"low": 1_500, "medium": 4_000, "high": 9_000, "xhigh": 16_000, "max": 30_000}
+
+
+def contract_violation(body: dict) -> str | None:
+    """The 400 message a 5.5 model answers this request with, or None if it accepts it."""
+    rules = STRICT_MODELS.get(str(body.get("model", "")))
+    if rules is None:
+        return None
+    for name in ("temperature", "top_p", "top_k"):
+        if name in body:
+            return f"`{name}` is not supported for this model; omit sampling parameters"
+    messages = body.get("messages") or []
+    if messages and messages[-1].get("role") == "assistant":
+        return "This model does not support assistant message prefill; the conversation must end with a user turn"
+    if int(body.get("max_tokens") or 0) > MAX_OUTPUT:
+        return f"max_tokens: {body.get('max_tokens')} > {MAX_OUTPUT}, the maximum allowed for this model"
+    effort = (body.get("output_config") or {}).get("effort")
+    if effort is not None and effort not in STRICT_EFFORTS:
+        return f"output_config.effort: {effort!r} is not one of {', '.join(STRICT_EFFORTS)}"
+    kind = (body.get("thinking") or {}).get("type", "adaptive")
+    if kind == "enabled":
+        return "thinking.type.enabled (budget_tokens) is not supported for this model; use adaptive thinking and output_config.effort"
+    if kind not in rules["thinking"]:
+        lowest = "between_tools" if "between_tools" in rules["thinking"] else None
+        hint = f"; use thinking.type.{lowest}" if lowest else "; thinking cannot be turned off on this model"
+        return f"thinking.type.{kind} is not supported for this model{hint}"
+    if kind == "between_tools" and effort in ("xhigh", "max"):
+        return f"thinking.type.between_tools is not supported with effort {effort}; use adaptive thinking"
+    choice = (body.get("tool_choice") or {}).get("type")
+    if choice in ("tool", "any") and not rules["forced_tool"]:
+        return f"tool_choice.type {choice!r} (forced tool use) is not supported for this model; use tool_choice auto"
+    return None
+
+
+def thinking_budget_used(body: dict, levels: dict[str, int]) -> int:
+    """Tokens a strict 5.5 model thinks for this request (0 where thinking is off, or not a 5.5 model)."""
+    rules = STRICT_MODELS.get(str(body.get("model", "")))
+    kind = (body.get("thinking") or {}).get("type", "adaptive")
+    if rules is None or kind != "adaptive":
+        return 0
+    effort = (body.get("output_config") or {}).get("effort") or rules["effort"]
+    return int(levels.get(effort, 0))
 
 
 def _text_of(content: Any) -> str:
@@ -156,6 +238,18 @@ def default_responder(body: dict) -> Reply:
     return TextReply(f"Echo: {last_user_text(body)}")
 
 
+def _block_tokens(block: dict) -> int:
+    if block["type"] == "text":
+        return _tokens(block.get("text") or "")
+    return _tokens(json.dumps(block.get("input", {})))
+
+
+def _stop_details(reply: Reply) -> dict | None:
+    if isinstance(reply, RefusalReply):
+        return {"type": "refusal", "category": reply.category, "explanation": reply.explanation}
+    return None
+
+
 def _chunks(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
@@ -197,8 +291,12 @@ class FakeMessagesAPI:
         delay_per_chunk: float = 0.0,
         chunk_chars: int = 4,
         json_chunk_chars: int = 6,
+        strict: bool = False,
+        thinking_tokens: dict[str, int] | None = None,
     ) -> None:
         self.responder: Callable[[dict], Reply] = responder or default_responder
+        self.strict = strict
+        self.thinking_tokens = dict(HEAVY_THINKING if thinking_tokens is None else thinking_tokens)
         self.fail_rate = fail_rate
         self.delay_per_chunk = delay_per_chunk
         self.chunk_chars = chunk_chars
@@ -403,6 +501,8 @@ class _Handler(BaseHTTPRequestHandler):
             fault = ErrorReply(
                 400, message="A maximum of 4 blocks with cache_control may be provided.", retry_after_ms=None
             )
+        if fault is None and api.strict and (violation := contract_violation(body)):
+            fault = ErrorReply(400, message=violation, retry_after_ms=None)
         if fault is not None:
             rec.outcome = f"error:{fault.status}"
             self._send_error_reply(fault)
@@ -443,14 +543,44 @@ class _Handler(BaseHTTPRequestHandler):
             return blocks, "tool_use"
         if isinstance(reply, MidStreamError):
             return [{"type": "text", "text": reply.text_before}], "end_turn"
+        if isinstance(reply, RefusalReply):
+            return ([{"type": "text", "text": reply.text}] if reply.text else []), "refusal"
         raise TypeError(f"responder returned {reply!r}; expected TextReply, ToolReply, ErrorReply or MidStreamError")
 
     @staticmethod
     def _output_tokens(blocks: list[dict]) -> int:
-        return max(1, sum(_tokens(b.get("text") or json.dumps(b.get("input", {}))) for b in blocks))
+        return max(1, sum(_block_tokens(b) for b in blocks if b["type"] != "thinking"))
+
+    def _shaped(self, body: dict, reply: Reply) -> tuple[list[dict], str, int, int]:
+        """(blocks, stop_reason, output_tokens, thinking_tokens): in strict mode, thinking comes
+        first and counts toward max_tokens, and what does not fit after it is cut off."""
+        blocks, stop = self._blocks(reply)
+        api = self.server_api
+        thinking = thinking_budget_used(body, api.thinking_tokens) if api.strict else 0
+        if not thinking:
+            return blocks, stop, self._output_tokens(blocks), 0
+        limit = int(body.get("max_tokens") or 0)
+        room, kept, used = limit - thinking, [], 0
+        for block in blocks:
+            need = _block_tokens(block)
+            if used + need <= room:
+                kept.append(block)
+                used += need
+                continue
+            stop = "max_tokens"
+            if block["type"] == "text" and room - used > 0:  # the text is cut where the room ends
+                kept.append({"type": "text", "text": block["text"][: (room - used) * 4]})
+                used = room
+            break
+        thought = min(thinking, limit)
+        signature = {"type": "thinking", "thinking": "", "signature": f"sig_{uuid.uuid4().hex[:16]}"}
+        return [signature, *kept], stop, max(1, thought + used), thought
 
     def _message(self, body: dict, reply: Reply, usage_in: dict) -> dict:
-        blocks, stop = self._blocks(reply)
+        blocks, stop, output, thinking = self._shaped(body, reply)
+        usage = {**usage_in, "output_tokens": output, "service_tier": "standard"}
+        if self.server_api.strict:
+            usage["output_tokens_details"] = {"thinking_tokens": thinking}
         return {
             "id": f"msg_{uuid.uuid4().hex[:24]}",
             "type": "message",
@@ -458,14 +588,14 @@ class _Handler(BaseHTTPRequestHandler):
             "model": body.get("model", "unknown"),
             "content": blocks,
             "stop_reason": stop,
+            "stop_details": _stop_details(reply),
             "stop_sequence": None,
-            "usage": {**usage_in, "output_tokens": self._output_tokens(blocks), "service_tier": "standard"},
+            "usage": usage,
         }
 
     def _stream(self, body: dict, reply: Reply, usage_in: dict) -> None:
         api = self.server_api
         delay = api.delay_per_chunk
-        blocks, stop = self._blocks(reply)
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
@@ -473,11 +603,32 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
         self.end_headers()
         message = self._message(body, reply, usage_in)
-        start = dict(message, content=[], stop_reason=None, usage={**message["usage"], "output_tokens": 1})
+        blocks, stop = message["content"], message["stop_reason"]
+        start = dict(
+            message, content=[], stop_reason=None, stop_details=None, usage={**message["usage"], "output_tokens": 1}
+        )
         self._sse("message_start", {"type": "message_start", "message": start})
         self._sse("ping", {"type": "ping"})
         for index, block in enumerate(blocks):
-            if block["type"] == "text":
+            if block["type"] == "thinking":  # display omitted: no thinking text, only its signature
+                self._sse(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                    },
+                )
+                self._sse(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "signature_delta", "signature": block["signature"]},
+                    },
+                    delay,
+                )
+            elif block["type"] == "text":
                 self._sse(
                     "content_block_start",
                     {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
@@ -517,8 +668,8 @@ class _Handler(BaseHTTPRequestHandler):
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": stop, "stop_sequence": None},
-                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+                "delta": {"stop_reason": stop, "stop_sequence": None, "stop_details": message["stop_details"]},
+                "usage": {k: v for k, v in message["usage"].items() if k in ("output_tokens", "output_tokens_details")},
             },
         )
         self._sse("message_stop", {"type": "message_stop"})

@@ -8,7 +8,11 @@ from aide_tui import events as ev
 from aide_tui.control import COMMAND_INFO, RunControl
 from aide_tui.search.node import Node
 
-NODES = {1: Node(1, None, "draft", 1, status="ok", metric=0.5), 2: Node(2, None, "draft", 2, status="buggy")}
+NODES = {
+    1: Node(1, None, "draft", 1, status="ok", metric=0.5),
+    2: Node(2, None, "draft", 2, status="buggy", code="x = 1\n"),
+    3: Node(3, None, "draft", 3, status="buggy", coder_outcome="refused (cyber)"),
+}
 
 
 def control() -> tuple[RunControl, list[ev.Event]]:
@@ -28,6 +32,15 @@ def test_every_command_is_described_once():
     assert set(COMMAND_INFO) == {
         c for c in vars(ev).values() if isinstance(c, type) and issubclass(c, ev.Command) and c is not ev.Command
     }
+
+
+def test_a_node_without_code_is_no_debug_target():
+    c, seen = control()
+    c.submit(ev.DebugNode(3))
+    assert answers(seen) == [
+        "rejected: node #3 has no code (refused (cyber)); there is nothing to fix (start a new draft instead)"
+    ]
+    assert c.snapshot().steps == ()
 
 
 def test_acceptance_says_where_the_step_is_in_the_queue():
@@ -155,3 +168,12 @@ def test_a_stop_ends_the_wait_for_a_task_card_without_one():
     c.submit(ev.CancelNow())
     waiter.join(5)
     assert got == [None]
+
+
+def test_the_app_is_told_the_same_rule_with_its_keys():
+    from aide_tui.control import target_problem
+
+    assert target_problem("debug", 3, "buggy", keys={"draft": "d"}, no_code="cut off (thinking)") == (
+        "node #3 has no code (cut off (thinking)); there is nothing to fix (start a new draft (d) instead)"
+    )
+    assert target_problem("debug", 2, "buggy", keys={"draft": "d"}) is None

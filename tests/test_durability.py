@@ -78,7 +78,8 @@ def test_names_git_cannot_hold_are_skipped_and_listed(tmp_path):
     assert done.commit and done.node.status == "ok"
     branch = done.branch
     meta = json.loads(git(project, "show", f"{branch}:node.json"))
-    assert meta["skipped_files"] == [".git/config", "out/bad\\xffbyte.txt"]
+    assert meta["skipped_files"] == ["out/bad\\xffbyte.txt"]  # .git is never collected: it is deleted
+    assert "1 .git entry deleted" in notices(events) and not (engine.paths.workspace(1) / ".git").exists()
     assert "out/bad\\xffbyte.txt" in done.node.exec.outputs  # escaped, so front ends can print it
     assert git(project, "show", f"{branch}:outputs/kept.csv") == "id\n"
     assert "not committed" in notices(events) and "skipped_files" in notices(events)

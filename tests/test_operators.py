@@ -53,8 +53,10 @@ class StubClient:
         on_delta(reply.text)
         return reply
 
-    def call_tool(self, *, model, system, messages, tool, max_tokens=1024, cache_ttl="5m"):
-        self.tool_calls.append(dict(model=model, system=system, messages=messages, tool=tool, cache_ttl=cache_ttl))
+    def call_tool(self, *, model, system, messages, tool, max_tokens=1024, cache_ttl="5m", **options):
+        self.tool_calls.append(
+            dict(model=model, system=system, messages=messages, tool=tool, cache_ttl=cache_ttl, **options)
+        )
         if self.raise_exc:
             raise self.raise_exc
         return self.tool_input, Usage(input_tokens=7, output_tokens=3, calls=1)
@@ -361,23 +363,70 @@ def test_cache_ttl_follows_the_script_timeout(timeout, ttl):
 
 
 @pytest.mark.parametrize(
-    "thinking, effort, sent_thinking, sent_effort",
+    "model, thinking, effort, sent_thinking, sent_effort",
     [
-        ("off", "", None, None),
-        ("adaptive", "high", {"type": "adaptive"}, "high"),
-        ("2048", "low", {"type": "enabled", "budget_tokens": 2048}, "low"),
+        # auto: the model's own default (the 5.5 models think adaptively), at the draft's effort
+        ("claude-sonnet-5-5", "auto", "", None, "high"),
+        # off: the lowest setting each model accepts
+        ("claude-sonnet-5-5", "off", "", {"type": "between_tools"}, "high"),
+        ("claude-sonnet-5-5", "off", "max", {"type": "between_tools"}, "high"),  # refused at xhigh/max
+        ("claude-haiku-5-5", "off", "", {"type": "disabled"}, "high"),
+        ("claude-opus-5-5", "off", "", None, "low"),  # cannot turn thinking off: least effort instead
+        ("claude-sonnet-5-5", "adaptive", "xhigh", {"type": "adaptive"}, "xhigh"),
+        ("claude-opus-4-8", "2048", "low", {"type": "enabled", "budget_tokens": 2048}, "low"),
+        ("claude-sonnet-4-5", "auto", "", None, None),  # takes no effort: none is sent
     ],
 )
-def test_thinking_and_effort_settings_reach_the_coder_call(thinking, effort, sent_thinking, sent_effort):
+def test_thinking_and_effort_settings_reach_the_coder_call(model, thinking, effort, sent_thinking, sent_effort):
     client = StubClient([Reply(GOOD)])
-    configured = Settings(memory_limit="1G", code_model="code-m", max_tokens=4096, thinking=thinking, effort=effort)
+    configured = Settings(memory_limit="1G", code_model=model, max_tokens=4096, thinking=thinking, effort=effort)
     LlmCoder(client, configured).draft(ctx(), lambda s: None)
     assert client.stream_calls[0]["thinking"] == sent_thinking and client.stream_calls[0]["effort"] == sent_effort
 
 
+@pytest.mark.parametrize("operation, effort", [("draft", "high"), ("improve", "medium"), ("debug", "medium")])
+def test_each_operation_asks_for_its_own_effort(operation, effort):
+    client = StubClient([Reply(GOOD)])
+    coder = LlmCoder(client, Settings(memory_limit="1G"))
+    if operation == "draft":
+        coder.draft(ctx(), lambda s: None)
+    else:
+        getattr(coder, operation)(ctx(), parent(status="buggy", metric=None), lambda s: None)
+    assert client.stream_calls[0]["effort"] == effort and client.stream_calls[0]["thinking"] is None
+    assert client.stream_calls[0]["max_tokens"] == 32_000  # room for thinking and the script
+
+
+@pytest.mark.parametrize(
+    "feedback_model, sent_thinking",
+    [("claude-haiku-5-5", {"type": "disabled"}), ("claude-sonnet-5-5", {"type": "between_tools"})],
+)
+def test_the_review_thinks_least_at_review_effort_with_room_for_the_call(feedback_model, sent_thinking):
+    client = StubClient(tool_input={"is_bug": False, "metric": 1.0, "summary": "ok", "lower_is_better": True})
+    LlmCoder(client, Settings(memory_limit="1G", feedback_model=feedback_model)).review(ctx(), parent())
+    call = client.tool_calls[0]
+    assert call["thinking"] == sent_thinking and call["effort"] == "low"
+
+
+def test_a_budget_on_a_model_that_refuses_budgets_is_an_error_at_start_naming_the_fix():
+    from aide_tui.settings import resolve
+
+    with pytest.raises(
+        UserError, match=r"^--thinking: thinking .*claude-sonnet-5-5 does not accept a thinking budget.*adaptive"
+    ):
+        resolve(None, {"thinking": "2048"})
+    assert resolve(None, {"thinking": "2048", "code_model": "claude-opus-4-8"}).thinking == "2048"
+
+
 @pytest.mark.parametrize(
     "bad, needle",
-    [({"thinking": "500"}, "thinking"), ({"thinking": "9000"}, "below max_tokens"), ({"effort": "extreme"}, "effort")],
+    [
+        ({"thinking": "500"}, "thinking"),
+        ({"thinking": "9000"}, "below max_tokens"),
+        ({"effort": "extreme"}, "effort"),
+        ({"review_effort": "huge"}, "review_effort"),
+        ({"max_tokens": 200_000}, "128,000"),
+        ({"max_refusals": -1}, "max_refusals"),
+    ],
 )
 def test_bad_thinking_or_effort_is_one_line_naming_the_setting(bad, needle):
     from aide_tui.settings import resolve
@@ -397,7 +446,8 @@ def test_refusal_and_full_context_fail_the_node_without_asking_again(stop, needl
 def test_pause_turn_is_resumed_from_where_it_stopped():
     first, rest = GOOD[:40], GOOD[40:]
     client = StubClient([Reply(first + "  ", stop_reason="pause_turn"), Reply(rest)])
-    proposal = LlmCoder(client, settings()).draft(ctx(), lambda s: None)
+    takes_prefill = Settings(memory_limit="1G", code_model="claude-sonnet-4-5", max_tokens=1234)
+    proposal = LlmCoder(client, takes_prefill).draft(ctx(), lambda s: None)
     assert "Validation metric" in proposal.code and proposal.usage.calls == 2
     resumed = client.stream_calls[1]["messages"]
     assert [m["role"] for m in resumed] == ["user", "assistant"] and resumed[1]["content"] == first.rstrip()

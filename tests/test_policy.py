@@ -10,7 +10,9 @@ from aide_tui.search.tree import SearchTree
 
 
 def node(id, parent=None, op="draft", status="ok", metric=None, depth=0):
-    return Node(id=id, parent_id=parent, operation=op, step=id, status=status, metric=metric, debug_depth=depth)
+    return Node(
+        id=id, parent_id=parent, operation=op, step=id, status=status, metric=metric, debug_depth=depth, code="x = 1\n"
+    )
 
 
 def tree_of(*nodes, direction="maximize"):

@@ -146,6 +146,28 @@ def test_script_runs_on_the_cluster_streams_lines_and_returns_its_files(tmp_path
     assert (ws / "submission.csv").read_text() == "id,prediction\n1,2\n"  # came back from the worker
 
 
+def test_a_sparse_giant_a_symlink_and_a_fifo_do_not_cost_a_good_nodes_result(tmp_path, executor):
+    """Packed on the worker through safe_read: regular files within the caps only (#17)."""
+    ws = _workspace(
+        tmp_path,
+        """
+        import os
+        with open("huge.bin", "wb") as fh:
+            fh.truncate(1 << 30)  # 1 GiB, sparse: nothing on disk, everything for a reader
+        os.symlink("/etc/passwd", "passwd")
+        os.mkfifo("pipe")
+        open("submission.csv", "w").write("id,prediction\\n1,2\\n")
+        print("Validation metric: 0.5")
+    """,
+    )
+    peak = psutil.Process().memory_info().rss
+    result = executor.submit(ExecRequest(workspace=ws, timeout=60), Lines()).wait(120)
+    assert result is not None and result.exit_code == 0 and result.killed_reason is None, result
+    assert (ws / "submission.csv").read_text() == "id,prediction\n1,2\n"
+    assert not any((ws / name).exists() or (ws / name).is_symlink() for name in ("huge.bin", "passwd", "pipe"))
+    assert psutil.Process().memory_info().rss - peak < 200 * 1024 * 1024  # the gigabyte was never read here
+
+
 def test_exception_type_and_traceback_come_back(tmp_path, executor):
     ws = _workspace(
         tmp_path,

@@ -7,7 +7,6 @@ input data are safe.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import textwrap
@@ -187,7 +186,7 @@ def test_memory_cap_counts_the_whole_tree_and_names_the_reason(tmp_path):
     )
     assert result.killed_reason == "memory limit exceeded: 150 MiB"
     assert result.exit_code is None
-    assert result.peak_memory_mb > 150
+    assert result.peak_memory_mb >= 150  # where a cgroup holds the node, the kernel stops it at the cap
     assert "survived" not in result.output
 
 
@@ -489,13 +488,14 @@ def test_collect_outputs_returns_written_files_within_caps(tmp_path):
     assert outputs == {"submission.csv": b"id,b\n1,2\n"}
     assert skipped == ["models/big.bin"]
     outputs, skipped = collect_outputs(ws, max_file_bytes=10_000, max_total_bytes=5_005)
-    assert list(outputs) == ["models/big.bin"] and skipped == ["submission.csv"]
+    assert list(outputs) == ["submission.csv"] and skipped == ["models/big.bin"]  # a directory's files first
 
 
-def test_exception_result_file_lives_in_the_hidden_area_not_the_outputs(tmp_path):
+def test_the_exception_comes_over_the_launchers_pipe_and_leaves_no_file_or_output(tmp_path):
     result, _ = run_script(tmp_path, "raise ValueError('x')\n")
     assert result.exc_type == "ValueError"
-    assert json.loads((tmp_path / "ws" / ".aide-exec" / "result.json").read_text())["exc_type"] == "ValueError"
+    hidden = tmp_path / "ws" / ".aide-exec"
+    assert {p.name for p in hidden.iterdir()} <= {"home"}  # the script's HOME when sandboxed, no bookkeeping
     assert collect_outputs(tmp_path / "ws", 10**6, 10**6) == ({}, [])
 
 

@@ -462,7 +462,7 @@ def test_limits_and_peak_memory_still_count_the_scripts_processes(box):
         timeout=30,
     )
     assert result.killed_reason == "memory limit exceeded: 150 MiB"
-    assert result.peak_memory_mb > 150
+    assert result.peak_memory_mb >= 150  # where a cgroup holds the node, the kernel stops it at the cap
     timed = box.run("import time\nprint('start', flush=True)\ntime.sleep(3600)\n", timeout=2)
     assert timed.killed_reason == "timeout" and "start" in timed.output
 

@@ -669,8 +669,14 @@ class AideApp(App[int]):
             keys: dict[str, str] = {
                 BY_ACTION[b.action].name: b.key for b in self.AIDE_BINDINGS if b.action in BY_ACTION
             }
+            no_code = (view.node.coder_outcome or "no code") if view.node is not None and not view.code.strip() else ""
             problem = target_problem(
-                spec.name, view.id, view.status if view.finished else None, running=not view.finished, keys=keys
+                spec.name,
+                view.id,
+                view.status if view.finished else None,
+                running=not view.finished,
+                keys=keys,
+                no_code=no_code,
             )
             if problem:
                 return problem

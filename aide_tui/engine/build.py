@@ -119,7 +119,14 @@ def build_engine(
             from ..search.card_llm import llm_task_card
 
             ask_llm = partial(
-                llm_task_card, client, settings.feedback_model, project.root, data_files, project.task_text(), preview
+                llm_task_card,
+                client,
+                settings.feedback_model,
+                project.root,
+                data_files,
+                project.task_text(),
+                preview,
+                effort=settings.review_effort,
             )
         card = resolve_card(project, data_files, settings, run_dir, ask_llm)
         if not resume:  # last, so a refusal above leaves no root commit behind

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,10 +32,12 @@ from ..run.executor import Executor, Isolation
 from ..run.inputs import DEFAULT_COPY_LIMIT, InputData
 from ..run.local import kill_leftovers
 from ..run.machine import Machine, probe_machine
+from ..run.workspace import remove_tree
 from ..search.coder import Coder
 from ..search.node import Node, Usage
 from ..search.offline.task_reader import card_problem
 from ..search.policy import Policy, make_policy
+from ..search.refusals import model_notices
 from ..search.task_card import TaskCard, card_to_dict
 from ..search.tree import SearchTree
 from ..settings import Settings
@@ -131,7 +132,7 @@ class Engine:
             self._start()
             finished = self.loop.run()
         except FatalRunError as exc:
-            kind = exc.kind if exc.kind in ("auth", "budget", "llm", "config") else "fatal"
+            kind = exc.kind if exc.kind in ("auth", "budget", "llm", "config", "refused") else "fatal"
             self.emit(ev.RunError(kind, str(exc)))  # type: ignore[arg-type]
             finished = self.finish("error", "failed", str(exc))
         except Exception as exc:  # a bug must end the run cleanly, resumable, with a reason
@@ -196,6 +197,8 @@ class Engine:
         )
         if nodes or self.usage.calls:  # a resumed run's spend, or the LLM's task card call
             self.emit(ev.UsageUpdated(self.usage, self.settings.budget))
+        for note in model_notices(self.settings) if self.coder.name == "llm" else ():
+            self.emit(ev.Notice(note, "warning"))
         self._settle_card()  # first: the folds, the holdout and the checks are built on the confirmed card
         self._prepare_inputs()
         self.emit(ev.RunStateChanged("running"))
@@ -280,7 +283,7 @@ class Engine:
                 killed = kill_leftovers(ws)
                 if killed:
                     log.warning("killed %d process(es) left running in %s by an interrupted run", killed, ws)
-                shutil.rmtree(ws, ignore_errors=True)
+                remove_tree(ws, ignore_errors=True)
 
     # ------------------------------------------------------------ run info
 

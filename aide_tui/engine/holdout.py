@@ -12,9 +12,10 @@ import threading
 from typing import TYPE_CHECKING
 
 from .. import events as ev
-from ..evaluation.holdout import HoldoutOutcome, final_pick, holdout_candidates
+from ..evaluation.holdout import HoldoutOutcome
+from ..evaluation.holdout_policy import disagreement, final_pick, holdout_candidates
 from ..run.executor import ExecRequest, ExecResult
-from ..search.node import Node
+from ..search.node import Direction, Node
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -100,24 +101,32 @@ class HoldoutScoring:
         if engine.cancel.is_set() and outcome.metric is None:
             return  # cancelled mid-way: not a fact about the node
         with engine.run_lock:
-            node.holdout_metric, node.holdout_note = outcome.metric, outcome.note
+            node.holdout_metric, node.holdout_note, node.holdout_spread = outcome.metric, outcome.note, outcome.spread
+            node.holdout_flag = disagreement(node, self.direction())
             pick = self.final_pick()
         with engine.store_lock:
             commit = engine.records.record_holdout(node, engine.tree)
-        engine.emit(ev.HoldoutScored(node.id, outcome.metric, outcome.note, pick.id if pick else None, commit))
+        engine.emit(
+            ev.HoldoutScored(
+                node.id, outcome.metric, outcome.note, pick.id if pick else None, commit, node.holdout_flag
+            )
+        )
         engine.emit(ev.PhaseChanged(None, "idle"))
 
     def final_pick(self) -> Node | None:
         """The node the run hands over: the holdout's choice among the best, where there is one."""
         engine = self._engine
-        return final_pick(
-            list(engine.tree.nodes.values()),
-            engine.tree.direction or (engine.card.direction if engine.card else None),
-            engine.tree.best,
-        )
+        return final_pick(list(engine.tree.nodes.values()), self.direction(), engine.tree.best)
+
+    def direction(self) -> Direction | None:
+        """The run's direction: the tree's once a review fixed it, else the task card's."""
+        engine = self._engine
+        return engine.tree.direction or (engine.card.direction if engine.card else None)
 
     def score_final_candidates(self) -> None:
-        """The top 3 by validation metric get a holdout score too, so the final pick compares like with like."""
+        """The top 3 by validation metric and a sample across the tree get a holdout score too, so the
+        final pick compares like with like and fake metrics cannot hide every honest node
+        (evaluation/holdout_policy.py)."""
         engine = self._engine
         if engine.evaluation is None or engine.evaluation.scorer is None:
             return

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -21,14 +20,15 @@ from .. import events as ev
 from ..control import Plan
 from ..errors import FatalRunError
 from ..evaluation.holdout import HOLDOUT_RUNS
-from ..records import MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES, committable_outputs
+from ..records import committable_outputs
 from ..run.executor import ExecRequest, ExecResult
 from ..run.sandbox import available_cpus
-from ..run.workspace import collect_outputs, prepare_workspace, write_script
+from ..run.workspace import prepare_workspace, read_back, remove_tree, write_script
 from ..search.coder import CoderError, Proposal, Review, TaskContext
 from ..search.memory import summarize
 from ..search.node import ExecInfo, Node, Usage
 from ..search.operations import OPERATIONS
+from ..search.refusals import RefusalStreak
 from ..search.verdict import decide, fix_direction
 from .loop import Cancelled, InFlight
 
@@ -54,6 +54,7 @@ class StepRunner:
         self._engine = engine
         self._coder_lock = threading.Lock()  # for coders that keep state and are not thread-safe
         self._llm_failures = 0
+        self._refusals = RefusalStreak(engine.settings.max_refusals)
 
     def run(self, flight: InFlight, hint: str | None) -> None:
         engine = self._engine
@@ -93,10 +94,12 @@ class StepRunner:
             if proposal.note:
                 node.review_summary = f"{node.review_summary} [{proposal.note}]".strip()
             self._finish_node(node, outputs)
+            if stop := self._refusals.observe(node):
+                raise FatalRunError(stop, "refused")
             if engine.tree.best_id == node.id:
                 engine.holdout.queue(node)
         except Cancelled:
-            shutil.rmtree(engine.paths.workspace(node_id), ignore_errors=True)
+            remove_tree(engine.paths.workspace(node_id), ignore_errors=True)
             engine.emit(ev.PhaseChanged(None, "idle", "cancelled"))
             raise
         finally:
@@ -159,6 +162,7 @@ class StepRunner:
                 else:
                     proposal = write(ctx, on_delta) if operation.parents == 0 else write(ctx, parent, on_delta)
         except CoderError as exc:
+            node.coder_outcome = exc.outcome
             node.plan = f"(no usable code) {exc}"
             node.usage = node.usage + exc.usage
             node.review_summary = f"The coder gave no usable code: {exc}"
@@ -198,8 +202,7 @@ class StepRunner:
         """A workspace with the input in place and no script yet (for a warm start)."""
         engine = self._engine
         workspace = engine.paths.workspace(node_id)
-        if workspace.exists():
-            shutil.rmtree(workspace)
+        remove_tree(workspace)
         prepare_workspace(workspace, engine.project.root, engine.data_files, "", inputs=engine.inputs)
 
     def _execute(self, node: Node, flight: InFlight, timings: StepTimings) -> tuple[ExecResult, list[str]]:
@@ -210,8 +213,7 @@ class StepRunner:
         if warm is not None:
             write_script(workspace, node.code)  # the warm interpreter waits there, input in place
         else:
-            if workspace.exists():
-                shutil.rmtree(workspace)
+            remove_tree(workspace)
             prepare_workspace(workspace, engine.project.root, engine.data_files, node.code, inputs=engine.inputs)
         engine.emit(ev.PhaseChanged(node.id, "executing", f"running node #{node.id}"))
         request = self.exec_request(node.id)
@@ -238,7 +240,7 @@ class StepRunner:
             engine.warm.drop_failed_preloads(warm.failed_preloads())
         if result.killed_reason == "cancelled" or engine.cancel.is_set():
             raise Cancelled()
-        shutil.rmtree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
+        remove_tree(workspace / "input", ignore_errors=True)  # the per-node data copy is no longer needed
         inputs = engine.inputs
         assert inputs is not None  # prepared at the run's start
         with engine.run_lock:  # one check at a time; a repair must not race another node's
@@ -270,6 +272,8 @@ class StepRunner:
             workspace=workspace,
             timeout=settings.timeout,
             memory_limit_mb=settings.memory_limit_mb,
+            pids_limit=settings.pids_limit,
+            disk_limit_mb=settings.disk_limit_mb,
             output_limit_bytes=settings.output_limit_bytes,
             env_pass=tuple(settings.env_pass),
             cpus=self.node_cpus(),
@@ -283,7 +287,11 @@ class StepRunner:
     def _record_exec(self, node: Node, result: ExecResult) -> dict[str, bytes]:
         """Put the run's facts on the node; return the files it wrote (for the commit)."""
         workspace = self._engine.paths.workspace(node.id)
-        written, skipped = collect_outputs(workspace, MAX_OUTPUT_FILE_BYTES, MAX_OUTPUT_TOTAL_BYTES)
+        written, skipped, notice = read_back(
+            workspace, node.id
+        )  # through run/safe_read, after disarming a planted .git
+        if notice:
+            self._engine.emit(ev.Notice(notice, "warning"))
         outputs, node.skipped_files = committable_outputs(written)  # known before the journal has the node
         node.output = result.output
         node.exec = ExecInfo(
@@ -311,6 +319,7 @@ class StepRunner:
         except Exception as exc:  # a failed review must not lose the execution
             if engine.cancel.is_set():
                 raise Cancelled() from exc
+            node.usage = node.usage + getattr(exc, "usage", Usage())  # replies that came back still cost
             node.review_summary = f"The review failed ({type(exc).__name__}: {exc})."
         status, metric, reason = decide(node.exec, review, node.output)
         if review is not None:

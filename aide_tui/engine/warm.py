@@ -8,7 +8,6 @@ and their lock; it never takes the run's lock, so it can be called with or witho
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import threading
 from collections.abc import Callable, Collection
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import events as ev
 from ..run.executor import ExecRequest
 from ..run.launch import choose_preload, without_failed
+from ..run.workspace import remove_tree
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -103,7 +103,7 @@ class WarmStarts:
             warm = self._ready.pop(node_id, None)
         if warm is not None:
             warm.discard()
-            shutil.rmtree(self._engine.paths.workspace(node_id), ignore_errors=True)  # a node that never ran
+            remove_tree(self._engine.paths.workspace(node_id), ignore_errors=True)  # a node that never ran
 
     def end_idle(self, running: Collection[int]) -> None:
         """End every warm interpreter of a node that has not started (pause, stop, tampered inputs)."""

@@ -9,6 +9,7 @@ holdout scorer.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +40,15 @@ class RunEvaluation:
 
     def attach_scorer(self, run_root: Path, inputs, request_for) -> None:
         if self.evaluation.has_holdout:
-            self.scorer = HoldoutScorer(self.evaluation, self.card, run_root, inputs, request_for)
+            sample = self.project_root / self.sample if self.sample else None
+            self.scorer = HoldoutScorer(self.evaluation, self.card, run_root, inputs, request_for, sample)
 
     def check_submission(self, workspace: Path) -> str | None:
         """What is wrong with the node's submission.csv for the test file (None: fine, or no test file)."""
         if self.card.test_file is None:
             return None
         submission = Path(workspace) / SUBMISSION
-        if not submission.is_file():  # the prompts require it: a node without one cannot be submitted
+        if not os.path.lexists(submission):  # the prompts require it: a node without one cannot be submitted
             return f"wrote no {SUBMISSION} (the task has a test file, {self.card.test_file})"
         sample = self.project_root / self.sample if self.sample else None
         return check_submission(

@@ -1,7 +1,8 @@
 """The card's metric on a submission, computed by scikit-learn in aide-tui's own process.
 
 The script under test only writes predictions; the number that ranks it is
-computed here, against labels the script never saw.  Rows are matched on the
+computed here, against labels the script never saw.  The submission is read
+through `safe_read` (never a symlink or a hard link to the labels).  Rows are matched on the
 card's id columns when both files have them, else by position.  A single
 prediction column is the target's column (or the one non-id column); for the
 probability metrics on more than two classes, one column per class, named
@@ -10,11 +11,13 @@ probability metrics on more than two classes, one column per class, named
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
+from ..run import safe_read
 from ..search.task_card import TaskCard
-from .submission_check import _canonical
+from .submission_check import _canonical, submission_cap
 
 REGRESSION = {"rmse", "rmsle", "mse", "mae", "r2"}
 
@@ -23,12 +26,27 @@ class ScoreError(Exception):
     """The submission cannot be scored; the message says why."""
 
 
+RESAMPLES = 100  # bootstrap draws for the holdout's spread: enough for a standard deviation to ±10 %
+
+
 def score_submission(submission: Path, labels: Path, card: TaskCard) -> float:
+    return score_with_spread(submission, labels, card, resamples=0)[0]
+
+
+def score_with_spread(
+    submission: Path, labels: Path, card: TaskCard, resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float | None]:
+    """The metric on the holdout, and its spread: the standard deviation over bootstrap
+    resamples of the holdout rows, i.e. how far another fold of the same size would move
+    it (None when no resample could be scored, e.g. a class missing from every draw)."""
     import numpy as np
     import pandas as pd
 
     try:
-        predicted = pd.read_csv(submission, dtype=str, keep_default_na=False)
+        data = safe_read.read_bytes(submission.parent, submission.name, submission_cap(labels, per_byte=256))
+        predicted = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+    except safe_read.RefusedRead as exc:
+        raise ScoreError(f"{submission.name} is not read: {exc.strerror}") from None
     except Exception as exc:  # noqa: BLE001 - pandas raises many kinds on a bad file
         raise ScoreError(f"{submission.name} cannot be read ({type(exc).__name__}: {exc})") from None
     truth = pd.read_csv(labels, dtype=str, keep_default_na=False)
@@ -66,7 +84,23 @@ def score_submission(submission: Path, labels: Path, card: TaskCard) -> float:
         raise ScoreError(f"{card.metric} cannot be computed on {submission.name}: {exc}") from None
     if not math.isfinite(value):
         raise ScoreError(f"{card.metric} on {submission.name} is not a finite number ({value})")
-    return value
+    return value, _spread(card, aligned, pred_cols, resamples, seed, np, pd)
+
+
+def _spread(card: TaskCard, aligned, pred_cols: list[str], resamples: int, seed: int, np, pd) -> float | None:
+    if resamples <= 0 or len(aligned) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        draw = aligned.iloc[rng.integers(0, len(aligned), len(aligned))].reset_index(drop=True)
+        try:
+            value = _metric(card.metric, draw[card.target], draw, pred_cols, card.target, np, pd)
+        except (ScoreError, ValueError, TypeError):
+            continue  # e.g. one class only in this draw
+        if math.isfinite(value):
+            values.append(value)
+    return float(np.std(values, ddof=1)) if len(values) >= 2 else None
 
 
 def _single(aligned, pred_cols: list[str]):

@@ -165,6 +165,7 @@ def bwrap_command(
     extra_files: tuple[Path, ...] = (),
     also_writable: tuple[Path, ...] = (),
     cover_proc: bool = True,
+    tmpfs_bytes: int | None = None,
 ) -> list[str]:
     """The bwrap command line that runs `command` in `workspace` walled in by `isolation`.
 
@@ -173,6 +174,9 @@ def bwrap_command(
     as bwrap shows them: only for the zygote, whose children mount a /proc of their own and
     cover it themselves (a /proc with more covers on it may not be mounted afresh in a user
     namespace).
+
+    `tmpfs_bytes` sizes each private ``/tmp``, ``/var/tmp`` and ``/dev/shm`` (the node's memory
+    cap: without a cgroup nothing else stops 3 GiB kept there, and tmpfs defaults to half of RAM).
 
     `home` is the script's private HOME (inside the workspace); `extra_files`
     are files of aide-tui the command needs (the launcher), shown read-only.
@@ -203,7 +207,7 @@ def bwrap_command(
         for device in sorted(glob.glob(pattern)):
             args += ["--dev-bind", device, device]
     for path in private:
-        args += ["--tmpfs", path]
+        args += [*(["--size", str(tmpfs_bytes)] if tmpfs_bytes else []), "--tmpfs", path]
     for path in hidden:
         args += ["--tmpfs", path]
     shown: list[str] = []
@@ -239,7 +243,7 @@ def bwrap_command(
     return args
 
 
-MOUNT_OPTIONS = {"--tmpfs": 1, "--remount-ro": 1, "--ro-bind": 2, "--bind": 2, "--dev-bind": 2}
+MOUNT_OPTIONS = {"--size": 1, "--tmpfs": 1, "--remount-ro": 1, "--ro-bind": 2, "--bind": 2, "--dev-bind": 2}
 
 
 def mounts_under(command: list[str], places: list[str], roots: list[str]) -> list[list[str]]:

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, Literal, Protocol, TypeVar
 
+DEFAULT_PIDS = 1024  # far above what ML scripts start, far below a fork bomb
+DEFAULT_DISK_MB = 2048  # a node's workspace (models, predictions, caches)
+
 LineSink = Callable[[Literal["stdout", "stderr"], str], None]
 
 
@@ -44,7 +47,9 @@ class ExecRequest:
     workspace: Path  # the node's own directory; the script's cwd
     script: str = "solution.py"  # relative to workspace
     timeout: float = 600.0  # wall-clock seconds
-    memory_limit_mb: int | None = None  # cap on the whole process tree's RSS
+    memory_limit_mb: int | None = None  # cap on the whole process tree's RSS (and its cgroup's memory)
+    pids_limit: int | None = DEFAULT_PIDS  # processes + threads of the node (cgroup pids.max)
+    disk_limit_mb: int | None = DEFAULT_DISK_MB  # bytes the script may leave in its workspace
     output_limit_bytes: int = 256 * 1024  # captured output kept (head + tail)
     python: str = field(default_factory=lambda: sys.executable)
     extra_env: dict[str, str] = field(default_factory=dict)  # added after the allow-list
@@ -63,7 +68,8 @@ class ExecResult:
     traceback: str | None
     wall_time: float
     peak_memory_mb: float  # peak RSS of the whole tree, sampled
-    killed_reason: str | None  # None, "timeout", "memory limit exceeded: N MiB", "cancelled"
+    killed_reason: str | None  # None, "timeout", "memory limit exceeded: N MiB", "disk limit exceeded: N MiB",
+    # "cancelled"
     output: str  # interleaved stdout+stderr as captured, capped (head + marker + tail)
     truncated_bytes: int  # how much was cut from the middle
 

@@ -16,10 +16,13 @@ drops every capability before the script is named.  So a forked node is as
 walled in as a cold one, and as separate from the others: its own process,
 its own namespaces, nothing of another node's.
 
-The host side hands each child its stdout and stderr pipes and a job socket
+The host side hands each child its stdout and stderr pipes, a job socket
 (the child's real pid arrives with its first message, as the kernel reports
-it); the result is a `ForkedLaunch`, which `LocalJob` uses like a started
-launcher.  Anything that goes wrong here (no fork support, a zygote that
+it) and its launcher pipe (channel.py); the result is a `ForkedLaunch`, which
+`LocalJob` uses like a started launcher.  When the script is named, the host
+first moves the child's init and script process (nothing else exists yet)
+into a cgroup of the node's own (cgroup.py), so the kernel's memory and
+process caps hold its whole tree, as for a cold node.  Anything that goes wrong here (no fork support, a zygote that
 cannot start) makes the node start the old way: a fork server is only an
 optimisation.
 """
@@ -36,14 +39,18 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import psutil
+
 from .bwrap import PRIVATE_TMP, PROC_READ_ONLY, bwrap_command, describe_interpreter, mounts_under
+from .cgroup import NodeCgroup, detect
+from .channel import EXCEPTION, LauncherChannel
 from .executor import ExecRequest
-from .launch import LAUNCHER, PRIVATE_HOME, SESSION_FILE, WarmHandle, launcher_area
+from .launch import LAUNCHER, PRIVATE_HOME, WarmHandle, launcher_area, limits_env, record_session, tmpfs_bytes
 from .sandbox import ProcessTree, child_env
-from .workspace import HIDDEN_DIR
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +249,7 @@ class ForkedProcess:
         self.returncode: int | None = None
         self.error: str | None = None
         self._pid: int | None = None
+        self.started_at: float | None = None  # when its pid arrived: the zygote's imports are in by then
         self._ended = False  # the job socket said exit/error or reached EOF
         self._lock = threading.Lock()
 
@@ -258,6 +266,7 @@ class ForkedProcess:
         for level, kind, data in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and self._pid is None:
                 self._pid = _CRED.unpack(data[: _CRED.size])[0]
+                self.started_at = time.time()
         if message.startswith(b"exit "):
             try:
                 self.returncode = int(message[5:])
@@ -325,7 +334,9 @@ class ForkedLaunch:
         self.server = server
         self.request = request
         self.workspace = Path(request.workspace).resolve()
-        hidden, self.result_file, self.ready_file = launcher_area(self.workspace)
+        hidden = launcher_area(self.workspace)
+        self.channel = LauncherChannel()
+        self.cgroup: NodeCgroup | None = None  # made when the script is named (confine)
         home = hidden / PRIVATE_HOME if request.isolation is not None else None
         if home is not None:
             home.mkdir(exist_ok=True)
@@ -341,9 +352,10 @@ class ForkedLaunch:
             "roots": list(server.roots),
             "private_tmp": server.private_tmp,
             "replay": server.replay,
-            "result_file": str(self.result_file),
-            "ready_file": str(self.ready_file),
             "proc_read_only": list(PROC_READ_ONLY),
+            "tmpfs_size": tmpfs_bytes(request),
+            # RLIMIT_NPROC only where no cgroup will count the node's tasks (see confine)
+            "limits": limits_env(request, counted=detect() is not None),
             "env": env,
         }
         out_r, out_w = os.pipe()
@@ -351,28 +363,55 @@ class ForkedLaunch:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         try:
-            server.send(json.dumps(job).encode("utf-8"), [out_w, err_w, theirs.fileno()])
+            server.send(json.dumps(job).encode("utf-8"), [out_w, err_w, theirs.fileno(), self.channel.write_fd])
         except ForkServerDead:
             for fd in (out_r, err_r):
                 os.close(fd)
             mine.close()
+            self.channel.close()
             raise
         finally:
             for fd in (out_w, err_w):
                 os.close(fd)
             theirs.close()
+            self.channel.writer_given()
         self.proc = ForkedProcess(mine, out_r, err_r)
 
     def started(self, timeout: float = START_TIMEOUT) -> bool:
         ok = self.proc.started(timeout)
         if ok:  # where a later aide-tui looks for leftovers (kill_leftovers), as for a cold start
-            try:
-                (self.workspace / HIDDEN_DIR / SESSION_FILE).write_text(str(self.proc.pid), encoding="utf-8")
-            except OSError:
-                pass
+            record_session(self.workspace, self.proc.pid)
         elif self.proc.error:
             log.warning("a forked node did not start (%s); it starts cold", self.proc.error)
         return ok
+
+    def confine(self, request: ExecRequest) -> bool:
+        """Put the child (its init and the waiting script process: nothing else exists yet, and
+        nothing forks before the script is named) into a cgroup of its own with the request's
+        limits; False if it cannot be held there (it is then ended and the node starts cold)."""
+        if not self.started():
+            return False
+        self.cgroup = NodeCgroup.create(self.workspace)
+        if self.cgroup is None:
+            return True  # no cgroups here: RLIMIT_NPROC and sized tmpfs, set at fork time, hold
+        self.cgroup.set_limits(request.memory_limit_mb, request.pids_limit)
+        try:
+            init = psutil.Process(self.proc.pid)
+            pids = [init.pid, *(child.pid for child in init.children(recursive=True))]
+        except psutil.Error:
+            return False
+        return self.cgroup.adopt(pids) and set(self.cgroup.members()) >= set(pids)
+
+    def is_ready(self) -> bool:
+        """The child has reported (it is a fork of a zygote whose imports are in)."""
+        self.proc.ended  # noqa: B018 - takes the messages already there, never blocks
+        return self.proc.started_at is not None
+
+    def ready_at(self) -> float | None:
+        return self.proc.started_at
+
+    def exception(self) -> dict | None:
+        return self.channel.message(EXCEPTION)
 
     def hand_over(self, script: str) -> bool:
         """Name the script to the waiting child; False if it is gone."""
@@ -392,14 +431,17 @@ class ForkedLaunch:
         A child that has not reported yet has run nothing of the script: closing its socket
         makes it exit.  One that marked itself ready reports a moment later; its pid is
         taken first, so that it is killed now rather than soon."""
-        if self.pid is None and self.ready_file.exists():
-            self.proc.started(timeout=1.0)
+        if self.pid is None:  # a report already sent is taken, so a child that is there dies now
+            self.proc.started(timeout=0)
+        if self.cgroup is not None:
+            self.cgroup.remove()
         if self.pid is not None:
             try:
                 ProcessTree(self.pid).kill_all()
             except Exception:  # noqa: BLE001 - already gone
                 pass
         self.proc.close()
+        self.channel.close()
         for pipe in (self.proc.stdout, self.proc.stderr):
             try:
                 pipe.close()

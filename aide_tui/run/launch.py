@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .bwrap import PROBE_TIMEOUT, bwrap_command, describe_interpreter
+from .cgroup import NodeCgroup
+from .channel import EXCEPTION, READY, LauncherChannel
 from .executor import ExecRequest
 from .sandbox import ProcessTree, child_env
-from .workspace import HIDDEN_DIR
+from .workspace import HIDDEN_DIR, host_record
 
 LAUNCHER = Path(__file__).with_name("launcher.py").resolve()
-SESSION_FILE = "session"
-RESULT_FILE = "result.json"
-READY_FILE = "warm-ready"  # the launcher writes it once its preloads are imported
+SESSION_RECORD = "session"  # host_record(workspace, SESSION_RECORD): outside the script's view
 PRIVATE_HOME = "home"  # the sandboxed script's HOME, inside the hidden area (never an output)
 
 # What solutions usually import, heaviest first; only those the interpreter has are preloaded.
@@ -52,15 +52,50 @@ STANDARD_PRELOAD = (
 )
 
 
-def launcher_area(workspace: Path) -> tuple[Path, Path, Path]:
-    """The workspace's hidden area, with no result or ready file of an earlier run left in it:
-    (the area, where the exception goes, where readiness is marked)."""
+def launcher_area(workspace: Path) -> Path:
+    """The workspace's hidden area (the sandboxed script's HOME lives there)."""
     hidden = workspace / HIDDEN_DIR
     hidden.mkdir(parents=True, exist_ok=True)
-    result_file, ready_file = hidden / RESULT_FILE, hidden / READY_FILE
-    result_file.unlink(missing_ok=True)
-    ready_file.unlink(missing_ok=True)
-    return hidden, result_file, ready_file
+    return hidden
+
+
+def record_session(workspace: Path, pid: int) -> None:
+    """Note the node's session leader where a later aide-tui looks for leftovers if this one is
+    killed (kill_leftovers): in the run's directory, where no script can write (`host_record`)."""
+    record = host_record(workspace, SESSION_RECORD)
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(str(pid), encoding="utf-8")
+    except OSError:
+        pass
+
+
+def limits_env(request: ExecRequest, counted: bool) -> str:
+    """``AIDE_LIMITS`` for the launcher: the largest file (the disk budget) and, where no cgroup
+    counts the node's tasks, RLIMIT_NPROC (see launcher.confine)."""
+    limits = []
+    if request.disk_limit_mb:
+        limits.append(f"fsize={request.disk_limit_mb * 1024 * 1024}")
+    if not counted and request.pids_limit:
+        limits.append(f"nproc={request.pids_limit + _user_tasks()}")
+    return ",".join(limits)
+
+
+def _user_tasks() -> int:
+    """This user's processes and threads now: RLIMIT_NPROC counts them all, not the node's."""
+    import psutil
+
+    uid, count = os.getuid(), 0
+    for proc in psutil.process_iter(["uids", "num_threads"]):
+        uids = proc.info.get("uids")
+        if uids is not None and uids.real == uid:
+            count += proc.info.get("num_threads") or 1
+    return count
+
+
+def tmpfs_bytes(request: ExecRequest) -> int | None:
+    """Size of each private tmpfs: the node's memory cap (the kernel refuses writes past it)."""
+    return request.memory_limit_mb * 1024 * 1024 if request.memory_limit_mb else None
 
 
 class LauncherProcess:
@@ -71,24 +106,59 @@ class LauncherProcess:
     def __init__(self, request: ExecRequest, environ: Mapping[str, str], preload: tuple[str, ...] | None = None):
         self.request = request
         self.workspace = Path(request.workspace).resolve()
-        hidden, self.result_file, self.ready_file = launcher_area(self.workspace)
+        hidden = launcher_area(self.workspace)
+        self.channel = LauncherChannel()
+        self.cgroup = NodeCgroup.create(self.workspace)
+        if self.cgroup is not None:
+            self.cgroup.set_limits(request.memory_limit_mb, request.pids_limit)
+        fd = str(self.channel.write_fd)
         if preload is None:
-            launch = [str(LAUNCHER), request.script, str(self.result_file)]
+            launch = [str(LAUNCHER), request.script, fd]
         else:
-            launch = [str(LAUNCHER), "--warm", str(self.result_file), ",".join(preload)]
+            launch = [str(LAUNCHER), "--warm", fd, ",".join(preload)]
         command, env = self._command(request, environ, hidden, launch)
-        self.proc = subprocess.Popen(
-            command,
-            cwd=self.workspace,
-            env=env,
-            stdin=subprocess.DEVNULL if preload is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            close_fds=True,
-        )
-        # The session id, so a later aide-tui can find what survives if this one is killed.
-        (hidden / SESSION_FILE).write_text(str(self.proc.pid), encoding="utf-8")
+        env["AIDE_LIMITS"] = limits_env(request, counted=self.cgroup is not None)
+        if self.cgroup is not None:
+            command = self.cgroup.join_command(command)
+        try:
+            self.proc = subprocess.Popen(
+                command,
+                cwd=self.workspace,
+                env=env,
+                stdin=subprocess.DEVNULL if preload is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(self.channel.write_fd,),
+            )
+        except BaseException:
+            self.channel.close()
+            if self.cgroup is not None:
+                self.cgroup.remove()
+            raise
+        finally:
+            self.channel.writer_given()
+        record_session(self.workspace, self.proc.pid)
+
+    def confine(self, request: ExecRequest) -> bool:
+        """The script's own limits, set before it is named (a warm start was made for another)."""
+        if self.cgroup is not None:
+            self.cgroup.set_limits(request.memory_limit_mb, request.pids_limit)
+        return True
+
+    def is_ready(self) -> bool:
+        """Its preloads are imported (the launcher said so)."""
+        return self.channel.message(READY) is not None
+
+    def ready_at(self) -> float | None:
+        """When its preloads were in (the launcher's clock), None before."""
+        ready = self.channel.message(READY)
+        at = ready.get("at") if ready else None
+        return float(at) if isinstance(at, (int, float)) else None
+
+    def exception(self) -> dict | None:
+        return self.channel.message(EXCEPTION)
 
     def _command(
         self, request: ExecRequest, environ: Mapping[str, str], hidden: Path, launch: list[str]
@@ -110,7 +180,13 @@ class LauncherProcess:
         interpreter = describe_interpreter(request.python, tuple(sorted((k, v) for k, v in env.items() if k != "HOME")))
         # bwrap's --die-with-parent and PID namespace replace the launcher's own parent check.
         return bwrap_command(
-            [interpreter.executable, *launch], self.workspace, home, iso, interpreter, (LAUNCHER,)
+            [interpreter.executable, *launch],
+            self.workspace,
+            home,
+            iso,
+            interpreter,
+            (LAUNCHER,),
+            tmpfs_bytes=tmpfs_bytes(request),
         ), env
 
     @property
@@ -126,11 +202,14 @@ class LauncherProcess:
 
     def end(self) -> None:
         """Kill the process and everything it started, reap it, close its pipes."""
+        if self.cgroup is not None:
+            self.cgroup.remove()
         try:
             ProcessTree(self.proc.pid).kill_all()
         except Exception:  # noqa: BLE001 - psutil.NoSuchProcess: already gone
             pass
         self.proc.wait()
+        self.channel.close()
         for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 if pipe is not None:
@@ -158,7 +237,7 @@ class WarmHandle:
 
     def __init__(self, launch, preload: tuple[str, ...]):
         self.preload = preload
-        self._launch = launch  # a LauncherProcess or a ForkedLaunch: request, ready_file, pid, exited(), end()
+        self._launch = launch  # a LauncherProcess or a ForkedLaunch: request, is_ready(), pid, exited(), end()
         self._lock = threading.Lock()
 
     @property
@@ -170,7 +249,7 @@ class WarmHandle:
     def ready(self) -> bool:
         """Its preloads are imported (informational: a script handed over earlier just waits for them)."""
         launch = self._launch
-        return launch is not None and launch.ready_file.exists()
+        return launch is not None and launch.is_ready()
 
     @property
     def pid(self) -> int | None:
@@ -191,7 +270,11 @@ class WarmHandle:
             launch, self._launch = self._launch, None
         if launch is None:
             return None
-        if _setup(launch.request) != _setup(request) or not self._hand_over(launch, request.script):
+        if (
+            _setup(launch.request) != _setup(request)
+            or not launch.confine(request)
+            or not self._hand_over(launch, request.script)
+        ):
             launch.end()
             return None
         launch.request = request
@@ -211,15 +294,15 @@ class WarmStart(WarmHandle):
     def __init__(self, request: ExecRequest, environ: Mapping[str, str], preload: tuple[str, ...]):
         launch = LauncherProcess(request, environ, preload)
         super().__init__(launch, preload)
-        self._ready_file = launch.ready_file
+        self._started = launch
 
     def failed_preloads(self) -> dict[str, str]:
         """The preloads that raised on import, {module: "ExcType: message"}; empty until the
         launcher has tried them all (read it once its script has run)."""
+        data = self._started.channel.message(READY) or {}
         try:
-            data = json.loads(self._ready_file.read_text(encoding="utf-8") or "{}")
             return {str(name): str(why) for name, why in dict(data.get("failed") or {}).items()}
-        except (OSError, ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError, AttributeError):
             return {}
 
     def _hand_over(self, launch, script: str) -> bool:

@@ -14,14 +14,17 @@ Each `LocalJob` owns three small threads:
   capped capture.
 
 Whatever way the script ends, the whole tree is killed afterwards, so no
-background process outlives its node.
+background process outlives its node: every process the kernel lists in the
+node's cgroup (run/cgroup.py), where there is one, and every process the
+tree sampling found.  The monitor also keeps the node's disk budget
+(run/diskwatch.py) and names the kernel's own kills (the cgroup's memory cap)
+in the result.
 """
 
 from __future__ import annotations
 
 import codecs
 import concurrent.futures
-import json
 import logging
 import os
 import re
@@ -31,11 +34,13 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from .cgroup import NodeCgroup
+from .diskwatch import DiskBudget, empty_workspace
 from .executor import ExecRequest, ExecResult, LineSink, RunningJobs
 from .forkserver import ForkedWarmStart, ForkServer, ForkServerDead, fork_server_supported, server_key
-from .launch import SESSION_FILE, LauncherProcess, WarmHandle, WarmStart
+from .launch import SESSION_RECORD, LauncherProcess, WarmHandle, WarmStart
 from .sandbox import ProcessTree, redact
-from .workspace import HIDDEN_DIR  # the launcher's area inside a workspace; not an output
+from .workspace import HIDDEN_DIR, host_record  # the launcher's area inside a workspace; not an output
 
 SAMPLE_INTERVAL = 0.1
 MAX_LINE_CHARS = 10_000  # longest line handed to on_line / kept in the capture
@@ -177,10 +182,11 @@ class LocalJob:
         self._handed_over = time.time()
         launch = warm.take(request) if warm is not None else None
         self.warm = launch is not None
-        self._ready_file = launch.ready_file if launch is not None else None
         if launch is None:
             launch = LauncherProcess(request, environ)
-        self.workspace, self.result_file, self.secrets = launch.workspace, launch.result_file, launch.secrets
+        self.launch = launch
+        self.workspace, self.secrets, self.cgroup = launch.workspace, launch.secrets, launch.cgroup
+        self.disk = DiskBudget(self.workspace, request.disk_limit_mb * 1024 * 1024) if request.disk_limit_mb else None
         self.proc = launch.proc
         self.tree = ProcessTree(self.proc.pid, count_root=launch.root_rss)
         self._reader_stop = threading.Event()
@@ -223,10 +229,8 @@ class LocalJob:
         were in (code came faster than the imports) starts the script when they are, which
         its ready file's time records."""
         elapsed = time.monotonic() - self.started
-        try:
-            waited = self._ready_file.stat().st_mtime - self._handed_over if self._ready_file else 0.0
-        except OSError:
-            waited = 0.0
+        ready_at = self.launch.ready_at() if self.warm else None
+        waited = ready_at - self._handed_over if ready_at is not None else 0.0
         return elapsed - min(max(waited, 0.0), elapsed)
 
     def _watch(self) -> None:
@@ -243,8 +247,11 @@ class LocalJob:
             self._peak_mb = max(self._peak_mb, rss)
             if self._cancel.is_set():
                 return self._kill("cancelled")
-            if req.memory_limit_mb is not None and rss > req.memory_limit_mb:
+            over = req.memory_limit_mb is not None and rss > req.memory_limit_mb
+            if over or (self.cgroup is not None and self.cgroup.oom_kills()):  # the kernel killed one of it
                 return self._kill(f"memory limit exceeded: {req.memory_limit_mb} MiB")
+            if self.disk is not None and self.disk.exceeded():
+                return self._kill(f"disk limit exceeded: {req.disk_limit_mb} MiB written in the workspace")
             if time.monotonic() >= deadline:
                 return self._kill("timeout")
             wake = min(SAMPLE_INTERVAL, max(deadline - time.monotonic(), 0.0))
@@ -257,12 +264,18 @@ class LocalJob:
                 self._killed_reason = reason
         if self.wall_time is None:
             self.wall_time = self._script_time()
-        self.tree.kill_all()
+        self._kill_tree()
         self._exited.wait(5.0)
+
+    def _kill_tree(self) -> None:
+        """Everything the kernel counts as the node's, then everything sampling found."""
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        self.tree.kill_all()
 
     def _finish(self) -> None:
         try:
-            self.tree.kill_all()  # leftover background processes die with the node
+            self._kill_tree()  # leftover background processes die with the node
             self.proc.wait()  # now reap the main process
             self._reader.join(PIPE_GRACE)
             if self._reader.is_alive():  # something we could not find still holds a pipe
@@ -290,18 +303,33 @@ class LocalJob:
                     pass
             if hasattr(self.proc, "close"):  # a forked child's job socket
                 self.proc.close()
+            self.launch.channel.poll()  # what the launcher said stays readable (failed preloads)
+            self.launch.channel.close()
+            if self.cgroup is not None:
+                self.cgroup.remove()
+            host_record(self.workspace, SESSION_RECORD).unlink(missing_ok=True)
             self._done.set()
 
     def _build_result(self) -> ExecResult:
         exc_type = traceback = None
-        try:
-            data = json.loads(self.result_file.read_text(encoding="utf-8"))
-            exc_type = data.get("exc_type") and str(data["exc_type"])
+        data = self.launch.exception() if self.proc.returncode != 0 else None  # the launcher's word, if it failed
+        if data is not None:
+            exc_type = data.get("exc_type") and str(data["exc_type"])[:200]
             traceback = data.get("traceback") and redact(str(data["traceback"]), self.secrets)
-        except (OSError, ValueError, AttributeError):
-            pass
         output, cut = self.capture.text()
+        refused = self.cgroup.forks_refused() if self.cgroup is not None else 0
+        if refused:  # said where the review reads, next to the script's own BlockingIOError
+            output += (
+                f"[aide-tui: {refused} new process(es) or thread(s) refused: the node may have at most "
+                f"{self.request.pids_limit} at once (pids_limit)]\n"
+            )
         killed = self._killed_reason
+        if killed is None and self.proc.returncode != 0 and self.cgroup is not None and self.cgroup.oom_kills():
+            killed = f"memory limit exceeded: {self.request.memory_limit_mb} MiB"  # the kernel's own kill
+        if killed is not None and killed.startswith("disk limit"):
+            empty_workspace(self.workspace)
+        if self.cgroup is not None and self.cgroup.oom_kills():  # what it held when the kernel stopped it
+            self._peak_mb = max(self._peak_mb, self.cgroup.peak_memory_mb())
         return ExecResult(
             exit_code=None if killed else self.proc.returncode,
             exc_type=exc_type,
@@ -448,18 +476,31 @@ def kill_leftovers(workspace: Path) -> int:
     """Kill what an interrupted run left behind in `workspace` (aide-tui was killed mid-node).
 
     The script itself died with aide-tui (PR_SET_PDEATHSIG), but processes it
-    started may not have.  A process is taken when its working directory is
-    inside the workspace, or when it belongs to the session the job recorded
-    and that session's leader (the dead launcher's pid) is not alive again as
-    some unrelated process.  Returns how many processes were killed.
+    started may not have.  Nothing the script could write decides what dies:
+
+    * every process the kernel lists in the node's cgroup (found by the
+      workspace's name, not by anything in it), which is then removed;
+    * a process whose working directory is inside the workspace;
+    * a process in the session aide-tui recorded for the node beside the
+      workspace (`host_record`, out of every script's view), unless that
+      session's leader (the dead launcher's pid) is alive again as some
+      unrelated process.
+
+    Returns how many processes were killed.
     """
     import psutil
 
     workspace = Path(workspace).resolve()
+    killed = 0
+    for group in NodeCgroup.leftovers(workspace):
+        killed += len(group.members())
+        group.remove()
+    record = host_record(workspace, SESSION_RECORD)
     try:
-        session: int | None = int((workspace / HIDDEN_DIR / SESSION_FILE).read_text(encoding="utf-8"))
+        session: int | None = int(record.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         session = None
+    record.unlink(missing_ok=True)
     if session is not None and psutil.pid_exists(session):
         session = None  # the pid was reused: the recorded session no longer identifies our processes
 
@@ -479,4 +520,4 @@ def kill_leftovers(workspace: Path) -> int:
         except psutil.Error:
             pass
     psutil.wait_procs(doomed, timeout=5)
-    return len(doomed)
+    return killed + len(doomed)

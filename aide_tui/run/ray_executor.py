@@ -6,7 +6,7 @@ the node's workspace locally as always and hands the executor an
 there with the *same* `LocalExecutor` (so the time, memory and output caps,
 the environment allow-list and the sandbox apply on the worker exactly as they
 do here), streams the output lines back, and unpacks the files the script wrote
-into the local workspace, so the journal, git and ``--export`` see a node that
+(regular files only, within the output caps: `pack_outputs`) into the local workspace, so the journal, git and ``--export`` see a node that
 ran on the cluster as if it had run here.
 
 Why a streaming generator task and not Ray Jobs: a task needs only Ray's core
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .executor import ExecRequest, ExecResult, ExecutorUnavailable, LineSink, RunningJobs
-from .workspace import HIDDEN_DIR, INPUT_DIR
+from .workspace import HIDDEN_DIR, INPUT_DIR, collect
 
 LINE_BATCH_SECONDS = 0.1  # lines are sent in batches: one Ray object per line would be slow
 CONNECT_PROBE_SECONDS = 5.0
@@ -55,6 +55,20 @@ def pack_dir(root: Path, *, exclude_top: tuple[str, ...] = ()) -> bytes:
             if entry.name in exclude_top:
                 continue
             tar.add(entry, arcname=entry.name, recursive=True)
+    return buf.getvalue()
+
+
+def pack_outputs(workspace: Path) -> bytes:
+    """What the script wrote, as a tar of regular files only, read through `safe_read` on the
+    worker: a symlink, FIFO or device is left out (it would make the host's extraction fail
+    and throw the node's result away), and so is a file over the output caps (a sparse 1 GiB
+    file is never read, let alone shipped)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in collect(workspace).files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
@@ -123,8 +137,7 @@ def run_on_worker(request: ExecRequest, workspace_blob: bytes, input_blob: bytes
             executor.shutdown()
         result = job.wait()
         assert result is not None  # wait() without a timeout returns once the result is set
-        outputs = pack_dir(workspace, exclude_top=(INPUT_DIR, HIDDEN_DIR))
-        yield ("result", dataclasses.asdict(result), outputs)
+        yield ("result", dataclasses.asdict(result), pack_outputs(workspace))
 
 
 # ---------------------------------------------------------------- the driver side

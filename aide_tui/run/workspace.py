@@ -8,9 +8,10 @@ made read-only as well, which stops accidents for non-root users; directories
 stay writable so the workspace can always be deleted.
 
 Outputs are whatever else the script left in the workspace (e.g.
-``submission.csv``), minus the launcher's hidden area.  Symlinks are never
-followed when collecting, so a script cannot smuggle an outside file into
-the run's history by linking to it.
+``submission.csv``), minus the launcher's hidden area, read back through
+`safe_read`: no symlink is followed, no FIFO opened, no hard link taken, and the
+count, size and depth are capped, so a script can neither smuggle an outside
+file into the run's history nor stall or swell aide-tui.
 """
 
 from __future__ import annotations
@@ -20,11 +21,18 @@ import shutil
 import stat
 from pathlib import Path, PurePosixPath
 
+from . import safe_read
+from .safe_read import Collected
+
 SCRIPT_NAME = "solution.py"
 INPUT_DIR = "input"
-HIDDEN_DIR = ".aide-exec"  # where the launcher records results; never an output
+HIDDEN_DIR = ".aide-exec"  # the launcher's area (the script's private HOME); never an output
+HOST_DIR = ".aide-host"  # next to the workspaces' directory: aide-tui's records of each node, out of scripts' view
 PROJECT_FILES = {"task.md", "aide.toml"}  # the task itself, not data
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+MAX_OUTPUT_FILE_BYTES = 5 * 1024 * 1024  # one output file kept in the node's commit
+MAX_OUTPUT_TOTAL_BYTES = 20 * 1024 * 1024  # all of a node's outputs
+MAX_OUTPUT_FILES = 500  # 100,000 tiny files must not become 100,000 loose objects in the user's .git
 
 
 def list_data_files(project_dir: Path) -> list[str]:
@@ -43,6 +51,15 @@ def list_data_files(project_dir: Path) -> list[str]:
             if (Path(root) / name).is_file():
                 found.append(rel)
     return sorted(found)
+
+
+def host_record(workspace: Path, name: str) -> Path:
+    """Where aide-tui keeps its record `name` about the node in `workspace`: in a directory next
+    to the one the workspaces are made in (the run's, for ``runs/R/nodes/0001``), which no node's
+    sandbox shows (a cold node sees only its workspace, a forked one not even the other
+    workspaces), so the script cannot plant what the host trusts."""
+    workspace = Path(workspace).resolve()
+    return workspace.parent.parent / HOST_DIR / f"{workspace.parent.name}-{workspace.name}.{name}"
 
 
 def _safe_relative(rel: str) -> PurePosixPath:
@@ -98,44 +115,165 @@ def write_script(workspace: Path, code: str) -> None:
     script.write_text(code, encoding="utf-8")
 
 
-def collect_outputs(workspace: Path, max_file_bytes: int, max_total_bytes: int) -> tuple[dict[str, bytes], list[str]]:
-    """Files the script wrote, with their bytes, and the names skipped for exceeding a cap.
+def _not_an_output(rel: str) -> bool:
+    top = rel.split("/", 1)[0]
+    return rel == SCRIPT_NAME or top in (INPUT_DIR, HIDDEN_DIR) or "__pycache__" in rel.split("/")
+
+
+def collect(
+    workspace: Path,
+    max_file_bytes: int = MAX_OUTPUT_FILE_BYTES,
+    max_total_bytes: int = MAX_OUTPUT_TOTAL_BYTES,
+    max_files: int = MAX_OUTPUT_FILES,
+) -> Collected:
+    """What the script left in its workspace, read through `safe_read` (see there for what is refused)."""
+    return safe_read.collect(
+        Path(workspace),
+        max_file_bytes=max_file_bytes,
+        max_total_bytes=max_total_bytes,
+        max_files=max_files,
+        skip=_not_an_output,
+    )
+
+
+def collect_outputs(
+    workspace: Path, max_file_bytes: int, max_total_bytes: int, max_files: int = MAX_OUTPUT_FILES
+) -> tuple[dict[str, bytes], list[str]]:
+    """Files the script wrote, with their bytes, and the names skipped for exceeding a byte cap.
 
     Files are taken in sorted order; one that would push the total past
     `max_total_bytes` is skipped (smaller later files may still fit).
     """
-    workspace = Path(workspace)
-    outputs: dict[str, bytes] = {}
-    skipped: list[str] = []
-    total = 0
-    candidates: list[tuple[str, Path]] = []
-    for root, dirs, files in os.walk(workspace):  # os.walk does not follow directory symlinks
-        rel_root = Path(root).relative_to(workspace)
-        if rel_root == Path("."):
-            dirs[:] = [d for d in dirs if d not in (INPUT_DIR, HIDDEN_DIR)]
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        for name in files:
-            rel = (rel_root / name).as_posix()
-            if rel == SCRIPT_NAME:
+    found = collect(workspace, max_file_bytes, max_total_bytes, max_files)
+    return found.files, found.too_large
+
+
+def read_back(workspace: Path, node_id: int) -> tuple[dict[str, bytes], list[str], str]:
+    """After a node's run: disarm any planted `.git`, then take its outputs within the caps.
+
+    Returns the files, the names too large to keep, and a notice for the user ("" when
+    nothing was left out but oversized files, which the node lists itself)."""
+    planted = remove_git_dirs(workspace)
+    found = collect(workspace)
+    if planted:
+        found.notes.append(
+            f"{planted} .git entr{'y' if planted == 1 else 'ies'} deleted (a planted config or hook would run)"
+        )
+    left = (
+        found.notes
+        + [_printable(r) for r in found.refused[:5]]
+        + ([f"{len(found.refused) - 5} more"] if len(found.refused) > 5 else [])
+    )
+    notice = f"node #{node_id}: outputs not kept: {'; '.join(left)}" if left else ""
+    return found.files, found.too_large, notice
+
+
+def _printable(text: str) -> str:
+    """A script-chosen name as plain text: control characters (terminal escapes) become '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def remove_tree(path: Path, ignore_errors: bool = False) -> None:
+    """Delete `path` and everything under it, however deep, never following a symlink.
+
+    shutil.rmtree recurses (a 1,200-deep directory raises RecursionError) and
+    needs the whole path (names of 255 characters overflow PATH_MAX long before
+    that); this holds one directory fd at a time and goes up through `..` of
+    the directory itself.  Directories the script made unreadable are opened up
+    first.  Missing `path`: nothing to do."""
+    try:
+        _remove_tree(Path(path))
+    except OSError:
+        if not ignore_errors:
+            raise
+
+
+def _remove_tree(path: Path) -> None:
+    try:
+        parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        _remove_entry(parent, path.name)
+    finally:
+        os.close(parent)
+
+
+def _unlink_or_descend(dir_fd: int, name: str) -> int | None:
+    """Unlink `name`, or open it (a real directory) for emptying; None when it is gone."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return None
+    except FileNotFoundError:
+        return None
+    except (IsADirectoryError, PermissionError) as exc:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(info.st_mode):
+            raise exc from None  # a file we may not unlink: the directory is not writable
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        os.chmod(name, stat.S_IRWXU, dir_fd=dir_fd)
+        return os.open(name, flags, dir_fd=dir_fd)
+
+
+def _remove_entry(parent: int, name: str) -> None:
+    top = _unlink_or_descend(parent, name)
+    if top is None:
+        return
+    current = top
+    os.fchmod(current, stat.S_IRWXU)
+    # (name in parent, names left), reversed so that pop() unlinks in directory order: in reverse
+    # order 30,000 files took 25 s instead of 5 s on ext4's hashed directories.
+    pending: list[tuple[str, list[str]]] = [(name, os.listdir(current)[::-1])]
+    try:
+        while pending:
+            own_name, left = pending[-1]
+            if left:
+                entry = left.pop()
+                child = _unlink_or_descend(current, entry)
+                if child is not None:
+                    os.fchmod(child, stat.S_IRWXU)
+                    os.close(current)
+                    current = child
+                    pending.append((entry, os.listdir(child)[::-1]))
                 continue
-            candidates.append((rel, Path(root) / name))
-    for rel, path in sorted(candidates):
+            pending.pop()
+            if not pending:
+                break
+            up = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=current)
+            os.close(current)
+            current = up
+            os.rmdir(own_name, dir_fd=current)
+    finally:
+        os.close(current)
+    os.rmdir(name, dir_fd=parent)
+
+
+def remove_git_dirs(workspace: Path, max_depth: int = safe_read.MAX_WALK_DEPTH) -> int:
+    """Delete every `.git` the script planted in its workspace (at any depth the walk reaches).
+
+    A `.git/config` with `core.fsmonitor` or a hook would run its command as the user the
+    moment anyone runs `git status` inside the workspace; git never holds such a name, so
+    nothing is lost.  Called after the script's processes are gone.  Returns how many."""
+    removed = 0
+    stack = [(Path(workspace), 0)]
+    if not os.path.isdir(workspace):
+        return 0
+    while stack:
+        directory, depth = stack.pop()
         try:
-            info = path.lstat()
+            entries = list(os.scandir(directory))
         except OSError:
             continue
-        if not stat.S_ISREG(info.st_mode):  # symlinks, fifos, sockets: not outputs
-            continue
-        if info.st_size > max_file_bytes or total + info.st_size > max_total_bytes:
-            skipped.append(rel)
-            continue
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        if len(data) > max_file_bytes or total + len(data) > max_total_bytes:  # grew meanwhile
-            skipped.append(rel)
-            continue
-        outputs[rel] = data
-        total += len(data)
-    return outputs, skipped
+        for entry in entries:
+            if entry.name.casefold().rstrip(". ") in safe_read.GIT_DIR_NAMES:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, onerror=_force_remove)  # fd-based: never follows a link out
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+            elif entry.is_dir(follow_symlinks=False) and depth + 1 < max_depth and entry.name != INPUT_DIR:
+                stack.append((Path(entry.path), depth + 1))
+    return removed

@@ -9,8 +9,8 @@ aide_tui.  Usage::
 It preloads the modules (stdout and stderr at /dev/null; one that fails is
 skipped and reported), sends ``ready {"failed": {...}}`` on the control
 socket, then serves requests until the socket closes.  A request is one JSON
-message with three descriptors attached: the node's stdout and stderr pipes
-and its job socket.  For each, the zygote forks:
+message with four descriptors attached: the node's stdout and stderr pipes,
+its job socket and the write end of its launcher pipe (run/channel.py).  For each, the zygote forks:
 
 * an *intermediate* that starts a new session and, when sandboxed, unshares
   mount, PID, IPC and (without network) network namespaces, forks the node's
@@ -136,8 +136,9 @@ def _mount_node_view(job):
     held = os.open(workspace, os.O_PATH)
     # What bwrap put inside /tmp and the like: held now, before the fresh private ones hide it.
     shown = {target: os.open(target, os.O_PATH) for kind, target in job["replay"] if kind == "ro-bind"}
+    size = ",size=%d" % job["tmpfs_size"] if job.get("tmpfs_size") else ""  # the node's memory cap
     for path in job["private_tmp"]:
-        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + size)
     covered = [root for root in job["roots"] if os.path.isdir(root)]  # not gone with a private tmp
     for root in covered:
         _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
@@ -198,13 +199,13 @@ def _close_other_fds(keep):
     os.closerange(low, top)
 
 
-def _script_process(job, stdout_fd, stderr_fd, name_fd, launcher):
+def _script_process(job, stdout_fd, stderr_fd, name_fd, channel_fd, launcher):
     """The process the script runs in: stdio, workspace, environment; then wait for the script."""
     os.dup2(stdout_fd, 1)
     os.dup2(stderr_fd, 2)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    _close_other_fds([name_fd])
+    _close_other_fds([name_fd, channel_fd])
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a cold interpreter
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.chdir(job["workspace"])
@@ -221,12 +222,12 @@ def _script_process(job, stdout_fd, stderr_fd, name_fd, launcher):
         except Exception:  # noqa: BLE001
             pass
     launcher._become_subreaper()
-    launcher.run_script(script, job["result_file"], [])
+    launcher.run_script(script, channel_fd, [], launcher.parse_limits(job.get("limits")))
 
 
 def _node_init(job, fds, sandboxed, launcher):
     """PID 1 of the node: set up its view, drop privileges, run and reap the script process."""
-    stdout_fd, stderr_fd, job_fd = fds
+    stdout_fd, stderr_fd, job_fd, channel_fd = fds
     job_sock = socket.socket(fileno=job_fd)
     status = None
     try:
@@ -235,7 +236,7 @@ def _node_init(job, fds, sandboxed, launcher):
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        _close_other_fds([stdout_fd, stderr_fd, job_fd])
+        _close_other_fds([stdout_fd, stderr_fd, job_fd, channel_fd])
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # PID 1 gets only the signals it handles
         if sandboxed:
             _mount_node_view(job)
@@ -249,7 +250,7 @@ def _node_init(job, fds, sandboxed, launcher):
             _in_script = True
             job_sock.close()
             os.close(name_write)
-            _script_process(job, stdout_fd, stderr_fd, name_read, launcher)
+            _script_process(job, stdout_fd, stderr_fd, name_read, channel_fd, launcher)
             # Leave through the interpreter's own exit, as `python solution.py` does: atexit
             # handlers run, non-daemon threads are joined, SystemExit sets the exit code.
             raise SystemExit(0)
@@ -259,8 +260,7 @@ def _node_init(job, fds, sandboxed, launcher):
         os.close(name_read)
         os.close(stdout_fd)
         os.close(stderr_fd)
-        with open(job["ready_file"], "w"):
-            pass
+        os.close(channel_fd)
         job_sock.send(b"started")  # the kernel attaches our pid, as aide-tui sees it
         message = job_sock.recv(MAX_MESSAGE)
         os.write(name_write, message.strip() + b"\n" if message else b"\n")
@@ -287,14 +287,14 @@ def _node_init(job, fds, sandboxed, launcher):
 
 def _serve_one(control, launcher, sandboxed, network):
     try:
-        message, fds, _flags, _addr = socket.recv_fds(control, MAX_MESSAGE, 3)
+        message, fds, _flags, _addr = socket.recv_fds(control, MAX_MESSAGE, 4)
     except OSError:
         return False
     if not message:
         return False
     job = json.loads(message.decode("utf-8"))
     job["network"] = network
-    if len(fds) != 3:
+    if len(fds) != 4:
         for fd in fds:
             os.close(fd)
         return True

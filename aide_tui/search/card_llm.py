@@ -1,4 +1,4 @@
-"""The task card read by the LLM: forced tool use over task.md, the data files and their first rows.
+"""The task card read by the LLM: a tool call (forced where the model allows it) over task.md, the data files and their first rows.
 
 The offline reader guesses the card from conventions; a model reads the task's
 own words ("the `date` column identifies the day").  Its answer is still only a
@@ -11,12 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..llm.models import model_spec
+from ..llm.thinking import thinking_shape
 from .node import Usage
 from .offline.task_reader import TaskReadError, check_card
 from .prompts import render_prompt
 from .task_card import METRIC_KINDS, TaskCard, TaskCardError, card_from_table
 
-CARD_MAX_TOKENS = 1024
+CARD_MAX_TOKENS = 8192  # room for the tool call after whatever thinking the model still does
 
 CARD_TOOL: dict[str, Any] = {
     "name": "submit_task_card",
@@ -58,11 +60,17 @@ class ToolClient(Protocol):
         tool: dict,
         max_tokens: int = 1024,
         cache_ttl: str = "5m",
+        thinking: dict | None = None,
+        effort: str | None = None,
     ) -> tuple[dict, Usage]: ...
 
 
 class CardRejected(Exception):
-    """The LLM's card does not fit the data (or the call failed); the message says why."""
+    """The LLM's card does not fit the data (or the call failed); the message says why, `usage` what it cost."""
+
+    def __init__(self, message: str, usage: Usage | None = None):
+        super().__init__(message)
+        self.usage = usage or Usage()
 
 
 def card_prompt(task: str, data_files: list[str], data_preview: str, project_dir: Path | None) -> str:
@@ -78,16 +86,27 @@ def card_prompt(task: str, data_files: list[str], data_preview: str, project_dir
 
 
 def llm_task_card(
-    client: ToolClient, model: str, project_dir: Path, data_files: list[str], task: str, data_preview: str
+    client: ToolClient,
+    model: str,
+    project_dir: Path,
+    data_files: list[str],
+    task: str,
+    data_preview: str,
+    effort: str = "low",
 ) -> tuple[TaskCard, Usage]:
-    """The card the LLM states, checked against the data; CardRejected when it does not fit."""
+    """The card the LLM states, checked against the data; CardRejected when it does not fit.
+
+    Like the review, it thinks as little as the model allows, at `effort` (review_effort)."""
     prompt = card_prompt(task, data_files, data_preview, project_dir)
+    shape = thinking_shape(model, "off", effort)
     data, usage = client.call_tool(
         model=model,
         system="You state machine-learning tasks precisely.",
         messages=[{"role": "user", "content": prompt}],
         tool=CARD_TOOL,
-        max_tokens=CARD_MAX_TOKENS,
+        max_tokens=min(CARD_MAX_TOKENS, model_spec(model).max_output),
+        thinking=shape.thinking,
+        effort=shape.effort,
     )
     try:
         card = card_from_table(
@@ -95,5 +114,5 @@ def llm_task_card(
         )
         check_card(project_dir, data_files, card)
     except (TaskCardError, TaskReadError) as exc:
-        raise CardRejected(str(exc)) from None
+        raise CardRejected(str(exc), usage) from None
     return card, usage

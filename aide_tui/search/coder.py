@@ -56,11 +56,16 @@ class Review:
 
 
 class CoderError(Exception):
-    """The coder could not produce usable code; the node is recorded as failed."""
+    """The coder could not produce usable code; the node is recorded as failed.
 
-    def __init__(self, message: str, usage: Usage | None = None):
+    `outcome` is the status word the node shows: 'refused (cyber)', 'cut off (thinking)',
+    'cut off (length)', 'no code'.
+    """
+
+    def __init__(self, message: str, usage: Usage | None = None, outcome: str = "no code"):
         super().__init__(message)
         self.usage = usage or Usage()
+        self.outcome = outcome or "no code"
 
 
 class Coder(Protocol):

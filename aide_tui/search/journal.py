@@ -44,9 +44,9 @@ def parse_line(raw: bytes) -> Node | None:
         raise ValueError(f"not a node record: {exc}") from None
 
 
-def holdout_line(node_id: int, metric: float | None, note: str) -> bytes:
+def holdout_line(node_id: int, metric: float | None, note: str, spread: float | None = None, flag: str = "") -> bytes:
     """A finished node's holdout score, known later than the node itself (a node record is written once)."""
-    record = {"type": "holdout", "id": node_id, "metric": metric, "note": note}
+    record = {"type": "holdout", "id": node_id, "metric": metric, "note": note, "spread": spread, "flag": flag}
     return json.dumps(record, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
@@ -108,6 +108,7 @@ class Journal:
                     scored = next((n for n in nodes if n.id == holdout.get("id")), None)
                     if scored is not None:
                         scored.holdout_metric, scored.holdout_note = holdout.get("metric"), holdout.get("note") or ""
+                        scored.holdout_spread, scored.holdout_flag = holdout.get("spread"), holdout.get("flag") or ""
             else:
                 if node.id in seen:
                     raise JournalDamaged(self.path, number, f"node #{node.id} appears a second time")
@@ -123,7 +124,9 @@ class Journal:
         self._write(node_line(node))
 
     def record_holdout(self, node: Node) -> None:
-        self._write(holdout_line(node.id, node.holdout_metric, node.holdout_note))
+        self._write(
+            holdout_line(node.id, node.holdout_metric, node.holdout_note, node.holdout_spread, node.holdout_flag)
+        )
 
     def record_start(self, node_id: int) -> None:
         """A node got its id: after a crash its id is not given again, and resume knows it was lost."""

@@ -35,6 +35,7 @@ class Usage:
     cache_write_tokens: int = 0
     cost: float = 0.0
     calls: int = 0
+    thinking_tokens: int = 0  # of output_tokens, those the model spent thinking (already in output_tokens)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -44,6 +45,7 @@ class Usage:
             self.cache_write_tokens + other.cache_write_tokens,
             self.cost + other.cost,
             self.calls + other.calls,
+            self.thinking_tokens + other.thinking_tokens,
         )
 
     @classmethod
@@ -90,6 +92,10 @@ class Node:
     finished_at: float = 0.0
     holdout_metric: float | None = None  # the card's metric on the hidden holdout (evaluation/holdout.py)
     holdout_note: str = ""  # why a holdout re-run gave no score
+    holdout_spread: float | None = None  # the holdout score's bootstrap standard deviation
+    holdout_flag: str = ""  # why validation and holdout disagree beyond chance (evaluation/holdout_policy.py)
+    # Why the coder gave no code: 'refused (cyber)', 'cut off (thinking)', 'cut off (length)', 'no code'.
+    coder_outcome: str = ""
     parent_ids: list[int] = field(default_factory=list)  # all parents, the tree parent first (a merge has two)
 
     def __post_init__(self) -> None:
@@ -113,6 +119,30 @@ class Node:
         data["exec"] = ExecInfo.from_dict(data.get("exec"))
         data["usage"] = Usage.from_dict(data.get("usage"))
         return cls(**data)
+
+
+def status_word(node: Node) -> str:
+    """What a user reads for a node's outcome, the same in the TUI, headless and node.json:
+    'ok', 'refused (cyber)', 'cut off (thinking)', 'cut off (length)', 'no code',
+    'buggy (KeyError)', 'buggy (timed out)', 'buggy (out of memory)', 'cancelled', 'buggy'."""
+    if node.status == "ok":
+        return "ok"
+    if node.coder_outcome:
+        return node.coder_outcome
+    if not node.code.strip() and node.status == "buggy" and node.operation != "manual":
+        return "no code"
+    if node.status == "timeout":
+        return "buggy (timed out)"
+    if node.status == "memory":
+        return "buggy (out of memory)"
+    if node.status == "cancelled":
+        return "cancelled"
+    return f"buggy ({node.exec.exc_type})" if node.exec.exc_type else "buggy"
+
+
+def has_code(node: Node) -> bool:
+    """A node with a script to read, run or fix (a refused or cut-off reply leaves none)."""
+    return bool(node.code.strip())
 
 
 def better(a: float, b: float, direction: Direction) -> bool:

@@ -12,8 +12,14 @@ what was wrong, because a retry costs one LLM call while a broken script costs
 a whole execution.  A refusal or an overflowing context window is not retried:
 the node fails and says so.
 
-The review reads a finished run through forced tool use (`submit_review`), so
-the metric comes back as structured data, not prose to be parsed.  The engine
+The review reads a finished run through a tool call (`submit_review`), forced
+where the model allows it, so the metric comes back as structured data, not
+prose to be parsed.  How each call asks for thinking and effort comes from the
+model table (`llm/models.py`, `llm/thinking.py`): coding calls use the
+`thinking` setting and the operation's effort; the review and the task card
+think as little as the model allows, at `review_effort`.  A reply cut off
+while thinking is asked again one effort level lower (or with a larger
+`max_tokens` once effort is at its lowest), and says so.  The engine
 still applies the hard rules afterwards (crash, timeout, missing or non-finite
 metric => buggy; direction fixed once per run); this module only turns the
 model's answer into a `Review` without second-guessing it.
@@ -31,6 +37,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import FatalRunError
+from ..llm.models import model_spec
+from ..llm.thinking import ThinkingShape, lower_effort, thinking_shape
 from ..settings import Settings
 from .coder import CoderError, DeltaSink, Proposal, Review, TaskContext
 from .extract import diagnose, extract_plan_and_code, final_stop
@@ -47,7 +55,7 @@ LONG_TTL_AFTER_SECONDS = 240  # scripts that may run longer outlive the 5-minute
 DEBUG_OUTPUT_CHARS = 6000  # output excerpt shown to the debugger
 TRACEBACK_CHARS = 3000
 REVIEW_OUTPUT_CHARS = 8000  # output excerpt shown to the reviewer
-REVIEW_MAX_TOKENS = 1024
+REVIEW_MAX_TOKENS = 8192  # room for the tool call after whatever thinking the model still does
 
 REVIEW_TOOL: dict[str, Any] = {
     "name": "submit_review",
@@ -81,6 +89,9 @@ class LlmReplyLike(Protocol):
     text: str
     usage: Usage
     stop_reason: str | None
+    refusal_category: str | None
+    max_tokens: int
+    thinking_blocks: int
 
 
 class LlmClientLike(Protocol):
@@ -109,6 +120,8 @@ class LlmClientLike(Protocol):
         tool: dict,
         max_tokens: int = 1024,
         cache_ttl: str = "5m",
+        thinking: dict | None = None,
+        effort: str | None = None,
     ) -> tuple[dict, Usage]: ...
 
 
@@ -248,13 +261,17 @@ def cache_ttl_for(script_timeout: float) -> str:
     return "1h" if script_timeout > LONG_TTL_AFTER_SECONDS else "5m"
 
 
-def thinking_config(setting: str) -> dict | None:
-    """The `thinking` request field for the `thinking` setting ('off', 'adaptive' or a budget)."""
-    if setting == "adaptive":
-        return {"type": "adaptive"}
-    if setting.isdigit():
-        return {"type": "enabled", "budget_tokens": int(setting)}
-    return None
+def cut_off_by_thinking(reply: LlmReplyLike) -> bool:
+    """A `max_tokens` stop where thinking, not the script, used the room (at least half of the reply)."""
+    thinking = reply.usage.thinking_tokens
+    if thinking == 0:
+        return bool(getattr(reply, "thinking_blocks", 0)) and not reply.text.strip()
+    return thinking * 2 >= reply.usage.output_tokens
+
+
+def refusal_outcome(category: str | None) -> str:
+    """The status word of a refused reply: 'refused (cyber)', or 'refused' without a category."""
+    return f"refused ({category})" if category else "refused"
 
 
 def rewrite_request(problem: str) -> str:
@@ -285,6 +302,7 @@ class LlmCoder:
         self.settings = settings
         self.project_dir = Path(project_dir) if project_dir is not None else None
         self.cancel = cancel
+        self._said: set[str] = set()  # notes about the request shape, said once per run
 
     # -- prompts
     def _render(self, name: str, values: dict[str, object]) -> str:
@@ -387,90 +405,153 @@ class LlmCoder:
 
     # -- the coding operator
     def draft(self, ctx: TaskContext, on_delta: DeltaSink) -> Proposal:
-        return self._propose(ctx, self.draft_message(ctx), on_delta)
+        return self._propose(ctx, self.draft_message(ctx), on_delta, "draft")
 
     def improve(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
         base = parent.code if self.patching else None
-        return self._propose(ctx, self.improve_message(ctx, parent), on_delta, base=base)
+        return self._propose(ctx, self.improve_message(ctx, parent), on_delta, "improve", base=base)
 
     def debug(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
         base = parent.code if self.patching else None
-        return self._propose(ctx, self.debug_message(ctx, parent), on_delta, base=base)
+        return self._propose(ctx, self.debug_message(ctx, parent), on_delta, "debug", base=base)
 
     def merge(self, ctx: TaskContext, parent: Node, other: Node, on_delta: DeltaSink) -> Proposal:
         """Two scripts in, one out: a merge is written whole (it is not an edit of one parent)."""
-        return self._propose(ctx, self.merge_message(ctx, parent, other), on_delta)
+        return self._propose(ctx, self.merge_message(ctx, parent, other), on_delta, "merge")
+
+    def _shape(self, operation: str) -> ThinkingShape:
+        """Thinking and effort of one coding call: the `effort` override, else the operation's own."""
+        effort = self.settings.effort or getattr(self.settings, f"{operation}_effort", "")
+        return thinking_shape(self.settings.code_model, self.settings.thinking, effort)
+
+    def _say_once(self, note: str, on_delta: DeltaSink) -> None:
+        if note and note not in self._said:
+            self._said.add(note)
+            log.info("%s", note)
+            on_delta(f"[{note}]\n\n")
 
     def _propose(
-        self, ctx: TaskContext, user: str | list[dict], on_delta: DeltaSink, base: str | None = None
+        self,
+        ctx: TaskContext,
+        user: str | list[dict],
+        on_delta: DeltaSink,
+        operation: str = "draft",
+        base: str | None = None,
     ) -> Proposal:
         """`base`: the parent's script when the reply may be search/replace edits against it (patch mode)."""
         system = self.system_prompt(ctx)
         messages: list[dict[str, Any]] = [{"role": "user", "content": user}]
+        shape = self._shape(operation)
+        self._say_once(shape.note, on_delta)
+        spec = model_spec(self.settings.code_model)
+        max_tokens = min(self.settings.max_tokens, spec.max_output)
         total = Usage()
-        problem = note = ""
+        problem = outcome = note = ""
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            text, stop_reason, usage = self._ask(ctx, system, messages, on_delta)
-            total = total + usage
-            stopped = final_stop(stop_reason)
+            reply = self._ask(ctx, system, messages, on_delta, shape, max_tokens)
+            total = total + reply.usage
+            stopped = final_stop(reply.stop_reason)
+            if reply.stop_reason == "refusal":
+                category = getattr(reply, "refusal_category", None)
+                raise CoderError(f"{stopped} (category: {category or 'none given'})", total, refusal_outcome(category))
             if stopped:
-                raise CoderError(stopped, usage=total)
+                raise CoderError(stopped, usage=total, outcome="cut off (context window)")
             if base is not None and not note:
                 try:
-                    patched = read_patch_reply(text, base)
+                    patched = read_patch_reply(reply.text, base)
                 except PatchError as exc:  # ask for the whole script instead, and say so on the node
                     note = f"the patch did not apply ({exc}); the model wrote the whole script instead"
                     if attempt == MAX_ATTEMPTS:
                         raise CoderError(f"the patch did not apply: {exc}", usage=total) from exc
                     on_delta(f"\n\n[{note}]\n\n")
                     messages += [
-                        {"role": "assistant", "content": text.rstrip() or "(no reply)"},
+                        {"role": "assistant", "content": reply.text.rstrip() or "(no reply)"},
                         {"role": "user", "content": rewrite_request(str(exc))},
                     ]
                     continue
                 if patched is not None:
                     return Proposal(plan=patched.plan, code=patched.code, usage=total)
-            found = extract_plan_and_code(text)
+            found = extract_plan_and_code(reply.text)
             if found is not None:
                 plan, code = found
                 return Proposal(plan=plan, code=code, usage=total, note=note)
-            problem = diagnose(text, stop_reason)
+            retry_note = ""
+            if reply.stop_reason == "max_tokens" and cut_off_by_thinking(reply):
+                outcome = "cut off (thinking)"
+                problem = (
+                    f"Thinking used {reply.usage.thinking_tokens:,} of the {max_tokens:,} tokens the reply may have, "
+                    "leaving no room for the script."
+                )
+                shape, max_tokens, retry_note = self._more_room(shape, max_tokens, spec.default_effort, spec.max_output)
+                correction = "Your reply ran out of room while thinking. Think briefly, then write the script."
+            else:
+                outcome = "cut off (length)" if reply.stop_reason == "max_tokens" else "no code"
+                problem = diagnose(reply.text, reply.stop_reason)
+                correction = problem
             if attempt == MAX_ATTEMPTS:
                 break
-            on_delta(f"\n\n[no usable script in the reply: {problem} Asking again ({attempt + 1}/{MAX_ATTEMPTS}).]\n\n")
+            on_delta(
+                f"\n\n[no usable script in the reply: {problem}{retry_note} "
+                f"Asking again ({attempt + 1}/{MAX_ATTEMPTS}).]\n\n"
+            )
             correction = (
-                f"{problem} Reply again with a short plan followed by exactly one complete "
+                f"{correction} Reply again with a short plan followed by exactly one complete "
                 "```python code block holding the whole script, and nothing after it."
             )
-            if text.strip():
-                messages += [{"role": "assistant", "content": text}, {"role": "user", "content": correction}]
+            if reply.text.strip():
+                messages += [{"role": "assistant", "content": reply.text}, {"role": "user", "content": correction}]
             else:  # an empty assistant turn is not allowed; fold the note into the request
                 messages[-1] = {"role": "user", "content": _append_text(messages[-1]["content"], correction)}
-        raise CoderError(f"no usable script after {MAX_ATTEMPTS} attempts: {problem}", usage=total)
+        raise CoderError(f"no usable script after {MAX_ATTEMPTS} attempts: {problem}", usage=total, outcome=outcome)
+
+    @staticmethod
+    def _more_room(
+        shape: ThinkingShape, max_tokens: int, default_effort: str | None, ceiling: int
+    ) -> tuple[ThinkingShape, int, str]:
+        """After a reply cut off by thinking: think less (one effort level down) while it can,
+        else allow a longer reply; the note says which, for the user."""
+        if shape.thinks and shape.effort != "low" and (shape.effort or default_effort):
+            lower = lower_effort(shape.effort, default_effort)
+            if lower is not None:
+                return ThinkingShape(shape.thinking, lower), max_tokens, f" Lowering effort to {lower}."
+        if max_tokens < ceiling:
+            raised = min(ceiling, max_tokens * 2)
+            return shape, raised, f" Raising max_tokens to {raised:,}."
+        return shape, max_tokens, ""
 
     def _ask(
-        self, ctx: TaskContext, system: str, messages: list[dict], on_delta: DeltaSink
-    ) -> tuple[str, str | None, Usage]:
-        """One reply; a `pause_turn` reply is resumed by sending it back as the assistant's turn."""
-        text, usage, stop_reason = "", Usage(), None
-        for _ in range(MAX_CONTINUATIONS + 1):
+        self,
+        ctx: TaskContext,
+        system: str,
+        messages: list[dict],
+        on_delta: DeltaSink,
+        shape: ThinkingShape,
+        max_tokens: int,
+    ) -> LlmReplyLike:
+        """One reply; a `pause_turn` reply is resumed by sending it back as the assistant's turn
+        (on models that take a request ending with the assistant's turn; elsewhere it stands)."""
+        continuations = MAX_CONTINUATIONS if model_spec(self.settings.code_model).prefill else 0
+        text, usage = "", Usage()
+        reply: LlmReplyLike | None = None
+        for _ in range(continuations + 1):
             partial = [{"role": "assistant", "content": text.rstrip()}] if text.strip() else []
             reply = self.client.stream_text(
                 model=self.settings.code_model,
                 system=system,
                 messages=[dict(m) for m in messages] + partial,
-                max_tokens=self.settings.max_tokens,
+                max_tokens=max_tokens,
                 on_delta=on_delta,
                 cancel=self.cancel,
                 cache_ttl=cache_ttl_for(ctx.timeout),
-                thinking=thinking_config(self.settings.thinking),
-                effort=self.settings.effort or None,
+                thinking=shape.thinking,
+                effort=shape.effort,
             )
             text = (text.rstrip() if partial else text) + reply.text
-            usage, stop_reason = usage + reply.usage, reply.stop_reason
-            if stop_reason != "pause_turn":
+            usage = usage + reply.usage
+            if reply.stop_reason != "pause_turn":
                 break
-        return text, stop_reason, usage
+        assert reply is not None
+        return _Combined(text, usage, reply)
 
     # -- the review
     def review_messages(self, ctx: TaskContext, node: Node) -> tuple[str, str]:
@@ -503,7 +584,8 @@ class LlmCoder:
     def review(self, ctx: TaskContext, node: Node) -> Review:
         """One review, asked again once if the call fails (after the client's own retries) or
         comes back without the tool call; a second failure reaches the engine, where the
-        printed metric line decides alone.  Credentials and cancellation are never retried."""
+        printed metric line decides alone.  Credentials, a configuration the model refuses
+        and cancellation are never retried.  The first attempt's tokens count either way."""
         system, user = self.review_messages(ctx, node)
         try:
             return self._review_once(ctx, system, user)
@@ -512,16 +594,39 @@ class LlmCoder:
         except Exception as exc:
             if self.cancel is not None and self.cancel.is_set():
                 raise
+            spent: Usage = getattr(exc, "usage", None) or Usage()
             log.warning("review of node %d failed (%s); asking once more", node.id, exc)
-        return self._review_once(ctx, system, user)
+        try:
+            review = self._review_once(ctx, system, user)
+        except Exception as exc:
+            if hasattr(exc, "usage"):
+                exc.usage = spent + exc.usage
+            raise
+        review.usage = spent + review.usage
+        return review
 
     def _review_once(self, ctx: TaskContext, system: str, user: str) -> Review:
+        model = self.settings.feedback_model
+        shape = thinking_shape(model, "off", self.settings.review_effort)
         data, usage = self.client.call_tool(
-            model=self.settings.feedback_model,
+            model=model,
             system=system,
             messages=[{"role": "user", "content": user}],
             tool=REVIEW_TOOL,
-            max_tokens=REVIEW_MAX_TOKENS,
+            max_tokens=min(REVIEW_MAX_TOKENS, model_spec(model).max_output),
             cache_ttl=cache_ttl_for(ctx.timeout),
+            thinking=shape.thinking,
+            effort=shape.effort,
         )
         return parse_review(data, usage)
+
+
+class _Combined:
+    """One reply assembled from its `pause_turn` continuations (text and usage summed)."""
+
+    def __init__(self, text: str, usage: Usage, last: LlmReplyLike):
+        self.text, self.usage = text, usage
+        self.stop_reason = last.stop_reason
+        self.refusal_category: str | None = getattr(last, "refusal_category", None)
+        self.max_tokens: int = getattr(last, "max_tokens", 0)
+        self.thinking_blocks: int = getattr(last, "thinking_blocks", 0)

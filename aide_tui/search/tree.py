@@ -7,7 +7,7 @@ the engine's per-step overhead stays flat as the tree grows to thousands of node
 
 from __future__ import annotations
 
-from .node import Direction, Node, better
+from .node import Direction, Node, better, has_code
 
 
 class SearchTree:
@@ -49,7 +49,7 @@ class SearchTree:
             self._buggy_leaves.discard(node.parent_id)  # no longer a leaf
         if node.operation == "draft":
             self.draft_count += 1
-        if node.is_buggy:
+        if node.is_buggy and has_code(node):  # a node without code (refused, cut off) has nothing to fix
             self._buggy_leaves.add(node.id)
         else:
             self._consider_best(node)

@@ -42,6 +42,7 @@ from gitdb import IStream
 from gitdb.db.loose import LooseObjectDB
 
 from aide_tui.errors import UserError
+from aide_tui.terminal_text import terminal_safe
 
 IDENT_NAME = "aide-tui"
 IDENT_EMAIL = "aide-tui@localhost"
@@ -175,7 +176,8 @@ def commit_message(subject_and_body: str, trailers: dict[str, str]) -> str:
     ``---`` divider would make git treat the rest as a patch and hide the
     trailers, so they are indented by one space.
     """
-    lines = [line.rstrip() for line in (subject_and_body or "").strip().splitlines()]
+    text = terminal_safe(subject_and_body or "")  # `git log` prints it to the user's terminal as it is
+    lines = [line.rstrip() for line in text.strip().splitlines()]
     subject = lines[0].strip() if lines else ""
     body_lines = lines[1:]
     while body_lines and not body_lines[0]:
@@ -194,7 +196,7 @@ def commit_message(subject_and_body: str, trailers: dict[str, str]) -> str:
     for key, value in trailers.items():
         if not _TRAILER_KEY.match(key):
             raise ValueError(f"invalid trailer key {key!r}")
-        flat = " ".join(str(value).split())
+        flat = " ".join(terminal_safe(str(value)).split())
         trailer_lines.append(f"{key}: {flat}")
 
     parts = [subject]
@@ -367,6 +369,21 @@ class GitStore:
                     found[name] = tree[name].data_stream.read()
                 except KeyError:
                     continue
+            return found
+
+    def read_tree(self, commit: str, prefix: str) -> dict[str, bytes]:
+        """Every file under the directory `prefix` of `commit` ({path below prefix: bytes}); {} without one.
+
+        What a node committed, read from git's objects: never from the workspace the script wrote."""
+        with self._lock:
+            try:
+                top = self._repo.commit(commit).tree / prefix
+            except KeyError:
+                return {}
+            found = {}
+            for item in top.traverse():  # GitPython walks with a stack: no recursion limit
+                if item.type == "blob":  # type: ignore[union-attr]
+                    found[item.path.removeprefix(f"{prefix}/")] = item.data_stream.read()  # type: ignore[union-attr]
             return found
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from ...state import NodeView, RunModel
+from ...terminal_text import terminal_safe
 from ..widgets.node_tree import STATUS_GLYPH, Palette, format_metric, node_label
 from .node_detail import NodeDetailScreen, code_diff, diff_text, unified_diff
 
@@ -49,7 +50,7 @@ def metric_change(old: float | None, new: float | None, direction: str | None, p
 
 
 def first_line(text: str, width: int) -> str:
-    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    line = next((part.strip() for part in terminal_safe(text).splitlines() if part.strip()), "")
     return line if len(line) <= width else line[: width - 1].rstrip() + "…"
 
 

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from ...state import RUNNING, NodeView, RunModel
+from ...terminal_text import terminal_safe
 from ..widgets.node_tree import Palette, format_metric, node_label
 from ..widgets.status_bar import format_duration, format_tokens
 
@@ -57,7 +58,7 @@ def code_diff(old: NodeView, new: NodeView, palette: Palette, same: str = "Same 
     if not new.code:
         return Text("The code is not written yet.")
     diff = unified_diff(old.code, new.code, f"#{old.id}/solution.py", f"#{new.id}/solution.py")
-    return diff_text(diff, palette) if diff else Text(same)
+    return diff_text(terminal_safe(diff), palette) if diff else Text(same)
 
 
 def overview_text(view: NodeView, model: RunModel, palette: Palette) -> Text:
@@ -68,7 +69,7 @@ def overview_text(view: NodeView, model: RunModel, palette: Palette) -> Text:
         if isinstance(value, Text):
             t.append_text(value)
         else:
-            t.append(value, style=style)
+            t.append(terminal_safe(value), style=style)  # exception names and reasons come from the script
         t.append("\n")
 
     row("node", node_label(view, model.best_id, palette, pick_id=model.pick_id))
@@ -81,6 +82,8 @@ def overview_text(view: NodeView, model: RunModel, palette: Palette) -> Text:
         row("metric", (format_metric(node.metric) or "—") + " (validation, as the script reported it)")
         if node.holdout_metric is not None:
             row("holdout", f"{format_metric(node.holdout_metric)} (re-run on the hidden holdout rows)")
+            if node.holdout_flag:
+                row("⚠ flagged", node.holdout_flag, palette.error)
         elif node.holdout_note:
             row("holdout", f"not scored: {node.holdout_note}", palette.muted)
         ex = node.exec
@@ -118,10 +121,10 @@ def overview_text(view: NodeView, model: RunModel, palette: Palette) -> Text:
         row("branch", "(not committed)", palette.muted)
     t.append("\n")
     t.append("Plan\n", style="bold underline")
-    t.append((view.plan or "(not written yet)") + "\n")
+    t.append(terminal_safe(view.plan or "(not written yet)") + "\n")
     if node is not None:
         t.append("\nReview\n", style="bold underline")
-        t.append((node.review_summary or "(no review)") + "\n")
+        t.append(terminal_safe(node.review_summary or "(no review)") + "\n")
     return t
 
 
@@ -180,7 +183,7 @@ class NodeDetailScreen(Screen[None]):
         self.query_one("#detail-header", Static).update(header)
         self.query_one("#detail-overview", Static).update(overview_text(view, model, palette))
         code = view.code or ("".join(view.llm_text) if not view.finished else "")
-        self.query_one("#detail-code", Static).update(code_content(code))
+        self.query_one("#detail-code", Static).update(code_content(terminal_safe(code)))
         parent = model.nodes.get(view.parent_id) if view.parent_id is not None else None
         if parent is None:
             diff_body: Text = Text("A draft has no parent: nothing to diff against.")
@@ -188,7 +191,7 @@ class NodeDetailScreen(Screen[None]):
             diff_body = code_diff(parent, view, palette, same="Same code as the parent.")
         self.query_one("#detail-diff", Static).update(diff_body)
         output = view.node.output if view.node is not None else "\n".join(line for _stream, line in view.output)
-        self.query_one("#detail-output", Static).update(Text(output or "(no output)"))
+        self.query_one("#detail-output", Static).update(Text(terminal_safe(output or "(no output)")))
 
     def action_close(self) -> None:
         self.dismiss(None)

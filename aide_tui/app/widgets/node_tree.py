@@ -70,8 +70,11 @@ def node_label(
 ) -> Text:
     """`#7 improve ✓ 0.8112 ★` as a Text (never markup: nothing here is parsed);
     `⚑ pick` on the node the run answers with when the holdout ranks it above the ★;
+    `⚠ disagrees` on a node whose validation metric the holdout contradicts (never the answer);
     `◆ marked` on the node that `c` compares the selection with."""
     glyph, word = STATUS_GLYPH.get(view.status, ("?", view.status))
+    if view.node is not None and view.node.coder_outcome:  # no code came: 'refused (cyber)', 'cut off (thinking)'
+        word = view.node.coder_outcome
     colour = {
         RUNNING: palette.warning,
         "ok": palette.success,
@@ -89,6 +92,8 @@ def node_label(
         text.append(f" {format_metric(view.metric)}", style="bold" if view.id == best_id else "")
     if view.holdout is not None:  # the hidden holdout's score, next to the script's own validation number
         text.append(f" · holdout {format_metric(view.holdout)}", style=palette.accent)
+    if view.holdout_flag or (view.node is not None and view.node.holdout_flag):
+        text.append(" ⚠ disagrees", style=f"bold {palette.error}")  # validation vs holdout, beyond chance
     if view.id == best_id:
         text.append(" ★", style=f"bold {palette.warning}")
     elif view.id == pick_id:
