@@ -297,7 +297,8 @@ def simulate(policy_name: str, project: Project, evaluate: Evaluator, seed: int,
         recipes[step] = written.recipe
         result = None if written.bug else evaluate(written.recipe)
         parent_ids = [i for i in (d.parent_id, d.other_id) if i is not None]
-        node = Node(step, d.parent_id, d.operation, step, plan=written.change, parent_ids=parent_ids)
+        code = f"# {written.change}\n"  # stands for the script (a node without code is never debugged)
+        node = Node(step, d.parent_id, d.operation, step, plan=written.change, code=code, parent_ids=parent_ids)
         if result is not None:
             node.status, node.metric = "ok", result[0]
             held_out[step] = result[1]

@@ -37,7 +37,10 @@ def random_walk(policy, seed: int) -> list[tuple[str, int | None]]:
         status = "ok" if rng.random() < 0.7 else "buggy"
         depth = tree.get(d.parent_id).debug_depth + 1 if d.operation == "debug" else 0
         metric = rng.random() if status == "ok" else None
-        tree.add(Node(step, d.parent_id, d.operation, step, status=status, metric=metric, debug_depth=depth))  # type: ignore[arg-type]
+        node = Node(
+            step, d.parent_id, d.operation, step, code="pass\n", status=status, metric=metric, debug_depth=depth
+        )  # type: ignore[arg-type]
+        tree.add(node)
     return out
 
 
@@ -156,8 +159,8 @@ def test_every_policy_drafts_first_and_debugs_with_aides_draws(name):
     policy = make_policy(name, num_drafts=2, debug_prob=1.0, max_debug_depth=3, seed=0, steps=20)
     tree = SearchTree("maximize")
     assert policy.choose(tree, 1).operation == "draft"
-    tree.add(Node(1, None, "draft", 1, status="buggy"))
-    tree.add(Node(2, None, "draft", 2, status="ok", metric=0.3))
+    tree.add(Node(1, None, "draft", 1, code="raise SystemExit(1)\n", status="buggy"))
+    tree.add(Node(2, None, "draft", 2, code="pass\n", status="ok", metric=0.3))
     d = policy.choose(tree, 3)
     assert (d.operation, d.parent_id) == ("debug", 1)
     assert policy.choose(tree, 3, (d,)).operation != "debug"  # the leaf is taken by the node in flight
