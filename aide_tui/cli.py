@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a node's solution and outputs to DIR; NODE is 'best' or a node id",
     )
     mode.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --export: re-run the node on all training rows (the holdout included) in the sandbox and export "
+        "that submission.csv (default: on for 'best', off for a node id)",
+    )
+    mode.add_argument(
         "--worktree",
         nargs=2,
         metavar=("NODE", "DIR"),
@@ -75,11 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, f.name)
         shown = {
             "memory_limit": "half of RAM / workers",
-            "python": "this Python",
             "workers": "cores, at most 4",
             "preload": "numpy, pandas, scipy, sklearn... when installed",
         }.get(f.name, default)
-        help_text = f"{f.metadata.get('help', '')} (default: {shown})"
+        help_text = f.metadata.get("help", "")
+        if "(default:" not in help_text:  # some settings' help already says it in their own words
+            help_text += f" (default: {shown})"
         list_flag: dict[str, Any] = {"action": "append"}
         kind: dict[str, Any] = {
             "bool": {"action": argparse.BooleanOptionalAction},
@@ -122,8 +130,13 @@ def _main(argv: list[str] | None) -> int:
     if args.export:
         from .export import export_node, scores
 
-        dest, node = export_node(project, args.export[0], Path(args.export[1]), args.run)
+        refit = args.refit if args.refit is not None else args.export[0] == "best"
+        dest, node = export_node(
+            project, args.export[0], Path(args.export[1]), args.run, settings=settings, refit=refit
+        )
         print(f"exported node #{node.id} ({scores(node)}) to {dest}")
+        fit = "all training rows (refit)" if refit else "the run's training rows, less the hidden holdout"
+        print(f"run it on your data: cd {dest} && python solution.py; its submission.csv is fit on {fit}")
         return 0
     if args.worktree:
         from .export import worktree_node
@@ -131,13 +144,18 @@ def _main(argv: list[str] | None) -> int:
         dest, branch = worktree_node(project, args.worktree[0], Path(args.worktree[1]), args.run)
         print(f"worktree at {dest} on new branch {branch}")
         return 0
-    _check_not_running(project)
-    resume: bool | None = True if args.resume else False if args.new else None
-    if args.headless:
-        return _headless(project, settings, resume, args)
-    from .app.app import run_app
+    from .project import InstanceLock
 
-    return run_app(project.root, settings, resume)
+    # Held from here until the process ends, before any question, form or resume advice: a
+    # second aide-tui on this project is told that this one runs (with its pid), whatever
+    # this one is doing yet; the engine takes the same lock again when it is built.
+    with InstanceLock(project, shared=True):
+        resume: bool | None = True if args.resume else False if args.new else None
+        if args.headless:
+            return _headless(project, settings, resume, args)
+        from .app.app import run_app
+
+        return run_app(project.root, settings, resume)
 
 
 def _headless(project, settings: Settings, resume: bool | None, args: argparse.Namespace) -> int:
@@ -146,7 +164,11 @@ def _headless(project, settings: Settings, resume: bool | None, args: argparse.N
 
     if resume is None:
         pending = project.unfinished_run()
-        if pending is not None:
+        if pending is not None and not project.finished_a_node(pending):
+            # Nothing to resume (e.g. refused or stopped at its start): start over rather than block.
+            print(f"note: run {pending} never finished a node; starting a new run", file=sys.stderr)
+            resume = False
+        elif pending is not None:
             resume = _ask_resume(project, pending)
         else:
             resume = False
@@ -155,15 +177,6 @@ def _headless(project, settings: Settings, resume: bool | None, args: argparse.N
         project.root, settings, resume=resume, listener=printer, run_name=args.run if resume else None
     )
     return run_headless(engine)
-
-
-def _check_not_running(project) -> None:
-    """Fail on the lock before any resume advice: a run another instance is running looks
-    unfinished, and advising --resume for it would only fail on the lock next."""
-    from .project import InstanceLock
-
-    with InstanceLock(project):
-        pass
 
 
 def _ask_resume(project, run: str) -> bool:

@@ -275,6 +275,11 @@ class RunControl:
     def paused(self) -> bool:
         return self._paused
 
+    @property
+    def holding(self) -> bool:
+        """The loop is blocked in `hold_if_paused` right now (not merely told to pause)."""
+        return self._holding
+
     def wait(self, timeout: float) -> None:
         """Block the loop until a command arrives, `notify` is called, or `timeout` passes."""
         with self._lock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .search.node import Direction, Node, Operation, Usage, status_word
@@ -154,6 +154,7 @@ class CodeReady(Event):
     node_id: int
     plan: str
     code: str
+    usage: Usage = field(default_factory=Usage)  # what the node has spent so far: the front ends show it accruing
 
 
 @dataclass(frozen=True)

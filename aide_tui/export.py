@@ -7,6 +7,10 @@ symlinks), the commit only what git could hold.  No path with a `.git` component
 written (an existing repository's `.git` in DIR is never touched), no file gets a run
 bit, and nothing is written through a symlink already in DIR.
 
+With it, what makes the script run on the project's data as it is (`export_run`): `input/`
+with links to the data and folds for every training row, and with `--refit` a submission
+fit on every training row (the run's own is kept as `submission_from_run.csv`).
+
 A worktree checks the node's commit out on a new branch (git worktree add), so a
 person can carry a solution into their own code with git.
 """
@@ -22,7 +26,9 @@ from .evaluation.holdout_policy import final_pick
 from .project import Project
 from .search.journal import Journal, JournalDamaged
 from .search.node import Node
+from .search.task_card import TaskCardError, card_from_table
 from .search.tree import SearchTree
+from .settings import Settings
 
 
 def find_node(project: Project, which: str, run: str | None, flag: str) -> tuple[str, SearchTree, Node]:
@@ -98,8 +104,18 @@ def write_beneath(dest: Path, rel: str, data: bytes) -> None:
         os.close(current)
 
 
-def export_node(project: Project, which: str, dest: Path, run: str | None = None) -> tuple[Path, Node]:
-    """Write the node out; returns DIR and the node (its scores are printed)."""
+def export_node(
+    project: Project,
+    which: str,
+    dest: Path,
+    run: str | None = None,
+    *,
+    settings: Settings | None = None,
+    refit: bool | None = None,
+) -> tuple[Path, Node]:
+    """Write the node out, runnable on the project's data (export_run); returns DIR and the node.
+
+    `refit` (default: on for 'best', when `settings` are given) re-runs it on all training rows."""
     from .store.git import refusal
 
     run, tree, node = find_node(project, which, run, "--export")
@@ -126,16 +142,55 @@ def export_node(project: Project, which: str, dest: Path, run: str | None = None
             raise UserError(
                 f"{dest / name}: cannot write it ({exc.strerror}); export into an empty directory"
             ) from None
+    _export_runnable(project, project.run_dir(run), node, dest, settings, which == "best" if refit is None else refit)
     return dest, node
+
+
+def _export_runnable(
+    project: Project, run_dir: Path, node: Node, dest: Path, settings: Settings | None, refit: bool
+) -> None:
+    """input/ with the project's data and whole-file folds; with `refit`, the all-rows submission."""
+    from .export_run import RUN_SUBMISSION, link_inputs
+    from .export_run import refit as refit_node
+    from .run.workspace import list_data_files
+
+    card_file = run_dir / "task_card.json"
+    card = None
+    if card_file.is_file():
+        try:
+            card = card_from_table(json.loads(card_file.read_text(encoding="utf-8")), None, str(card_file))
+        except (ValueError, TaskCardError):
+            card = None
+    data_files = list_data_files(project.root)
+    seed = settings.seed if settings is not None else _run_seed(run_dir)
+    link_inputs(dest, project, data_files, card, seed)
+    if not refit or settings is None:
+        return
+    submission, why = refit_node(project, run_dir, node, data_files, card, settings)
+    if submission is None:
+        raise UserError(f"--refit: {why}; export without it: --no-refit")
+    if (dest / "submission.csv").is_file() and not (dest / "submission.csv").is_symlink():
+        write_beneath(dest, RUN_SUBMISSION, (dest / "submission.csv").read_bytes())
+    write_beneath(dest, "submission.csv", submission)
+
+
+def _run_seed(run_dir: Path) -> int:
+    """The seed the run's folds were made with (evaluation/split.json), so exported folds follow the same rule."""
+    try:
+        return int(json.loads((run_dir / "evaluation" / "split.json").read_text(encoding="utf-8"))["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 # ------------------------------------------------------------------ worktrees
 
 
-def default_worktree(repo_dir: Path, run: str, node_id: int) -> tuple[str, Path]:
-    """A branch name and a directory beside the repository (never inside the user's tree)."""
+def default_worktree(project_dir: Path, run: str, node_id: int) -> tuple[str, Path]:
+    """A branch name and a directory beside the project (`w` offers both; the user may change them):
+    where the person looks for it, also when the project is a folder inside a larger repository."""
     branch = f"{run}-node-{node_id}"
-    return branch, repo_dir.parent / f"{repo_dir.name}-{branch}"
+    project_dir = Path(project_dir).resolve()
+    return branch, project_dir.parent / f"{project_dir.name}-{branch}"
 
 
 def repository_dir(project_root: Path) -> Path:

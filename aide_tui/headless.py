@@ -16,9 +16,17 @@ from typing import Any, TextIO
 
 from . import events as ev
 from .engine import Engine
-from .search.node import status_word
+from .search.node import Usage, status_word
 from .state import RunModel
 from .terminal_text import terminal_safe
+
+
+def spent_text(usage: Usage) -> str:
+    """What the run cost in dollars, the last thing a headless run says (`spent $0.0421 in 9 model calls`)."""
+    if not usage.calls:
+        return "spent $0.00 (no model calls)"
+    calls = f"{usage.calls} model call{'s' if usage.calls != 1 else ''}"
+    return f"spent ${usage.cost:.4f} in {calls} ({usage.input_tokens:,} tokens in, {usage.output_tokens:,} out)"
 
 
 class HeadlessPrinter:
@@ -126,7 +134,7 @@ class HeadlessPrinter:
             best = f"; best #{e.best_id} metric {e.best_metric:.6g}{holdout}" + (
                 f" on branch {e.best_branch}" if e.best_branch else ""
             )
-        self._say(f"run {e.reason}: {e.nodes} nodes{best}")
+        self._say(f"run {e.reason}: {e.nodes} nodes{best}; {spent_text(self.state.usage)}")
 
     _SAY: dict[type[ev.Event], Callable[[HeadlessPrinter, Any], None]] = {
         ev.RunStarted: _run_started,

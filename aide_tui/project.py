@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from .errors import UserError
 
@@ -108,6 +108,14 @@ class Project:
                 continue
         return None
 
+    def finished_a_node(self, run: str) -> bool:
+        """Whether the run's journal holds a finished node: a run without one has nothing to resume."""
+        try:
+            with (self.run_dir(run) / "journal.jsonl").open(encoding="utf-8", errors="replace") as fh:
+                return any('"type": "node"' in line or '"type":"node"' in line for line in fh)
+        except OSError:
+            return False
+
     def latest_run(self) -> str | None:
         runs = self.runs()
         return runs[-1] if runs else None
@@ -123,10 +131,18 @@ class Project:
 
     def ensure_aide_dir(self) -> Path:
         """Create .aide/ with a `.gitignore` of `*`, so no `git add -A` commits the run's state."""
-        self.aide_dir.mkdir(parents=True, exist_ok=True)
-        ignore = self.aide_dir / ".gitignore"
-        if not ignore.exists():
-            write_atomic(ignore, "# written by aide-tui: everything here is the tool's state, not your project\n*\n")
+        try:
+            self.aide_dir.mkdir(parents=True, exist_ok=True)
+            ignore = self.aide_dir / ".gitignore"
+            if not ignore.exists():
+                write_atomic(
+                    ignore, "# written by aide-tui: everything here is the tool's state, not your project\n*\n"
+                )
+        except OSError as exc:  # a read-only project: one line with the fix, not a traceback
+            raise UserError(
+                f"{self.root}: cannot write {self.aide_dir.name}/ here ({exc.strerror or exc}); aide-tui keeps its "
+                f"runs there: make the project writable (chmod u+w {self.root}) or copy it to a writable place"
+            ) from None
         return self.aide_dir
 
 
@@ -138,16 +154,37 @@ def unfinished_run(project_dir: Path) -> str | None:
 class InstanceLock:
     """One aide-tui per project: an flock on .aide/lock, released when the process dies.
 
-    flock (not a pid file) so a kill -9 never leaves a stale lock behind.
+    flock (not a pid file) so a kill -9 never leaves a stale lock behind.  The command line
+    takes it first (`shared=True`), before any question or form, so a second aide-tui is told
+    at once that this one runs; the engine it then builds in this process takes the shared
+    lock again (a second flock on a new descriptor would refuse its own process), and
+    releasing the last holder unlocks.  A lock taken without `shared` is this process's
+    alone: a second engine built beside it is refused like a second instance.
     """
 
-    def __init__(self, project: Project):
+    _held: dict[Path, tuple[Any, int, bool]] = {}  # lock path -> (open file, holders, shared) in this process
+
+    def __init__(self, project: Project, shared: bool = False):
         self.project = project
         self.path = project.aide_dir / "lock"
-        self._fh: TextIO | None = None
+        self.shared = shared
+        self._holding = False
+
+    def _refuse(self, holder: str) -> UserError:
+        return UserError(
+            f"{self.path}: another aide-tui is running on this project ({holder}); wait for it to finish or stop it"
+        )
 
     def acquire(self) -> None:
         self.project.ensure_aide_dir()
+        key = self.path.resolve()
+        if key in self._held:
+            fh, count, shared = self._held[key]
+            if not shared:
+                raise self._refuse(f"pid {os.getpid()}")
+            self._held[key] = (fh, count + 1, shared)
+            self._holding = True
+            return
         fh = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -155,20 +192,26 @@ class InstanceLock:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise UserError(
-                f"{self.path}: another aide-tui is running on this project ({holder}); wait for it to finish or stop it"
-            ) from None
+            raise self._refuse(holder) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()}")
         fh.flush()
-        self._fh = fh
+        self._held[key] = (fh, 1, self.shared)
+        self._holding = True
 
     def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+        if not self._holding:
+            return
+        self._holding = False
+        key = self.path.resolve()
+        fh, count, shared = self._held[key]
+        if count > 1:
+            self._held[key] = (fh, count - 1, shared)
+            return
+        del self._held[key]
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
 
     def __enter__(self) -> InstanceLock:
         self.acquire()

@@ -369,19 +369,19 @@ class RunRecords:
         return sha, branch
 
     def record_holdout(self, node: Node, tree: SearchTree) -> str | None:
-        """The node's holdout score, journaled (fsynced) and added to its branch's node.json;
-        returns the branch's new commit (None when git failed: the journal has it)."""
+        """The node's holdout score, journaled (fsynced) and noted on its commit in git
+        (`git log --notes=aide`); returns that commit (None when git failed: the journal has it).
+
+        A note, not a commit: the node's branch keeps pointing at the node's own change."""
         self.journal.record_holdout(node)
-        what = f"{node.holdout_metric:.6g}" if node.holdout_metric is not None else f"none ({node.holdout_note})"
-        files = {"node.json": json.dumps(self.node_json(node, tree), indent=2, default=str).encode("utf-8") + b"\n"}
-        message = commit_message(
-            f"node {node.id}: holdout {self._metric} {what}"[:200],
-            {"Aide-Run": self.run, "Aide-Node": str(node.id), "Aide-Holdout": what[:60]},
-        )
         try:
-            return self.store.advance_branch(branch_name(self.run, node), files, message)
+            commit = self.store.branch_sha(branch_name(self.run, node))
+            if commit is None:
+                raise GitStoreError(f"no branch {branch_name(self.run, node)}")
+            self.store.set_note(commit, holdout_note_text(node, self.run, self._metric))
+            return commit
         except Exception as exc:  # noqa: BLE001 - the journal has it; git trouble must not stop the run
-            log.exception("holdout commit of node #%s failed", node.id)
+            log.exception("holdout note of node #%s failed", node.id)
             self.emit(
                 ev.Notice(f"node #{node.id}: its holdout score is in the journal but not in git ({exc})", "warning")
             )
@@ -391,6 +391,8 @@ class RunRecords:
         data = node.to_dict()
         data.pop("code", None)
         data.pop("output", None)
+        for later in HOLDOUT_FIELDS:  # known only after the commit: in its note (a resume re-commits the same tree)
+            data.pop(later, None)
         data["direction"] = tree.direction
         data["status_word"] = status_word(node)  # 'refused (cyber)', 'cut off (thinking)', 'buggy (KeyError)' ...
         data["run"] = self.run
@@ -484,6 +486,50 @@ def _fit(text: str, limit: int) -> str:
 _OPERATION_PREFIX = re.compile(r"^(?:draft|improve(?:ment)?|debug|fix|plan)\s*:\s*", re.IGNORECASE)
 
 
+HOLDOUT_FIELDS = ("holdout_metric", "holdout_note", "holdout_spread", "holdout_flag")
+_NOTE_TRAILER = re.compile(r"^Aide-(Holdout(?:-Spread|-Flag)?): (.*)$", re.MULTILINE)
+
+
+def holdout_note_text(node: Node, run: str, metric: str = "metric") -> str:
+    """The git note on a node's commit once it is scored on the hidden holdout: a line to
+    read in `git log --notes=aide`, and trailers `--recover-journal` reads back."""
+    if node.holdout_metric is not None:
+        line = f"#{node.id} holdout {metric} {_num(node.holdout_metric)} (re-run on the hidden holdout rows)"
+        value = f"{node.holdout_metric!r}"
+    else:
+        line = f"#{node.id} holdout: not scored ({node.holdout_note})"
+        value = f"none ({node.holdout_note})"
+    trailers = [f"Aide-Run: {run}", f"Aide-Node: {node.id}", f"Aide-Holdout: {value}"]
+    if node.holdout_spread is not None:
+        trailers.append(f"Aide-Holdout-Spread: {node.holdout_spread!r}")
+    if node.holdout_flag:
+        trailers.append("Aide-Holdout-Flag: " + " ".join(node.holdout_flag.split()))
+    return f"{line}\n\n" + "\n".join(trailers) + "\n"
+
+
+def parse_holdout_note(text: str) -> dict | None:
+    """The holdout fields of a node (`HOLDOUT_FIELDS`) from a note written by `holdout_note_text`;
+    None when it has no score."""
+    found = dict(_NOTE_TRAILER.findall(text or ""))
+    value = found.get("Holdout", "").strip()
+    if not value:
+        return None
+    fields: dict = {"holdout_metric": None, "holdout_note": "", "holdout_spread": None, "holdout_flag": ""}
+    if value.startswith("none"):
+        fields["holdout_note"] = value.removeprefix("none").strip().removeprefix("(").removesuffix(")")
+    else:
+        try:
+            fields["holdout_metric"] = float(value)
+        except ValueError:
+            return None
+    try:
+        fields["holdout_spread"] = float(found["Holdout-Spread"]) if "Holdout-Spread" in found else None
+    except ValueError:
+        pass
+    fields["holdout_flag"] = found.get("Holdout-Flag", "").strip()
+    return fields
+
+
 def node_subject(node: Node, parent: Node | None, metric: str = "metric") -> str:
     """What a reader scans first: '#7 improve #3: rmse 18,502 -> 18,210, target encoding'."""
     head = f"#{node.id} {node.operation}" + "".join(
@@ -557,21 +603,25 @@ def recover_journal(project: Project, run: str, store: GitStore) -> str:
     direction = None
     fields = {f.name for f in dataclasses.fields(Node)}
     for node_id, branch in sorted(node_ids_in_git(store, run).items()):
-        sha = store.branch_sha(branch)
-        if sha is None:  # deleted since it was listed (GitPython would read HEAD for None)
+        commit = store.branch_sha(branch)
+        if commit is None:  # deleted since it was listed (GitPython would read HEAD for None)
             continue
-        files = store.read_files(sha, NODE_FILES)
+        files = store.read_files(commit, NODE_FILES)
         try:
             meta = json.loads(files["node.json"])
         except (KeyError, ValueError):
             continue
         direction = direction or meta.get("direction")
-        if node_id in kept:
-            continue
-        data = {k: v for k, v in meta.items() if k in fields}
-        data["code"] = files.get("solution.py", b"").decode("utf-8", "replace")
-        data["output"] = files.get("output.txt", b"").decode("utf-8", "replace")
-        kept[node_id] = Node.from_dict(data)
+        if node_id not in kept:
+            data = {k: v for k, v in meta.items() if k in fields}
+            data["code"] = files.get("solution.py", b"").decode("utf-8", "replace")
+            data["output"] = files.get("output.txt", b"").decode("utf-8", "replace")
+            kept[node_id] = Node.from_dict(data)
+        node = kept[node_id]
+        scored = parse_holdout_note(store.note(commit) or "") if node.holdout_metric is None else None
+        if scored is not None:  # the holdout score is a note on the node's commit
+            for name, value in scored.items():
+                setattr(node, name, value)
     if not kept:
         raise UserError(f"--run {run}: neither {paths.journal} nor git (aide/{run}/...) holds a node to recover")
     paths.root.mkdir(parents=True, exist_ok=True)

@@ -42,9 +42,11 @@ class NodeView:
     plan: str = ""
     code: str = ""
     llm_text: list[str] = field(default_factory=list)
-    # The running node's recent output, (stream, line): what the live log shows on switching to it.
-    output: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=LIVE_LINES_LIMIT))
+    # The running node's recent output lines as shown (stderr marked by `output_text`): one
+    # shape for every reader (the live log's catch-up, the detail screen) while it runs.
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=LIVE_LINES_LIMIT))
     phase: str = ""
+    usage: Usage = field(default_factory=Usage)  # spent so far while it runs (CodeReady); the node's own once finished
 
     @property
     def finished(self) -> bool:
@@ -53,6 +55,14 @@ class NodeView:
     @property
     def is_buggy(self) -> bool:
         return self.finished and self.status != "ok"
+
+    @property
+    def printed_text(self) -> str:
+        """Everything the node printed so far: the captured output once it has finished,
+        else the lines streamed while it runs."""
+        if self.node is not None:
+            return self.node.output
+        return "\n".join(self.output)
 
     @classmethod
     def from_finished(cls, event: ev.NodeFinished) -> NodeView:
@@ -71,6 +81,7 @@ class NodeView:
             hint=node.hint,
             plan=node.plan,
             code=node.code,
+            usage=node.usage,
         )
 
 
@@ -94,6 +105,11 @@ PHASE_TEXT = {
     "committing": "saving node {node}",
 }
 PENDING_TEXT = {"pausing": "pausing after this step", "stopping": "stopping after this step"}
+
+
+def output_text(stream: str, line: str) -> str:
+    """An output line as the front ends show it (stderr marked)."""
+    return line if stream == "stdout" else f"! {line}"
 
 
 def step_text(operation: Operation, parent_id: int | None) -> str:
@@ -148,6 +164,17 @@ class RunModel:
     @property
     def step_now(self) -> int:
         return self.done + len(self.running)
+
+    @property
+    def accrued_usage(self) -> Usage:
+        """The run's spend as it accrues: the engine's total (finished nodes, the card call)
+        plus what the nodes in flight have spent on their code so far."""
+        total = self.usage
+        for node_id in self.running:
+            view = self.nodes.get(node_id)
+            if view is not None and view.node is None:
+                total = total + view.usage
+        return total
 
     @property
     def running_id(self) -> int | None:
@@ -270,12 +297,13 @@ class RunModel:
     def _output_line(self, e: ev.OutputLine, ch: Change) -> None:
         view = self.nodes.get(e.node_id)
         if view is not None and view.node is None:
-            view.output.append((e.stream, e.line))
+            view.output.append(output_text(e.stream, e.line))
 
     def _code_ready(self, e: ev.CodeReady, ch: Change) -> None:
         view = self.nodes.get(e.node_id)
         if view is not None:
-            view.plan, view.code = e.plan, e.code
+            view.plan, view.code, view.usage = e.plan, e.code, e.usage
+            ch.status = True  # the status bar adds what it has spent
 
     def _node_finished(self, e: ev.NodeFinished, ch: Change) -> None:
         fresh = NodeView.from_finished(e)
@@ -286,6 +314,7 @@ class RunModel:
             ch.tree_updated.append(fresh.id)
             fresh.llm_text = view.llm_text
         self._record(fresh)
+        self.usage = self.usage + e.node.usage  # until UsageUpdated brings the engine's total, at once
         if fresh.id in self.running:
             self.running.remove(fresh.id)
         self.direction = e.direction or self.direction

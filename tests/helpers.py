@@ -113,6 +113,15 @@ async def pilot_wait_until(pilot, cond, timeout: float = 60.0) -> None:
     await pilot.pause()
 
 
+async def settled(pilot, app) -> None:
+    """Let the app catch up with what the engine said so far: every event handled, every
+    streamed delta and line drained into the log, then the screen refreshed.  A state, not
+    a time, so a snapshot taken after it is the same on a loaded machine."""
+    await pilot_wait_until(pilot, lambda: not app._unhandled and not app._stream)
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
 # One line a test script adds to write a submission that fits make_project's test file (ids 0..4):
 # with a test file, a node that writes none is buggy.
 WRITE_SUBMISSION = "open('submission.csv', 'w').write('id,prediction\\n' + ''.join(f'{i},1\\n' for i in range(5)))\n"

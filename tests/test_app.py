@@ -360,7 +360,7 @@ async def test_quit_after_run_needs_no_confirmation():
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.model.state == "finished")
         await pilot.press("ctrl+q")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 0
 
 
@@ -372,6 +372,14 @@ async def test_keys_after_run_finished_say_why():
         await pilot.pause()
         assert any("the run is complete" in n and "--resume --run" in n for n in notes(app))
         assert app.engine.commands == []
+        # the palette says why once, first and in full; each run command says it in four words
+        from aide_tui.app.commands import AideCommands
+
+        entries = [(text, help_text) for text, _, help_text in AideCommands(app.screen)._entries()]
+        assert entries[0][0] == "Run over" and "--resume --run" in entries[0][1]
+        assert sum("--resume" in help_text for _, help_text in entries) == 1
+        draft = next(help_text for text, help_text in entries if text == "Draft")
+        assert draft.endswith("— unavailable: the run is over  [d]")
 
 
 async def test_engine_crash_shows_error_not_traceback():
@@ -383,7 +391,7 @@ async def test_engine_crash_shows_error_not_traceback():
         await pilot.press("escape")
         await pilot.pause()
         await pilot.press("ctrl+q")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 1
 
 
@@ -404,7 +412,7 @@ async def test_user_error_from_factory_exits_with_code_2():
 
     app = AideApp(bad)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 2
 
 
@@ -478,8 +486,43 @@ async def test_no_key_modal_quit_starts_nothing():
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, NoKeyModal))
         await pilot.press("q")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.engine is None and app.return_code == 0
+
+
+def test_the_tree_legend_explains_every_mark_a_node_label_can_carry():
+    from aide_tui.app.widgets.node_tree import LEGEND, STATUS_GLYPH, NodeTree, Palette, node_label
+    from aide_tui.state import NodeView
+
+    view = NodeView(3, 1, "improve", 3, status="ok", metric=0.5, holdout=0.4, hint="try trees")
+    label = node_label(view, best_id=3, palette=Palette(), marked=True).plain
+    pick = node_label(NodeView(4, 1, "improve", 4, status="ok"), best_id=3, palette=Palette(), pick_id=4).plain
+    marks = {ch for ch in label + pick if not ch.isascii()} | {glyph for glyph, _ in STATUS_GLYPH.values()}
+    assert marks <= set(LEGEND), marks - set(LEGEND)
+    assert "✎" in marks and "holdout" in LEGEND
+    assert NodeTree().tooltip == LEGEND
+
+
+async def test_selecting_a_node_added_since_the_last_render_puts_the_cursor_on_it_so_enter_opens_it():
+    """The cursor followed a stale layout: B, or following a new node, put it on another line or
+    none, and `enter` (the tree's own binding) then opened the wrong node or did nothing."""
+    from aide_tui.state import NodeView
+
+    app = make_app(steps=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.model.state == "finished")
+        app.follow = False
+        tree = app.tree_pane
+        await wait_for(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data == 2)  # followed the last
+        views = [NodeView(i, 0, "improve", i, status="ok") for i in (10, 11, 12)]
+        for view in views:
+            app.model.nodes[view.id] = view
+        tree.add_views(views, app.model)  # no render in between: these have no line yet
+        assert tree.select_id(12) and tree.cursor_node.data == 12
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, NodeDetailScreen))
+        assert app.screen.node_id == 12
 
 
 async def test_a_command_chosen_in_the_palette_runs():

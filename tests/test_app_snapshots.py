@@ -1,16 +1,21 @@
 """Snapshot tests (pytest-textual-snapshot) of the main screen mid-run and of node details.
 
 Deterministic: the fake engine holds at a fixed node, the clock is frozen, and nothing blinks.
+Every step waits for the state it needs (`helpers.pilot_wait_until`, `settled`), never for a
+time: a loaded machine only makes them slower.
 Update with `pytest tests/test_app_snapshots.py --snapshot-update` after a deliberate UI change.
 """
 
 from __future__ import annotations
 
-import time
-
 from fake_engine import factory
+from helpers import pilot_wait_until as wait_for
+from helpers import settled
 
 from aide_tui.app.app import AideApp
+from aide_tui.app.screens.compare import CompareScreen
+from aide_tui.app.screens.lineage import LineageScreen
+from aide_tui.app.screens.node_detail import NodeDetailScreen
 
 
 class FrozenClock:
@@ -29,18 +34,26 @@ def mid_run_app(**kwargs) -> tuple[AideApp, FrozenClock]:
 
 def waiter(app: AideApp, clock: FrozenClock, node: int, then=None):
     async def run_before(pilot) -> None:
-        end = time.monotonic() + 10
-        while not (app.model.running_id == node and app.model.done == node):
-            assert time.monotonic() < end, "fake engine did not reach the held node"
-            await pilot.pause(0.02)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.model.running_id == node and app.model.done == node)
+        await settled(pilot, app)
         clock.now += 133  # 02:13 elapsed
         app._refresh_status()
         if then is not None:
             await then(pilot)
-        await pilot.pause(0.1)
+        await settled(pilot, app)
 
     return run_before
+
+
+async def select(pilot, app: AideApp, node_id: int) -> None:
+    """Move the tree's cursor to a node and wait until it is there."""
+    app.goto_node(node_id)
+    await wait_for(pilot, lambda: app.tree_pane.cursor_node is not None and app.tree_pane.cursor_node.data == node_id)
+
+
+async def press_until(pilot, key: str, cond) -> None:
+    await pilot.press(key)
+    await wait_for(pilot, cond)
 
 
 def test_main_screen_mid_run(snap_compare):
@@ -65,10 +78,8 @@ def test_node_details(snap_compare):
     app, clock = mid_run_app()
 
     async def open_details(pilot) -> None:
-        app.goto_node(4)
-        await pilot.pause(0.05)
-        await pilot.press("enter")
-        await pilot.pause(0.1)
+        await select(pilot, app, 4)
+        await press_until(pilot, "enter", lambda: isinstance(app.screen, NodeDetailScreen))
 
     try:
         assert snap_compare(app, terminal_size=(120, 36), run_before=waiter(app, clock, 9, open_details))
@@ -81,12 +92,11 @@ def test_node_diff_tab(snap_compare):
     app, clock = mid_run_app()
 
     async def open_diff(pilot) -> None:
-        app.goto_node(4)
-        await pilot.pause(0.05)
-        await pilot.press("enter")
-        await pilot.pause(0.1)
-        await pilot.press("3")
-        await pilot.pause(0.1)
+        from textual.widgets import TabbedContent
+
+        await select(pilot, app, 4)
+        await press_until(pilot, "enter", lambda: isinstance(app.screen, NodeDetailScreen))
+        await press_until(pilot, "3", lambda: app.screen.query_one(TabbedContent).active == "diff")
 
     try:
         assert snap_compare(app, terminal_size=(120, 36), run_before=waiter(app, clock, 9, open_diff))
@@ -99,12 +109,10 @@ def test_lineage_view(snap_compare):
     app, clock = mid_run_app()
 
     async def open_lineage(pilot) -> None:
-        app.goto_node(6)
-        await pilot.pause(0.05)
-        await pilot.press("l")
-        await pilot.pause(0.1)
-        await pilot.press("up")
-        await pilot.pause(0.1)
+        await select(pilot, app, 6)
+        await press_until(pilot, "l", lambda: isinstance(app.screen, LineageScreen))
+        last = app.screen.highlighted.id
+        await press_until(pilot, "up", lambda: app.screen.highlighted.id != last)
 
     try:
         assert snap_compare(app, terminal_size=(120, 36), run_before=waiter(app, clock, 9, open_lineage))
@@ -117,10 +125,8 @@ def test_lineage_view_80x24(snap_compare):
     app, clock = mid_run_app()
 
     async def open_lineage(pilot) -> None:
-        app.goto_node(6)
-        await pilot.pause(0.05)
-        await pilot.press("l")
-        await pilot.pause(0.1)
+        await select(pilot, app, 6)
+        await press_until(pilot, "l", lambda: isinstance(app.screen, LineageScreen))
 
     try:
         assert snap_compare(app, terminal_size=(80, 24), run_before=waiter(app, clock, 9, open_lineage))
@@ -133,14 +139,11 @@ def test_compare_two_nodes(snap_compare):
     app, clock = mid_run_app()
 
     async def mark_and_compare(pilot) -> None:
-        app.goto_node(2)
-        await pilot.pause(0.05)
-        await pilot.press("m")
-        app.goto_node(6)
-        await pilot.pause(0.05)
-        await pilot.press("c")
+        await select(pilot, app, 2)
+        await press_until(pilot, "m", lambda: app.marked_id == 2)
+        await select(pilot, app, 6)
+        await press_until(pilot, "c", lambda: isinstance(app.screen, CompareScreen))
         app.clear_notifications()  # the "marked" toast times out, at a time a loaded machine decides
-        await pilot.pause(0.1)
 
     try:
         assert snap_compare(app, terminal_size=(120, 36), run_before=waiter(app, clock, 9, mark_and_compare))
@@ -153,13 +156,10 @@ def test_marked_node_in_the_tree(snap_compare):
     app, clock = mid_run_app()
 
     async def mark(pilot) -> None:
-        app.goto_node(2)
-        await pilot.pause(0.05)
-        await pilot.press("m")
-        await pilot.pause(0.05)
+        await select(pilot, app, 2)
+        await press_until(pilot, "m", lambda: app.marked_id == 2)
         app.clear_notifications()  # the "marked" toast times out, at a time a loaded machine decides
-        app.goto_node(6)
-        await pilot.pause(0.1)
+        await select(pilot, app, 6)
 
     try:
         assert snap_compare(app, terminal_size=(120, 36), run_before=waiter(app, clock, 9, mark))
@@ -184,15 +184,12 @@ def card_form_waiter(app: AideApp, then=None):
     from aide_tui.app.screens.task_card import TaskCardScreen
 
     async def run_before(pilot) -> None:
-        end = time.monotonic() + 10
-        while not isinstance(app.screen, TaskCardScreen):
-            assert time.monotonic() < end, "the task card form did not open"
-            await pilot.pause(0.02)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: isinstance(app.screen, TaskCardScreen))
+        await settled(pilot, app)
         app.clear_notifications()
         if then is not None:
             await then(pilot)
-        await pilot.pause(0.1)
+        await settled(pilot, app)
 
     return run_before
 
@@ -215,8 +212,9 @@ def test_task_card_form_with_an_error_80x24(snap_compare, tmp_path):
         ids = app.screen.query_one("#card-ids", SelectionList)
         ids.deselect("id")
         ids.select("neighborhood")  # one value in every test row: it cannot identify them
-        await pilot.pause(0.05)
-        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: list(ids.selected) == ["neighborhood"])
+        error = app.screen.query_one("#card-error")
+        await press_until(pilot, "ctrl+s", lambda: error.has_class("-shown"))
 
     try:
         assert snap_compare(app, terminal_size=(80, 24), run_before=card_form_waiter(app, bad_id))

@@ -47,14 +47,16 @@ async def test_the_form_shows_the_card_and_no_node_runs_until_it_is_confirmed(pr
         form = await card_form(pilot, app)
         assert form.query_one("#card-target", Select).value == "sale_price"
         assert list(form.query_one("#card-ids", SelectionList).selected) == ["id"]
-        await pilot.pause(0.3)
-        assert app.model.done == 0 and app.model.running_id is None  # the engine waits
+        assert app.model.done == 0 and app.model.running_id is None
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.model.state == "finished")
         engine = app.engine
         assert engine.confirmed == CARD
         assert [e.source for e in app.received if isinstance(e, TaskCardReady)] == ["derived", "confirmed"]
         assert app.model.done == 2
+        # the engine waited: its first node started only after the confirmed card
+        order = [type(e).__name__ + getattr(e, "source", "") for e in app.received]
+        assert order.index("TaskCardReadyconfirmed") < order.index("NodeStarted")
 
 
 async def test_a_corrected_card_is_what_the_engine_gets(project):
@@ -65,11 +67,10 @@ async def test_a_corrected_card_is_what_the_engine_gets(project):
         ids = form.query_one("#card-ids", SelectionList)
         ids.deselect("id")
         ids.select("area")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: form._metric == "mae" and list(ids.selected) == ["area"])
         assert form.query_one("#card-direction", Select).value == "minimize"
         form.query_one("#card-metric", Select).value = "r2"  # a metric brings its usual direction
-        await pilot.pause(0.1)
-        assert form.query_one("#card-direction", Select).value == "maximize"
+        await wait_for(pilot, lambda: form.query_one("#card-direction", Select).value == "maximize")
         await pilot.click("#confirm")
         await wait_for(pilot, lambda: app.engine.confirmed is not None)
         assert app.engine.confirmed == TaskCard(
@@ -83,7 +84,7 @@ async def test_a_card_that_does_not_fit_the_data_is_explained_in_the_form(projec
     async with app.run_test(size=SIZE) as pilot:
         form = await card_form(pilot, app)
         await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: form.query_one("#card-error").has_class("-shown"))
         assert isinstance(app.screen, TaskCardScreen)
         error = str(form.query_one("#card-error").render())
         assert "not unique per row of data/test.csv" in error
@@ -96,9 +97,8 @@ async def test_changing_the_train_file_offers_its_columns_as_targets(project):
     async with app.run_test(size=SIZE) as pilot:
         form = await card_form(pilot, app)
         form.query_one("#card-train", Select).value = "data/other.csv"
-        await pilot.pause(0.1)
         target = form.query_one("#card-target", Select)
-        assert [v for _, v in target._options if v is not Select.NULL] == ["key", "x", "label"]
+        await wait_for(pilot, lambda: [v for _, v in target._options if v is not Select.NULL] == ["key", "x", "label"])
 
 
 async def test_without_a_test_file_the_id_columns_come_from_the_train_file(project):
@@ -106,9 +106,9 @@ async def test_without_a_test_file_the_id_columns_come_from_the_train_file(proje
     async with app.run_test(size=SIZE) as pilot:
         form = await card_form(pilot, app)
         form.query_one("#card-test", Select).clear()
-        await pilot.pause(0.1)
         ids = form.query_one("#card-ids", SelectionList)
-        assert [ids.get_option_at_index(i).value for i in range(ids.option_count)] == ["id", "area", "neighborhood"]
+        expected = ["id", "area", "neighborhood"]  # the train file's columns but the target
+        await wait_for(pilot, lambda: [ids.get_option_at_index(i).value for i in range(ids.option_count)] == expected)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.engine.confirmed is not None)
         assert app.engine.confirmed.test_file is None and app.engine.confirmed.id_columns == ["id"]
@@ -145,13 +145,14 @@ def run_dir(project):
     return sorted((project / ".aide" / "runs").iterdir())[-1]
 
 
+@pytest.mark.slow
 async def test_the_real_engine_saves_the_confirmed_card_and_its_nodes_use_it(project):
     app = real_app(project)
     async with app.run_test(size=SIZE) as pilot:
         form = await card_form(pilot, app)
         assert not (run_dir(project) / "task_card.json").exists()  # written once confirmed
         form.query_one("#card-metric", Select).value = "mae"
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: form._metric == "mae")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.model.state == "finished", timeout=90)
     saved = json.loads((run_dir(project) / "task_card.json").read_text())
@@ -162,6 +163,7 @@ async def test_the_real_engine_saves_the_confirmed_card_and_its_nodes_use_it(pro
     assert "task_card.json" not in root  # a card confirmed in the TUI lives in the run directory only
 
 
+@pytest.mark.slow
 async def test_the_engine_rejects_a_card_that_does_not_fit(project):
     app = real_app(project)
     async with app.run_test(size=SIZE) as pilot:
@@ -183,9 +185,26 @@ async def test_a_card_naming_a_column_the_data_lacks_opens_with_that_field_blank
         form = await card_form(pilot, app)
         assert form.query_one("#card-target", Select).value is Select.NULL
         await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: form.query_one("#card-error").has_class("-shown"))
         assert "choose a train file, a target" in str(form.query_one("#card-error").render())
         form.query_one("#card-target", Select).value = "sale_price"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.engine.confirmed is not None)
         assert app.engine.confirmed.target == "sale_price"
+
+
+async def test_at_80x24_tab_brings_every_field_and_the_start_button_into_view(project):
+    app = fake_app(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await card_form(pilot, app)
+        dialog = form.query_one(".dialog-card")
+        seen = []
+        for _ in range(10):  # start, quit, then the eight fields in order
+            before = app.focused
+            await pilot.press("tab")
+            await wait_for(pilot, lambda b=before: app.focused is not b)
+            widget = app.focused
+            assert dialog.content_region.contains_region(widget.region), (widget.id, widget.region)
+            seen.append(widget.id)
+        fields = ["card-train", "card-test", "card-target", "card-ids", "card-group", "card-time", "card-metric"]
+        assert seen == ["quit", *fields, "card-direction", "confirm"]

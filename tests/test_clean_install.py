@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.timeout(1200),
+    pytest.mark.slow,
     pytest.mark.skipif(
         not (os.environ.get("CI") or os.environ.get("AIDE_TEST_CLEAN_INSTALL")),
         reason="needs the package registry; runs in CI or with AIDE_TEST_CLEAN_INSTALL=1",

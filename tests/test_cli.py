@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from helpers import git, make_project
 
 from aide_tui.cli import main
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 def run_cli(*args, env=None, cwd=None):
@@ -123,6 +124,10 @@ def test_version_and_help_do_not_need_a_project():
         "--export",
     ):
         assert flag in out
+    from aide_tui.cli import build_parser
+
+    for action in build_parser()._actions:  # each flag's help names its default once
+        assert (action.help or "").count("(default:") <= 1, action.help
 
 
 def test_headless_human_and_json_output_and_export(tmp_path, llm_env):
@@ -154,6 +159,8 @@ def test_headless_human_and_json_output_and_export(tmp_path, llm_env):
     assert any("#1 draft: ok, metric 110" in line for line in lines)
     assert any("#2 draft: buggy (ValueError)" in line for line in lines)
     assert lines[-1].startswith("run completed: 3 nodes; best #")
+    spent = re.search(r"; spent \$(\d+\.\d{4}) in (\d+) model calls", lines[-1])
+    assert spent and float(spent.group(1)) > 0 and int(spent.group(2)) >= 6, lines[-1]  # card + 3 codes + reviews
     assert "Traceback" not in res.stderr
 
     # a finished run is not offered for resume; --json prints one event per line
@@ -181,11 +188,9 @@ def test_headless_human_and_json_output_and_export(tmp_path, llm_env):
     assert len(finished) == 2 and finished[0]["node"]["operation"] == "draft"
     for event in finished:  # the node as its node.json has it (plus code and output)
         node = event["node"]
-        on_disk = json.loads(git(project, "show", f"{event['commit']}:node.json"))  # the tip may add a holdout score
+        on_disk = json.loads(git(project, "show", f"{event['commit']}:node.json"))  # holdout scores are git notes
         assert {key: node[key] for key in on_disk} == on_disk and {"run", "branch", "direction"} <= set(on_disk)
-        assert (
-            event["commit"] in git(project, "rev-list", node["branch"]).split()
-        )  # the tip, or under its holdout commit
+        assert event["commit"] == git(project, "rev-parse", node["branch"]).strip()  # the branch is the node
     assert kinds.count("DirectionFixed") == 1 and kinds.index("DirectionFixed") < kinds.index("RunFinished")
     best = next(e["node"] for e in finished if e["node"]["id"] == events[-1]["best_id"])
     assert (events[-1]["best_metric"], events[-1]["best_branch"]) == (best["metric"], best["branch"])
@@ -203,6 +208,7 @@ def test_headless_without_a_tty_asks_for_resume_or_new(tmp_path):
     run = project / ".aide" / "runs" / "20260101-000000"
     run.mkdir(parents=True)
     (run / "run.json").write_text('{"status": "stopped"}')
+    (run / "journal.jsonl").write_text('{"type":"node","node":{"id":1}}\n')  # it finished a node: resumable
     res = run_cli(project, "--headless", "--coder", "offline")
     assert res.returncode == 2
     assert "--resume" in res.stderr and "--new" in res.stderr and "20260101-000000" in res.stderr
@@ -230,16 +236,62 @@ def test_a_bad_flag_value_is_blamed_on_the_flag_even_with_an_aide_toml(tmp_path,
     assert "aide.toml" not in err
 
 
-def test_a_project_locked_by_another_instance_says_so_instead_of_advising_resume(tmp_path, capsys):
-    from aide_tui.project import InstanceLock, Project
+HOLD_LOCK = (
+    "import sys\n"
+    "from aide_tui.project import InstanceLock, Project\n"
+    "InstanceLock(Project.open(sys.argv[1])).acquire()\n"
+    "print('held', flush=True)\n"
+    "sys.stdin.read()\n"
+)
 
+
+def test_a_project_locked_by_another_instance_says_so_instead_of_advising_resume(tmp_path, capsys):
     project = make_project(tmp_path / "proj", with_git=False)
     run = project / ".aide" / "runs" / "20260101-000000"
     run.mkdir(parents=True)
     (run / "run.json").write_text('{"status": "running"}')
-    with InstanceLock(Project.open(project)):  # the other instance, running that run
+    other = subprocess.Popen(  # the other instance, running that run
+        [sys.executable, "-c", HOLD_LOCK, str(project)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert other.stdout.readline() == "held\n"
         for extra in ([], ["--resume"]):
             err = one_line_error(
                 capsys, [str(project), "--headless", "--coder", "offline", *extra], "another aide-tui is running"
             )
-            assert "--resume" not in err
+            assert "--resume" not in err and f"(pid {other.pid})" in err
+    finally:
+        other.stdin.close()
+        other.wait()
+
+
+def test_the_lock_is_held_from_start_up_so_a_second_instance_is_told_while_the_first_still_asks(tmp_path, monkeypatch):
+    """The first instance may sit on a question (no key, resume?) before it builds its engine:
+    a second one must still hear that it runs, not be advised to resume its run."""
+    import aide_tui.app.app
+
+    project = make_project(tmp_path / "proj", with_git=False)
+    run = project / ".aide" / "runs" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text('{"status": "stopped"}')
+    seen = {}
+
+    def front_end_asking_a_question(project_dir, settings, resume):
+        seen["second"] = run_cli(project, "--headless", "--coder", "offline")
+        return 0
+
+    monkeypatch.setattr(aide_tui.app.app, "run_app", front_end_asking_a_question)
+    assert main([str(project), "--coder", "offline"]) == 0
+    second = seen["second"]
+    assert second.returncode == 2
+    assert f"another aide-tui is running on this project (pid {os.getpid()})" in second.stderr
+    assert "--resume" not in second.stderr
+
+
+def test_headless_says_what_the_run_cost():
+    from aide_tui.headless import spent_text
+    from aide_tui.search.node import Usage
+
+    assert spent_text(Usage()) == "spent $0.00 (no model calls)"
+    used = Usage(input_tokens=12_345, output_tokens=678, cost=0.04213, calls=3)
+    assert spent_text(used) == "spent $0.0421 in 3 model calls (12,345 tokens in, 678 out)"

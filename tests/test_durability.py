@@ -22,7 +22,7 @@ from aide_tui.project import Project
 from aide_tui.records import recover_run
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 # A submission that fits the test file (ids 0-4): one that does not makes the node buggy.
 GOOD = "open('submission.csv', 'w').write('id,prediction\\n' + ''.join('%d,1\\n' % i for i in range(5)))\nprint('Validation metric: {m}')\n"

@@ -8,13 +8,13 @@ import threading
 
 import pytest
 from aide_script import ScriptedAide
-from helpers import WRITE_SUBMISSION, Recorder, git, journal_nodes, make_project, user_state
+from helpers import WRITE_SUBMISSION, Recorder, git, journal_nodes, make_project, user_state, wait_until
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 def settings(**over):
@@ -97,8 +97,8 @@ def test_full_search_builds_branches_commits_and_leaves_user_state_alone(tmp_pat
     for n in nodes:
         branch = f"aide/{run}/{n.id:04d}-{n.operation}"
         assert branch in refs
-        commit = commits[n.id]  # the branch's tip, or under the commit that added its holdout score
-        assert commit in git(project, "rev-list", branch).split()
+        commit = commits[n.id]  # the branch is the node's commit (a holdout score is a note on it)
+        assert commit == git(project, "rev-parse", branch).strip()
         parents = git(project, "log", "-1", "--format=%P", commit).split()
         if n.parent_id is None:
             assert parents == [root]
@@ -171,8 +171,10 @@ def test_pause_and_resume_hold_the_next_step(tmp_path, scripted, llm_env):
     engine = build_engine(project, settings(steps=3, num_drafts=3), resume=False, listener=rec)
     worker = run_paused_after_first_node(engine, rec)
     assert len(rec.of(ev.NodeFinished)) == 1
-    worker.join(0.5)
-    assert worker.is_alive() and len(rec.of(ev.NodeFinished)) == 1  # held while paused
+    # Held, not just announced: the loop blocks in hold_if_paused until Resume (a state, not a
+    # time: a pause that only says "paused" never gets there, and this wait fails).
+    wait_until(lambda: engine.control.holding and engine.control.paused, what="the loop holding while paused")
+    assert worker.is_alive() and len(rec.of(ev.NodeFinished)) == 1 and len(rec.of(ev.NodeStarted)) == 1
     engine.submit(ev.Resume())
     worker.join(120)
     assert not worker.is_alive()

@@ -9,10 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import WRITE_SUBMISSION, Recorder, git, make_project
+from helpers import WRITE_SUBMISSION, Recorder, git, journal_nodes, make_project
 
 from aide_tui import events as ev
 from aide_tui.engine import build_engine
+from aide_tui.errors import UserError
 from aide_tui.evaluation.holdout import final_pick
 from aide_tui.evaluation.scoring import ScoreError, score_submission
 from aide_tui.evaluation.split import N_FOLDS, make_split
@@ -20,11 +21,13 @@ from aide_tui.evaluation.staging import stage
 from aide_tui.evaluation.submission_check import check_submission, find_sample_submission
 from aide_tui.export import export_node
 from aide_tui.project import Project
+from aide_tui.records import parse_holdout_note, recover_run
 from aide_tui.search.node import Node
 from aide_tui.search.task_card import TaskCard
 from aide_tui.settings import resolve
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+pytestmark = pytest.mark.slow  # real runs of the engine and the holdout re-runs
 
 
 def write(path: Path, text: str) -> Path:
@@ -212,15 +215,21 @@ def test_a_weather_run_validates_on_the_fixed_folds_and_scores_the_best_on_the_h
     events, finished, engine = run_offline(project, 2)
     nodes = [e.node for e in events.events if isinstance(e, ev.NodeFinished)]
     assert [n.status for n in nodes] == ["ok", "ok"], [n.review_summary for n in nodes]
-    assert all("FOLDS_PATH" in n.code and "fixed folds" in n.plan for n in nodes)
+    assert all("FOLDS_PATH" in n.code and "fixed time-ordered folds" in n.plan for n in nodes)  # test days follow
     scored = [e for e in events.events if isinstance(e, ev.HoldoutScored)]
     assert scored and all(e.metric is not None and 0 <= e.metric <= 1 for e in scored), scored
     assert finished.best_holdout is not None and finished.best_id in {e.node_id for e in scored}
     run_dir = engine.paths.root
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     assert {r["id"] for r in journal if r["type"] == "holdout"} == {e.node_id for e in scored}
-    node_json = json.loads(git(project, "show", f"{finished.best_branch}:node.json"))
-    assert node_json["holdout_metric"] == pytest.approx(finished.best_holdout)
+    # The branch is the node's own commit; its holdout score is a note on it (git log --notes=aide).
+    branch = finished.best_branch
+    assert git(project, "log", "-1", "--format=%s", branch).startswith(f"#{finished.best_id} ")
+    assert "node.json" in git(project, "show", "--format=", "--name-only", branch).split()  # the node's whole change
+    assert "holdout_metric" not in json.loads(git(project, "show", f"{branch}:node.json"))
+    noted = git(project, "log", "-1", "--notes=aide", "--format=%N", branch)
+    assert f"#{finished.best_id} holdout" in noted
+    assert parse_holdout_note(noted)["holdout_metric"] == pytest.approx(finished.best_holdout)
     dest, exported = export_node(Project.open(project), "best", tmp_path / "out")
     assert exported.id == finished.best_id and exported.holdout_metric == pytest.approx(finished.best_holdout)
 
@@ -237,6 +246,12 @@ def test_a_weather_run_validates_on_the_fixed_folds_and_scores_the_best_on_the_h
     third = [e.node for e in events2.events if isinstance(e, ev.NodeFinished)][-1]
     assert f"{engine.evaluation.evaluation.rows} training rows" in third.output, third.output
 
+    # the journal rebuilt from git alone still knows the holdout score
+    (run_dir / "journal.jsonl").unlink()
+    recover_run(Project.open(project), engine.run_name)
+    recovered = {n["id"]: n for n in journal_nodes(run_dir / "journal.jsonl")}
+    assert recovered[finished.best_id]["holdout_metric"] == pytest.approx(finished.best_holdout)
+
 
 @pytest.mark.timeout(240)
 def test_a_submission_that_does_not_fit_the_test_file_makes_the_node_buggy_with_the_reason(tmp_path):
@@ -244,9 +259,8 @@ def test_a_submission_that_does_not_fit_the_test_file_makes_the_node_buggy_with_
     (project / "aide.toml").write_text(
         (project / "aide.toml").read_text().replace('id_columns = ["date"]', "id_columns = []")
     )
-    events, finished, _ = run_offline(project, 1)
-    node = [e.node for e in events.events if isinstance(e, ev.NodeFinished)][0]
-    assert node.status == "ok"  # numbered rows are fine when the card names no id column
+    with pytest.raises(UserError, match=r'set \[task\] id_columns = \["date"\]'):
+        run_offline(project, 1)  # task.md asks for date,weather: no run numbers the rows instead
     (project / "aide.toml").write_text(
         (project / "aide.toml").read_text().replace("id_columns = []", 'id_columns = ["date"]')
     )

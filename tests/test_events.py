@@ -17,7 +17,7 @@ from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 
 def settings(**over):
@@ -36,7 +36,7 @@ def of(events, kind):
 
 
 def latest_commits(events) -> dict[int, str]:
-    """Each node's branch tip as the events announced it: NodeFinished, then any HoldoutScored."""
+    """Each node's commit as the events announced it: NodeFinished, and HoldoutScored names the same one."""
     tips = {}
     for e in events:
         if isinstance(e, ev.NodeFinished):
@@ -141,7 +141,7 @@ def test_replayed_nodes_carry_their_branch_commit_and_best(tmp_path, scripted):
     again: list[ev.Event] = []
     build_engine(project, settings(steps=3), resume=True, listener=again.append).run()
     replayed = of(again, ev.RunStarted)[0].nodes
-    tips = latest_commits(first)  # exactly as they were announced (a holdout score moves the branch on)
+    tips = latest_commits(first)  # exactly as they were announced (a holdout score is a note on that commit)
     assert replayed == tuple(dataclasses.replace(e, commit=tips[e.node.id]) for e in of(first, ev.NodeFinished))
     for record in replayed:
         assert git(project, "rev-parse", record.branch).strip() == record.commit
@@ -259,3 +259,31 @@ def test_the_holdout_pick_is_marked_in_the_tree_when_it_is_not_the_best():
     assert set(change.tree_updated) >= {1, 2}  # both labels are redrawn
     model.apply(ev.RunFinished("completed", 2, best_id=1, best_metric=2.0, best_holdout=4.0))
     assert model.pick_id == 1
+
+
+def test_the_spend_accrues_while_nodes_run_and_is_exact_once_they_finish():
+    import dataclasses
+
+    from aide_tui.search.node import Node, Usage
+    from aide_tui.state import RunModel
+
+    model = RunModel()
+
+    def same(a: Usage, b: Usage) -> bool:
+        return dataclasses.replace(a, cost=0.0) == dataclasses.replace(b, cost=0.0) and a.cost == pytest.approx(b.cost)
+
+    card = Usage(input_tokens=500, output_tokens=50, cost=0.01, calls=1)
+    model.apply(ev.UsageUpdated(card, None))
+    for node_id in (1, 2):  # two workers
+        model.apply(ev.NodeStarted(node_id, None, "draft", node_id))
+    code = Usage(input_tokens=1000, output_tokens=400, cost=0.02, calls=1)
+    model.apply(ev.CodeReady(1, "plan", "print(1)", code))
+    assert same(model.accrued_usage, card + code)  # #1 has spent on its code; #2 is still streaming
+    model.apply(ev.CodeReady(2, "plan", "print(2)", code))
+    assert same(model.accrued_usage, card + code + code)
+    review = Usage(input_tokens=300, output_tokens=20, cost=0.005, calls=1)
+    done = Node(1, None, "draft", 1, status="ok", metric=1.0, usage=code + review)
+    model.apply(ev.NodeFinished(done, 1, "c1", "aide/r/0001-draft", "r", "minimize"))
+    assert same(model.accrued_usage, card + code + review + code)  # before the engine's total arrives, too
+    model.apply(ev.UsageUpdated(card + code + review, None))
+    assert same(model.accrued_usage, card + code + review + code)

@@ -18,7 +18,7 @@ from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 
 def collect():

@@ -16,7 +16,7 @@ from aide_tui.records import metric_name, node_subject, subject_metric
 from aide_tui.search.node import ExecInfo, Node
 from aide_tui.search.task_card import TaskCard
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 CRASH = "raise KeyError('price')\n"
 
@@ -142,3 +142,21 @@ def test_a_run_from_before_root_commits_still_resumes(tmp_path):
         assert git(project, "log", "-1", "--format=%P", f"aide/{name}/{node}").split() == [head]
         assert "task.md" not in git(project, "ls-tree", "--name-only", f"aide/{name}/{node}").split()
     assert sorted(b.rsplit("/", 1)[1] for b in branches(project, name)) == ["0001-manual", "0002-manual"]
+
+
+def test_a_holdout_note_reads_back_what_it_says():
+    from aide_tui.records import holdout_note_text, parse_holdout_note
+
+    node = Node(7, 3, "improve", 7, status="ok", metric=18.2)
+    node.holdout_metric, node.holdout_spread, node.holdout_flag = 57.3065, 1.25, "validation 0.1\nbut holdout 57"
+    text = holdout_note_text(node, "run1", "RMSE")
+    assert text.splitlines()[0] == "#7 holdout RMSE 57.306 (re-run on the hidden holdout rows)"
+    assert parse_holdout_note(text) == {
+        "holdout_metric": 57.3065,
+        "holdout_note": "",
+        "holdout_spread": 1.25,
+        "holdout_flag": "validation 0.1 but holdout 57",
+    }
+    unscored = Node(8, 3, "improve", 8, status="ok", metric=18.0, holdout_note="no submission.csv")
+    assert parse_holdout_note(holdout_note_text(unscored, "run1"))["holdout_note"] == "no submission.csv"
+    assert parse_holdout_note("a note someone else wrote") is None

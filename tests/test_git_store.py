@@ -465,3 +465,22 @@ def snapshot_worktree(wt: Path) -> tuple:
         git(wt, "status", "--porcelain", "--untracked-files=all"),
         git(wt, "ls-files", "-s"),
     )
+
+
+def test_a_note_leaves_the_branch_on_the_nodes_commit_and_the_user_state_untouched(dirty_repo):
+    before = snapshot(dirty_repo)
+    with GitStore(dirty_repo) as store:
+        sha = store.commit_node(
+            "aide/r/0001-draft", None, {"node.json": b"{}\n", "solution.py": b"x = 1\n"}, "#1 draft"
+        )
+        assert store.note(sha) is None
+        store.set_note(sha, "#1 holdout rmse 3.5\n")
+        store.set_note(sha, "#1 holdout rmse 2.5\n")  # a newer fact replaces the older one
+        assert store.note(sha) == "#1 holdout rmse 2.5\n"
+        assert store.branch_sha("aide/r/0001-draft") == sha
+    assert snapshot(dirty_repo) == before
+    assert git(dirty_repo, "log", "--notes=aide", "--format=%s%n%N", "aide/r/0001-draft").split("\n")[:2] == [
+        "#1 draft",
+        "#1 holdout rmse 2.5",
+    ]
+    assert "holdout" not in git(dirty_repo, "show", "aide/r/0001-draft")  # git show: the node's own change

@@ -278,3 +278,23 @@ def test_a_warm_starts_limits_can_be_raised_and_lowered_before_its_script_is_nam
     finally:
         group.remove()
     assert not any(d.exists() for d in group.dirs)
+
+
+@needs_cgroups
+def test_empty_cgroups_left_by_a_killed_aide_tui_are_swept_and_busy_ones_kept(tmp_path):
+    host = cgroup_module.detect()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is gone: what a kill -9 of aide-tui leaves is named like this
+    stale = [parent / f"aide-{'0' * 20}-{dead.pid}-1" for parent in {host.memory, host.pids}]
+    busy = NodeCgroup(host, f"aide-{'1' * 20}-{dead.pid}-2")
+    for directory in stale + busy.dirs:
+        directory.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        assert busy.adopt([sleeper.pid])
+        assert cgroup_module.sweep(host) >= len(stale)
+        assert not any(d.exists() for d in stale)
+        assert all(d.exists() for d in busy.dirs) and busy.members() == [sleeper.pid]
+    finally:
+        busy.remove()
+        sleeper.wait()

@@ -95,7 +95,7 @@ async def test_the_timer_never_shows_a_nodes_stream_before_the_app_has_handled_i
         await wait_for(pilot, lambda: "#3 line 1" in app.log_pane.lines)
         log = list(app.log_pane.lines)
         assert log.index("── #3 draft ──") < log.index("#3 line 1")
-        assert list(app.model.nodes[3].output) == [("stdout", "#3 line 1")]
+        assert list(app.model.nodes[3].output) == ["#3 line 1"]
 
 
 def test_catching_up_on_a_node_shows_its_most_recent_lines():
@@ -105,7 +105,20 @@ def test_catching_up_on_a_node_shows_its_most_recent_lines():
     assert text == "Plan.\n```python\nprint(1)\n" and after == []  # no output yet: the reply being written
     view.phase = "executing"  # the script started and has printed nothing yet
     assert catch_up(view)[2] == ["── running node #7 ──"]
-    view.output.extend(("stderr" if k % 2 else "stdout", f"line {k}") for k in range(1, 451))
+    view.output.extend(f"! line {k}" if k % 2 else f"line {k}" for k in range(1, 451))
     lines, text, after = catch_up(view, limit=200)
     assert text == "" and after == [] and lines[1] == "… 250 earlier lines not shown"
     assert lines[2:4] == ["! line 251", "line 252"] and lines[-1] == "line 450" and len(lines) == 202
+
+
+async def test_the_quit_dialog_counts_the_running_nodes():
+    from aide_tui.app.screens.modals import ConfirmModal
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await at_stage(pilot, app, 1, {1: 1, 2: 1})
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert app.screen.question.startswith("2 nodes are running (#1, #2). Quit now?\nThey are cancelled")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.return_code is not None)

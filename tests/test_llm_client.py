@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 from fake_api import ErrorReply, FakeMessagesAPI, MidStreamError, TextReply, ToolReply, last_user_text, system_text
+from helpers import wait_until
 
 from aide_tui.errors import FatalRunError
 from aide_tui.llm import pricing
@@ -404,8 +405,8 @@ def test_cancel_mid_stream_raises_cancelled(client, fake_api):
     with pytest.raises(LlmCancelled):
         client.stream_text(model=MODEL, system=SYSTEM, messages=USER, max_tokens=64, on_delta=on_delta, cancel=cancel)
     assert len(deltas) == 3
-    time.sleep(0.3)
-    assert fake_api.requests[-1].outcome == "stream:client-closed"  # the server saw the stream closed early
+    # the server saw the stream closed early (it notices on its next write)
+    wait_until(lambda: fake_api.requests[-1].outcome == "stream:client-closed", what="the server seeing the close")
 
 
 def test_cancel_unblocks_a_stalled_stream(client, fake_api):

@@ -22,7 +22,7 @@ from aide_tui.search.policy import AidePolicy, Decision
 from aide_tui.search.tree import SearchTree
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
 class Recorder:
@@ -65,7 +65,9 @@ def _settings(**over):
 
 
 def _node(i, op="draft", parent=None, metric=None, buggy=False):
-    return Node(id=i, parent_id=parent, operation=op, step=i, status="buggy" if buggy else "ok", metric=metric)
+    return Node(
+        id=i, parent_id=parent, operation=op, step=i, status="buggy" if buggy else "ok", metric=metric, code="print(1)"
+    )
 
 
 def test_drafts_in_flight_count_toward_num_drafts():

@@ -13,7 +13,7 @@ from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
 def test_repeated_improvements_of_one_node_read_its_parent_block_from_cache(tmp_path, llm_env):

@@ -28,7 +28,7 @@ from aide_tui.run.executor import ExecRequest, ExecutorUnavailable  # noqa: E402
 from aide_tui.run.ray_executor import RayExecutor  # noqa: E402
 from aide_tui.run.workspace import prepare_workspace  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one local head for the module, on one worker
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.xdist_group("ray")]  # one local head, one worker
 
 
 def _free_port() -> int:

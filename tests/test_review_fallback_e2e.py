@@ -14,7 +14,7 @@ from aide_tui import events as ev
 from aide_tui.engine import build_engine
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
 class ReviewTrouble(ScriptedAide):

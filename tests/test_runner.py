@@ -22,7 +22,7 @@ from aide_tui.run.local import MAX_LINE_CHARS, LocalExecutor, OutputCapture, _St
 from aide_tui.run.sandbox import FIXED_CHILD_ENV, THREAD_VARIABLES, child_env, redact
 from aide_tui.run.workspace import collect_outputs, list_data_files, prepare_workspace
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 
 def run_script(

@@ -33,7 +33,7 @@ from aide_tui.run.local import LocalExecutor
 from aide_tui.run.workspace import HIDDEN_DIR, collect_outputs, list_data_files, prepare_workspace
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 BWRAP_PROBLEM = bwrap_problem()
 needs_bwrap = pytest.mark.skipif(BWRAP_PROBLEM is not None, reason=f"bwrap cannot start here: {BWRAP_PROBLEM}")

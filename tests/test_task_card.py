@@ -13,7 +13,7 @@ from aide_tui.engine import build_engine
 from aide_tui.search.task_card import TaskCard, TaskCardError, card_from_table
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 BASE = TaskCard("data/train.csv", "data/test.csv", "sale_price", ["id"], "rmse", "minimize")
 

@@ -33,7 +33,7 @@ from aide_tui.run.sandbox import available_cpus
 from aide_tui.run.workspace import collect_outputs
 from aide_tui.settings import resolve
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 # Light stand-ins for numpy/pandas: the mechanism is the same, the tests stay fast.
 PRELOAD = ("xml.dom.minidom", "decimal")

@@ -88,7 +88,9 @@ def test_an_existing_branch_or_a_non_empty_directory_is_refused_and_left_alone(t
     assert git(project, "branch", "--list", "fresh") == ""
 
 
-def test_default_worktree_sits_beside_the_repository(tmp_path):
+def test_default_worktree_sits_beside_the_project_even_inside_a_larger_repository(tmp_path):
     branch, path = default_worktree(tmp_path / "proj", RUN, 7)
     assert branch == f"{RUN}-node-7"
-    assert path == tmp_path / f"proj-{RUN}-node-7"
+    assert path == tmp_path.resolve() / f"proj-{RUN}-node-7"
+    _, nested = default_worktree(tmp_path / "repo" / "examples" / "house-prices", RUN, 7)
+    assert nested == tmp_path.resolve() / "repo" / "examples" / f"house-prices-{RUN}-node-7"

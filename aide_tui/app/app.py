@@ -639,17 +639,12 @@ class AideApp(App[int]):
         """None when `action` applies now, else a one-line reason shown to the user."""
         model = self.model
         view = self.selected
-        run_over = not model.active
-        if action in ("draft", "improve", "debug", "merge", "hint", "edit", "toggle_pause", "stop"):
+        if action in self.RUN_ACTIONS:
             if self.engine is None:
                 return "the run has not started yet"
-            if run_over:
-                if model.finish_reason == "completed":
-                    return (
-                        f"the run is complete; start aide-tui again for a new run, or extend this one with "
-                        f"--headless --resume --run {model.run_name} --steps N"
-                    )
-                return f"the run is over ({model.finish_reason or model.state}); start aide-tui again to resume it"
+            over = self.run_over()
+            if over:
+                return over
         if action in (
             "improve",
             "debug",
@@ -716,6 +711,20 @@ class AideApp(App[int]):
             if model.state == "stopping":
                 return "the run is stopping after this step; nothing to pause"
         return None
+
+    RUN_ACTIONS = ("draft", "improve", "debug", "merge", "hint", "edit", "toggle_pause", "stop")  # steer a live run
+
+    def run_over(self) -> str | None:
+        """Why no run command applies any more (the run has ended), else None."""
+        model = self.model
+        if self.engine is None or model.active:
+            return None
+        if model.finish_reason == "completed":
+            return (
+                f"the run is complete; start aide-tui again for a new run, or extend this one with "
+                f"--headless --resume --run {model.run_name} --steps N"
+            )
+        return f"the run is over ({model.finish_reason or model.state}); start aide-tui again to resume it"
 
     GATED = {
         "draft",
@@ -852,7 +861,8 @@ class AideApp(App[int]):
         view = self.selected
         project = Path(self.model.project)
         try:
-            branch, path = default_worktree(repository_dir(project), self.model.run_name, view.id)
+            repository_dir(project)  # no repository: say so before asking anything
+            branch, path = default_worktree(project, self.model.run_name, view.id)
         except UserError as exc:
             self.say(str(exc), title="Worktree", severity="error", timeout=8)
             return
@@ -887,11 +897,12 @@ class AideApp(App[int]):
             return
         worker = self.engine_worker
         alive = worker is not None and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
-        if alive and self.model.running_id is not None:
-            question = (
-                f"Node #{self.model.running_id} is running. Quit now?\n"
-                "It is cancelled; the run stays resumable (aide-tui PROJECT again)."
-            )
+        running = self.model.running
+        if alive and running:
+            ids = ", ".join(f"#{i}" for i in running)
+            what = f"Node {ids} is running" if len(running) == 1 else f"{len(running)} nodes are running ({ids})"
+            them = "It is" if len(running) == 1 else "They are"
+            question = f"{what}. Quit now?\n{them} cancelled; the run stays resumable (aide-tui PROJECT again)."
 
             async def done(yes: bool | None) -> None:
                 if yes:
@@ -931,9 +942,11 @@ def run_app(project_dir: Path, settings: Settings, resume: bool | None) -> int:
 
     ask: str | None = None
     if resume is None:
-        from ..project import unfinished_run
+        from ..project import Project, unfinished_run
 
         ask = unfinished_run(project_dir)
+        if ask is not None and not Project.open(project_dir).finished_a_node(ask):
+            ask = None  # it never finished a node: nothing to resume, so start over without asking
 
     def factory_for(chosen: Settings) -> EngineFactory:
         def factory(listener: Callable[[Event], None], resume_flag: bool) -> EngineLike:

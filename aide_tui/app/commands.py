@@ -12,11 +12,17 @@ class AideCommands(Provider):
 
     def _entries(self):
         app = self.app
+        over = app.run_over()  # type: ignore[attr-defined]
+        if over:  # said once, first, instead of after every run command
+            yield "Run over", partial(app.say, over[0].upper() + over[1:], timeout=8), over[0].upper() + over[1:]  # type: ignore[attr-defined]
         for binding in app.AIDE_BINDINGS:  # type: ignore[attr-defined]
             if binding.action in ("quit",):
                 continue
-            reason = app.why_not(binding.action)  # type: ignore[attr-defined]
             key = binding.key_display or binding.key
+            if over and binding.action in app.RUN_ACTIONS:  # type: ignore[attr-defined]
+                reason: str | None = "the run is over"
+            else:
+                reason = app.why_not(binding.action)  # type: ignore[attr-defined]
             help_text = binding.tooltip + (f" — unavailable: {reason}" if reason else "") + f"  [{key}]"
             yield binding.description, partial(app.invoke, binding.action), help_text  # type: ignore[attr-defined]
         model = app.model  # type: ignore[attr-defined]

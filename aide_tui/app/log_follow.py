@@ -9,7 +9,9 @@ cursor, or the followed node finishing) first shows what it has written so far.
 
 from __future__ import annotations
 
-from ..state import NodeView, RunModel, step_text
+from ..state import NodeView, RunModel, output_text, step_text
+
+__all__ = ["catch_up", "followed_node", "output_text"]
 
 CATCH_UP_LINES = 200  # most lines of a node's recent stream shown on switching to it
 
@@ -25,11 +27,6 @@ def followed_node(model: RunModel, selected_id: int | None, follow_newest: bool)
     return running[-1]
 
 
-def output_text(stream: str, line: str) -> str:
-    """An output line as the log shows it (stderr marked)."""
-    return line if stream == "stdout" else f"! {line}"
-
-
 def catch_up(view: NodeView, limit: int = CATCH_UP_LINES) -> tuple[list[str], str, list[str]]:
     """What the log shows on switching to running node `view`, as (lines, text, lines):
     a header and, once its script runs, its most recent output lines; before that, the
@@ -41,7 +38,7 @@ def catch_up(view: NodeView, limit: int = CATCH_UP_LINES) -> tuple[list[str], st
         lines = [header]
         if len(view.output) > len(recent):
             lines.append(f"… {len(view.output) - len(recent):,} earlier lines not shown")
-        return lines + [output_text(stream, line) for stream, line in recent], "", []
+        return lines + recent, "", []
     pieces = "".join(view.llm_text).splitlines(keepends=True)
     lines = [header]
     if len(pieces) > limit:

@@ -128,7 +128,9 @@ def build_engine(
                 preview,
                 effort=settings.review_effort,
             )
-        card = resolve_card(project, data_files, settings, run_dir, ask_llm)
+        card = resolve_card(
+            project, data_files, settings, run_dir, ask_llm, confirm=confirm_card, offline=coder_name == "offline"
+        )
         if not resume:  # last, so a refusal above leaves no root commit behind
             prompts = {name: load_prompt(name, project.root) for name in PROMPT_NAMES} if coder_name == "llm" else {}
             # A card still to be confirmed is recorded in the run directory only, once confirmed.
@@ -165,8 +167,8 @@ def build_engine(
     engine.lock = lock
     if sandbox_notice:
         listener(ev.Notice(sandbox_notice, "warning"))
-    if card.notice:
-        listener(ev.Notice(card.notice, "warning"))
+    for notice in ([card.notice] if card.notice else []) + card.warnings:
+        listener(ev.Notice(notice, "warning"))
     if coder_name == "offline":
         # `auto` picks Claude by itself once the key is set; only an explicit `offline` needs changing.
         fix = (

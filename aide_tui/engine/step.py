@@ -26,11 +26,13 @@ from ..run.sandbox import available_cpus
 from ..run.workspace import prepare_workspace, read_back, remove_tree, write_script
 from ..search.coder import CoderError, Proposal, Review, TaskContext
 from ..search.memory import summarize
+from ..search.metric_line import validation_folds
 from ..search.node import ExecInfo, Node, Usage
 from ..search.operations import OPERATIONS
 from ..search.refusals import RefusalStreak
 from ..search.verdict import decide, fix_direction
 from .loop import Cancelled, InFlight
+from .reuse import earlier_same_code, reuse_result
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -86,11 +88,21 @@ class StepRunner:
             node.usage = node.usage + proposal.usage
             outputs: dict[str, bytes] = {}
             if node.code:
-                engine.emit(ev.CodeReady(node_id, node.plan, node.code))
-                result, tampered = self._execute(node, flight, timings)
-                outputs = self._record_exec(node, result)
-                self._review(node, ctx, tampered)
-                self._check_submission(node)
+                engine.emit(ev.CodeReady(node_id, node.plan, node.code, node.usage))
+                with engine.run_lock:
+                    earlier = earlier_same_code(list(engine.tree.nodes.values()), node)
+                if earlier is not None:  # identical code, same inputs: its result, not a second run
+                    warm = engine.warm.take(node_id)  # waits for one being prepared, then ends it
+                    if warm is not None:
+                        warm.discard()
+                    outputs = reuse_result(
+                        node, earlier, engine.paths.workspace(earlier.id), engine.paths.workspace(node_id)
+                    )
+                else:
+                    result, tampered = self._execute(node, flight, timings)
+                    outputs = self._record_exec(node, result)
+                    self._review(node, ctx, tampered)
+                    self._check_submission(node)
             if proposal.note:
                 node.review_summary = f"{node.review_summary} [{proposal.note}]".strip()
             self._finish_node(node, outputs)
@@ -294,6 +306,7 @@ class StepRunner:
             self._engine.emit(ev.Notice(notice, "warning"))
         outputs, node.skipped_files = committable_outputs(written)  # known before the journal has the node
         node.output = result.output
+        node.validation_folds = validation_folds(result.output)
         node.exec = ExecInfo(
             exit_code=result.exit_code,
             exc_type=result.exc_type,

@@ -109,5 +109,9 @@ class WarmStarts:
         """End every warm interpreter of a node that has not started (pause, stop, tampered inputs)."""
         with self._lock:
             idle = [nid for nid in self._ready if nid not in running]
-        for node_id in idle:
-            self.discard(node_id)
+        # All at once: each end waits for its process tree to die, and a quit waits for them all.
+        enders = [threading.Thread(target=self.discard, args=(nid,), name="aide-warm-end") for nid in idle]
+        for ender in enders:
+            ender.start()
+        for ender in enders:
+            ender.join()

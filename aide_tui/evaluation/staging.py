@@ -15,19 +15,19 @@
   workspace, and the sandbox hides the whole project (run directory included)
   from scripts.
 
-Rows are copied as the csv module reads them: values are kept verbatim (only
-quoting may be normalised), so the scripts see the data they would otherwise.
+Rows are copied as `data.table` reads them: values are kept verbatim (only
+quoting may be normalised) and each copy keeps its original's delimiter, so
+the scripts see the data they would otherwise.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..data.table import TableError, TableFormat, read_header, read_table, table_format, write_table
 from ..project import write_atomic
 from ..search.task_card import METRIC_KINDS, TaskCard
 from .split import make_split
@@ -88,7 +88,7 @@ def stage(
     """The run's evaluation, made now or reused from an earlier start; plus notices for the user."""
     root = Path(run_dir) / "evaluation"
     train_path = Path(project_root) / card.train_file
-    header, rows = _read(train_path)
+    header, rows = _read(train_path, card.train_file)
     if card.target not in header:
         raise StagingError(f"{card.train_file} has no column {card.target!r} (the card's target)")
     digest = _sha256(train_path)
@@ -102,14 +102,20 @@ def stage(
     if saved is not None and saved.get("train_sha256") != digest:
         notices.append(f"{card.train_file} changed since the run started; its folds and holdout were made again")
         saved = None
+    if saved is not None and (saved.get("group_column"), saved.get("time_column")) != (
+        card.group_column,
+        card.time_column,
+    ):
+        notices.append("the task card's group or time column changed; the folds and holdout were made again")
+        saved = None
     if saved is not None:
         held = [int(i) for i in saved["holdout_rows"]]
         folds = [int(f) for f in saved["folds"]]
     else:
-        target = header.index(card.target)
-        labels = [row[target] if target < len(row) else "" for row in rows]
+        labels = _column(header, rows, card.target)
         classification = METRIC_KINDS.get(card.metric, ("", "regression"))[1] == "classification"
-        split = make_split(labels, classification, seed, holdout_share)
+        groups, times = structure_of(card, header, rows)
+        split = make_split(labels, classification, seed, holdout_share, groups, times)
         held, folds = list(split.holdout_rows), list(split.folds)
         root.mkdir(parents=True, exist_ok=True)
         _write_split(root, seed, holdout_share, card, digest, held, folds)
@@ -118,15 +124,38 @@ def stage(
     return evaluation, notices
 
 
-def _read(path: Path) -> tuple[list[str], list[list[str]]]:
+def _read(path: Path, label: str) -> tuple[list[str], list[list[str]]]:
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            table = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise StagingError(f"cannot read {path.name} as CSV ({exc})") from None
-    if not table:
-        raise StagingError(f"{path.name} is empty")
-    return table[0], [row for row in table[1:] if row]
+        return read_table(path, label=label)
+    except TableError as exc:
+        raise StagingError(str(exc)) from None
+
+
+def _column(header: list[str], rows: list[list[str]], name: str) -> list[str]:
+    i = header.index(name)
+    return [row[i] if i < len(row) else "" for row in rows]
+
+
+def structure_of(card: TaskCard, header: list[str], rows: list[list[str]]) -> tuple[list[str] | None, list | None]:
+    """The group of every row, or the time of every row (numbers, or dates as seconds), as the card says."""
+    if card.time_column and card.time_column in header:
+        values = _column(header, rows, card.time_column)
+        return None, _times(values, card.time_column)
+    if card.group_column and card.group_column in header:
+        return [v.strip() for v in _column(header, rows, card.group_column)], None
+    return None, None
+
+
+def _times(values: list[str], column: str) -> list[float | None]:
+    import pandas as pd
+
+    numbers = pd.to_numeric(pd.Series(values).str.strip(), errors="coerce")
+    if numbers.notna().sum() >= 0.95 * max(1, sum(1 for v in values if v.strip())):
+        return [None if pd.isna(x) else float(x) for x in numbers]
+    dates = pd.to_datetime(pd.Series(values), errors="coerce", format="mixed")
+    if dates.notna().sum() < 0.95 * max(1, sum(1 for v in values if v.strip())):
+        raise StagingError(f"time column {column!r}: its values are neither numbers nor dates")
+    return [None if pd.isna(x) else x.timestamp() for x in dates]
 
 
 def _sha256(path: Path) -> str:
@@ -150,20 +179,16 @@ def _write_split(
         "holdout": share,
         "train_file": card.train_file,
         "train_sha256": digest,
+        "group_column": card.group_column,
+        "time_column": card.time_column,
         "holdout_rows": held,
         "folds": folds,
     }
     write_atomic(root / "split.json", json.dumps(record) + "\n")
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+def _write_csv(path: Path, header: list[str], rows: list[list[str]], fmt: TableFormat | None = None) -> None:
+    write_table(path, header, rows, fmt)
 
 
 def _write_files(
@@ -181,7 +206,9 @@ def _write_files(
     _write_csv(evaluation.folds, ["row", "fold"], [[str(i), str(f)] for i, f in enumerate(folds)])
     if not evaluation.has_holdout:
         return
-    _write_csv(evaluation.reduced_train, header, kept)
+    train_format = _format(Path(project_root) / card.train_file)
+    test_format = _format(Path(project_root) / card.test_file) if card.test_file else None
+    _write_csv(evaluation.reduced_train, header, kept, train_format)
     withheld = [rows[i] for i in held]
     test_header = _read_header(Path(project_root) / card.test_file) if card.test_file else []
     feature_cols = (
@@ -190,16 +217,27 @@ def _write_files(
         else [c for c in header if c != card.target]
     )
     label_cols = [c for c in card.id_columns if c in header and c != card.target] + [card.target]
-    _write_csv(evaluation.holdout_features, feature_cols, [_pick(header, row, feature_cols) for row in withheld])
+    _write_csv(
+        evaluation.holdout_features,
+        feature_cols,
+        [_pick(header, row, feature_cols) for row in withheld],
+        test_format or train_format,
+    )
     _write_csv(evaluation.holdout_labels, label_cols, [_pick(header, row, label_cols) for row in withheld])
 
 
 def _read_header(path: Path) -> list[str]:
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            return next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
+        return read_header(path)
+    except TableError:
         return []
+
+
+def _format(path: Path) -> TableFormat | None:
+    try:
+        return table_format(path)
+    except TableError:
+        return None
 
 
 def _pick(header: list[str], row: list[str], columns: list[str]) -> list[str]:

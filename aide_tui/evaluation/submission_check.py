@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..data.table import delimiter_of
 from ..run import safe_read
 
 SUBMISSION = "submission.csv"
@@ -47,8 +48,8 @@ def _header(rows) -> list[str]:
 def _test_shape(test: Path, id_columns: list[str]) -> tuple[list[str], int, list[str], set[tuple[str, ...]]]:
     """The test file's columns, row count, the id columns it has and their keys (streamed: it may be large)."""
     with Path(test).open(encoding="utf-8-sig", newline="", errors="replace") as fh:
-        reader = csv.reader(fh)
-        columns = _header(reader)
+        reader = csv.reader(fh, delimiter=delimiter_of(test))  # the project's file, as data.table reads it
+        columns = [c.strip() for c in _header(reader)]
         ids = [c for c in id_columns if c in columns]
         where = [columns.index(c) for c in ids]
         count, keys = 0, set()
@@ -125,7 +126,7 @@ def check_submission(
     if sample is not None:
         try:
             with Path(sample).open(encoding="utf-8-sig", newline="", errors="replace") as fh:
-                expected = _header(csv.reader(fh))
+                expected = [c.strip() for c in _header(csv.reader(fh, delimiter=delimiter_of(sample)))]
         except (OSError, csv.Error):
             expected = []
         if expected and sorted(columns) != sorted(expected):

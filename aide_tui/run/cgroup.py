@@ -110,6 +110,25 @@ def detect() -> CgroupHost | None:
     return _v2_host(own) or _v1_host(own)
 
 
+def sweep(host: CgroupHost) -> int:
+    """Remove the empty node cgroups an aide-tui killed outright left behind (the pid in their
+    name is gone).  Only empty ones: the kernel refuses to remove a cgroup with a process in it,
+    so this never touches a running node.  Returns how many went."""
+    removed = 0
+    for parent in {host.memory, host.pids}:
+        try:
+            names = [p for p in parent.iterdir() if p.name.startswith("aide-") and p.is_dir()]
+        except OSError:
+            continue
+        for directory in names:
+            parts = directory.name.split("-")
+            if len(parts) == 4 and parts[2].isdigit() and not os.path.exists(f"/proc/{parts[2]}"):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+                    removed += 1
+    return removed
+
+
 def cgroup_prefix(workspace: Path) -> str:
     """The start of the names of the workspace's cgroups: a resumed run finds what a killed
     aide-tui left running there by name, with nothing read from the workspace."""
@@ -132,7 +151,10 @@ class NodeCgroup:
         host = detect()
         if host is None:
             return None
-        group = cls(host, f"{cgroup_prefix(workspace)}{os.getpid()}-{next(_SERIAL)}")
+        serial = next(_SERIAL)
+        if serial == 1:
+            sweep(host)
+        group = cls(host, f"{cgroup_prefix(workspace)}{os.getpid()}-{serial}")
         try:
             for directory in group.dirs:
                 directory.mkdir()

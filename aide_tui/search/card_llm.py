@@ -22,7 +22,8 @@ CARD_MAX_TOKENS = 8192  # room for the tool call after whatever thinking the mod
 
 CARD_TOOL: dict[str, Any] = {
     "name": "submit_task_card",
-    "description": "State the task card: train and test files, target, id columns, metric and direction.",
+    "description": "State the task card: train and test files, target, id columns, metric and direction, "
+    "and the group column, time column and extra tables when the data has them.",
     "input_schema": {
         "type": "object",
         "properties": {
@@ -43,6 +44,27 @@ CARD_TOOL: dict[str, Any] = {
                 "type": "string",
                 "enum": ["maximize", "minimize"],
                 "description": "Which way the metric improves.",
+            },
+            "group_column": {
+                "type": ["string", "null"],
+                "description": "A column whose rows belong together (a person, firm or patient seen over several "
+                "rows) when the test rows are of groups the train file lacks, or the task says to validate by it; "
+                "null if none.",
+            },
+            "time_column": {
+                "type": ["string", "null"],
+                "description": "A date or period column when the test rows come after the training rows in time; "
+                "null if none.",
+            },
+            "extra_tables": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string"}, "key": {"type": "string"}},
+                    "required": ["file", "key"],
+                },
+                "description": "Other data files with features for the train and test rows, each with the column "
+                "it joins on (a column of the train file); empty if none.",
             },
         },
         "required": ["train_file", "test_file", "target", "id_columns", "metric", "direction"],

@@ -25,4 +25,14 @@ def last_metric(output: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-__all__ = ["last_metric"]
+_FOLDS = re.compile(r"^\s*Validation folds:\s*(-?\d+(?:\s*,\s*-?\d+)*)\s*$", re.M | re.I)
+
+
+def validation_folds(output: str) -> list[int] | None:
+    """The run folds the metric was averaged over, from the last `Validation folds: 0,1,2` line
+    (the offline scripts print it; None when a script does not say)."""
+    found = _FOLDS.findall(output or "")
+    return [int(f) for f in found[-1].split(",")] if found else None
+
+
+__all__ = ["last_metric", "validation_folds"]

@@ -92,6 +92,8 @@ class Node:
     finished_at: float = 0.0
     holdout_metric: float | None = None  # the card's metric on the hidden holdout (evaluation/holdout.py)
     holdout_note: str = ""  # why a holdout re-run gave no score
+    validation_folds: list[int] | None = None  # the run folds its metric averaged (its `Validation folds:` line)
+    reused_from: int | None = None  # same code as this earlier node: its result was reused, not run again
     holdout_spread: float | None = None  # the holdout score's bootstrap standard deviation
     holdout_flag: str = ""  # why validation and holdout disagree beyond chance (evaluation/holdout_policy.py)
     # Why the coder gave no code: 'refused (cyber)', 'cut off (thinking)', 'cut off (length)', 'no code'.

@@ -19,6 +19,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from ..data.table import TableError, table_format
 from ..project import printable_path
 
 SAMPLE_ROWS = 50_000  # rows read per table for statistics
@@ -148,10 +149,14 @@ class _Column:
         return sorted(self.values.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
-def _table(path: Path, label: str, delimiter: str) -> tuple[str, str]:
-    """(detailed, compact) description of a delimited text file."""
-    with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
+def _table(path: Path, label: str) -> tuple[str, str]:
+    """(detailed, compact) description of a delimited text file, read as `data.table` reads it."""
+    try:
+        fmt = table_format(path, label)
+    except TableError as exc:
+        return f"{label}: not readable as a table: {exc}", f"{label}: unreadable"
+    with path.open("r", encoding=fmt.encoding, newline="") as fh:
+        reader = csv.reader(fh, delimiter=fmt.delimiter)
         try:
             header = next(reader)
         except StopIteration:
@@ -186,7 +191,8 @@ def _table(path: Path, label: str, delimiter: str) -> tuple[str, str]:
 
     count = _count_rows(path, rows, sampled_bytes, complete)
     size = _size(path.stat().st_size)
-    head = f"{label} ({size}, {count}, {len(columns)} columns)"
+    head = f"{label} ({size}, {count}, {len(columns)} columns"
+    head += ")" if fmt.delimiter == "," else f", {fmt.delimiter_name}-separated)"
     if not complete:
         head += f"; statistics from the first {rows:,} rows"
     lines = [head + ":"]
@@ -202,7 +208,7 @@ def _table(path: Path, label: str, delimiter: str) -> tuple[str, str]:
         for row in samples:
             lines.append(
                 "    "
-                + delimiter.replace("\t", "\\t").join(_short(v, 24) for v in row[:30])
+                + fmt.delimiter.replace("\t", "\\t").join(_short(v, 24) for v in row[:30])
                 + (" …" if len(row) > 30 else "")
             )
     compact_cols = ", ".join(f"{c.name}:{c.kind}" for c in detail)
@@ -296,7 +302,7 @@ def _file(path: Path, label: str) -> tuple[str, str]:
     ext = path.suffix.lower()
     try:
         if ext in TABLE_EXTS:
-            return _table(path, label, TABLE_EXTS[ext])
+            return _table(path, label)
         if ext == ".json":
             return _json(path, label)
         if ext in (".jsonl", ".ndjson"):

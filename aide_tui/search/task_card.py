@@ -1,6 +1,10 @@
-"""The task card: what a run is asked to do, in the five decisions a person would check.
+"""The task card: what a run is asked to do, in the decisions a person would check.
 
-Train and test files, target, id columns, metric and direction.  It is derived
+Train and test files, target, id columns, metric and direction; and, for real
+tables, the structure a row-level shuffle would hide: a group column (rows of
+one person, firm, patient belong together, and the test's groups are unseen),
+a time column (the test follows the training period), and extra tables joined
+to the training rows on a key.  It is derived
 at run start (from task.md and the data), can be overridden by an `[task]` table
 in aide.toml, is saved with the run (`task_card.json`) so a resumed run keeps it,
 and is what the evaluation (folds, holdout, submission checks) is built on.
@@ -8,7 +12,7 @@ and is what the evaluation (folds, holdout, submission checks) is built on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -63,9 +67,13 @@ class TaskCard:
     id_columns: list[str]
     metric: str  # a key of METRICS
     direction: Direction
+    group_column: str | None = None  # folds and the holdout keep its groups whole; never a feature
+    time_column: str | None = None  # folds and the holdout are time-ordered (validate on later periods)
+    extra_tables: list[dict[str, str]] = field(default_factory=list)  # [{"file": ..., "key": ...}] joined on key
 
     def describe(self) -> str:
         """A few lines for a confirmation screen or the headless log."""
+        tables = ", ".join(f"{t.get('file')} on {t.get('key')}" for t in self.extra_tables)
         return "\n".join(
             [
                 f"train file: {self.train_file}",
@@ -73,6 +81,9 @@ class TaskCard:
                 f"target:     {self.target}",
                 f"id columns: {', '.join(self.id_columns) or '(none)'}",
                 f"metric:     {METRIC_NAMES.get(self.metric, self.metric)} ({'higher' if self.direction == 'maximize' else 'lower'} is better)",
+                f"groups:     {self.group_column or '(none)'}",
+                f"time:       {self.time_column or '(none)'}",
+                f"tables:     {tables or '(none)'}",
             ]
         )
 
@@ -97,9 +108,20 @@ def card_from_table(table: dict[str, Any], base: TaskCard | None, where: str) ->
     unknown = [k for k in table if k not in CARD_KEYS]
     if unknown:
         raise TaskCardError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(CARD_KEYS)}")
-    values: dict[str, Any] = asdict(base) if base is not None else {"test_file": None, "id_columns": []}
+    values: dict[str, Any] = (
+        asdict(base)
+        if base is not None
+        else {"test_file": None, "id_columns": [], "group_column": None, "time_column": None, "extra_tables": []}
+    )
     for key, value in table.items():
-        if key == "id_columns":
+        if key in OPTIONAL_COLUMNS:
+            if value in ("", None):
+                value = None
+            elif not isinstance(value, str):
+                raise TaskCardError(f'{where}: {key} must be a column name, or "" for none')
+        elif key == "extra_tables":
+            value = _extra_tables(value, where)
+        elif key == "id_columns":
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -122,6 +144,26 @@ def card_from_table(table: dict[str, Any], base: TaskCard | None, where: str) ->
     return TaskCard(**values)
 
 
+OPTIONAL_COLUMNS = ("group_column", "time_column")
+
+
+def _extra_tables(value: Any, where: str) -> list[dict[str, str]]:
+    """[{"file": ..., "key": ...}], also accepted as ["file:key", ...] (the short form for aide.toml)."""
+    if not isinstance(value, list):
+        raise TaskCardError(f'{where}: extra_tables must be a list like [{{file = "data/x.csv", key = "id"}}]')
+    tables = []
+    for item in value:
+        if isinstance(item, str) and ":" in item:
+            file, key = item.rsplit(":", 1)
+            item = {"file": file.strip(), "key": key.strip()}
+        if not (isinstance(item, dict) and isinstance(item.get("file"), str) and isinstance(item.get("key"), str)):
+            raise TaskCardError(
+                f'{where}: each of extra_tables needs a file and a key, e.g. {{file = "data/x.csv", key = "id"}}'
+            )
+        tables.append({"file": item["file"], "key": item["key"]})
+    return tables
+
+
 def input_path(relative: str) -> str:
     """Where the runner puts a project file in the node's workspace."""
     return "./input/" + PurePosixPath(relative.replace("\\", "/")).as_posix().lstrip("./")
@@ -140,6 +182,22 @@ def card_for_prompt(card: TaskCard) -> str:
         lines.append(
             f"- Id column(s): {', '.join(f'`{c}`' for c in card.id_columns)}: they identify rows, "
             "they are not features; copy them unchanged into the submission."
+        )
+    if card.group_column:
+        lines.append(
+            f"- Rows come in groups by `{card.group_column}`, and the test rows belong to groups the training data "
+            f"does not have: validate with whole groups held out (GroupKFold on `{card.group_column}`), and never use "
+            f"`{card.group_column}` as a feature."
+        )
+    if card.time_column:
+        lines.append(
+            f"- Rows are ordered in time by `{card.time_column}` and the test period follows the training period: "
+            "validate on later periods than you train on (never shuffle across time)."
+        )
+    for table in card.extra_tables:
+        lines.append(
+            f"- More features are in `{input_path(table['file'])}`, joined to the training and test rows on "
+            f"`{table['key']}` (left join; aggregate it first when a key has several rows there)."
         )
     if card.test_file:
         lines.append(

@@ -46,6 +46,7 @@ from aide_tui.terminal_text import terminal_safe
 
 IDENT_NAME = "aide-tui"
 IDENT_EMAIL = "aide-tui@localhost"
+NOTES_REF = "refs/notes/aide"  # later facts about node commits (holdout scores): `git log --notes=aide`
 
 _BLOB_MODE = b"100644"
 _TREE_MODE = b"40000"
@@ -341,23 +342,26 @@ class GitStore:
                 raise GitStoreError(f"git update-ref {ref} failed: {proc.stderr.strip()}")
             return sha
 
-    def advance_branch(self, branch: str, files: dict[str, bytes], message: str) -> str:
-        """A new commit on top of ``branch`` with ``files`` laid over its tree (e.g. a node's
-        node.json after a later fact, its holdout score); commits already made on top of the
-        old tip keep it as their parent.  Returns the sha."""
-        validate_branch(branch)
+    def set_note(self, commit: str, text: str) -> None:
+        """Attach ``text`` to ``commit`` under ``refs/notes/aide`` (replacing an older note).
+
+        A later fact about a node (its holdout score) lives beside its commit, not on top
+        of it: the node's branch keeps pointing at the node's own change, so ``git show``
+        shows what the node did, and ``git log --notes=aide`` shows the facts with it.
+        ``git notes`` writes only that notes ref (no index, no HEAD, no working tree).
+        """
         with self._lock:
             self._check_open()
-            tip = self._branch_sha(branch)
-            if tip is None:
-                raise GitStoreError(f"no branch {branch} to add a commit to")
-            tree = self._write_tree(self._nest(files), self._repo.commit(tip).tree)
-            sha = self._write_commit(tree, tip, message)
-            ref = "refs/heads/" + branch
-            proc = self._popen_run("update-ref", "-m", "aide-tui: node update", ref, sha, tip)
-            if proc.returncode != 0:
-                raise GitStoreError(f"git update-ref {ref} failed: {proc.stderr.strip()}")
-            return sha
+            self._check_commit(commit)
+            proc = self._popen_run("notes", "--ref", NOTES_REF, "add", "--force", "--file", "-", commit, input=text)
+        if proc.returncode != 0:
+            raise GitStoreError(f"git notes add {commit[:12]} failed: {proc.stderr.strip()}")
+
+    def note(self, commit: str) -> str | None:
+        """The ``refs/notes/aide`` note on ``commit``, or None when it has none."""
+        with self._lock:
+            proc = self._popen_run("notes", "--ref", NOTES_REF, "show", commit)
+        return proc.stdout if proc.returncode == 0 else None
 
     def read_files(self, commit: str, names: tuple[str, ...]) -> dict[str, bytes]:
         """The top-level files ``names`` of ``commit`` that exist, as bytes."""
@@ -405,14 +409,15 @@ class GitStore:
         if self._closed:
             raise GitStoreError("GitStore is closed")
 
-    def _popen_run(self, *args: str) -> subprocess.CompletedProcess:
+    def _popen_run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             # hooksPath=/dev/null: update-ref would otherwise run the user's
             # reference-transaction hook.
             ["git", "-c", "core.hooksPath=/dev/null", "--git-dir", str(self._git_dir), *args],
             cwd=self._git_dir,
             env=self._env,
-            stdin=subprocess.DEVNULL,
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
             capture_output=True,
             text=True,
         )

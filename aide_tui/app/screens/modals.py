@@ -64,7 +64,8 @@ class EditCodeModal(ModalScreen[str | None]):
 
     BINDINGS = [
         Binding("ctrl+s", "save", "Run edited code", tooltip="Run this code as a new child node", id="edit.save"),
-        Binding("escape", "cancel", "Cancel", tooltip="Discard the edit", id="edit.cancel"),
+        # priority: the editor (tab indents) would otherwise take the first escape to release focus
+        Binding("escape", "cancel", "Cancel", tooltip="Discard the edit", id="edit.cancel", priority=True),
     ]
 
     def __init__(self, node_id: int, code: str) -> None:

@@ -190,8 +190,7 @@ class NodeDetailScreen(Screen[None]):
         else:
             diff_body = code_diff(parent, view, palette, same="Same code as the parent.")
         self.query_one("#detail-diff", Static).update(diff_body)
-        output = view.node.output if view.node is not None else "\n".join(line for _stream, line in view.output)
-        self.query_one("#detail-output", Static).update(Text(terminal_safe(output or "(no output)")))
+        self.query_one("#detail-output", Static).update(Text(terminal_safe(view.printed_text or "(no output)")))
 
     def action_close(self) -> None:
         self.dismiss(None)

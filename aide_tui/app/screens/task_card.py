@@ -14,10 +14,10 @@ from functools import partial
 from pathlib import Path
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
@@ -44,6 +44,8 @@ def _pick(options: list[tuple[str, str]], value: str | None) -> str:
 class TaskCardScreen(ModalScreen[TaskCard | None]):
     """Train/test file, target, id columns, metric and direction; ctrl+s starts the run."""
 
+    FITS = 38  # rows the whole form needs (title, text, eight fields, buttons, help)
+
     BINDINGS = [
         Binding("ctrl+s", "confirm", "Start run", tooltip=COMMAND_INFO[ConfirmTaskCard].does, id="card.confirm"),
         Binding("escape", "quit", "Quit", tooltip="Quit without running a node", id="card.quit"),
@@ -69,49 +71,66 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
         card, files = self.card, [(name, name) for name in self.headers]
         with Vertical(classes="dialog dialog-card"):
             yield Label("Task card — check it before the first node", classes="dialog-title")
-            yield Static(
-                Text(
-                    f"Proposed: {SOURCES.get(self.source, self.source)}. Correct what is wrong, "
-                    "then start the run; the card is saved with it."
-                ),
-                classes="dialog-text",
-            )
-            yield Static("", id="card-error")  # up here, so a short terminal shows it without scrolling
-            with Grid(id="card-grid"):
-                yield Label("Train file")
-                yield Select(
-                    files, value=_pick(files, card.train_file), prompt="(choose)", id="card-train", compact=True
-                )
-                yield Label("Test file")
-                yield Select(files, value=_pick(files, card.test_file), prompt="(none)", id="card-test", compact=True)
-                yield Label("Target")
-                columns = self._columns(card.train_file)
-                yield Select(
-                    columns, value=_pick(columns, card.target), prompt="(choose)", id="card-target", compact=True
-                )
-                yield Label("Id columns")
-                yield SelectionList[str](
-                    *self._id_choices(card.test_file, card.train_file, card.target, card.id_columns),
-                    id="card-ids",
-                    compact=True,
-                )
-                yield Label("Metric")
-                yield Select(
-                    [(f"{METRIC_NAMES.get(k, k)} ({k})", k) for k in METRIC_KINDS],
-                    value=card.metric,
-                    allow_blank=False,
-                    id="card-metric",
-                    compact=True,
-                )
-                yield Label("Direction")
-                yield Select(DIRECTIONS, value=card.direction, allow_blank=False, id="card-direction", compact=True)
+            # The fields scroll between the title and the buttons: at 80x24 tab brings each into view.
+            body = VerticalScroll(id="card-body")
+            body.can_focus = False
+            with body:
+                yield from self._fields(card, files)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Start run (ctrl+s)", id="confirm", variant="primary")
                 yield Button("Quit (escape)", id="quit", variant="error")
             yield Static("id columns: space toggles · tab moves between fields", classes="dialog-help")
 
+    def _fields(self, card: TaskCard, files: list[tuple[str, str]]) -> ComposeResult:
+        yield Static(
+            Text(
+                f"Proposed: {SOURCES.get(self.source, self.source)}. Correct what is wrong, "
+                "then start the run; the card is saved with it."
+            ),
+            classes="dialog-text",
+        )
+        yield Static("", id="card-error")  # up here, so a short terminal shows it without scrolling
+        with Grid(id="card-grid"):
+            yield Label("Train file")
+            yield Select(files, value=_pick(files, card.train_file), prompt="(choose)", id="card-train", compact=True)
+            yield Label("Test file")
+            yield Select(files, value=_pick(files, card.test_file), prompt="(none)", id="card-test", compact=True)
+            yield Label("Target")
+            columns = self._columns(card.train_file)
+            yield Select(columns, value=_pick(columns, card.target), prompt="(choose)", id="card-target", compact=True)
+            yield Label("Id columns")
+            yield SelectionList[str](
+                *self._id_choices(card.test_file, card.train_file, card.target, card.id_columns),
+                id="card-ids",
+                compact=True,
+            )
+            yield Label("Group column")
+            yield Select(
+                columns, value=_pick(columns, card.group_column), prompt="(none)", id="card-group", compact=True
+            )
+            yield Label("Time column")
+            yield Select(columns, value=_pick(columns, card.time_column), prompt="(none)", id="card-time", compact=True)
+            yield Label("Metric")
+            yield Select(
+                [(f"{METRIC_NAMES.get(k, k)} ({k})", k) for k in METRIC_KINDS],
+                value=card.metric,
+                allow_blank=False,
+                id="card-metric",
+                compact=True,
+            )
+            yield Label("Direction")
+            yield Select(DIRECTIONS, value=card.direction, allow_blank=False, id="card-direction", compact=True)
+
     def on_mount(self) -> None:
+        self._fit(self.app.size.height)
         self.query_one("#confirm", Button).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.height)
+
+    def _fit(self, height: int) -> None:
+        """Below FITS rows the whole form does not fit: its fields scroll, the buttons stay."""
+        self.query_one(".dialog-card").set_class(height < self.FITS, "-short")
 
     # -- choices that follow the files
     def _columns(self, file: str | None) -> list[tuple[str, str]]:
@@ -144,6 +163,12 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
         target.set_options(columns)
         if keep in dict(columns):
             target.value = keep
+        for selector in ("#card-group", "#card-time"):  # groups and time are columns of the train file too
+            select = self.query_one(selector, Select)
+            kept = self._value(selector)
+            select.set_options(columns)
+            if kept in dict(columns):
+                select.value = kept
         self._refresh_ids()
 
     @on(Select.Changed, "#card-test")
@@ -167,7 +192,17 @@ class TaskCardScreen(ModalScreen[TaskCard | None]):
         if not (train and target and metric and direction):
             return None
         ids = list(self.query_one("#card-ids", SelectionList).selected)
-        return TaskCard(train, self._value("#card-test"), target, ids, metric, direction)  # type: ignore[arg-type]
+        return TaskCard(
+            train,
+            self._value("#card-test"),
+            target,
+            ids,
+            metric,
+            direction,  # type: ignore[arg-type]
+            group_column=self._value("#card-group"),
+            time_column=self._value("#card-time"),
+            extra_tables=[dict(t) for t in self.card.extra_tables],  # not edited here: aide.toml [task]
+        )
 
     def action_confirm(self) -> None:
         card = self.edited()

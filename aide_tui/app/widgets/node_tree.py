@@ -21,6 +21,14 @@ STATUS_GLYPH = {
 }
 
 
+# What the tree's marks mean: its tooltip, and the README's caption of the screen.
+LEGEND = (
+    "● running · ✓ works · ✗ buggy, timed out or out of memory · – cancelled · ★ best by validation · "
+    "⚑ pick: the run's answer when the holdout ranks it above ★ · ✎ your hint steered it · "
+    "◆ marked for c (compare) · holdout N: its score on the hidden rows"
+)
+
+
 def format_metric(value: float | None) -> str:
     if value is None:
         return ""
@@ -127,6 +135,7 @@ class NodeTree(Tree[int]):
         self._by_id: dict[int, TreeNode[int]] = {}
         self.palette = Palette()
         self.marked_id: int | None = None
+        self.tooltip = LEGEND  # hovering the tree explains its marks
 
     # ----------------------------------------------------------- queries
     def tree_node(self, node_id: int) -> TreeNode[int] | None:
@@ -189,6 +198,10 @@ class NodeTree(Tree[int]):
         while parent is not None and not parent.is_root:
             parent.expand()
             parent = parent.parent
+        # Lay the lines out now: a node added (or a parent expanded) since the last render has no
+        # line yet, or a stale one, and the cursor would land on another node or none at all,
+        # so `enter` opened the wrong node or did nothing.
+        self.get_node_at_line(0)
         self.move_cursor(tnode)
         self.scroll_to_node(tnode, animate=False)
         return True

@@ -56,7 +56,7 @@ class StatusBar(Static):
                 line1.append(f" · {len(model.running)} running", style=f"bold {p.warning}")
 
         line2 = Text(no_wrap=True, overflow="ellipsis")
-        u = model.usage
+        u = model.accrued_usage  # nodes in flight count from their first model call, not only once finished
         line2.append(format_duration(model.elapsed), style="bold")
         line2.append("  ")
         line2.append(f"{format_tokens(u.input_tokens + u.output_tokens)} tok")

@@ -20,6 +20,7 @@ from .improvements import choose, family_in_hint
 from .merging import merge_recipes
 from .recipe import MODELS, Recipe, parse_recipe, recipe_changes
 from .review import last_metric, review_node
+from .sizing import fits_in_time, size_recipe
 from .task_reader import TaskCard, TaskReadError, TaskSpec, derive_task_card, read_task
 from .templates import describe, render, validation_words
 
@@ -67,6 +68,13 @@ class OfflineCoder:
     def draft(self, ctx: TaskContext, on_delta: DeltaSink) -> Proposal:
         spec = self._task(ctx)
         recipe, why = self._next_draft(ctx)
+        for _ in DRAFT_ORDER:  # a family predicted to overrun the timeout is not drafted
+            if fits_in_time(recipe, spec, ctx.cpus, ctx.timeout) or family_in_hint(ctx.hint):
+                break
+            skipped = MODELS[recipe.model].display
+            recipe, why = self._next_draft(ctx)
+            why += f" (A {skipped} on {spec.n_rows:,} rows is predicted to overrun the {ctx.timeout:.0f} s limit.)"
+        recipe = size_recipe(recipe, spec, ctx.cpus, ctx.timeout)
         plan = (
             f"Draft: {describe(recipe)}, validated with "
             f"{validation_words(recipe, spec)} "
@@ -80,7 +88,7 @@ class OfflineCoder:
         recipe = parse_recipe(parent.code)
         if recipe is None:
             family = family_in_hint(ctx.hint) or family_in_code(parent.code) or "hist_gradient_boosting"
-            recipe = base_recipe(family, spec.task_type)
+            recipe = size_recipe(base_recipe(family, spec.task_type), spec, ctx.cpus, ctx.timeout)
             recipe.history = [f"rewrite:{family}"]
             plan = (
                 f"Node {parent.id}'s script was not written by the offline coder, so I cannot change it one "
@@ -93,6 +101,7 @@ class OfflineCoder:
         exclude.add(change.key)
         # The change first: the memory shows a plan's start as "what changed".
         plan = f"{change.plan} (Improves node {parent.id}: {describe(recipe)}.)"
+        child = size_recipe(child, spec, ctx.cpus, ctx.timeout)
         return self._propose(plan, render(spec, child, self.seed), on_delta)
 
     def debug(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
@@ -107,6 +116,7 @@ class OfflineCoder:
                 f"I could not recognise why node {parent.id} failed{evidence}, so this is a fresh draft "
                 f"rather than a targeted fix: {describe(fixed)}."
             )
+            fixed = size_recipe(fixed, spec, ctx.cpus, ctx.timeout)
             return self._propose(plan, render(spec, fixed, self.seed), on_delta)
         if recipe is None:
             family = family_in_code(parent.code) or "hist_gradient_boosting"
@@ -119,6 +129,7 @@ class OfflineCoder:
             f"Node {parent.id} failed{evidence}: {diagnosis.cause}. The fixed script {diagnosis.fix}, "
             f"{keep}: {describe(fixed)}."
         )
+        fixed = size_recipe(fixed, spec, ctx.cpus, ctx.timeout)
         return self._propose(plan, render(spec, fixed, self.seed), on_delta)
 
     def merge(self, ctx: TaskContext, parent: Node, other: Node, on_delta: DeltaSink) -> Proposal:

@@ -10,16 +10,17 @@ The decisions a person would want to check are one small `TaskCard` (files,
 target, id columns, metric, direction): `derive_task_card` makes it, a front
 end can show it and let the user correct it, and `read_task` builds the
 script-facing `TaskSpec` from whichever card it is given.
-Only the standard library is used: this runs inside aide-tui, not the script.
+Tables are read by `aide_tui.data.table` (encoding and delimiter decided once).
 """
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ...data.structure import find_extra_tables, find_group_column, find_time_column
+from ...data.table import TableError, count_rows, pandas_options, read_header, read_table, table_format
 from ..node import Direction
 from ..task_card import METRIC_KINDS, METRIC_NAMES, METRICS, PROBA_METRICS, TaskCard, input_path
 
@@ -49,6 +50,12 @@ class TaskSpec:
     n_rows: int = 0
     title: str = "Tabular task"
     folds_path: str | None = None  # ./input/folds.csv when the run fixes the folds (the scripts validate on them)
+    group_column: str | None = None  # never a feature; whole groups are validated together
+    time_column: str | None = None  # folds are time-ordered: fold k trains on lower folds only
+    drop_time: bool = False  # the time column is text (a date): not a feature as it stands
+    extra_tables: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (path, key, read options)
+    train_read: dict[str, str] = field(default_factory=dict)  # pd.read_csv options (delimiter, encoding)
+    test_read: dict[str, str] = field(default_factory=dict)
 
     @property
     def metric_name(self) -> str:
@@ -63,16 +70,16 @@ class TaskReadError(Exception):
     """The task cannot be handled offline (e.g. no CSV training data, or a card naming a missing column)."""
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, [])
-        rows = []
-        for i, row in enumerate(reader):
-            if i >= SAMPLE_ROWS:
-                break
-            rows.append(row)
-    return [h.strip() for h in header], rows
+class TableUnreadable(TaskReadError):
+    """A data file the card needs cannot be read (encoding, empty, not a table): the run must not start."""
+
+
+def _read_csv(project_dir: Path, rel: str, limit: int | None = SAMPLE_ROWS) -> tuple[list[str], list[list[str]]]:
+    """A project data file's header and first rows; errors name the file as the user does (`rel`)."""
+    try:
+        return read_table(Path(project_dir) / rel, limit=limit, label=rel)
+    except TableError as exc:
+        raise TableUnreadable(str(exc)) from None
 
 
 def _is_number(text: str) -> bool:
@@ -152,12 +159,21 @@ def _mentions(text: str, column: str) -> bool:
 
 
 def _submission_columns(task: str, columns: set[str], target: str) -> list[str] | None:
-    """The header task.md asks the submission to have (e.g. `date,weather`), if it names one."""
-    for m in re.finditer(r"`([^`\n]+)`|^[ \t]*([^\s,`][^,`\n]*(?:,[^,`\n]+)+?)[ \t]*$", task, re.M):
+    """The header task.md asks the submission to have, if it names one: `date,weather` in backticks, or
+    a comma list of columns anywhere on a line, in any language ("Rendre submission.csv : personne,wages")."""
+    for m in re.finditer(r"`([^`\n]+)`|((?<![\w.-])[\w.-]+(?:[ \t]*,[ \t]*[\w.-]+)+)", task):
         names = [n.strip() for n in (m.group(1) or m.group(2)).split(",")]
+        if names[-1] not in columns:  # "Submit man,year,wage." ends a sentence
+            names[-1] = names[-1].rstrip(".:;")
         if len(names) >= 2 and target in names and all(n in columns for n in names):
             return names
     return None
+
+
+def required_ids(task: str, target: str, columns: set[str], sample_header: list[str] | None) -> list[str]:
+    """The columns besides the target that the sample submission or task.md asks a submission to carry."""
+    named = sample_header if sample_header and target in sample_header else _submission_columns(task, columns, target)
+    return [c for c in (named or []) if c != target and c in columns]
 
 
 def _find_ids(
@@ -222,21 +238,33 @@ def derive_task_card(project_dir: Path, data_files: list[str], task: str) -> Tas
     """The card the offline reader proposes; raises TaskReadError when the data is not tabular CSV."""
     project_dir = Path(project_dir)
     train_rel, test_rel = _pick_files(data_files)
-    header, rows = _read_csv(project_dir / train_rel)
+    header, rows = _read_csv(project_dir, train_rel)
     if len(header) < 2:
         raise TaskReadError(f"{train_rel} has fewer than two columns")
-    test = _read_csv(project_dir / test_rel) if test_rel else None
+    test = _read_csv(project_dir, test_rel) if test_rel else None
     target = _find_target(task, header, test[0] if test else None)
     sample = next((f for f in data_files if f.lower().endswith(".csv") and _is_sample_submission(f)), None)
-    sample_header = _read_csv(project_dir / sample)[0] if sample else None
+    sample_header = _read_csv(project_dir, sample)[0] if sample else None
     metric, direction = _infer_metric(task, _values(header, rows, target))
+    ids = _find_ids(task, target, header, rows, test, sample_header)
+    time_column = find_time_column(header, rows, test, [target])
+    # A column of a composite id (person + year) can be the group; a single id is unique per row, never a group.
+    single_id = ids if len(ids) == 1 else []
+    group_column = find_group_column(
+        task, header, rows, test, [target, *single_id, *([time_column] if time_column else [])]
+    )
+    others = [f for f in data_files if f.lower().endswith(".csv") and f not in (train_rel, test_rel, sample)]
+    extra = find_extra_tables(task, str(project_dir), header, others, [target])
     return TaskCard(
         train_file=train_rel,
         test_file=test_rel,
         target=target,
-        id_columns=_find_ids(task, target, header, rows, test, sample_header),
+        id_columns=ids,
         metric=metric,
         direction=direction,
+        group_column=group_column,
+        time_column=time_column,
+        extra_tables=extra,
     )
 
 
@@ -254,12 +282,14 @@ def _check_card(card: TaskCard, header: list[str], test_cols: list[str] | None) 
 
 
 def csv_headers(project_dir: Path, data_files: list[str]) -> dict[str, list[str]]:
-    """{CSV data file: its header}: the choices a form offers for files and columns."""
+    """{CSV data file: its header}: the choices a form offers for files and columns (unreadable ones left out)."""
     headers = {}
     for rel in data_files:
         if rel.lower().endswith(".csv") and (Path(project_dir) / rel).is_file():
-            with (Path(project_dir) / rel).open(newline="", encoding="utf-8", errors="replace") as fh:
-                headers[rel] = [h.strip() for h in next(csv.reader(fh), [])]
+            try:
+                headers[rel] = read_header(Path(project_dir) / rel, label=rel)
+            except TableError:
+                continue
     return headers
 
 
@@ -274,8 +304,8 @@ def check_card(project_dir: Path, data_files: list[str], card: TaskCard) -> None
             raise TaskReadError(f"task card: {role} {name!r} is not a .csv file")
     if card.test_file == card.train_file:
         raise TaskReadError("task card: the test file must differ from the train file (or be none)")
-    header, rows = _read_csv(Path(project_dir) / card.train_file)
-    test = _read_csv(Path(project_dir) / card.test_file) if card.test_file else None
+    header, rows = _read_csv(project_dir, card.train_file)
+    test = _read_csv(project_dir, card.test_file) if card.test_file else None
     _check_card(card, header, test[0] if test else None)
     if card.target in card.id_columns:
         raise TaskReadError(f"task card: the target {card.target!r} cannot also be an id column")
@@ -287,6 +317,63 @@ def check_card(project_dir: Path, data_files: list[str], card: TaskCard) -> None
             f"task card: id column(s) {', '.join(card.id_columns)} are not unique per row of "
             f"{card.test_file or card.train_file}, so they cannot identify a prediction"
         )
+    _check_structure(project_dir, data_files, card, header)
+    if test is not None and not card.id_columns:
+        _check_no_invented_id(project_dir, data_files, card, header, test[0])
+
+
+def _check_structure(project_dir: Path, data_files: list[str], card: TaskCard, header: list[str]) -> None:
+    """Group and time columns are training columns other than the target; extra tables join on a shared key."""
+    for key, column in (("group_column", card.group_column), ("time_column", card.time_column)):
+        if column is not None and column not in header:
+            raise TaskReadError(f"task card: {key} {column!r} is not a column of {card.train_file}")
+        if column is not None and column == card.target:
+            raise TaskReadError(f"task card: {key} {column!r} cannot be the target")
+    if card.group_column is not None and card.id_columns == [card.group_column]:
+        raise TaskReadError(
+            f"task card: group_column {card.group_column!r} is an id column; ids are unique per row, groups repeat"
+        )
+    for table in card.extra_tables:
+        file, key = table["file"], table["key"]
+        if file not in data_files or not file.lower().endswith(".csv"):
+            raise TaskReadError(f"task card: extra table {file!r} is not a CSV data file of the project")
+        if key not in header:
+            raise TaskReadError(f"task card: join key {key!r} of {file} is not a column of {card.train_file}")
+        if key not in _read_csv(project_dir, file, limit=0)[0]:
+            raise TaskReadError(f"task card: join key {key!r} is not a column of {file}")
+
+
+def _check_no_invented_id(
+    project_dir: Path, data_files: list[str], card: TaskCard, header: list[str], test_header: list[str]
+) -> None:
+    """A submission the task matches by id must carry the test file's ids; a card without any would make
+    the scripts number the rows instead, and every prediction would land on the wrong row."""
+    sample = next((f for f in data_files if f.lower().endswith(".csv") and _is_sample_submission(f)), None)
+    sample_header = _read_csv(project_dir, sample, limit=0)[0] if sample else None
+    task_md = Path(project_dir) / "task.md"
+    task = task_md.read_text(encoding="utf-8", errors="replace") if task_md.is_file() else ""
+    needed = [c for c in required_ids(task, card.target, set(header) | set(test_header), sample_header)]
+    needed = [c for c in needed if c in test_header]
+    if needed:
+        source = sample or "task.md"
+        listed = ", ".join(f'"{c}"' for c in needed)
+        raise TaskReadError(
+            f"task card: the submission must carry {', '.join(needed)} (as {source} says) and the card names no "
+            f"id column; set [task] id_columns = [{listed}] in aide.toml"
+        )
+
+
+def offline_problem(project_dir: Path, data_files: list[str], card: TaskCard) -> str | None:
+    """Why the offline coder cannot solve `card`'s task (None: it can): e.g. no feature column and no table to join."""
+    header = _read_csv(project_dir, card.train_file, limit=0)[0]
+    skip = {card.target, *card.id_columns, *([card.group_column] if card.group_column else [])}
+    if not [c for c in header if c not in skip] and not card.extra_tables:
+        return (
+            f"task card: {card.train_file} has no feature column besides the target and ids, and no other table "
+            "is joined to it; name the tables and their key in aide.toml ([task] extra_tables = "
+            '["data/features.csv:key"]), or use --coder llm, which can read the data its own way'
+        )
+    return None
 
 
 def card_problem(project_dir: Path, data_files: list[str], card: TaskCard) -> str | None:
@@ -303,12 +390,19 @@ def card_problem(project_dir: Path, data_files: list[str], card: TaskCard) -> st
 def read_task(project_dir: Path, data_files: list[str], task: str, card: TaskCard | None = None) -> TaskSpec:
     """The TaskSpec for `card` (derived from task.md and the data when not given)."""
     card = card or derive_task_card(project_dir, data_files, task)
-    header, rows = _read_csv(Path(project_dir) / card.train_file)
-    test_cols = _read_csv(Path(project_dir) / card.test_file)[0] if card.test_file else None
+    header, rows = _read_csv(project_dir, card.train_file)
+    test_cols = _read_csv(project_dir, card.test_file)[0] if card.test_file else None
     _check_card(card, header, test_cols)
+    problem = offline_problem(project_dir, data_files, card)
+    if problem:
+        raise TaskReadError(problem)
     target_values = _values(header, rows, card.target)
     task_type = METRIC_KINDS[card.metric][1]
-    features = [c for c in header if c != card.target and c not in card.id_columns]
+    time_is_text = card.time_column is not None and not all(
+        _is_number(v) for v in _values(header, rows, card.time_column)
+    )
+    skip = {card.target, *card.id_columns, card.group_column, card.time_column if time_is_text else None}
+    features = [c for c in header if c not in skip]
     categorical = [c for c in features if not all(_is_number(v) for v in _values(header, rows, c))]
     positive = (
         task_type == "regression" and bool(target_values) and all(_is_number(v) and float(v) > 0 for v in target_values)
@@ -324,6 +418,15 @@ def read_task(project_dir: Path, data_files: list[str], task: str, card: TaskCar
         feature_columns=features,
         categorical_columns=categorical,
         target_positive=positive,
-        n_rows=len(rows),
+        n_rows=count_rows(Path(project_dir) / card.train_file),
         title=_title(task),
+        group_column=card.group_column,
+        time_column=card.time_column,
+        drop_time=time_is_text,
+        extra_tables=[
+            (input_path(t["file"]), t["key"], pandas_options(table_format(Path(project_dir) / t["file"])))
+            for t in card.extra_tables
+        ],
+        train_read=pandas_options(table_format(Path(project_dir) / card.train_file)),
+        test_read=pandas_options(table_format(Path(project_dir) / card.test_file)) if card.test_file else {},
     )

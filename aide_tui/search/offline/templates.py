@@ -93,6 +93,10 @@ def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
         imports["sklearn.preprocessing"].add("StandardScaler" if recipe.scaler == "standard" else "RobustScaler")
     if spec.folds_path:
         pass  # the run's folds.csv: no splitter needed
+    elif spec.time_column:
+        imports["sklearn.model_selection"] = {"TimeSeriesSplit"}
+    elif spec.group_column:
+        imports["sklearn.model_selection"] = {"GroupKFold"}
     elif recipe.validation == "cv":
         imports["sklearn.model_selection"] = {"StratifiedKFold" if classification else "KFold"}
     else:
@@ -109,12 +113,11 @@ def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
     # The recipe comment goes after the docstring, never on line 1 or 2: Python reads a
     # comment there matching `coding[:=]` (e.g. "encoding": "ordinal") as the file's
     # source encoding (PEP 263) and refuses to run it.
-    ids = ", ".join(spec.id_columns) or "id"
     out: list[str] = [
         f'"""{_docstring_text(spec.title)}: {describe(recipe)}.\n\n'
         f"Validation: {validation}; metric: {spec.metric_name} ({direction}).\n"
         + (
-            f"Writes submission.csv ({_docstring_text(ids)}, {_docstring_text(spec.target)}) for the test rows.\n"
+            f"Writes submission.csv ({_docstring_text(', '.join([*spec.id_columns, spec.target]))}) for the test rows.\n"
             if spec.test_path
             else ""
         )
@@ -132,15 +135,27 @@ def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
     out.append(f"TEST_PATH = {_lit(spec.test_path)}")
     out.append(f"TARGET = {_lit(spec.target)}")
     out.append(f"ID_COLUMNS = {_lit(spec.id_columns)}")
+    out.append(f"TRAIN_READ = {_options(spec.train_read)}  # delimiter and encoding of the file as it is")
+    if spec.test_path:
+        out.append(f"TEST_READ = {_options(spec.test_read)}")
+    if spec.group_column:
+        out.append(f"GROUP_COLUMN = {_lit(spec.group_column)}  # whole groups are validated together; never a feature")
+    if spec.time_column:
+        out.append(f"TIME_COLUMN = {_lit(spec.time_column)}  # validation is on later periods than training")
+    if spec.extra_tables:
+        tables = ",\n".join(
+            f"    ({_lit(path)}, {_lit(key)}, {_options(read)})" for path, key, read in spec.extra_tables
+        )
+        out.append(f"EXTRA_TABLES = [  # (file, join key, read options): features kept in other tables\n{tables},\n]")
     if spec.folds_path:
         out.append(f"FOLDS_PATH = {_lit(spec.folds_path)}  # the run's fixed folds: every solution scores on them")
     out.append(f"SEED = {seed}")
     out.append("")
     out.append("")
-    out.append(_LOAD)
+    out.append(_load(spec))
     if recipe.defensive:
         out.append(_RESOLVE_TARGET)
-    out.append(_SPLIT)
+    out.append(_split(spec))
     out.append(_preprocessor(recipe))
     out.append(_model(recipe, tt))
     out.append(
@@ -148,20 +163,61 @@ def render(spec: TaskSpec, recipe: Recipe, seed: int) -> str:
         f"    {_METRIC_CODE[spec.metric][1]}\n\n"
     )
     out.append(_PREDICT_PROBA if spec.uses_proba else _PREDICT)
-    out.append(_validate_on_folds(recipe) if spec.folds_path else _validate(recipe, classification))
+    out.append(_validate_on_folds(spec) if spec.folds_path else _validate(recipe, spec, classification))
     if spec.test_path:
         out.append(_SUBMISSION)
     out.append(_main(recipe, bool(spec.test_path)))
     return "\n".join(out).rstrip() + "\n"
 
 
-_LOAD = '''def load_data():
+def _options(options: dict[str, str]) -> str:
+    return "{" + ", ".join(f"{_lit(k)}: {_lit(v)}" for k, v in options.items()) + "}"
+
+
+def _load(spec: TaskSpec) -> str:
+    test = "pd.read_csv(TEST_PATH, **TEST_READ) if TEST_PATH else None" if spec.test_path else "None"
+    if not spec.extra_tables:
+        return f'''def load_data():
     """Read the training data and, when there is one, the test set."""
-    train = pd.read_csv(TRAIN_PATH)
-    test = pd.read_csv(TEST_PATH) if TEST_PATH else None
+    train = pd.read_csv(TRAIN_PATH, **TRAIN_READ)
+    test = {test}
     return train, test
 
 '''
+    return f'''def join_tables(frame):
+    """Left-join each extra table on its key, keeping the row order and index (the folds refer to it).
+
+    A table with several rows per key is summarised first: the mean, min and max of its
+    numbers and its row count per key.
+    """
+    for path, key, options in EXTRA_TABLES:
+        extra = pd.read_csv(path, **options)
+        stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        if extra[key].duplicated().any():
+            grouped = extra.groupby(extra[key].astype(str))
+            numeric = [c for c in extra.select_dtypes(include="number").columns if c != key]
+            summary = grouped[numeric].agg(["mean", "min", "max"])
+            summary.columns = [f"{{column}}_{{how}}" for column, how in summary.columns]
+            summary["rows"] = grouped.size()
+            extra = summary
+        else:
+            extra = extra.set_index(extra[key].astype(str)).drop(columns=[key])
+        extra.columns = [f"{{stem}}_{{column}}" for column in extra.columns]
+        frame = frame.assign(__join_key=frame[key].astype(str)).join(extra, on="__join_key")
+        frame = frame.drop(columns="__join_key")
+    return frame
+
+
+def load_data():
+    """Read the training data and, when there is one, the test set, with the extra tables joined."""
+    train = join_tables(pd.read_csv(TRAIN_PATH, **TRAIN_READ))
+    test = {test}
+    if test is not None:
+        test = join_tables(test)
+    return train, test
+
+'''
+
 
 _RESOLVE_TARGET = '''def resolve_target(train, test):
     """TARGET if the header has it; otherwise the one column the test set lacks."""
@@ -175,10 +231,20 @@ _RESOLVE_TARGET = '''def resolve_target(train, test):
 
 '''
 
-_SPLIT = '''def split_features(train, target):
-    """Separate the target and drop the identifiers, which carry no signal."""
+
+def _split(spec: TaskSpec) -> str:
+    not_features = ["ID_COLUMNS"]
+    why = "the identifiers, which carry no signal"
+    if spec.group_column:
+        not_features.append("[GROUP_COLUMN]")
+        why = "the identifiers and the group column (a model would learn the groups, not the task)"
+    if spec.time_column and spec.drop_time:
+        not_features.append("[TIME_COLUMN]")
+        why += "; the dates as text"
+    return f'''def split_features(train, target):
+    """Separate the target and drop {why}."""
     train = train.dropna(subset=[target])
-    dropped = [target] + [c for c in ID_COLUMNS if c in train.columns]
+    dropped = [target] + [c for c in {" + ".join(not_features)} if c in train.columns]
     return train.drop(columns=dropped), train[target]
 
 '''
@@ -255,42 +321,80 @@ _PREDICT_PROBA = '''def predict(model, features):
 def validation_words(recipe: Recipe, spec: TaskSpec) -> str:
     """How the script validates, as its docstring and the plan say it."""
     if spec.folds_path:
-        return "the run's 5 fixed folds" if recipe.validation == "cv" else "fold 0 of the run's fixed folds"
+        if spec.time_column:
+            return f"the run's fixed time-ordered folds on {spec.time_column} (each fold trained on earlier ones)"
+        if spec.group_column:
+            return f"the run's 5 fixed folds, whole {spec.group_column} groups per fold"
+        return "the run's 5 fixed folds"
+    if spec.time_column:
+        return f"5 time-ordered splits on {spec.time_column}"
+    if spec.group_column:
+        return f"5 group folds on {spec.group_column}"
     return "5-fold cross-validation" if recipe.validation == "cv" else "a 20% hold-out split"
 
 
-def _validate_on_folds(recipe: Recipe) -> str:
-    """Validation on ./input/folds.csv: rows keep their file position as index, so dropped rows do not shift it."""
-    if recipe.validation == "cv":
-        which, doc = (
-            "sorted(np.unique(fold_of))",
-            "Mean score over the run's 5 fixed folds: comparable with every other solution.",
-        )
+def _validate_on_folds(spec: TaskSpec) -> str:
+    """Validation on ./input/folds.csv, all folds for every recipe so every metric is comparable.
+
+    Rows keep their file position as index, so dropped rows do not shift the fold lookup.
+    Time-ordered folds: fold k is scored by a model fit on the rows of lower folds (fold -1
+    is training-only), never on later rows.
+    """
+    if spec.time_column:
+        which, train_rows = "sorted(f for f in np.unique(fold_of) if f >= 0)", "fold_of < fold"
+        doc = "Mean score over the run's time-ordered folds, each fit on earlier rows only: comparable with every other solution."
     else:
-        which, doc = "[0]", "Score on fold 0 of the run's fixed folds: comparable with every other solution."
-    return f'''def validate(pipeline, features, target):
+        which, train_rows = "sorted(np.unique(fold_of))", "fold_of != fold"
+        doc = "Mean score over the run's 5 fixed folds: comparable with every other solution."
+    return f'''def validate(pipeline, features, target, train):
     """{doc}"""
     fold_of = pd.read_csv(FOLDS_PATH).set_index("row")["fold"].loc[features.index].to_numpy()
-    scores = []
+    scores, used = [], []
     for fold in {which}:
-        valid = fold_of == fold
-        model = clone(pipeline).fit(features[~valid], target[~valid])
+        valid, fit_rows = fold_of == fold, {train_rows}
+        model = clone(pipeline).fit(features[fit_rows], target[fit_rows])
         fold_score = score(target[valid], predict(model, features[valid]))
         print(f"fold {{fold}}: {{fold_score:.6f}}")
         scores.append(fold_score)
+        used.append(str(fold))
+    print(f"Validation folds: {{','.join(used)}}")
     return float(np.mean(scores))
 
 '''
 
 
-def _validate(recipe: Recipe, classification: bool) -> str:
+def _validate(recipe: Recipe, spec: TaskSpec, classification: bool) -> str:
+    if spec.time_column or spec.group_column:
+        if spec.time_column:
+            doc = "Mean score over 5 time-ordered splits: each fit on earlier periods, scored on the next."
+            setup = (
+                '    order = train.loc[features.index, TIME_COLUMN].sort_values(kind="stable").index\n'
+                "    features, target = features.loc[order], target.loc[order]\n"
+                "    splits = TimeSeriesSplit(n_splits=5).split(features)\n"
+            )
+        else:
+            doc = "Mean score over 5 folds that keep each group whole, as the unseen test groups will be."
+            setup = (
+                "    splits = GroupKFold(n_splits=5).split(features, target, train.loc[features.index, GROUP_COLUMN])\n"
+            )
+        return f'''def validate(pipeline, features, target, train):
+    """{doc}"""
+{setup}    scores = []
+    for fold, (train_idx, valid_idx) in enumerate(splits, start=1):
+        model = clone(pipeline).fit(features.iloc[train_idx], target.iloc[train_idx])
+        fold_score = score(target.iloc[valid_idx], predict(model, features.iloc[valid_idx]))
+        print(f"fold {{fold}}: {{fold_score:.6f}}")
+        scores.append(fold_score)
+    return float(np.mean(scores))
+
+'''
     if recipe.validation == "cv":
         folds = (
             "StratifiedKFold(n_splits=5, shuffle=True, random_state=SEED)"
             if classification
             else "KFold(n_splits=5, shuffle=True, random_state=SEED)"
         )
-        return f'''def validate(pipeline, features, target):
+        return f'''def validate(pipeline, features, target, train):
     """Mean score over 5 folds: steadier than a single split on small data."""
     folds = {folds}
     scores = []
@@ -307,7 +411,7 @@ def _validate(recipe: Recipe, classification: bool) -> str:
         if classification
         else "    stratify = None\n"
     )
-    return f'''def validate(pipeline, features, target):
+    return f'''def validate(pipeline, features, target, train):
     """Score on a 20% hold-out split of the training data."""
 {stratify}    x_train, x_valid, y_train, y_valid = train_test_split(
         features, target, test_size=0.2, random_state=SEED, stratify=stratify
@@ -321,10 +425,8 @@ def _validate(recipe: Recipe, classification: bool) -> str:
 _SUBMISSION = '''def write_submission(pipeline, test, columns):
     """One row per test row: the identifier columns, then the prediction."""
     predictions = predict(pipeline, test[columns])
-    if ID_COLUMNS and all(c in test.columns for c in ID_COLUMNS):
-        ids = test[ID_COLUMNS].reset_index(drop=True)
-    else:  # no identifier known: number the rows
-        ids = pd.DataFrame({"id": range(len(test))})
+    # The task card's ids, as the test file has them; none known: the rows stay in the test file's order.
+    ids = test[[c for c in ID_COLUMNS if c in test.columns]].reset_index(drop=True)
     if np.ndim(predictions) == 2:  # several classes: one probability column each
         classes = pipeline.classes_
         predicted = pd.DataFrame(predictions, columns=[f"{TARGET}_{c}" for c in classes])
@@ -345,7 +447,7 @@ def _main(recipe: Recipe, has_test: bool) -> str:
         f"    features, target = split_features(train, {target})",
         '    print(f"{len(features)} training rows, {features.shape[1]} features")',
         '    pipeline = Pipeline([("preprocess", build_preprocessor(features)), ("model", build_model())])',
-        "    metric = validate(pipeline, features, target)",
+        "    metric = validate(pipeline, features, target, train)",
     ]
     if has_test:
         lines += [
