@@ -30,6 +30,7 @@ class Plan:
     source: ev.PlanSource
     code: str | None = None  # manual nodes bring their own code
     plan: str = ""
+    other_id: int | None = None  # a merge's second parent
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ COMMAND_INFO: dict[type[ev.Command], CommandInfo] = {
         "Edit the selected node's code and run it as a child",
         lambda c, s: f"your code runs {_when(s)}, {_child_of(c.parent_id)}",
     ),
+    ev.MergeNodes: CommandInfo(
+        "Next step merges the selected node with the marked one",
+        lambda c, s: f"merging #{c.node_id} with #{c.other_id} runs {_when(s)}",
+    ),
     ev.AddHint: CommandInfo("Add advice to the next prompt", lambda c, s: "the next prompt includes your hint"),
     ev.Pause: CommandInfo(
         "Pause after the current step; again resumes, or cancels a pause not yet reached",
@@ -97,7 +102,7 @@ def queued_step_plan(command: ev.Command) -> Plan:
         raise TypeError(f"{command!r} queues no step")
     if spec.coder_method is None:  # the user's own code
         return Plan(spec.name, command_target(command), "command", code=command.code, plan=command.plan)  # type: ignore[attr-defined]
-    return Plan(spec.name, command_target(command), "command")
+    return Plan(spec.name, command_target(command), "command", other_id=getattr(command, "other_id", None))
 
 
 def target_problem(
@@ -191,6 +196,13 @@ class RunControl:
             problem = target_problem(spec.name, target, node.status if node is not None else None, no_code=no_code)
             if problem:
                 return problem
+        if isinstance(command, ev.MergeNodes):
+            if command.other_id == command.node_id:
+                return f"node #{command.node_id} cannot be merged with itself; mark another node (m)"
+            other = self._lookup(command.other_id)
+            problem = target_problem("merge", command.other_id, other.status if other is not None else None)
+            if problem:
+                return problem
         match command:
             case ev.RunCode(code=code):
                 if not code.strip():
@@ -214,7 +226,7 @@ class RunControl:
                     return "the run is not waiting for a task card"
                 if self.card_check is not None:
                     return self.card_check(card)
-            case ev.DraftNext() | ev.ImproveNode() | ev.DebugNode() | ev.CancelNow():
+            case ev.DraftNext() | ev.ImproveNode() | ev.DebugNode() | ev.MergeNodes() | ev.CancelNow():
                 pass
             case _:
                 return f"unknown command {command!r}"

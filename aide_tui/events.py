@@ -256,6 +256,14 @@ class DebugNode(Command):
 
 
 @dataclass(frozen=True)
+class MergeNodes(Command):
+    """Combine the best ideas of two working nodes into one script (a node with two parents)."""
+
+    node_id: int  # the tree parent: the merged script builds on it
+    other_id: int
+
+
+@dataclass(frozen=True)
 class AddHint(Command):
     text: str
 

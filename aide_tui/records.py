@@ -355,13 +355,17 @@ class RunRecords:
             "Aide-Run": self.run,
             "Aide-Node": str(node.id),
             "Aide-Operation": node.operation,
-            "Aide-Parent": str(node.parent_id) if node.parent_id is not None else "none",
+            "Aide-Parent": " ".join(map(str, node.parent_ids)) or "none",
             "Aide-Status": node.status,
             "Aide-Metric": f"{node.metric:.6g}" if node.metric is not None else "none",
         }
         subject = node_subject(node, parent, self._metric)
         message = commit_message(f"{subject}\n\n{node.plan or ''}", trailers)
-        sha = self.store.commit_node(branch, self._parent_commit(node, tree), files, message, base=self._root_commit())
+        others = (self.store.branch_sha(branch_name(self.run, tree.get(i))) for i in node.parent_ids[1:] if i in tree)
+        merged = tuple(other for other in others if other is not None)
+        sha = self.store.commit_node(
+            branch, self._parent_commit(node, tree), files, message, base=self._root_commit(), merged=merged
+        )
         return sha, branch
 
     def record_holdout(self, node: Node, tree: SearchTree) -> str | None:
@@ -528,7 +532,9 @@ def parse_holdout_note(text: str) -> dict | None:
 
 def node_subject(node: Node, parent: Node | None, metric: str = "metric") -> str:
     """What a reader scans first: '#7 improve #3: rmse 18,502 -> 18,210, target encoding'."""
-    head = f"#{node.id} {node.operation}" + (f" #{node.parent_id}" if node.parent_id is not None else "")
+    head = f"#{node.id} {node.operation}" + "".join(
+        f"{' +' if i else ''} #{parent_id}" for i, parent_id in enumerate(node.parent_ids)
+    )
     if node.status == "ok" and node.metric is not None:
         outcome = f"{metric} {_num(node.metric)}"
         if parent is not None and parent.status == "ok" and parent.metric is not None:

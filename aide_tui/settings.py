@@ -42,6 +42,20 @@ class Settings:
     max_debug_depth: int = field(
         default=3, metadata={"help": "give up debugging a line of fixes after this many debug steps"}
     )
+    policy: str = field(
+        default="aide+",
+        metadata={
+            "help": "search policy: aide+ (leaves a line after 4 fruitless improves, merges or drafts when all stall), "
+            "aide (the paper's greedy rule) or mcts (UCT, exploring less as the steps run out)"
+        },
+    )
+    edit: str = field(
+        default="patch",
+        metadata={
+            "help": "how improve and debug change a script: patch (search/replace blocks; the whole script if one "
+            "does not apply) or rewrite (the whole script every time)"
+        },
+    )
     timeout: float = field(default=600.0, metadata={"help": "seconds a solution script may run before it is killed"})
     memory_limit: str = field(
         default="", metadata={"help": "memory cap for each node's whole process tree (e.g. 2G, 512M)"}
@@ -246,6 +260,10 @@ def _validate(s: Settings, sources: dict[str, str]) -> None:
         bad("debug_prob", "must be between 0 and 1")
     if s.max_debug_depth < 0:
         bad("max_debug_depth", "must be 0 or more")
+    if s.policy not in ("aide", "aide+", "mcts"):
+        bad("policy", "must be aide+, aide or mcts")
+    if s.edit not in ("patch", "rewrite"):
+        bad("edit", "must be patch or rewrite")
     if s.timeout <= 0:
         bad("timeout", "must be a positive number of seconds")
     if not 0.0 <= s.holdout < 0.5:

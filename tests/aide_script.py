@@ -56,7 +56,20 @@ if __name__ == "__main__":
     main()
 '''
 
-_METRIC_RE = re.compile(r"METRIC = ([0-9.]+)")
+RAISE = """    raise ValueError("could not convert string to float: 'NorthPark'")"""
+FIXED = """    with open("submission.csv", "w") as out:
+        out.write("id,prediction\\n")
+        for i in range(5):
+            out.write(f"{i},{METRIC}\\n")
+    print(f"Validation metric: {METRIC}")"""
+
+
+def _edits(plan: str, changes: list[tuple[str, str]]) -> TextReply:
+    blocks = "".join(f"<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n" for old, new in changes)
+    return TextReply(f"{plan}\n\n{blocks}")
+
+
+_METRIC_RE = re.compile(r"METRIC = (-?[0-9.]+)")
 _PRINTED_RE = re.compile(r"Validation metric: ([-+0-9.eE]+)")
 
 
@@ -71,7 +84,11 @@ class Gate:
 class ScriptedAide:
     """Callable responder; `crash_every` makes every n-th draft crash."""
 
-    def __init__(self, crash_every: int = 3, draft_metric_start: float = 100.0):
+    def __init__(
+        self, crash_every: int = 3, draft_metric_start: float = 100.0, patch: bool = False, bad_patch: int = 0
+    ):
+        self.patch = patch  # improve and debug answer with search/replace edits (edit = "patch")
+        self.bad_patch = bad_patch  # the n-th improve's edits do not apply (0: none)
         self.crash_every = crash_every
         self.draft_metric_start = draft_metric_start
         self.lock = threading.Lock()
@@ -92,6 +109,8 @@ class ScriptedAide:
         if body.get("tools"):
             return self._review(text)
         op = text.lstrip().split("\n", 1)[0].lstrip("# ").strip().lower()
+        if op.startswith("your edits could not be applied"):  # the fallback: the whole script, this once
+            return self._code("Improve: tune the model (whole script).", WORKING, 1.0)
         with self.lock:
             self.counts[op] = self.counts.get(op, 0) + 1
             n = self.counts[op]
@@ -105,10 +124,19 @@ class ScriptedAide:
             if self.crash_every and n % self.crash_every == 0:
                 return self._code(f"Draft {n}: parse the categories by hand.", CRASHING, metric)
             return self._code(f"Draft {n}: a baseline with mean prediction.", WORKING, metric)
+        if op == "merge":  # both scripts are in the prompt: take the better (lower) metric, a little lower
+            metric = min(float(m) for m in _METRIC_RE.findall(text)) - 1.0
+            return self._code("Merge: the model of A with the features of B.", WORKING, metric)
         parent = _METRIC_RE.search(text)
         parent_metric = float(parent.group(1)) if parent else 150.0
         if op == "improve":
-            return self._code(f"Improve: tune the model (was {parent_metric}).", WORKING, round(parent_metric - 3.5, 3))
+            new = round(parent_metric - 3.5, 3)
+            if self.patch:
+                old = f"METRIC = {parent_metric}" if n != self.bad_patch else "METRIC = not-there"
+                return _edits(f"Improve: tune the model (was {parent_metric}).", [(old, f"METRIC = {new}")])
+            return self._code(f"Improve: tune the model (was {parent_metric}).", WORKING, new)
+        if self.patch:
+            return _edits("Debug: encode the category column before converting.", [(RAISE, FIXED)])
         return self._code("Debug: encode the category column before converting.", WORKING, parent_metric)
 
     def _code(self, plan: str, template: str, metric: float):

@@ -18,6 +18,7 @@ from aide_tui.app.screens.compare import CompareScreen, relation
 from aide_tui.app.screens.lineage import LineageScreen, lineage
 from aide_tui.app.screens.node_detail import NodeDetailScreen
 from aide_tui.app.screens.worktree import WorktreeModal
+from aide_tui.control import Plan
 from aide_tui.search.node import Node
 from aide_tui.state import NodeView, RunModel
 from aide_tui.store.git import GitStore
@@ -198,3 +199,32 @@ def test_lineage_stops_at_a_cycle_of_parent_ids():
         for i, p in ((1, 2), (2, 1))
     }
     assert [v.id for v in lineage(model, 1)] == [2, 1]
+
+
+async def test_shift_m_merges_the_selected_working_node_with_the_marked_one():
+    app = AideApp(factory(hold_at=9))
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await main_screen_at(pilot, app, 6)
+        await pilot.press("M")
+        await wait_for(pilot, lambda: any("mark a node first (m)" in n for n in notes(app)))
+        app.goto_node(5)  # timed out: not a node to merge
+        await wait_for(pilot, lambda: app.tree_pane.selected_id == 5)
+        await pilot.press("m")
+        app.goto_node(6)
+        await wait_for(pilot, lambda: app.tree_pane.selected_id == 6)
+        await pilot.press("M")
+        await wait_for(pilot, lambda: any("the marked node: node #5 is timeout" in n for n in notes(app)))
+        app.goto_node(2)
+        await wait_for(pilot, lambda: app.tree_pane.selected_id == 2)
+        await pilot.press("m")
+        app.goto_node(6)
+        await wait_for(pilot, lambda: app.tree_pane.selected_id == 6)
+        await pilot.press("M")
+        await wait_for(pilot, lambda: any("merging #6 with #2 runs" in n for n in notes(app)))
+        assert app.engine.control.peek() == Plan("merge", 6, "command", other_id=2)
+        app.engine.shutdown()
+
+
+def test_the_merge_key_is_in_the_palette_with_its_description():
+    binding = next(b for b in AideApp.AIDE_BINDINGS if b.id == "aide.merge")
+    assert binding.key == "M" and binding.action == "merge" and "marked" in binding.tooltip

@@ -225,3 +225,27 @@ def test_focus_section_stays_within_its_share_of_a_small_budget():
     ]
     text = summarize(nodes, "maximize", 1500, focus=1)
     assert len(text) <= 1500 and "earlier attempts not shown" in text and "Working solutions" in text
+
+
+def test_memory_recalls_the_most_similar_attempts_on_other_lines_with_their_metric_change():
+    def n(i, parent, op, plan, metric=None, status="ok"):
+        return Node(i, parent, op, i, plan=plan, status=status, metric=metric)
+
+    nodes = [
+        n(1, None, "draft", "Gradient boosting on raw features.", 0.80),
+        n(2, 1, "improve", "Add target encoding of the city column.", 0.78),  # line 1: it hurt
+        n(3, 1, "improve", "Raise the number of trees to 600.", 0.81),
+        n(4, None, "draft", "Random forest with target encoding of the city column.", 0.75),
+        n(5, 4, "improve", "Tune min_samples_leaf to 5.", 0.76),
+        n(6, 5, "improve", "Add frequency encoding of the city column.", None, "buggy"),
+    ]
+    text = summarize(nodes, "maximize", 6000, focus=5)
+    section = text.split("Most similar earlier attempts to node 5's approach (this line and others):\n", 1)[1]
+    first = section.splitlines()[0]
+    assert first.startswith("- node 2 (improve of node 1, another line: draft 1): metric 0.8 -> 0.78 (worse)")
+    assert "tried: Add target encoding of the city column." in first
+    assert "- node 6" not in section.split("Working solutions")[0]  # node 6 is node 5's own child: shown above
+    assert "node 3 (improve of node 1" not in section.split("Working solutions")[0]  # nothing in common
+    hinted = summarize(nodes, "maximize", 6000, focus=5, query="more trees")  # the user's hint is part of the query
+    assert "- node 3 (improve of node 1, another line: draft 1): metric 0.8 -> 0.81 (better)" in hinted
+    assert len(summarize(nodes, "maximize", 300, focus=5)) <= 300

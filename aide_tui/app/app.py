@@ -48,6 +48,7 @@ from ..events import (
     Event,
     ImproveNode,
     LlmDelta,
+    MergeNodes,
     NodeFinished,
     NodeStarted,
     Notice,
@@ -154,6 +155,15 @@ class AideApp(App[int]):
         ),
         Binding(
             "c", "compare", "Compare", tooltip="Diff the selected node against the marked node (◆)", id="aide.compare"
+        ),
+        Binding(
+            "M",
+            "merge",
+            "Merge",
+            key_display="M",
+            show=False,
+            tooltip=COMMAND_INFO[MergeNodes].does + " (◆): one script with the best of both",
+            id="aide.merge",
         ),
         Binding(
             "w",
@@ -644,7 +654,18 @@ class AideApp(App[int]):
             over = self.run_over()
             if over:
                 return over
-        if action in ("improve", "debug", "edit", "details", "copy_branch", "lineage", "mark", "compare", "worktree"):
+        if action in (
+            "improve",
+            "debug",
+            "merge",
+            "edit",
+            "details",
+            "copy_branch",
+            "lineage",
+            "mark",
+            "compare",
+            "worktree",
+        ):
             if view is None:
                 return "select a node in the tree first"
         spec = BY_ACTION.get(action)
@@ -663,6 +684,16 @@ class AideApp(App[int]):
             )
             if problem:
                 return problem
+        if action == "merge":
+            marked = model.nodes.get(self.marked_id) if self.marked_id is not None else None
+            if marked is None:
+                return "mark a node first (m), then select another working node and press M"
+            if marked.id == view.id:
+                return f"#{view.id} is the marked node; select another working node to merge it with"
+            status = marked.status if marked.finished else None
+            problem = target_problem("merge", marked.id, status, running=not marked.finished)  # type: ignore[arg-type]
+            if problem:
+                return f"the marked node: {problem}"
         if action == "edit":
             if not view.code:
                 return f"#{view.id} has no code yet"
@@ -690,7 +721,7 @@ class AideApp(App[int]):
                 return "the run is stopping after this step; nothing to pause"
         return None
 
-    RUN_ACTIONS = ("draft", "improve", "debug", "hint", "edit", "toggle_pause", "stop")  # steer a live run
+    RUN_ACTIONS = ("draft", "improve", "debug", "merge", "hint", "edit", "toggle_pause", "stop")  # steer a live run
 
     def run_over(self) -> str | None:
         """Why no run command applies any more (the run has ended), else None."""
@@ -719,6 +750,7 @@ class AideApp(App[int]):
         "lineage",
         "mark",
         "compare",
+        "merge",
         "worktree",
     }
     marked_id: int | None = None  # the node `c` compares the selection with (◆ in the tree)
@@ -767,6 +799,10 @@ class AideApp(App[int]):
 
     def action_debug(self) -> None:
         self.send(DebugNode(self.selected.id))
+
+    def action_merge(self) -> None:
+        assert self.marked_id is not None
+        self.send(MergeNodes(self.selected.id, self.marked_id))
 
     def action_hint(self) -> None:
         def done(text: str | None) -> None:

@@ -36,7 +36,7 @@ from ..run.workspace import remove_tree
 from ..search.coder import Coder
 from ..search.node import Node, Usage
 from ..search.offline.task_reader import card_problem
-from ..search.policy import AidePolicy, Policy
+from ..search.policy import Policy, make_policy
 from ..search.refusals import model_notices
 from ..search.task_card import TaskCard, card_to_dict
 from ..search.tree import SearchTree
@@ -90,7 +90,7 @@ class Engine:
         self.tree = SearchTree()
         if self.policy is None:
             s = self.settings
-            self.policy = AidePolicy(s.num_drafts, s.debug_prob, s.max_debug_depth, s.seed)
+            self.policy = make_policy(s.policy, s.num_drafts, s.debug_prob, s.max_debug_depth, s.seed, s.steps)
         self.run_lock = threading.RLock()  # the tree, the usage, the nodes in flight
         self.store_lock = threading.Lock()  # GitPython is not thread-safe: one writer
         self._emit_lock = threading.RLock()  # events from several node threads never interleave
@@ -175,6 +175,7 @@ class Engine:
         nodes = self.records.load() if self.resume else []
         for node in nodes:
             self.tree.add(node)
+            self.policy.observe(node)  # type: ignore[union-attr]
             self.usage = self.usage + node.usage
         restore = getattr(self.coder, "restore", None)  # optional: coders that keep state across steps
         if nodes and callable(restore):

@@ -133,7 +133,10 @@ class Scheduler:
 
     def _pending(self) -> tuple[Decision, ...]:
         """Nodes in flight as the policy sees them (drafts count, debug targets are taken)."""
-        return tuple(Decision(f.plan.operation, f.plan.parent_id, "in flight") for f in self.in_flight.values())  # type: ignore[arg-type]
+        return tuple(
+            Decision(f.plan.operation, f.plan.parent_id, "in flight", f.plan.other_id)  # type: ignore[arg-type]
+            for f in self.in_flight.values()
+        )
 
     def _next_plan(self) -> tuple[Plan, str | None]:
         """The step to run now and the hints for its prompt."""
@@ -145,7 +148,9 @@ class Scheduler:
             return queued, hint
         with engine.run_lock:
             decision: Decision = engine.policy.choose(engine.tree, self.started() + 1, self._pending())  # type: ignore[union-attr]
-        return Plan(decision.operation, decision.parent_id, "policy", plan=decision.reason), hint
+        return Plan(
+            decision.operation, decision.parent_id, "policy", plan=decision.reason, other_id=decision.other_id
+        ), hint
 
     def _start_node(self, plan: Plan, hint: str | None) -> None:
         """Give the node its id and step now (journaled; ids are never reused) and run it in its own thread."""

@@ -73,6 +73,7 @@ class StepRunner:
             hint=hint,
             created_at=time.time(),
             debug_depth=(parent.debug_depth + 1) if (parent is not None and plan.operation == "debug") else 0,
+            parent_ids=[i for i in (plan.parent_id, plan.other_id) if i is not None],
         )
         ctx = self.context(hint, flight)
         engine.warm.start(node_id)
@@ -102,6 +103,8 @@ class StepRunner:
                     outputs = self._record_exec(node, result)
                     self._review(node, ctx, tampered)
                     self._check_submission(node)
+            if proposal.note:
+                node.review_summary = f"{node.review_summary} [{proposal.note}]".strip()
             self._finish_node(node, outputs)
             if stop := self._refusals.observe(node):
                 raise FatalRunError(stop, "refused")
@@ -128,7 +131,9 @@ class StepRunner:
             siblings=siblings,
             task=engine.project.task_text(),
             data_preview=engine.data_preview,
-            memory=summarize(nodes, engine.tree.direction, engine.settings.memory_chars, focus=parent_id),
+            memory=summarize(
+                nodes, engine.tree.direction, engine.settings.memory_chars, focus=parent_id, query=hint or ""
+            ),
             direction=engine.tree.direction,
             hint=hint,
             timeout=engine.settings.timeout,
@@ -163,7 +168,11 @@ class StepRunner:
         try:
             with self._coder_guard():
                 write = getattr(engine.coder, operation.coder_method)
-                proposal = write(ctx, on_delta) if operation.parents == 0 else write(ctx, parent, on_delta)
+                if operation.parents == 2:
+                    other = engine.tree.get(plan.other_id) if plan.other_id is not None else None
+                    proposal = write(ctx, parent, other, on_delta)
+                else:
+                    proposal = write(ctx, on_delta) if operation.parents == 0 else write(ctx, parent, on_delta)
         except CoderError as exc:
             node.coder_outcome = exc.outcome
             node.plan = f"(no usable code) {exc}"
@@ -361,6 +370,7 @@ class StepRunner:
         with engine.run_lock:
             engine.records.append(node, engine.tree)
             engine.tree.add(node)
+            engine.policy.observe(node)  # type: ignore[union-attr]
             engine.usage = engine.usage + node.usage
         with engine.store_lock:
             sha, ref = engine.records.commit(node, outputs, engine.tree)

@@ -43,6 +43,7 @@ class Proposal:
     plan: str
     code: str
     usage: Usage = field(default_factory=Usage)
+    note: str = ""  # how the code came about when it matters (a patch that did not apply); the node's summary says it
 
 
 @dataclass
@@ -75,6 +76,10 @@ class Coder(Protocol):
     def improve(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal: ...
 
     def debug(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal: ...
+
+    def merge(self, ctx: TaskContext, parent: Node, other: Node, on_delta: DeltaSink) -> Proposal:
+        """One script combining the best ideas of two working nodes; `parent` is the one it builds on."""
+        ...
 
     def review(self, ctx: TaskContext, node: Node) -> Review:
         """`node` carries code, output and exec info; status/metric are not final yet."""

@@ -26,12 +26,14 @@ trees give identical prompts.
 from __future__ import annotations
 
 from .node import Node, is_valid_metric
+from .recall import recall_lines
 
 PLAN_CHARS = 140  # one-line plan per entry
 SUMMARY_CHARS = 140  # one-line review summary per entry
 MAX_BUGGY_LINES = 5  # failures listed individually; the rest are only counted
 BUGGY_SHARE = 0.3  # at most this part of the budget goes to failures
 FOCUS_SHARE = 0.35  # at most this part of the budget goes to the focus node's earlier children
+SIMILAR_SHARE = 0.2  # at most this part goes to the attempts most like the coming one (recall.py)
 
 
 def _one_line(text: str, limit: int) -> str:
@@ -70,6 +72,10 @@ def _working_line(node: Node, by_id: dict[int, Node], direction: str | None) -> 
     if node.operation == "improve" and parent is not None:
         line = f"- node {node.id} (improve of node {parent.id}): {_change(parent, node, direction)}"
         return line + (f"; change: {plan}" if plan else "")
+    if node.operation == "merge" and parent is not None:
+        of = " and ".join(f"node {i}" for i in node.parent_ids)
+        line = f"- node {node.id} (merge of {of}): {_change(parent, node, direction)}"
+        return line + (f"; combined: {plan}" if plan else "")
     line = f"- node {node.id} ({node.operation}): metric {node.metric:.6g}"
     if plan:
         line += f"; plan: {plan}"
@@ -125,9 +131,45 @@ def _fill(lines: list[str], items, render, budget: int) -> tuple[int, int]:
     return used, count
 
 
-def summarize(nodes: list[Node], direction: str | None, budget_chars: int, focus: int | None = None) -> str:
+LINEAGE_PLANS = 4  # the plans of the focus node and its nearest ancestors describe the approach
+
+
+def _lineage(node: Node, by_id: dict[int, Node]) -> list[int]:
+    """Ids from the root down to `node`."""
+    out, cur = [node.id], node
+    while cur.parent_id is not None and cur.parent_id in by_id and len(out) < len(by_id):
+        cur = by_id[cur.parent_id]
+        out.append(cur.id)
+    return out[::-1]
+
+
+def _similar_section(
+    nodes: list[Node], by_id: dict[int, Node], focus: Node, query: str, direction: str | None, budget: int
+) -> list[str]:
+    """The earlier changes (on any line) most like the approach of the node this step builds on:
+    its plan and its nearest ancestors' (what the line is), plus `query` (the user's hint)."""
+    shown = {n.id for n in nodes if n.parent_id == focus.id}  # already in the focus section
+    shown |= set(_lineage(focus, by_id))  # the approach itself, not an attempt to recall
+
+    def describe(parent: Node, child: Node) -> str:
+        line = _change(parent, child, direction)
+        plan = _one_line(child.plan, PLAN_CHARS)
+        return line + (f"; tried: {plan}" if plan else "")
+
+    found = recall_lines(nodes, by_id, focus, query, shown, describe)
+    if not found:
+        return []
+    lines = [f"Most similar earlier attempts to node {focus.id}'s approach (this line and others):"]
+    _, count = _fill(lines, found, lambda line: line, budget - len(lines[0]) - 1)
+    return lines if count else []
+
+
+def summarize(
+    nodes: list[Node], direction: str | None, budget_chars: int, focus: int | None = None, query: str = ""
+) -> str:
     """What has been tried, within `budget_chars`: first what was tried on node `focus`
-    (the parent of the coming step), then working solutions best first, then failures."""
+    (the parent of the coming step), then the earlier attempts most like its plan (and `query`,
+    e.g. the user's hint) on any line, then working solutions best first, then failures."""
     if budget_chars <= 0:
         return ""
     by_id = {n.id: n for n in nodes}
@@ -149,6 +191,8 @@ def summarize(nodes: list[Node], direction: str | None, budget_chars: int, focus
     if focus in by_id:
         children = sorted((n for n in nodes if n.parent_id == focus), key=lambda n: -n.id)
         lines += _focus_section(by_id[focus], children, direction, int(budget_chars * FOCUS_SHARE))
+        text = " ".join([*(by_id[i].plan[:600] for i in _lineage(by_id[focus], by_id)[-LINEAGE_PLANS:]), query])
+        lines += _similar_section(nodes, by_id, by_id[focus], text, direction, int(budget_chars * SIMILAR_SHARE))
     order = {"minimize": "best first, lower is better", "maximize": "best first, higher is better"}.get(
         direction or "", "newest first; direction of the metric not known yet"
     )

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Operation = Literal["draft", "improve", "debug", "manual"]
+Operation = Literal["draft", "improve", "debug", "merge", "manual"]
 # ok: ran and produced a valid metric.  buggy: crashed, no metric, or the review
 # found a bug.  timeout / memory: killed by a limit (also counted as buggy).
 Status = Literal["ok", "buggy", "timeout", "memory", "cancelled"]
@@ -98,6 +98,15 @@ class Node:
     holdout_flag: str = ""  # why validation and holdout disagree beyond chance (evaluation/holdout_policy.py)
     # Why the coder gave no code: 'refused (cyber)', 'cut off (thinking)', 'cut off (length)', 'no code'.
     coder_outcome: str = ""
+    parent_ids: list[int] = field(default_factory=list)  # all parents, the tree parent first (a merge has two)
+
+    def __post_init__(self) -> None:
+        """`parent_id` stays the tree parent every view draws; `parent_ids` adds a merge's second parent.
+        Journals written before merges have only `parent_id`: it becomes the one-element list."""
+        if not self.parent_ids and self.parent_id is not None:
+            self.parent_ids = [self.parent_id]
+        elif self.parent_ids:
+            self.parent_id = self.parent_ids[0]
 
     @property
     def is_buggy(self) -> bool:

@@ -28,8 +28,10 @@ class OperationSpec:
     parent_kind: ParentKind  # what the parent must be for the command to be accepted
     instead: Operation | None = None  # what to do to a parent of the wrong kind
 
-    def step_text(self, parent_id: int | None) -> str:
-        """`improve #4`, `draft`, `your code under #2`: a planned or queued step in a few words."""
+    def step_text(self, parent_id: int | None, other_id: int | None = None) -> str:
+        """`improve #4`, `draft`, `merge #4 + #7`, `your code under #2`: a planned or queued step in a few words."""
+        if other_id is not None:
+            return f"{self.name} #{parent_id} + #{other_id}"
         if self.coder_method is None:
             return f"your code under #{parent_id}" if parent_id is not None else "your code (new root)"
         return f"{self.name} #{parent_id}" if parent_id is not None else self.name
@@ -41,6 +43,7 @@ OPERATIONS: dict[str, OperationSpec] = {
         OperationSpec("draft", 0, "draft", "draft", "DraftNext", "draft", "any"),
         OperationSpec("improve", 1, "improve", "improve", "ImproveNode", "improve", "working", instead="debug"),
         OperationSpec("debug", 1, "debug", "debug", "DebugNode", "debug", "buggy", instead="improve"),
+        OperationSpec("merge", 2, "merge", "merge", "MergeNodes", "merge", "working", instead="debug"),
         OperationSpec("manual", 1, None, None, "RunCode", "edit", "any"),
     )
 }

@@ -43,6 +43,7 @@ from ..settings import Settings
 from .coder import CoderError, DeltaSink, Proposal, Review, TaskContext
 from .extract import diagnose, extract_plan_and_code, final_stop
 from .node import Direction, ExecInfo, Node, Usage
+from .patch import PatchError, read_patch_reply
 from .prompts import CACHE_BREAK, clip, render_prompt, split_at_cache_break
 from .task_card import card_for_prompt
 
@@ -273,6 +274,14 @@ def refusal_outcome(category: str | None) -> str:
     return f"refused ({category})" if category else "refused"
 
 
+def rewrite_request(problem: str) -> str:
+    """The follow-up when a reply's edits do not apply: the whole script, this once."""
+    return (
+        f"Your edits could not be applied: {problem}. Reply again with the same change as a short plan followed "
+        "by the complete modified script in one ```python block (all of it, not edits), and nothing after it."
+    )
+
+
 # ------------------------------------------------------------------- operator
 
 
@@ -311,15 +320,24 @@ class LlmCoder:
                 "folds_file": ctx.folds_file,
                 "folds_train": ctx.folds_train,
                 "task_card": card_for_prompt(ctx.card) if ctx.card is not None else "",
+                "patch": "yes" if self.patching else "",
+                "rewrite": "" if self.patching else "yes",
             },
         )
 
-    @staticmethod
-    def _common(ctx: TaskContext) -> dict[str, object]:
+    def _common(self, ctx: TaskContext) -> dict[str, object]:
+        patch = self.patching
         return {
             "memory": ctx.memory.strip() or "Nothing has been tried yet.",
             "hint": (ctx.hint or "").strip(),
+            "patch": "yes" if patch else "",  # improve/debug reply with search/replace blocks
+            "rewrite": "" if patch else "yes",  # ...or with the whole script
         }
+
+    @property
+    def patching(self) -> bool:
+        """Improve and debug ask for search/replace edits (`edit = "patch"`), not the whole script."""
+        return getattr(self.settings, "edit", "rewrite") == "patch"
 
     def draft_message(self, ctx: TaskContext) -> str:
         return self._render("draft", self._common(ctx))
@@ -339,6 +357,27 @@ class LlmCoder:
                     "direction": direction,
                     "review_summary": parent.review_summary.strip() or "(no review recorded)",
                     "siblings": "\n".join(f"- {plan}" for plan in ctx.siblings),
+                },
+            )
+        )
+
+    def merge_message(self, ctx: TaskContext, parent: Node, other: Node) -> str | list[dict]:
+        direction = {"maximize": " (higher is better)", "minimize": " (lower is better)"}.get(ctx.direction or "", "")
+        return split_at_cache_break(
+            self._render(
+                "merge",
+                {
+                    **self._common(ctx),
+                    "cache_break": CACHE_BREAK,
+                    "parent_id": parent.id,
+                    "parent_plan": parent.plan.strip() or "(no plan recorded)",
+                    "parent_code": parent.code.rstrip("\n"),
+                    "metric": format_metric(parent.metric),
+                    "direction": direction,
+                    "other_id": other.id,
+                    "other_plan": other.plan.strip() or "(no plan recorded)",
+                    "other_code": other.code.rstrip("\n"),
+                    "other_metric": format_metric(other.metric),
                 },
             )
         )
@@ -369,10 +408,16 @@ class LlmCoder:
         return self._propose(ctx, self.draft_message(ctx), on_delta, "draft")
 
     def improve(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
-        return self._propose(ctx, self.improve_message(ctx, parent), on_delta, "improve")
+        base = parent.code if self.patching else None
+        return self._propose(ctx, self.improve_message(ctx, parent), on_delta, "improve", base=base)
 
     def debug(self, ctx: TaskContext, parent: Node, on_delta: DeltaSink) -> Proposal:
-        return self._propose(ctx, self.debug_message(ctx, parent), on_delta, "debug")
+        base = parent.code if self.patching else None
+        return self._propose(ctx, self.debug_message(ctx, parent), on_delta, "debug", base=base)
+
+    def merge(self, ctx: TaskContext, parent: Node, other: Node, on_delta: DeltaSink) -> Proposal:
+        """Two scripts in, one out: a merge is written whole (it is not an edit of one parent)."""
+        return self._propose(ctx, self.merge_message(ctx, parent, other), on_delta, "merge")
 
     def _shape(self, operation: str) -> ThinkingShape:
         """Thinking and effort of one coding call: the `effort` override, else the operation's own."""
@@ -386,8 +431,14 @@ class LlmCoder:
             on_delta(f"[{note}]\n\n")
 
     def _propose(
-        self, ctx: TaskContext, user: str | list[dict], on_delta: DeltaSink, operation: str = "draft"
+        self,
+        ctx: TaskContext,
+        user: str | list[dict],
+        on_delta: DeltaSink,
+        operation: str = "draft",
+        base: str | None = None,
     ) -> Proposal:
+        """`base`: the parent's script when the reply may be search/replace edits against it (patch mode)."""
         system = self.system_prompt(ctx)
         messages: list[dict[str, Any]] = [{"role": "user", "content": user}]
         shape = self._shape(operation)
@@ -395,7 +446,7 @@ class LlmCoder:
         spec = model_spec(self.settings.code_model)
         max_tokens = min(self.settings.max_tokens, spec.max_output)
         total = Usage()
-        problem = outcome = ""
+        problem = outcome = note = ""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             reply = self._ask(ctx, system, messages, on_delta, shape, max_tokens)
             total = total + reply.usage
@@ -405,10 +456,25 @@ class LlmCoder:
                 raise CoderError(f"{stopped} (category: {category or 'none given'})", total, refusal_outcome(category))
             if stopped:
                 raise CoderError(stopped, usage=total, outcome="cut off (context window)")
+            if base is not None and not note:
+                try:
+                    patched = read_patch_reply(reply.text, base)
+                except PatchError as exc:  # ask for the whole script instead, and say so on the node
+                    note = f"the patch did not apply ({exc}); the model wrote the whole script instead"
+                    if attempt == MAX_ATTEMPTS:
+                        raise CoderError(f"the patch did not apply: {exc}", usage=total) from exc
+                    on_delta(f"\n\n[{note}]\n\n")
+                    messages += [
+                        {"role": "assistant", "content": reply.text.rstrip() or "(no reply)"},
+                        {"role": "user", "content": rewrite_request(str(exc))},
+                    ]
+                    continue
+                if patched is not None:
+                    return Proposal(plan=patched.plan, code=patched.code, usage=total)
             found = extract_plan_and_code(reply.text)
             if found is not None:
                 plan, code = found
-                return Proposal(plan=plan, code=code, usage=total)
+                return Proposal(plan=plan, code=code, usage=total, note=note)
             retry_note = ""
             if reply.stop_reason == "max_tokens" and cut_off_by_thinking(reply):
                 outcome = "cut off (thinking)"

@@ -1,8 +1,25 @@
 """The search policy: which node to expand next, and how (the paper's first part).
 
-`AidePolicy` is AIDE's rule.  The engine asks `choose()` once per step unless a
-queued user command overrides it; other policies (UCT, evolutionary) implement
-the same `Policy` interface.
+The contract every policy keeps (the engine relies on it):
+
+- `choose(tree, step, in_flight)` is **pure in its inputs**: the same tree, step and nodes in
+  flight give the same decision.  The engine calls it under its run lock (`engine.run_lock`), and
+  may call it **more than once per step** (once to announce the next step, once to start it), so it
+  must not change its own state there.  Random draws come from a generator seeded by (seed, step),
+  so a resumed run makes the choices an uninterrupted one would have made.
+- `in_flight` lists what the nodes started but not yet finished are doing: a draft in flight counts
+  toward the drafts, a buggy leaf being debugged is not a leaf any more, an improve in flight is an
+  attempt on its parent.
+- `observe(node)` is called once for every node the tree gains (finished nodes, and the journal's
+  nodes on resume, in id order), outside `choose`: the one place a policy may learn.
+
+Three policies implement it (`make_policy` picks one from the `policy` setting):
+
+- `aide`: AIDE's rule exactly (`AidePolicy`);
+- `aide+`: the default; the same rule but it leaves a line after `k` fruitless improves, merges the
+  best two lines, or drafts again when every line stalls (`policy_lines.LinesPolicy`);
+- `mcts`: upper confidence bounds over the tree with a budget-aware exploration constant
+  (`policy_mcts.MctsPolicy`).
 """
 
 from __future__ import annotations
@@ -12,19 +29,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from .node import Node
 from .tree import SearchTree
+
+PolicyName = Literal["aide", "aide+", "mcts"]
+POLICY_NAMES: tuple[str, ...] = ("aide", "aide+", "mcts")
 
 
 @dataclass(frozen=True)
 class Decision:
-    operation: Literal["draft", "improve", "debug"]
+    operation: Literal["draft", "improve", "debug", "merge"]
     parent_id: int | None
     reason: str
+    other_id: int | None = None  # a merge's second parent
 
 
 class Policy(Protocol):
     def choose(self, tree: SearchTree, step: int, in_flight: Sequence[Decision] = ()) -> Decision:
-        """`in_flight`: what the nodes started but not yet finished are doing."""
+        """Pure in (tree, step, in_flight); called under the engine's lock, maybe twice per step."""
+        ...
+
+    def observe(self, node: Node) -> None:
+        """A node joined the tree (finished, or replayed on resume)."""
         ...
 
 
@@ -41,9 +67,6 @@ class AidePolicy:
     `num_drafts`, and a buggy leaf that a node in flight is already debugging
     is not picked again; the best node may be improved by several nodes at
     once (their prompts list each other's plans so the attempts differ).
-
-    The random draws come from a generator seeded by (seed, step), so a resumed
-    run makes the same choices an uninterrupted one would have made.
     """
 
     def __init__(self, num_drafts: int, debug_prob: float, max_debug_depth: int, seed: int = 0):
@@ -54,6 +77,15 @@ class AidePolicy:
 
     def choose(self, tree: SearchTree, step: int, in_flight: Sequence[Decision] = ()) -> Decision:
         rng = random.Random(f"{self.seed}:{step}")
+        early = self.draft_or_debug(tree, rng, in_flight)
+        if early is not None:
+            return early
+        best = tree.best
+        assert best is not None  # draft_or_debug drafts while nothing works
+        return Decision("improve", best.id, f"improving the best node #{best.id}")
+
+    def draft_or_debug(self, tree: SearchTree, rng: random.Random, in_flight: Sequence[Decision]) -> Decision | None:
+        """Steps 1-3 of the rule, which every policy here shares (one draw of `rng` when drafts are done)."""
         drafts = tree.draft_count + sum(1 for d in in_flight if d.operation == "draft")
         if drafts < self.num_drafts:
             return Decision("draft", None, f"drafting ({drafts + 1} of {self.num_drafts})")
@@ -63,7 +95,22 @@ class AidePolicy:
             if candidates:
                 target = rng.choice(candidates)
                 return Decision("debug", target.id, f"debugging buggy leaf #{target.id}")
-        best = tree.best
-        if best is None:
+        if tree.best is None:
             return Decision("draft", None, "no working node yet")
-        return Decision("improve", best.id, f"improving the best node #{best.id}")
+        return None
+
+    def observe(self, node: Node) -> None:
+        """AIDE's rule reads everything from the tree."""
+
+
+def make_policy(name: str, num_drafts: int, debug_prob: float, max_debug_depth: int, seed: int, steps: int) -> Policy:
+    """The policy the `policy` setting names."""
+    if name == "aide":
+        return AidePolicy(num_drafts, debug_prob, max_debug_depth, seed)
+    if name == "mcts":
+        from .policy_mcts import MctsPolicy
+
+        return MctsPolicy(num_drafts, debug_prob, max_debug_depth, steps, seed)
+    from .policy_lines import LinesPolicy
+
+    return LinesPolicy(num_drafts, debug_prob, max_debug_depth, seed)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..errors import UserError
 
-PROMPT_NAMES = ("system", "draft", "improve", "debug", "review_system", "review", "task_card")
+PROMPT_NAMES = ("system", "draft", "improve", "debug", "merge", "review_system", "review", "task_card")
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _SECTION = re.compile(r"\{\{#\s*(" + _NAME + r")\s*\}\}(.*?)\{\{/\s*\1\s*\}\}[ \t]*\n?", re.S)

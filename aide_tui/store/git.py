@@ -306,8 +306,12 @@ class GitStore:
         message: str,
         base: str | None = None,
         exclusive: bool = False,
+        merged: tuple[str, ...] = (),
     ) -> str:
         """Create ``refs/heads/<branch>`` at a new commit holding ``files``.
+
+        ``merged``: further parents after ``parent`` (a merge node's second parent), so the commit is
+        a merge commit and ``git log --graph`` shows both lines joining.
 
         ``parent`` None makes a root commit.  ``base`` (a commit) lends its tree:
         ``files`` are laid over it, so a node's tree can carry its run's root
@@ -325,10 +329,10 @@ class GitStore:
             existing = self._branch_sha(branch)
             if existing is not None:
                 return self._same_or_conflict(branch, existing, files, base, exclusive)
-            if parent is not None:
-                self._check_commit(parent)
+            for sha_ in (parent, *merged) if parent is not None else ():
+                self._check_commit(sha_)
             tree = self._write_tree(self._nest(files), self._base_tree(base))
-            sha = self._write_commit(tree, parent, message)
+            sha = self._write_commit(tree, parent, message, merged)
             ref = "refs/heads/" + branch
             proc = self._popen_run("update-ref", "-m", "aide-tui: node", ref, sha, "")
             if proc.returncode != 0:
@@ -561,7 +565,7 @@ class GitStore:
         data = b"".join(mode + b" " + raw + b"\0" + sha for _, mode, raw, sha in ordered)
         return self._store(b"tree", data)
 
-    def _write_commit(self, tree: bytes, parent: str | None, message: str) -> str:
+    def _write_commit(self, tree: bytes, parent: str | None, message: str, merged: tuple[str, ...] = ()) -> str:
         now = int(time.time())
         offset = time.localtime(now).tm_gmtoff // 60
         sign = "+" if offset >= 0 else "-"
@@ -569,7 +573,7 @@ class GitStore:
         ident = f"{IDENT_NAME} <{IDENT_EMAIL}> {now} {tz}"
         lines = [f"tree {tree.hex()}"]
         if parent is not None:
-            lines.append(f"parent {parent}")
+            lines += [f"parent {p}" for p in (parent, *merged)]
         lines += [f"author {ident}", f"committer {ident}", ""]
         if not message.endswith("\n"):
             message += "\n"

@@ -17,6 +17,7 @@ from ..coder import DeltaSink, Proposal, Review, TaskContext
 from ..node import Direction, Node
 from .debugging import diagnose, family_in_code, fixed_recipe
 from .improvements import choose, family_in_hint
+from .merging import merge_recipes
 from .recipe import MODELS, Recipe, parse_recipe, recipe_changes
 from .review import last_metric, review_node
 from .sizing import fits_in_time, size_recipe
@@ -130,6 +131,20 @@ class OfflineCoder:
         )
         fixed = size_recipe(fixed, spec, ctx.cpus, ctx.timeout)
         return self._propose(plan, render(spec, fixed, self.seed), on_delta)
+
+    def merge(self, ctx: TaskContext, parent: Node, other: Node, on_delta: DeltaSink) -> Proposal:
+        spec = self._task(ctx)
+        first, second = parse_recipe(parent.code), parse_recipe(other.code)
+        if first is None or second is None:  # not scripts it wrote: improve the first instead
+            return self.improve(ctx, parent, on_delta)
+        merged, took = merge_recipes(first, second)
+        if not took:
+            return self.improve(ctx, parent, on_delta)
+        plan = (
+            f"Merge node {other.id} into node {parent.id}: take {', '.join(took)}. "
+            f"(Builds on node {parent.id}: {describe(first)}; node {other.id}: {describe(second)}.)"
+        )
+        return self._propose(plan, render(spec, merged, self.seed), on_delta)
 
     def review(self, ctx: TaskContext, node: Node) -> Review:
         direction: Direction | None
