@@ -8,6 +8,7 @@ start here (the default), else unsandboxed.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import signal
 import subprocess
@@ -209,7 +210,8 @@ def test_a_run_warms_each_node_and_a_failed_coder_leaves_no_warm_process(tmp_pat
         calls["n"] += 1
         if calls["n"] == 1:
             return TextReply("No code this time.")  # the coder fails: the warm process must go
-        return TextReply(f"Plan.\n\n```python\n{code}```\n")
+        # each script differs, so none is a rerun of an earlier one (identical code is reused, not run)
+        return TextReply(f"Plan.\n\n```python\n# reply {calls['n']}\n{code}```\n")
 
     llm_env.responder = responder
     project = make_project(tmp_path / "p", dirty=False)
@@ -267,8 +269,11 @@ def test_a_preload_that_raises_on_import_is_noted_once_skipped_after_and_never_f
         "import builtins\nprint('tried:', getattr(builtins, 'broken_import_mod_tried', False))\n"
         "print('Validation metric: 0.5')\n" + WRITE_SUBMISSION
     )
+    replies = itertools.count(1)  # each script differs: identical code would be reused, not run again
     llm_env.responder = lambda body: (
-        default_responder(body) if body.get("tool_choice") else TextReply(f"Plan.\n\n```python\n{code}```\n")
+        default_responder(body)
+        if body.get("tool_choice")
+        else TextReply(f"Plan.\n\n```python\n# reply {next(replies)}\n{code}```\n")
     )
     project = make_project(tmp_path / "p", dirty=False)
     events: list = []
