@@ -40,6 +40,7 @@ from ..errors import FatalRunError
 from ..llm.models import model_spec
 from ..llm.thinking import ThinkingShape, lower_effort, thinking_shape
 from ..settings import Settings
+from .card_llm import ToolClient
 from .coder import CoderError, DeltaSink, Proposal, Review, TaskContext
 from .extract import diagnose, extract_plan_and_code, final_stop
 from .node import Direction, ExecInfo, Node, Usage
@@ -94,8 +95,8 @@ class LlmReplyLike(Protocol):
     thinking_blocks: int
 
 
-class LlmClientLike(Protocol):
-    """The two calls of `aide_tui.llm.client.LlmClient` this module relies on."""
+class LlmClientLike(ToolClient, Protocol):
+    """The two calls of `aide_tui.llm.client.LlmClient` this module relies on (`call_tool` as the card reader's)."""
 
     def stream_text(
         self,
@@ -110,19 +111,6 @@ class LlmClientLike(Protocol):
         thinking: dict | None = None,
         effort: str | None = None,
     ) -> LlmReplyLike: ...
-
-    def call_tool(
-        self,
-        *,
-        model: str,
-        system: str,
-        messages: list[dict],
-        tool: dict,
-        max_tokens: int = 1024,
-        cache_ttl: str = "5m",
-        thinking: dict | None = None,
-        effort: str | None = None,
-    ) -> tuple[dict, Usage]: ...
 
 
 # ----------------------------------------------------------------- formatting
